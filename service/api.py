@@ -1,0 +1,65 @@
+"""HTTP routes: parse and validate, call the engine, return JSON. No model, FAISS or file code here."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .errors import IndexUnavailable, InvalidRequest, UnsupportedMediaType
+from .schemas import parse_search, search_args_from_query_string
+
+bp = Blueprint("api", __name__)
+
+
+def _engine():
+    engine = current_app.extensions.get("faq_engine")
+    if engine is None:
+        reason = current_app.extensions.get("faq_engine_error") or "no index is loaded"
+        raise IndexUnavailable(reason)
+    return engine
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_body():
+    """The request body decoded as strict JSON (no NaN/Infinity)."""
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+@bp.post("/search")
+def search_post():
+    """Search with a JSON body ``{"query", "top_k", "min_score"}``."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
+    req = parse_search(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    return jsonify(_engine().search(req.query, req.top_k, req.min_score).to_dict())
+
+
+@bp.get("/search")
+def search_get():
+    """Search with ``?q=…&top_k=…&min_score=…``."""
+    data = search_args_from_query_string(request.args)
+    req = parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"])
+    return jsonify(_engine().search(req.query, req.top_k, req.min_score).to_dict())
+
+
+@bp.get("/faq/<faq_id>")
+def faq_entry(faq_id: str):
+    """The whole FAQ entry with its passages."""
+    return jsonify(_engine().entry(faq_id))
+
+
+@bp.get("/health")
+def health():
+    """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
+    engine = _engine()
+    return jsonify({"status": "ok", "index": engine.summary()})

@@ -1,0 +1,118 @@
+"""The application factory: configuration, the engine (passed in or loaded once), routes and error handling."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "FAQ_MODEL": None,             # model directory or sentence-transformers name (None: the converted e5)
+    "FAQ_INDEX": "index",          # index directory written by scripts/build_index.py
+    "FAQ_MIN_SCORE": None,         # answer threshold; None: the one in the index manifest
+    "FAQ_MAX_QUERY_CHARS": 1000,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+}
+#: Environment variables read by create_app, with the type each is parsed as.
+ENV_TYPES = {"FAQ_MODEL": str, "FAQ_INDEX": str, "FAQ_MIN_SCORE": float, "FAQ_MAX_QUERY_CHARS": int,
+             "FAQ_MAX_BODY_BYTES": int}
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+
+
+def config_from_env(environ: Mapping[str, str] = os.environ) -> dict:
+    """Configuration values given as environment variables."""
+    out: dict[str, Any] = {}
+    for name, kind in ENV_TYPES.items():
+        if environ.get(name):
+            try:
+                value = kind(environ[name])
+            except ValueError:
+                raise ValueError(f"environment variable {name}={environ[name]!r} is not a valid {kind.__name__}")
+            out["MAX_CONTENT_LENGTH" if name == "FAQ_MAX_BODY_BYTES" else name] = value
+    return out
+
+
+def load_engine(config: Mapping[str, Any]):
+    """Load the model and the index named by ``config`` and join them.
+
+    Raises:
+        ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
+    """
+    from .embedder import SentenceTransformerEmbedder
+    from .engine import SearchEngine
+    from .index_store import load_index
+
+    index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
+    embedder = SentenceTransformerEmbedder(config.get("FAQ_MODEL"))
+    return SearchEngine(embedder, index, answer_threshold=config.get("FAQ_MIN_SCORE"))
+
+
+def _error_response(error: ServiceError):
+    response = jsonify(error.to_dict())
+    response.status_code = error.status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error, Flask's own included, as ``{"error": {"status", "code", "message"}}``."""
+
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError):
+        return _error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        wrapped = ServiceError(error.description or error.name, code=_HTTP_CODES.get(status, "http_error"))
+        wrapped.status = status
+        response = _error_response(wrapped)
+        for key, value in error.get_headers():
+            if key.lower() not in ("content-type", "content-length"):
+                response.headers[key] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unexpected error while handling a request")
+        return _error_response(ServiceError("internal error; the details are in the service log"))
+
+
+def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
+    """Build the Flask app.
+
+    Args:
+        config: overrides, applied after DEFAULTS and the environment.
+        engine: a ready ``SearchEngine`` (tests pass a small one); if None, the model and index named by the
+            configuration are loaded once, now. If that fails the app still starts, answers 503 with the
+            reason, and ``app.extensions["faq_engine_error"]`` holds it.
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_mapping(config_from_env())
+    if config:
+        app.config.from_mapping(config)
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["faq_engine_error"] = None
+    if engine is None:
+        try:
+            engine = load_engine(app.config)
+        except ServiceError as exc:
+            log.error("no search engine: %s", exc.message)
+            app.extensions["faq_engine_error"] = exc.message
+    app.extensions["faq_engine"] = engine
+
+    from .api import bp
+
+    app.register_blueprint(bp)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,218 @@
+"""Reading an FAQ corpus (JSON Lines) and splitting its entries into passages to embed.
+
+Format, one JSON object per line (blank lines are ignored):
+    required: ``id`` (string, no spaces or slashes), ``question`` (non-empty string), ``answer`` (non-empty string)
+    optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings); any other
+    field is kept and returned by ``GET /faq/<id>``.
+In ``answer``, paragraphs are separated by a blank line and a line starting with ``## `` is a sub-heading: each
+sub-section becomes its own passage, whose ``section`` is the heading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REQUIRED = ("id", "question", "answer")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+HEADING = re.compile(r"^##\s+(.+?)\s*$")
+#: Sections longer than this many characters are cut at paragraph boundaries (~400 tokens of French).
+MAX_PASSAGE_CHARS = 1500
+
+
+class CorpusError(ValueError):
+    """A corpus file cannot be used; names the file, the line (1-based, if any) and the reason."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, reason: str):
+        self.path, self.line, self.reason = str(path), line, reason
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One FAQ entry as written in the corpus."""
+
+    id: str
+    question: str
+    answer: str
+    source: str | None = None
+    tags: tuple[str, ...] = ()
+    alt_questions: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The entry as a JSON-ready dict (the shape of the corpus line)."""
+        out = {"id": self.id, "question": self.question, "answer": self.answer}
+        if self.source is not None:
+            out["source"] = self.source
+        out["tags"] = list(self.tags)
+        if self.alt_questions:
+            out["alt_questions"] = list(self.alt_questions)
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A unit of retrieval: one section (or part of one) of an entry's answer."""
+
+    passage_id: str
+    faq_id: str
+    question: str
+    section: str | None
+    text: str
+
+    @property
+    def embed_text(self) -> str:
+        """What gets embedded: the question gives the passage its topic, then the heading and the text."""
+        parts = [self.question]
+        if self.section:
+            parts.append(self.section)
+        parts.append(self.text)
+        return "\n".join(parts)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"passage_id": self.passage_id, "faq_id": self.faq_id, "question": self.question,
+                "section": self.section, "text": self.text}
+
+
+def _text(value, name: str, path, line: int) -> str:
+    if not isinstance(value, str):
+        raise CorpusError(path, line, f"field '{name}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise CorpusError(path, line, f"field '{name}' is empty")
+    return value
+
+
+def _text_list(value, name: str, path, line: int) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise CorpusError(path, line, f"field '{name}' must be a list of strings")
+    return tuple(_text(v, f"{name}[{i}]", path, line) for i, v in enumerate(value))
+
+
+def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
+    """Validate one decoded corpus line and return it as an entry.
+
+    Raises:
+        CorpusError: a required field is missing, empty or of the wrong type, or the id is malformed.
+    """
+    if not isinstance(obj, dict):
+        raise CorpusError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+    for name in REQUIRED:
+        if name not in obj:
+            raise CorpusError(path, line, f"missing required field '{name}'")
+    raw_id = obj["id"]
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    entry_id = _text(raw_id, "id", path, line)
+    if not ID_PATTERN.match(entry_id):
+        raise CorpusError(path, line, f"id {entry_id!r} must be 1-128 characters among letters, digits, "
+                                      "'.', '_', ':', '-', starting with a letter or digit")
+    source = obj.get("source")
+    if source is not None:
+        source = _text(source, "source", path, line)
+    known = {*REQUIRED, "source", "tags", "alt_questions"}
+    return FaqEntry(
+        id=entry_id,
+        question=_text(obj["question"], "question", path, line).strip(),
+        answer=_text(obj["answer"], "answer", path, line).strip(),
+        source=source,
+        tags=_text_list(obj.get("tags", []), "tags", path, line),
+        alt_questions=_text_list(obj.get("alt_questions", []), "alt_questions", path, line),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
+    """Read and validate a JSONL corpus.
+
+    Raises:
+        CorpusError: unreadable file, bad UTF-8 or JSON, a bad entry, a duplicate id, or no entry at all.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(path, None, f"cannot read corpus: {exc.strerror or exc}") from exc
+    entries: list[FaqEntry] = []
+    seen: dict[str, int] = {}
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        if number == 1 and line_bytes.startswith(b"\xef\xbb\xbf"):
+            line_bytes = line_bytes[3:]
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorpusError(path, number, f"not valid UTF-8 (byte {exc.start + 1})") from exc
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
+        entry = parse_entry(obj, path, number)
+        if entry.id in seen:
+            raise CorpusError(path, number, f"duplicate id {entry.id!r} (first on line {seen[entry.id]})")
+        seen[entry.id] = number
+        entries.append(entry)
+    if not entries:
+        raise CorpusError(path, None, "the corpus has no entry")
+    return entries
+
+
+def corpus_checksum(path: str | os.PathLike) -> str:
+    """SHA-256 of the corpus file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _sections(answer: str) -> list[tuple[str | None, list[str]]]:
+    """Split an answer into (heading, paragraphs) pairs; text before the first heading has no heading."""
+    sections: list[tuple[str | None, list[str]]] = [(None, [])]
+    for para in re.split(r"\n\s*\n", answer):
+        para = para.strip()
+        if not para:
+            continue
+        first, _, rest = para.partition("\n")
+        match = HEADING.match(first)
+        if match:
+            sections.append((match.group(1), []))
+            para = rest.strip()
+            if not para:
+                continue
+        sections[-1][1].append(para)
+    return [(h, paras) for h, paras in sections if h is not None or paras]
+
+
+def _chunks(paragraphs: list[str], max_chars: int) -> list[str]:
+    """Group paragraphs into chunks of at most ``max_chars`` (a longer single paragraph stays whole)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    for para in paragraphs:
+        if current and len("\n\n".join([*current, para])) > max_chars:
+            chunks.append("\n\n".join(current))
+            current = []
+        current.append(para)
+    if current:
+        chunks.append("\n\n".join(current))
+    return chunks
+
+
+def split_passages(entries: list[FaqEntry], max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
+    """One passage per answer section (a long section is cut at paragraph boundaries).
+
+    Passage ids are ``<faq_id>#<n>``, numbered from 1 in reading order.
+    """
+    passages: list[Passage] = []
+    for entry in entries:
+        n = 0
+        for heading, paragraphs in _sections(entry.answer):
+            # A heading with no text under it is still a passage: the heading is its text.
+            for chunk in _chunks(paragraphs, max_chars) or [heading or ""]:
+                n += 1
+                passages.append(Passage(f"{entry.id}#{n}", entry.id, entry.question, heading, chunk))
+    return passages

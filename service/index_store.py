@@ -1,0 +1,302 @@
+"""The on-disk index format. Only this module writes or reads index files.
+
+Layout of an index directory (``index/`` by default)::
+
+    index/
+      current -> builds/<index_id>      symlink, swapped atomically by each build
+      builds/<index_id>/
+        manifest.json                   written last; lists every other file with its SHA-256
+        vectors.faiss                   FAISS IndexFlatIP over L2-normalised float32 vectors (IP = cosine)
+        passages.jsonl                  row i describes vector i
+        entries.jsonl                   the corpus entries, for GET /faq/<id>
+
+A build is written into a hidden temporary directory, renamed into ``builds/``, then published by
+replacing the ``current`` symlink with ``os.replace``: a reader sees the old index or the new one, never a
+mix, and a failed build leaves ``current`` untouched. ``load_index`` also accepts a build directory itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import faiss
+import numpy as np
+
+from .corpus import FaqEntry, Passage
+from .errors import IndexMismatch, IndexUnavailable
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+PASSAGES = "passages.jsonl"
+ENTRIES = "entries.jsonl"
+CURRENT = "current"
+BUILDS = "builds"
+#: Older builds kept beside the current one (for rollback and for readers still on them).
+KEEP_OLD_BUILDS = 2
+
+
+class VectorIndex:
+    """Exact inner-product search over L2-normalised vectors (cosine similarity)."""
+
+    def __init__(self, faiss_index: faiss.Index):
+        self._index = faiss_index
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray) -> "VectorIndex":
+        """Build an exact index; ``vectors`` must be (n, d) float32 rows of unit norm."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] == 0:
+            raise ValueError(f"expected a non-empty (n, d) matrix, got shape {vectors.shape}")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            raise ValueError("vectors must be L2-normalised (inner product = cosine)")
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        return cls(index)
+
+    @property
+    def dimension(self) -> int:
+        return self._index.d
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows for each query.
+
+        Args:
+            queries: (m, d) float32, L2-normalised.
+            k: number of neighbours; capped at the index size.
+        Returns:
+            ``(scores, ids)``, each (m, min(k, n)), best first; scores are cosine similarities.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        k = min(int(k), len(self))
+        return self._index.search(queries, k)
+
+
+@dataclass
+class StoredIndex:
+    """A loaded index: its manifest, vectors, passages (row-aligned) and entries by id."""
+
+    path: Path
+    manifest: dict
+    vectors: VectorIndex
+    passages: list[Passage]
+    entries: dict[str, FaqEntry]
+
+    @property
+    def index_id(self) -> str:
+        return self.manifest["index_id"]
+
+    def check_model(self, model_id: str, dimension: int) -> None:
+        """Refuse an index built for another model.
+
+        Raises:
+            IndexMismatch: model name or dimension differ; the message says what to run.
+        """
+        built = self.manifest["model"]
+        if built["name"] != model_id or built["dimension"] != dimension:
+            raise IndexMismatch(
+                f"index {self.path} was built with model {built['name']!r} (dimension {built['dimension']}) "
+                f"but the service uses {model_id!r} (dimension {dimension}). Rebuild it with "
+                f"`python scripts/build_index.py --model <that model> --out <index dir>`, or set FAQ_MODEL "
+                f"to the model the index was built with."
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that shape the vectors and the index file."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "faiss": faiss.__version__, "numpy": np.__version__}
+    for dist in ("sentence-transformers", "transformers", "torch", "tokenizers"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def new_index_id(corpus_sha256: str, model_name: str) -> str:
+    """A sortable id: UTC build time plus a short hash of what went in."""
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000)) + f"{now // 1000 % 1_000_000:06d}Z"
+    digest = hashlib.sha256(f"{corpus_sha256}\0{model_name}\0{now}".encode()).hexdigest()[:8]
+    return f"{stamp}-{digest}"
+
+
+def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[Passage],
+                entries: list[FaqEntry], manifest: dict) -> dict:
+    """Write a new build and publish it atomically as ``out_dir/current``.
+
+    Args:
+        out_dir: the index directory (created if missing).
+        vectors: (n, d) float32, L2-normalised, row i for ``passages[i]``.
+        passages: the passages, row-aligned with ``vectors``.
+        entries: the corpus entries.
+        manifest: fields describing the build (``index_id``, ``model``, ``corpus``, …); format version,
+            counts, file checksums and library versions are added here.
+    Returns:
+        The manifest as written.
+    """
+    if len(vectors) != len(passages):
+        raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
+    out = Path(out_dir)
+    builds = out / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    index_id = manifest["index_id"]
+    final = builds / index_id
+    if final.exists():
+        raise FileExistsError(f"build {final} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{index_id}-", dir=builds))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+        vector_index = VectorIndex.from_vectors(vectors)
+        faiss.write_index(vector_index._index, str(tmp / VECTORS))
+        with open(tmp / VECTORS, "rb+") as fh:
+            os.fsync(fh.fileno())
+        _write_jsonl(tmp / PASSAGES, (p.to_dict() for p in passages))
+        _write_jsonl(tmp / ENTRIES, (e.to_dict() for e in entries))
+        full = {
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "metric": "inner_product",
+            "normalized": True,
+            "faiss": {"type": "IndexFlatIP", "ntotal": len(vector_index)},
+            "counts": {"entries": len(entries), "passages": len(passages)},
+            "files": {name: _sha256(tmp / name) for name in (VECTORS, PASSAGES, ENTRIES)},
+            "versions": library_versions(),
+        }
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+            json.dump(full, fh, ensure_ascii=False, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        tmp.rename(final)
+        _fsync_dir(builds)
+        link_tmp = out / f".{CURRENT}.tmp-{os.getpid()}"
+        if link_tmp.is_symlink() or link_tmp.exists():
+            link_tmp.unlink()
+        os.symlink(Path(BUILDS) / index_id, link_tmp)
+        os.replace(link_tmp, out / CURRENT)
+        _fsync_dir(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(builds, keep=final)
+    return full
+
+
+def _prune(builds: Path, keep: Path) -> None:
+    """Remove old builds beyond KEEP_OLD_BUILDS (and stale temporary dirs of crashed builds)."""
+    done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    for old in [p for p in done if p != keep][KEEP_OLD_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
+    cutoff = time.time() - 24 * 3600
+    for stale in builds.glob(".tmp-*"):
+        if stale.stat().st_mtime < cutoff:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve(index_dir: str | os.PathLike) -> Path:
+    """The build directory an index path points to: ``index_dir/current`` or ``index_dir`` itself."""
+    path = Path(index_dir)
+    if (path / MANIFEST).is_file():
+        return path
+    current = path / CURRENT
+    if current.exists():
+        return current.resolve()
+    raise IndexUnavailable(f"no index at {path}: build one with `python scripts/build_index.py --out {path}` "
+                           f"(or `make index`)")
+
+
+def read_manifest(index_dir: str | os.PathLike) -> dict:
+    """The manifest of the build ``index_dir`` points to."""
+    build = resolve(index_dir)
+    try:
+        return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexUnavailable(f"unreadable manifest in {build}: {exc}") from exc
+
+
+def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex:
+    """Load and check a build.
+
+    Raises:
+        IndexUnavailable: missing, from another format version, truncated or corrupted (checksums), or
+            inconsistent (counts, dimension).
+    """
+    build = resolve(index_dir)
+    manifest = read_manifest(build)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexUnavailable(f"index {build} has format version {manifest.get('format_version')}, this service "
+                               f"reads version {FORMAT_VERSION}: rebuild it with `python scripts/build_index.py`")
+    try:
+        if verify:
+            for name, digest in manifest["files"].items():
+                if _sha256(build / name) != digest:
+                    raise IndexUnavailable(f"index file {build / name} does not match its manifest checksum "
+                                           "(truncated or modified): rebuild the index")
+        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)))
+        passages = [Passage(**json.loads(line))
+                    for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line]
+        entries = {}
+        for line in (build / ENTRIES).read_text(encoding="utf-8").splitlines():
+            if line:
+                obj = json.loads(line)
+                entries[obj["id"]] = _entry_from_dict(obj)
+    except IndexUnavailable:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexUnavailable(f"cannot read index {build}: {exc}") from exc
+    if len(vectors) != len(passages) or len(passages) != manifest["counts"]["passages"]:
+        raise IndexUnavailable(f"index {build} is inconsistent: {len(vectors)} vectors, {len(passages)} passages, "
+                               f"manifest says {manifest['counts']['passages']}")
+    if vectors.dimension != manifest["model"]["dimension"]:
+        raise IndexUnavailable(f"index {build} holds {vectors.dimension}-d vectors, manifest says "
+                               f"{manifest['model']['dimension']}")
+    return StoredIndex(build, manifest, vectors, passages, entries)
+
+
+def _entry_from_dict(obj: dict) -> FaqEntry:
+    known = {"id", "question", "answer", "source", "tags", "alt_questions"}
+    return FaqEntry(id=obj["id"], question=obj["question"], answer=obj["answer"], source=obj.get("source"),
+                    tags=tuple(obj.get("tags", ())), alt_questions=tuple(obj.get("alt_questions", ())),
+                    extra={k: v for k, v in obj.items() if k not in known})

@@ -1,0 +1,123 @@
+"""Shared fixtures: a fast fake embedder and small indexes for most tests; the real model for the slow tier."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from service import create_app  # noqa: E402
+from service.build import build_index  # noqa: E402
+from service.engine import SearchEngine  # noqa: E402
+from service.index_store import load_index  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+MINI_CORPUS = DATA / "mini_faq.jsonl"
+CHORUS_CORPUS = ROOT / "corpus" / "chorus_pro_faq.jsonl"
+MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words embedder: shared (accent-folded) words give high cosine. Fast, no model."""
+
+    model_id = "test/hashing-embedder"
+    dimension = 384
+    prompts = {"query": "", "passage": ""}
+
+    def __init__(self):
+        self.calls: list[tuple[int, str]] = []
+
+    def _word_vector(self, word: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        return np.random.default_rng(seed).standard_normal(self.dimension)
+
+    def encode(self, texts, kind="query", batch_size=32, show_progress=False):
+        self.calls.append((len(texts), kind))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+            words = re.findall(r"[a-z0-9]{3,}", folded) or ["<empty>"]
+            vec = sum(self._word_vector(w) for w in words)
+            out[i] = vec / np.linalg.norm(vec)
+        return out
+
+    def prompt_for(self, kind):
+        return ""
+
+
+@pytest.fixture
+def fake_embedder():
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def make_index(tmp_path, fake_embedder):
+    """Factory: build an index of a corpus (default the mini corpus) with the fake embedder."""
+
+    def _make(corpus=MINI_CORPUS, out=None, **kwargs):
+        out = out or tmp_path / "index"
+        build_index(corpus, out, fake_embedder, show_progress=False, **kwargs)
+        return out
+
+    return _make
+
+
+@pytest.fixture
+def engine(make_index, fake_embedder):
+    return SearchEngine(fake_embedder, load_index(make_index()))
+
+
+@pytest.fixture
+def app(engine):
+    return create_app({"TESTING": True}, engine=engine)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The one error shape: JSON ``{"error": {"status", "code", "message"}}``, no traceback."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert err["status"] == status
+    assert err["code"] == code
+    assert isinstance(err["message"], str) and err["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return err
+
+
+# ---- slow tier: the real converted model, loaded once per session ----
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from service.embedder import SentenceTransformerEmbedder
+
+    if not (MODEL_DIR / "faq_model.json").is_file():
+        pytest.fail(f"{MODEL_DIR} is missing: run `make model` (make test does it)")
+    return SentenceTransformerEmbedder(str(MODEL_DIR))
+
+
+@pytest.fixture(scope="session")
+def real_index_dir(tmp_path_factory, real_embedder):
+    out = tmp_path_factory.mktemp("chorus-index")
+    build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_engine(real_embedder, real_index_dir):
+    return SearchEngine(real_embedder, load_index(real_index_dir))

@@ -1,0 +1,183 @@
+"""The HTTP contract with a small engine (fake embedder): results, errors in one shape, odd but valid queries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import assert_error
+from service import create_app
+
+
+def test_search_contract(client):
+    r = client.post("/search", json={"query": "transférer le rôle de gestionnaire principal", "top_k": 3})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert list(body) == ["query", "answered", "min_score", "results", "index", "took_ms"]
+    assert body["query"] == "transférer le rôle de gestionnaire principal"
+    assert isinstance(body["answered"], bool) and isinstance(body["took_ms"], float)
+    assert body["index"]["model"] == "test/hashing-embedder" and body["index"]["id"]
+    results = body["results"]
+    assert len(results) == 3
+    assert [r["rank"] for r in results] == [1, 2, 3]
+    assert all(set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section"} for r in results)
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert results[0]["faq_id"] == "gestionnaire"
+    assert results[0]["section"] in ("Si le gestionnaire est encore présent", "Si le gestionnaire a quitté la structure")
+
+
+def test_one_passage_per_entry_and_top_k(client):
+    body = client.post("/search", json={"query": "gestionnaire", "top_k": 50}).get_json()
+    ids = [r["faq_id"] for r in body["results"]]
+    assert len(ids) == len(set(ids)) == 4  # 4 entries, 5 passages: never two passages of one entry
+    body = client.post("/search", json={"query": "gestionnaire"}).get_json()
+    assert len(body["results"]) == 4  # default top_k is 5, capped by the number of entries
+    assert len(client.post("/search", json={"query": "facture", "top_k": 1}).get_json()["results"]) == 1
+
+
+def test_answered_follows_min_score(client):
+    low = client.post("/search", json={"query": "lien d'activation", "min_score": -1}).get_json()
+    high = client.post("/search", json={"query": "lien d'activation", "min_score": 1}).get_json()
+    assert low["answered"] is True and low["min_score"] == -1
+    assert high["answered"] is False and high["min_score"] == 1
+    assert high["results"], "suggestions are returned even when not answered"
+    best = low["results"][0]["score"]
+    assert client.post("/search", json={"query": "lien d'activation", "min_score": best}).get_json()["answered"]
+
+
+def test_default_threshold_comes_from_manifest_or_config(engine):
+    assert engine.answer_threshold == engine.index.manifest["answer_threshold"]
+    app = create_app({"TESTING": True}, engine=engine)
+    assert app.test_client().get("/health").get_json()["index"]["answer_threshold"] == engine.answer_threshold
+
+
+def test_get_search(client):
+    r = client.get("/search?q=cr%C3%A9er+mon+compte&top_k=2")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["query"] == "créer mon compte" and len(body["results"]) == 2
+    assert body["results"][0]["faq_id"] == "compte"
+
+
+def test_faq_entry_and_health(client):
+    entry = client.get("/faq/gestionnaire").get_json()
+    assert entry["id"] == "gestionnaire" and entry["question"].startswith("Comment transférer")
+    assert [p["passage_id"] for p in entry["passages"]] == ["gestionnaire#1", "gestionnaire#2"]
+    assert client.get("/faq/factures").get_json()["theme"] == "factures"
+    assert_error(client.get("/faq/nope"), 404, "faq_not_found")
+    health = client.get("/health")
+    assert health.status_code == 200
+    h = health.get_json()
+    assert h["status"] == "ok" and h["index"]["entries"] == 4 and h["index"]["passages"] == 5
+    assert h["index"]["model"] == "test/hashing-embedder" and h["index"]["dimension"] == 384
+
+
+def test_no_index_gives_503_everywhere(tmp_path):
+    app = create_app({"TESTING": True, "FAQ_INDEX": str(tmp_path / "missing")})
+    client = app.test_client()
+    err = assert_error(client.get("/health"), 503, "index_unavailable")
+    assert "build_index.py" in err["message"]
+    assert_error(client.post("/search", json={"query": "bonjour"}), 503, "index_unavailable")
+    assert_error(client.get("/faq/compte"), 503, "index_unavailable")
+
+
+LONG = "a" * 1001
+BAD_REQUESTS = [
+    # (id, method, path, kwargs, status, code)
+    ("malformed json", "post", "/search", {"data": '{"query": "x"', "content_type": "application/json"}, 400, "invalid_json"),
+    ("nan constant", "post", "/search", {"data": '{"query": "x", "min_score": NaN}', "content_type": "application/json"}, 400, "invalid_json"),
+    ("not utf-8", "post", "/search", {"data": b'{"query": "caf\xe9"}', "content_type": "application/json"}, 400, "invalid_json"),
+    ("empty body", "post", "/search", {"data": b"", "content_type": "application/json"}, 400, "invalid_json"),
+    ("form content type", "post", "/search", {"data": "query=x", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+    ("text content type", "post", "/search", {"data": '{"query": "x"}', "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ("no content type", "post", "/search", {"data": '{"query": "x"}'}, 415, "unsupported_media_type"),
+    ("body too large", "post", "/search", {"json": {"query": "x" * 70000}}, 413, "payload_too_large"),
+    ("array body", "post", "/search", {"json": ["query"]}, 400, "invalid_body"),
+    ("missing query", "post", "/search", {"json": {"top_k": 3}}, 400, "missing_query"),
+    ("empty query", "post", "/search", {"json": {"query": ""}}, 400, "empty_query"),
+    ("whitespace query", "post", "/search", {"json": {"query": " \t\n\u00a0 "}}, 400, "empty_query"),
+    ("query too long", "post", "/search", {"json": {"query": LONG}}, 400, "query_too_long"),
+    ("query not a string", "post", "/search", {"json": {"query": 42}}, 400, "invalid_type"),
+    ("query null", "post", "/search", {"json": {"query": None}}, 400, "invalid_type"),
+    ("query list", "post", "/search", {"json": {"query": ["a"]}}, 400, "invalid_type"),
+    ("top_k string", "post", "/search", {"json": {"query": "x", "top_k": "5"}}, 400, "invalid_type"),
+    ("top_k float", "post", "/search", {"json": {"query": "x", "top_k": 2.5}}, 400, "invalid_type"),
+    ("top_k bool", "post", "/search", {"json": {"query": "x", "top_k": True}}, 400, "invalid_type"),
+    ("top_k zero", "post", "/search", {"json": {"query": "x", "top_k": 0}}, 400, "out_of_range"),
+    ("top_k negative", "post", "/search", {"json": {"query": "x", "top_k": -3}}, 400, "out_of_range"),
+    ("top_k too big", "post", "/search", {"json": {"query": "x", "top_k": 51}}, 400, "out_of_range"),
+    ("min_score string", "post", "/search", {"json": {"query": "x", "min_score": "high"}}, 400, "invalid_type"),
+    ("min_score too big", "post", "/search", {"json": {"query": "x", "min_score": 1.5}}, 400, "out_of_range"),
+    ("unknown field", "post", "/search", {"json": {"query": "x", "topk": 3}}, 400, "unknown_field"),
+    ("get without q", "get", "/search", {}, 400, "missing_query"),
+    ("get empty q", "get", "/search?q=%20", {}, 400, "empty_query"),
+    ("get top_k text", "get", "/search?q=x&top_k=dix", {}, 400, "invalid_type"),
+    ("get top_k 0", "get", "/search?q=x&top_k=0", {}, 400, "out_of_range"),
+    ("get min_score inf", "get", "/search?q=x&min_score=inf", {}, 400, "out_of_range"),
+    ("get unknown param", "get", "/search?q=x&lang=fr", {}, 400, "unknown_field"),
+    ("unknown path", "get", "/nope", {}, 404, "not_found"),
+    ("wrong method search", "put", "/search", {"json": {"query": "x"}}, 405, "method_not_allowed"),
+    ("wrong method health", "post", "/health", {}, 405, "method_not_allowed"),
+]
+
+
+@pytest.mark.parametrize("method,path,kwargs,status,code", [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_requests_get_one_error_shape(client, method, path, kwargs, status, code):
+    err = assert_error(getattr(client, method)(path, **kwargs), status, code)
+    if code in ("invalid_type", "out_of_range", "missing_query", "empty_query", "query_too_long"):
+        assert err["field"] in ("query", "top_k", "min_score")
+
+
+def test_405_keeps_the_allow_header(client):
+    r = client.put("/search", json={"query": "x"})
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+@pytest.mark.parametrize("query", [
+    "créer un compte ça coûte ?", "CREER UN COMPTE", "creer un compte", "facture 💶🧾 sous-traitant",
+    'le "gestionnaire" l\'a dit', "<script>alert('x')</script> lien d'activation", "compte\u0000\u0007\u001b",
+    "compte Счёт 账户 حساب", "\ud83d lien", "  espaces   partout\t", "‮inversé", "a",
+])
+def test_odd_queries_are_searched_not_rejected(client, query):
+    # json.dumps escapes non-ASCII, so a lone surrogate travels as "\\ud83d", as a JSON client may send it.
+    r = client.post("/search", data=json.dumps({"query": query}), content_type="application/json")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["results"] and body["query"]
+
+
+def test_query_is_stripped_and_charset_parameter_is_accepted(client):
+    r = client.post("/search", data=json.dumps({"query": "  compte  "}),
+                    content_type="application/json; charset=utf-8")
+    assert r.status_code == 200 and r.get_json()["query"] == "compte"
+
+
+def test_unexpected_errors_are_500_json_without_traceback(engine, caplog):
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    engine.search = boom
+    client = create_app({"TESTING": True}, engine=engine).test_client()
+    err = assert_error(client.post("/search", json={"query": "compte"}), 500, "internal_error")
+    assert "secret" not in err["message"]
+    assert any("unexpected error" in rec.message and rec.exc_info for rec in caplog.records)
+
+
+def test_limits_are_configurable(engine):
+    client = create_app({"TESTING": True, "FAQ_MAX_QUERY_CHARS": 10, "MAX_CONTENT_LENGTH": 100},
+                        engine=engine).test_client()
+    assert_error(client.post("/search", json={"query": "x" * 11}), 400, "query_too_long")
+    assert_error(client.post("/search", json={"query": "x" * 200}), 413, "payload_too_large")
+    assert client.post("/search", json={"query": "x" * 10}).status_code == 200
+
+
+def test_environment_configures_the_app(engine, monkeypatch):
+    monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "5")
+    monkeypatch.setenv("FAQ_MIN_SCORE", "0.5")
+    app = create_app({"TESTING": True}, engine=engine)
+    assert app.config["FAQ_MAX_QUERY_CHARS"] == 5 and app.config["FAQ_MIN_SCORE"] == 0.5
+    monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "many")
+    with pytest.raises(ValueError, match="FAQ_MAX_QUERY_CHARS"):
+        create_app({"TESTING": True}, engine=engine)

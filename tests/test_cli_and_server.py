@@ -1,0 +1,97 @@
+"""The scripts and the server as an operator runs them: build_index.py, then python -m service over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import MINI_CORPUS, MODEL_DIR, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=600, **kwargs)
+
+
+def test_build_index_cli(tmp_path):
+    out = tmp_path / "idx"
+    done = _run(["scripts/build_index.py", "--corpus", str(MINI_CORPUS), "--out", str(out), "--model", str(MODEL_DIR)])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["counts"] == {"entries": 4, "passages": 5}
+    manifest = json.loads((out / "current" / "manifest.json").read_text())
+    assert manifest["model"]["name"].startswith("intfloat/multilingual-e5-small")
+    assert manifest["model"]["prompts"] == {"query": "query: ", "passage": "passage: "}
+    assert manifest["model"]["dimension"] == 384
+
+
+def test_build_index_cli_reports_corpus_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "question": "Q ?", "answer": "R."}\n{"id": "b", "question": "Q ?"}\n')
+    done = _run(["scripts/build_index.py", "--corpus", str(bad), "--out", str(tmp_path / "idx")])
+    assert done.returncode == 1
+    assert f"corpus error: {bad}:2: missing required field 'answer'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "idx" / "current").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_answers_the_readme_example(real_index_dir):
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--index", str(real_index_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.time() < deadline, "server did not start"
+                time.sleep(0.5)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/search",
+            data=json.dumps({"query": "notre admin est parti sans passer la main"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = json.loads(r.read())
+        assert body["results"][0]["faq_id"] == "chorus-pro-4"
+        assert 0 < body["results"][0]["score"] <= 1
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/search?q=", timeout=10)
+        assert info.value.code == 400 and json.loads(info.value.read())["error"]["code"] == "empty_query"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+
+
+def test_server_refuses_to_start_without_index(tmp_path):
+    done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(tmp_path / "none")])
+    assert done.returncode == 2
+    assert "build_index.py" in done.stderr
+
+
+def test_server_refuses_an_index_built_for_another_model(make_index):
+    done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(make_index())])
+    assert done.returncode == 2
+    assert "test/hashing-embedder" in done.stderr and "build_index.py" in done.stderr

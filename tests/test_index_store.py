@@ -1,0 +1,138 @@
+"""The index format: FAISS against brute force, manifest checks, atomic publication, corruption detection."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import MINI_CORPUS
+from service import index_store
+from service.build import build_index
+from service.corpus import CorpusError
+from service.errors import IndexMismatch, IndexUnavailable
+from service.index_store import VectorIndex, load_index, resolve
+
+
+def _unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n,d,k", [(1, 8, 1), (50, 16, 5), (1000, 64, 10), (300, 384, 50)])
+def test_search_matches_numpy_brute_force(n, d, k):
+    rng = np.random.default_rng(n * d + k)
+    base, queries = _unit(rng, n, d), _unit(rng, 20, d)
+    scores, ids = VectorIndex.from_vectors(base).search(queries, k)
+    exact = queries @ base.T
+    expected_ids = np.argsort(-exact, axis=1, kind="stable")[:, :min(k, n)]
+    expected_scores = np.take_along_axis(exact, expected_ids, axis=1)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+    # ids may differ only where two scores tie
+    assert np.all((ids == expected_ids) | np.isclose(np.take_along_axis(exact, ids, axis=1), expected_scores))
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+
+def test_unnormalised_or_empty_vectors_are_refused():
+    with pytest.raises(ValueError, match="L2-normalised"):
+        VectorIndex.from_vectors(np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="non-empty"):
+        VectorIndex.from_vectors(np.zeros((0, 4), dtype=np.float32))
+
+
+def test_round_trip_and_manifest(make_index, fake_embedder):
+    out = make_index()
+    stored = load_index(out)
+    m = stored.manifest
+    assert m["format_version"] == index_store.FORMAT_VERSION
+    assert m["model"] == {"name": fake_embedder.model_id, "dimension": 384, "prompts": {"query": "", "passage": ""}}
+    assert m["metric"] == "inner_product" and m["normalized"] is True
+    assert m["counts"] == {"entries": 4, "passages": 5}
+    assert m["corpus"]["file"] == "mini_faq.jsonl" and len(m["corpus"]["sha256"]) == 64
+    assert {"faiss", "numpy", "python"} <= set(m["versions"])
+    assert set(m["files"]) == {"vectors.faiss", "passages.jsonl", "entries.jsonl"}
+    assert (out / "current").is_symlink()
+    assert [p.passage_id for p in stored.passages][:3] == ["compte#1", "activation#1", "gestionnaire#1"]
+    assert stored.entries["factures"].extra == {"theme": "factures"}
+    # One batched encode call for the whole corpus, with the passage prompt.
+    assert fake_embedder.calls == [(5, "passage")]
+
+
+def test_index_for_another_model_is_refused_with_what_to_run(make_index):
+    stored = load_index(make_index())
+    with pytest.raises(IndexMismatch, match="scripts/build_index.py") as info:
+        stored.check_model("intfloat/multilingual-e5-small", 384)
+    assert info.value.status == 503 and info.value.code == "index_model_mismatch"
+    with pytest.raises(IndexMismatch, match="dimension 128"):
+        stored.check_model("test/hashing-embedder", 128)
+    stored.check_model("test/hashing-embedder", 384)  # the right model passes
+
+
+def test_a_build_that_fails_midway_leaves_the_previous_index(make_index, monkeypatch, tmp_path):
+    out = make_index()
+    before = load_index(out).index_id
+    calls = {"n": 0}
+    real_write = index_store._write_jsonl
+
+    def failing_write(path, rows):
+        calls["n"] += 1
+        real_write(path, rows)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(index_store, "_write_jsonl", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        make_index(out=out)
+    assert calls["n"] == 1
+    monkeypatch.undo()
+    assert load_index(out).index_id == before
+    assert not [p for p in (out / "builds").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_corpus_error_stops_the_build_before_anything_is_written(make_index, tmp_path, fake_embedder):
+    out = make_index()
+    before = os.readlink(out / "current")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(MINI_CORPUS.read_text(encoding="utf-8") + '{"id": "compte", "question": "Q", "answer": "R"}\n')
+    with pytest.raises(CorpusError, match="bad.jsonl:6: duplicate id 'compte'"):
+        build_index(bad, out, fake_embedder)
+    assert os.readlink(out / "current") == before
+    assert len(list((out / "builds").iterdir())) == 1
+
+
+def test_rebuild_switches_current_and_prunes_old_builds(make_index):
+    out = make_index()
+    ids = [load_index(out).index_id]
+    for _ in range(4):
+        make_index(out=out)
+        ids.append(load_index(out).index_id)
+    assert len(set(ids)) == 5
+    assert resolve(out).name == ids[-1]
+    kept = sorted(p.name for p in (out / "builds").iterdir())
+    assert kept == sorted(ids[-1 - index_store.KEEP_OLD_BUILDS:])
+
+
+@pytest.mark.parametrize("damage", ["truncate_vectors", "edit_passages", "drop_manifest", "old_format"])
+def test_damaged_index_is_refused(make_index, damage):
+    build = resolve(make_index())
+    if damage == "truncate_vectors":
+        data = (build / "vectors.faiss").read_bytes()
+        (build / "vectors.faiss").write_bytes(data[: len(data) // 2])
+    elif damage == "edit_passages":
+        with open(build / "passages.jsonl", "a", encoding="utf-8") as fh:
+            fh.write("{}\n")
+    elif damage == "drop_manifest":
+        (build / "manifest.json").unlink()
+    else:
+        manifest = json.loads((build / "manifest.json").read_text())
+        manifest["format_version"] = 99
+        (build / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexUnavailable) as info:
+        load_index(build.parent.parent)
+    assert info.value.status == 503
+
+
+def test_missing_index_says_what_to_run(tmp_path):
+    with pytest.raises(IndexUnavailable, match="build_index.py"):
+        load_index(tmp_path / "nothing")
