@@ -52,8 +52,7 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
         "index_id": new_index_id(checksum, embedder.model_id),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": {"name": embedder.model_id, "dimension": embedder.dimension,
-                  "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}
-                  if hasattr(embedder, "prompt_for") else dict(embedder.prompts)},
+                  "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}},
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
         "passage_text": "question\\n[section heading\\n]section text",
         "answer_threshold": answer_threshold,

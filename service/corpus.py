@@ -10,12 +10,13 @@ sub-section becomes its own passage, whose ``section`` is the heading.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .files import sha256_file
 
 REQUIRED = ("id", "question", "answer")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -167,7 +168,7 @@ def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
 
 def corpus_checksum(path: str | os.PathLike) -> str:
     """SHA-256 of the corpus file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def _sections(answer: str) -> list[tuple[str | None, list[str]]]:

@@ -52,6 +52,10 @@ class Embedder(Protocol):
         """(n, dimension) float32, L2-normalised; ``kind`` is ``"query"`` or ``"passage"``."""
         ...
 
+    def prompt_for(self, kind: str) -> str:
+        """The text prepended to texts of this kind ("" if none)."""
+        ...
+
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU, loaded once."""

