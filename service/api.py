@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .errors import IndexUnavailable, InvalidRequest, UnsupportedMediaType
+from .errors import IndexUnavailable, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from .schemas import parse_search, search_args_from_query_string
 
 bp = Blueprint("api", __name__)
@@ -27,6 +27,10 @@ def _reject_constant(name: str):
 def _json_body():
     """The request body decoded as strict JSON (no NaN/Infinity)."""
     raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(raw) >= limit:
+        # A chunked body (no Content-Length) is cut at the limit by Werkzeug rather than refused.
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:

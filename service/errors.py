@@ -38,6 +38,13 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
+class PayloadTooLarge(ServiceError):
+    """The body is over the configured size limit (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
 class NotFound(ServiceError):
     """No such route or FAQ entry (404)."""
 

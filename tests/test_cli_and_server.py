@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -79,6 +80,14 @@ def test_server_answers_the_readme_example(real_index_dir):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/search?q=", timeout=10)
         assert info.value.code == 400 and json.loads(info.value.read())["error"]["code"] == "empty_query"
+        # A chunked body (no Content-Length) over the limit is refused too, not truncated into bad JSON.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        big = json.dumps({"query": "x" * 100_000}).encode()
+        conn.request("POST", "/search", body=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "payload_too_large"
+        conn.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
