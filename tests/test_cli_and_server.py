@@ -19,9 +19,11 @@ from conftest import MINI_CORPUS, MODEL_DIR, ROOT
 pytestmark = pytest.mark.slow
 
 
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FAQ_MODEL": str(MODEL_DIR)}
+
+
 def _run(args, **kwargs):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=ENV,
                           timeout=600, **kwargs)
 
 
@@ -55,9 +57,8 @@ def _free_port() -> int:
 
 def test_server_answers_the_readme_example(real_index_dir):
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--index", str(real_index_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 180
         while True:
