@@ -15,8 +15,10 @@ bp = Blueprint("api", __name__)
 def _engine():
     engine = current_app.extensions.get("faq_engine")
     if engine is None:
-        reason = current_app.extensions.get("faq_engine_error") or "no index is loaded"
-        raise IndexUnavailable(reason)
+        failure = current_app.extensions.get("faq_engine_failure")
+        if failure is not None:  # a fresh instance each time, so tracebacks do not pile up on one object
+            raise type(failure)(failure.message, code=failure.code)
+        raise IndexUnavailable("no index is loaded")
     return engine
 
 

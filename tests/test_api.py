@@ -74,6 +74,14 @@ def test_faq_entry_and_health(client):
     assert h["index"]["model"] == "test/hashing-embedder" and h["index"]["dimension"] == 384
 
 
+def test_missing_model_gives_503_with_its_own_code(make_index, tmp_path):
+    app = create_app({"TESTING": True, "FAQ_INDEX": str(make_index()), "FAQ_MODEL": str(tmp_path / "no-model")})
+    client = app.test_client()
+    err = assert_error(client.get("/health"), 503, "model_unavailable")
+    assert "no-model" in err["message"]
+    assert_error(client.post("/search", json={"query": "bonjour"}), 503, "model_unavailable")
+
+
 def test_no_index_gives_503_everywhere(tmp_path):
     app = create_app({"TESTING": True, "FAQ_INDEX": str(tmp_path / "missing")})
     client = app.test_client()
