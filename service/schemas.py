@@ -26,7 +26,7 @@ class SearchRequest(BaseModel):
 
 _TYPE_ERRORS = {"string_type", "int_type", "float_type", "bool_type", "model_type", "dict_type",
                 "int_from_float", "float_parsing", "int_parsing"}
-_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"}
 
 
 def _clean_text(text: str) -> str:
@@ -55,7 +55,7 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
         if kind == "extra_forbidden":
             raise InvalidRequest(f"unknown field '{field}'; accepted: query, top_k, min_score",
                                  code="unknown_field", field=field) from None
-        if kind in _RANGE_ERRORS or kind == "finite_number":
+        if kind in _RANGE_ERRORS:
             limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from -1 to 1"}
             raise InvalidRequest(f"'{field}' must be {limits.get(field, 'in range')}", code="out_of_range",
                                  field=field) from None
