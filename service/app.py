@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask, jsonify
@@ -47,13 +48,18 @@ def load_engine(config: Mapping[str, Any]):
     Raises:
         ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
     """
-    from .embedder import SentenceTransformerEmbedder
+    from .embedder import SentenceTransformerEmbedder, default_model, model_id_for
     from .engine import SearchEngine
     from .index_store import load_index
 
     index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
-    embedder = SentenceTransformerEmbedder(config.get("FAQ_MODEL"))
-    return SearchEngine(embedder, index, answer_threshold=config.get("FAQ_MIN_SCORE"))
+    model = config.get("FAQ_MODEL") or default_model()
+    tuned = index.manifest["model"].get("finetuned")
+    if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():
+        # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
+        model = tuned["path"]
+    embedder = SentenceTransformerEmbedder(model)
+    return SearchEngine(embedder, index, scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")})
 
 
 def _error_response(error: ServiceError):

@@ -1,4 +1,4 @@
-"""Building an index from a corpus: read, split into passages, embed with the passage prompt, write."""
+"""Building an index from a corpus: read, split into passages, embed every representation of each entry, write."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import sys
 import time
 from pathlib import Path
 
-from .corpus import corpus_checksum, load_corpus, split_passages
-from .embedder import Embedder, SentenceTransformerEmbedder
-from .engine import FALLBACK_ANSWER_THRESHOLD
+import numpy as np
+
+from .corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
+from .embedder import REPO_ROOT, Embedder, SentenceTransformerEmbedder, default_model, model_id_for
+from .finetune import FinetuneSettings, finetune_model
 from .index_store import new_index_id, write_index
+from .scoring import Scoring
 
 log = logging.getLogger(__name__)
 
 
 def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: str | Embedder | None = None,
-                batch_size: int = 32, show_progress: bool | None = None,
-                answer_threshold: float = FALLBACK_ANSWER_THRESHOLD) -> dict:
+                batch_size: int = 32, show_progress: bool | None = None, scoring: Scoring | None = None,
+                kinds: tuple[str, ...] = tuple(ROW_KINDS), passage_text: str = "question_answer",
+                finetune: FinetuneSettings | None = None, finetune_root: str | os.PathLike | None = None) -> dict:
     """Build and atomically publish an index of ``corpus`` under ``out_dir``.
 
     Args:
@@ -27,7 +31,14 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
         model: an embedder, or a model directory / sentence-transformers name (default ``FAQ_MODEL``).
         batch_size: passages per encoding batch.
         show_progress: progress bar while embedding (default: when stderr is a terminal).
-        answer_threshold: default cosine at which a best result counts as an answer, stored in the manifest.
+        scoring: fusion weights, calibration and answer decision stored in the manifest (default: ``Scoring()``,
+            fitted on covid_quebec_fr).
+        kinds: which representations to index (see ``corpus.entry_rows``); all by default.
+        passage_text: ``"question_answer"`` (default) or ``"answer"`` (a baseline for evaluation).
+        finetune: first fine-tune ``model`` on this corpus's own pairs (``service/finetune.py``) and index with
+            the tuned model, saved under ``finetune_root/<corpus checksum>-<settings>`` (default
+            ``models/finetuned``) and reused when it already exists; the manifest names it, and the service
+            loads it in place of its base model.
     Returns:
         The manifest written.
     Raises:
@@ -37,27 +48,69 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
     started = time.time()
     entries = load_corpus(corpus)
     passages = split_passages(entries)
+    checksum = corpus_checksum(corpus)
+    tuned = None
+    if finetune is not None:
+        if model is not None and not isinstance(model, str):
+            raise ValueError("fine-tuning needs a model directory or name, not an embedder object")
+        tuned = _finetuned_model(model or default_model(), entries, checksum, finetune, finetune_root)
+        model = str(tuned["path"])
     embedder = model if model is not None and not isinstance(model, str) else SentenceTransformerEmbedder(model)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
-    log.info("embedding %d passages of %d entries with %s", len(passages), len(entries), embedder.model_id)
+    rows, texts = entry_rows(entries, passages, kinds, passage_text)
+    log.info("embedding %d vectors (%d passages) of %d entries with %s", len(rows), len(passages), len(entries),
+             embedder.model_id)
     t0 = time.perf_counter()
-    vectors = embedder.encode([p.embed_text for p in passages], kind="passage", batch_size=batch_size,
-                              show_progress=show_progress)
+    vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
+    for prompt in ("query", "passage"):
+        picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt]
+        if not picked:
+            continue
+        encoded = embedder.encode([texts[i] for i in picked], kind=prompt, batch_size=batch_size,
+                                  show_progress=show_progress)
+        if encoded.shape != (len(picked), embedder.dimension):
+            raise ValueError(f"embedder returned shape {encoded.shape}, expected {(len(picked), embedder.dimension)}")
+        vectors[picked] = encoded
     embed_seconds = time.perf_counter() - t0
-    if vectors.shape != (len(passages), embedder.dimension):
-        raise ValueError(f"embedder returned shape {vectors.shape}, expected {(len(passages), embedder.dimension)}")
-    checksum = corpus_checksum(corpus)
     manifest = {
         "index_id": new_index_id(checksum, embedder.model_id),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": {"name": embedder.model_id, "dimension": embedder.dimension,
                   "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}},
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
-        "passage_text": "question\\n[section heading\\n]section text",
-        "answer_threshold": answer_threshold,
+        "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
+        "passage_text": ("question\\n[section heading\\n]section text" if passage_text == "question_answer"
+                         else "[section heading\\n]section text"),
+        "lexical": {"method": "bm25s lucene", "stemmer": "snowball french", "unit": "entry"},
+        "scoring": (scoring or Scoring()).to_dict(),
     }
+    if tuned is not None:
+        manifest["model"]["finetuned"] = tuned
+        # Fine-tuning moves every cosine; a calibration fitted for the base model does not hold for it.
+        manifest["scoring"]["calibrated_for"] = tuned["base"]
+        log.warning("the answer threshold was calibrated for %s, not for the fine-tuned model: `answered` is "
+                    "unreliable until refitted on labelled questions (scripts/evaluate.py --fit)", tuned["base"])
     manifest["build_seconds"] = {"embed": round(embed_seconds, 3), "before_write": round(time.time() - started, 3)}
-    written = write_index(out_dir, vectors, passages, entries, manifest)
+    written = write_index(out_dir, vectors, rows, passages, entries, manifest)
     log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
     return written
+
+
+def _finetuned_model(base: str, entries, corpus_sha256: str, settings: FinetuneSettings,
+                     root: str | os.PathLike | None) -> dict:
+    """The fine-tuned model for this corpus and these settings: reused if already made, else trained now."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    key = hashlib.sha256(json.dumps([model_id_for(base), asdict(settings)], sort_keys=True).encode()).hexdigest()
+    out = Path(root or REPO_ROOT / "models" / "finetuned") / f"{corpus_sha256[:12]}-{key[:8]}"
+    if not (out / "faq_model.json").is_file():
+        log.info("fine-tuning %s on the corpus (%s); this takes minutes on a CPU", base, settings)
+        finetune_model(base, entries, out, corpus_sha256, settings)
+    else:
+        log.info("reusing the fine-tuned model %s", out)
+    marker = json.loads((out / "faq_model.json").read_text(encoding="utf-8"))
+    return {"path": str(out.resolve()), "base": marker["base_model"], "settings": marker["settings"],
+            "pairs": marker["pairs"], "train_seconds": marker["train_seconds"]}

@@ -1,11 +1,12 @@
-"""Reading an FAQ corpus (JSON Lines) and splitting its entries into passages to embed.
+"""Reading an FAQ corpus (JSON Lines), splitting its entries into passages, and listing each entry's vectors.
 
 Format, one JSON object per line (blank lines are ignored):
     required: ``id`` (string, no spaces or slashes), ``question`` (non-empty string), ``answer`` (non-empty string)
     optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings); any other
     field is kept and returned by ``GET /faq/<id>``.
 In ``answer``, paragraphs are separated by a blank line and a line starting with ``## `` is a sub-heading: each
-sub-section becomes its own passage, whose ``section`` is the heading.
+sub-section becomes its own passage, whose ``section`` is the heading. The question and each alternative
+question get a vector of their own (``entry_rows``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,64 @@ class Passage:
         """JSON-ready dict."""
         return {"passage_id": self.passage_id, "faq_id": self.faq_id, "question": self.question,
                 "section": self.section, "text": self.text}
+
+
+#: What a vector of an entry represents, and the prompt it is embedded with.
+ROW_KINDS = {"question": "query", "alt_question": "query", "passage": "passage"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One vector of an entry: its question, an alternative question, or an answer passage.
+
+    ``ref`` is the question's text for question kinds and the ``passage_id`` for passages.
+    """
+
+    faq_id: str
+    kind: str
+    ref: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"faq_id": self.faq_id, "kind": self.kind, "ref": self.ref}
+
+
+def entry_rows(entries: list[FaqEntry], passages: list[Passage], kinds: tuple[str, ...] = tuple(ROW_KINDS),
+               passage_text: str = "question_answer") -> tuple[list[Row], list[str]]:
+    """The vectors to index for each entry, in entry order, and the text to embed for each.
+
+    An entry gets one row for its question and one per alternative question (embedded like a user's question,
+    with the query prompt), then one row per answer passage (question, heading and text, with the passage prompt).
+
+    Args:
+        kinds: the kinds of rows to make (evaluation baselines leave some out); passages are always made.
+        passage_text: ``"question_answer"`` (the default) or ``"answer"`` (heading and text only, a baseline).
+    """
+    if passage_text not in ("question_answer", "answer"):
+        raise ValueError(f"passage_text must be 'question_answer' or 'answer', not {passage_text!r}")
+    by_entry: dict[str, list[Passage]] = {}
+    for passage in passages:
+        by_entry.setdefault(passage.faq_id, []).append(passage)
+    rows: list[Row] = []
+    texts: list[str] = []
+    for entry in entries:
+        if "question" in kinds:
+            rows.append(Row(entry.id, "question", entry.question))
+            texts.append(entry.question)
+        if "alt_question" in kinds:
+            for alt in entry.alt_questions:
+                rows.append(Row(entry.id, "alt_question", alt))
+                texts.append(alt)
+        for passage in by_entry.get(entry.id, []):
+            rows.append(Row(entry.id, "passage", passage.passage_id))
+            texts.append(passage.embed_text if passage_text == "question_answer"
+                         else "\n".join(filter(None, [passage.section, passage.text])))
+    return rows, texts
+
+
+def lexical_text(entry: FaqEntry) -> str:
+    """What the lexical leg indexes for an entry: all its questions and its answer."""
+    return "\n".join([entry.question, *entry.alt_questions, entry.answer])
 
 
 def _text(value, name: str, path, line: int) -> str:

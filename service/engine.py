@@ -1,21 +1,26 @@
-"""The search engine: embeds a query once, searches the index once, and shapes the results."""
+"""The search engine: embeds a query once, gathers candidate entries, scores them, decides if one answers."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from .corpus import lexical_text
 from .embedder import Embedder
 from .errors import NotFound
 from .index_store import StoredIndex
+from .lexical import LexicalIndex, LexicalScores
+from .scoring import Scoring
 
-#: Used when neither the request, the configuration nor the manifest gives an answer threshold.
-FALLBACK_ANSWER_THRESHOLD = 0.86
+#: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
+MIN_CANDIDATE_ROWS = 100
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One FAQ entry in a result list, represented by its best passage."""
+    """One FAQ entry in a result list, shown by its best passage, with what made it match."""
 
     rank: int
     score: float
@@ -24,6 +29,7 @@ class SearchResult:
     question: str
     text: str
     section: str | None
+    match: dict
 
 
 @dataclass(frozen=True)
@@ -44,49 +50,122 @@ class SearchResponse:
 
 
 class SearchEngine:
-    """Joins an embedder and a stored index; one instance per process, shared by all requests."""
+    """Joins an embedder, a stored index and its lexical leg; one instance per process, shared by all requests.
 
-    def __init__(self, embedder: Embedder, index: StoredIndex, answer_threshold: float | None = None):
+    Args:
+        embedder: the model the index was built with.
+        index: the loaded index.
+        scoring: overrides of the manifest's scoring settings (None fields keep the manifest's).
+    """
+
+    def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None):
         index.check_model(embedder.model_id, embedder.dimension)
         self.embedder = embedder
         self.index = index
-        if answer_threshold is None:
-            answer_threshold = index.manifest.get("answer_threshold", FALLBACK_ANSWER_THRESHOLD)
-        self.answer_threshold = float(answer_threshold)
-        counts: dict[str, int] = {}
-        for passage in index.passages:
-            counts[passage.faq_id] = counts.get(passage.faq_id, 0) + 1
-        # Searching this many passages always yields top_k distinct entries when they exist.
-        self._max_passages_per_entry = max(counts.values())
+        self.scoring = Scoring.from_dict(index.manifest.get("scoring")).with_overrides(**(scoring or {}))
+        self._entry_ids = list(index.entries)
+        position = {faq_id: i for i, faq_id in enumerate(self._entry_ids)}
+        self._row_entry = np.array([position[row.faq_id] for row in index.rows], dtype=np.int64)
+        self._entry_rows: list[list[int]] = [[] for _ in self._entry_ids]
+        for i, row in enumerate(index.rows):
+            self._entry_rows[position[row.faq_id]].append(i)
+        self._is_question = np.array([row.kind != "passage" for row in index.rows])
+        self._matrix = index.vectors.vectors()
+        self._passages = {p.passage_id: p for p in index.passages}
+        self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
+        self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
+
+    @property
+    def answer_threshold(self) -> float:
+        """Default calibrated score at which the best entry counts as an answer."""
+        return self.scoring.answer_threshold
 
     def search(self, query: str, top_k: int = 5, min_score: float | None = None) -> SearchResponse:
-        """Best passage of each of the ``top_k`` best FAQ entries, highest cosine first.
+        """The ``top_k`` best FAQ entries for ``query``, best first, with calibrated scores.
+
+        Candidates are the entries of the nearest vectors and the best lexical matches; each candidate is then
+        scored exactly from all its vectors (``Scoring.fuse``), so the ranking does not depend on which of its
+        vectors the approximate first pass happened to return.
 
         Args:
             query: the user's question, as typed.
             top_k: number of distinct entries to return.
-            min_score: answer threshold for this request (default: the engine's).
+            min_score: answer threshold for this request (default: the index's).
         """
         started = time.perf_counter()
+        vector = self.embedder.encode([query], kind="query")[0]
+        return self.search_encoded(query, vector, top_k, min_score, started)
+
+    def search_encoded(self, query: str, vector: np.ndarray, top_k: int = 5, min_score: float | None = None,
+                       started: float | None = None) -> SearchResponse:
+        """``search`` for a query already embedded with the query prompt (batch callers, evaluation).
+
+        Args:
+            query: the query's text (for the lexical leg and the response).
+            vector: its (dimension,) L2-normalised embedding.
+            top_k: number of distinct entries to return.
+            min_score: answer threshold for this request (default: the index's).
+            started: ``time.perf_counter()`` when the request began (default: now).
+        """
+        started = time.perf_counter() if started is None else started
         threshold = self.answer_threshold if min_score is None else float(min_score)
-        vector = self.embedder.encode([query], kind="query")
-        scores, ids = self.index.vectors.search(vector, top_k * self._max_passages_per_entry)
-        results: list[SearchResult] = []
-        seen: set[str] = set()
-        for score, row in zip(scores[0], ids[0]):
-            if row < 0:
-                continue
-            passage = self.index.passages[row]
-            if passage.faq_id in seen:
-                continue
-            seen.add(passage.faq_id)
-            results.append(SearchResult(len(results) + 1, round(float(score), 6), passage.faq_id,
-                                        passage.passage_id, passage.question, passage.text, passage.section))
-            if len(results) == top_k:
-                break
-        answered = bool(results) and results[0].score >= threshold
+        lexical = self.lexical.scores(query)
+        entries = self._candidates(vector, lexical, top_k)
+        question, passage = self._best_vectors(entries, vector)
+        fused = self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries])
+        calibrated = self.scoring.calibrate(fused)
+        results = []
+        for rank, i in enumerate(np.argsort(-fused, kind="stable")[:top_k].tolist(), start=1):
+            results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i],
+                                        lexical))
+        answered = self.scoring.answered([r.score for r in results], threshold)
         took_ms = round((time.perf_counter() - started) * 1000, 2)
         return SearchResponse(query, answered, threshold, results, self.index_info(), took_ms)
+
+    def _candidates(self, vector: np.ndarray, lexical: LexicalScores, top_k: int) -> np.ndarray:
+        """Positions of the entries owning the nearest vectors, plus the best lexical matches."""
+        depth = max(MIN_CANDIDATE_ROWS, 4 * top_k * self._max_rows_per_entry)
+        _, ids = self.index.vectors.search(vector[None, :], depth)
+        candidates = set(self._row_entry[ids[0][ids[0] >= 0]].tolist())
+        if lexical.scores.any():
+            best_lexical = np.argsort(-lexical.scores)[:2 * top_k]
+            candidates.update(int(i) for i in best_lexical if lexical.scores[i] > 0)
+        return np.array(sorted(candidates), dtype=np.int64)
+
+    def _best_vectors(self, entries: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each entry, its best question-like vector and its best passage vector, exactly.
+
+        Returns:
+            Two (len(entries), 2) arrays of (cosine, row). An index built without question vectors (an
+            evaluation baseline) uses the best passage for both.
+        """
+        rows = np.concatenate([self._entry_rows[e] for e in entries])
+        cosines = self._matrix[rows] @ vector
+        best: dict[tuple[bool, int], tuple[float, int]] = {}
+        for row, cosine in zip(rows.tolist(), cosines.tolist()):
+            key = (bool(self._is_question[row]), int(self._row_entry[row]))
+            if key not in best or cosine > best[key][0]:
+                best[key] = (cosine, row)
+        passage = np.array([best[(False, e)] for e in entries.tolist()])
+        question = np.array([best.get((True, e), best[(False, e)]) for e in entries.tolist()])
+        return question, passage
+
+    def _result(self, rank: int, score: float, entry: int, question: np.ndarray, passage: np.ndarray,
+                lexical: LexicalScores) -> SearchResult:
+        """One result: the entry's best passage, and which of its representations matched and how."""
+        question_row = self.index.rows[int(question[1])]
+        shown = self._passages[self.index.rows[int(passage[1])].ref]
+        is_question = question_row.kind != "passage"
+        match = {
+            "by": question_row.kind if is_question and question[0] >= passage[0] else "passage",
+            "matched_question": question_row.ref if is_question else shown.question,
+            "question_similarity": round(float(question[0]), 4),
+            "passage_similarity": round(float(passage[0]), 4),
+            "lexical_score": round(float(lexical.scores[entry]), 4),
+            "terms": self.lexical.matched(lexical, entry),
+        }
+        return SearchResult(rank, round(score, 6), shown.faq_id, shown.passage_id, shown.question, shown.text,
+                            shown.section, match)
 
     def entry(self, faq_id: str) -> dict:
         """The whole entry with its passages.
@@ -112,5 +191,5 @@ class SearchEngine:
             "id": m["index_id"], "model": m["model"]["name"], "dimension": m["model"]["dimension"],
             "metric": m["metric"], "entries": m["counts"]["entries"], "passages": m["counts"]["passages"],
             "built_at": m["built_at"], "corpus": m["corpus"], "format_version": m["format_version"],
-            "answer_threshold": self.answer_threshold,
+            "vectors": m["counts"]["vectors"], "scoring": self.scoring.to_dict(),
         }

@@ -7,7 +7,9 @@ Layout of an index directory (``index/`` by default)::
       builds/<index_id>/
         manifest.json                   written last; lists every other file with its SHA-256
         vectors.faiss                   FAISS IndexFlatIP over L2-normalised float32 vectors (IP = cosine)
-        passages.jsonl                  row i describes vector i
+        rows.jsonl                      line i says what vector i represents: an entry's question, one of its
+                                        alternative questions, or one of its answer passages
+        passages.jsonl                  the answer passages (what a result shows)
         entries.jsonl                   the corpus entries, for GET /faq/<id>
 
 A build is written into a hidden temporary directory, renamed into ``builds/``, then published by
@@ -31,13 +33,15 @@ from typing import Iterable
 import faiss
 import numpy as np
 
-from .corpus import FaqEntry, Passage
+from .corpus import FaqEntry, Passage, Row
 from .errors import IndexMismatch, IndexUnavailable
 from .files import sha256_file
 
-FORMAT_VERSION = 1
+#: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
+ROWS = "rows.jsonl"
 PASSAGES = "passages.jsonl"
 ENTRIES = "entries.jsonl"
 CURRENT = "current"
@@ -72,6 +76,10 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._index.ntotal
 
+    def vectors(self) -> np.ndarray:
+        """All stored vectors as an (n, d) float32 array (a copy), for exact rescoring of candidates."""
+        return self._index.reconstruct_n(0, len(self))
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows for each query.
 
@@ -90,11 +98,12 @@ class VectorIndex:
 
 @dataclass
 class StoredIndex:
-    """A loaded index: its manifest, vectors, passages (row-aligned) and entries by id."""
+    """A loaded index: its manifest, vectors, what each vector represents, passages and entries by id."""
 
     path: Path
     manifest: dict
     vectors: VectorIndex
+    rows: list[Row]
     passages: list[Passage]
     entries: dict[str, FaqEntry]
 
@@ -155,22 +164,23 @@ def new_index_id(corpus_sha256: str, model_name: str) -> str:
     return f"{stamp}-{digest}"
 
 
-def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[Passage],
+def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, rows: list[Row], passages: list[Passage],
                 entries: list[FaqEntry], manifest: dict) -> dict:
     """Write a new build and publish it atomically as ``out_dir/current``.
 
     Args:
         out_dir: the index directory (created if missing).
-        vectors: (n, d) float32, L2-normalised, row i for ``passages[i]``.
-        passages: the passages, row-aligned with ``vectors``.
+        vectors: (n, d) float32, L2-normalised, vector i for ``rows[i]``.
+        rows: what each vector represents, aligned with ``vectors``.
+        passages: the answer passages.
         entries: the corpus entries.
         manifest: fields describing the build (``index_id``, ``model``, ``corpus``, …); format version,
             counts, file checksums and library versions are added here.
     Returns:
         The manifest as written.
     """
-    if len(vectors) != len(passages):
-        raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
+    if len(vectors) != len(rows):
+        raise ValueError(f"{len(vectors)} vectors for {len(rows)} rows")
     out = Path(out_dir)
     builds = out / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
@@ -185,6 +195,7 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[
         faiss.write_index(vector_index._index, str(tmp / VECTORS))
         with open(tmp / VECTORS, "rb+") as fh:
             os.fsync(fh.fileno())
+        _write_jsonl(tmp / ROWS, (r.to_dict() for r in rows))
         _write_jsonl(tmp / PASSAGES, (p.to_dict() for p in passages))
         _write_jsonl(tmp / ENTRIES, (e.to_dict() for e in entries))
         full = {
@@ -193,8 +204,9 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[
             "metric": "inner_product",
             "normalized": True,
             "faiss": {"type": "IndexFlatIP", "ntotal": len(vector_index)},
-            "counts": {"entries": len(entries), "passages": len(passages)},
-            "files": {name: sha256_file(tmp / name) for name in (VECTORS, PASSAGES, ENTRIES)},
+            "counts": {"entries": len(entries), "passages": len(passages), "vectors": len(rows),
+                       "vectors_by_kind": _count_kinds(rows)},
+            "files": {name: sha256_file(tmp / name) for name in (VECTORS, ROWS, PASSAGES, ENTRIES)},
             "versions": library_versions(),
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
@@ -215,6 +227,13 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, passages: list[
         raise
     _prune(builds, keep=final)
     return full
+
+
+def _count_kinds(rows: list[Row]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.kind] = counts.get(row.kind, 0) + 1
+    return counts
 
 
 def _prune(builds: Path, keep: Path) -> None:
@@ -268,6 +287,7 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
                     raise IndexUnavailable(f"index file {build / name} does not match its manifest checksum "
                                            "(truncated or modified): rebuild the index")
         vectors = VectorIndex(faiss.read_index(str(build / VECTORS)))
+        rows = [Row(**json.loads(line)) for line in (build / ROWS).read_text(encoding="utf-8").splitlines() if line]
         passages = [Passage(**json.loads(line))
                     for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line]
         entries = {}
@@ -279,13 +299,20 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(f"cannot read index {build}: {exc}") from exc
-    if len(vectors) != len(passages) or len(passages) != manifest["counts"]["passages"]:
-        raise IndexUnavailable(f"index {build} is inconsistent: {len(vectors)} vectors, {len(passages)} passages, "
-                               f"manifest says {manifest['counts']['passages']}")
+    counts = manifest["counts"]
+    if (len(vectors) != len(rows) or len(rows) != counts["vectors"] or len(passages) != counts["passages"]
+            or len(entries) != counts["entries"]):
+        raise IndexUnavailable(f"index {build} is inconsistent: {len(vectors)} vectors, {len(rows)} rows, "
+                               f"{len(passages)} passages, {len(entries)} entries; manifest says {counts}")
+    known_passages = {p.passage_id for p in passages}
+    for row in rows:
+        if row.faq_id not in entries or (row.kind == "passage" and row.ref not in known_passages):
+            raise IndexUnavailable(f"index {build} is inconsistent: a vector refers to {row.faq_id!r} "
+                                   f"{row.kind} {row.ref!r}, which the index does not hold")
     if vectors.dimension != manifest["model"]["dimension"]:
         raise IndexUnavailable(f"index {build} holds {vectors.dimension}-d vectors, manifest says "
                                f"{manifest['model']['dimension']}")
-    return StoredIndex(build, manifest, vectors, passages, entries)
+    return StoredIndex(build, manifest, vectors, rows, passages, entries)
 
 
 def _entry_from_dict(obj: dict) -> FaqEntry:

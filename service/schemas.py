@@ -20,8 +20,9 @@ class SearchRequest(BaseModel):
     query: str = Field(description="The user's question, in their own words.",
                        examples=["notre admin est parti sans passer la main"])
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Number of FAQ entries to return.")
-    min_score: float | None = Field(None, ge=-1.0, le=1.0, allow_inf_nan=False,
-                                    description="Answer threshold (cosine) for this request.")
+    min_score: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                    description="Answer threshold for this request: the calibrated score (0 to 1) "
+                                                "the best entry must reach to count as an answer.")
 
 
 _TYPE_ERRORS = {"string_type", "int_type", "float_type", "bool_type", "model_type", "dict_type",
@@ -56,7 +57,7 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
             raise InvalidRequest(f"unknown field '{field}'; accepted: query, top_k, min_score",
                                  code="unknown_field", field=field) from None
         if kind in _RANGE_ERRORS:
-            limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from -1 to 1"}
+            limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from 0 to 1"}
             raise InvalidRequest(f"'{field}' must be {limits.get(field, 'in range')}", code="out_of_range",
                                  field=field) from None
         if kind in _TYPE_ERRORS:
@@ -97,7 +98,7 @@ def search_args_from_query_string(args) -> dict:
         except ValueError:
             raise InvalidRequest("'min_score' must be a number", code="invalid_type", field="min_score") from None
         if not math.isfinite(value):
-            raise InvalidRequest("'min_score' must be a number from -1 to 1", code="out_of_range",
+            raise InvalidRequest("'min_score' must be a number from 0 to 1", code="out_of_range",
                                  field="min_score")
         data["min_score"] = value
     return data

@@ -14,6 +14,8 @@ PARAPHRASES: list[tuple[str, str]] = [
     ("quels documents pour créer un compte ? siret mail mot de passe", "chorus-pro-1"),
     ("comment se rattacher au siret de ma boite quand on crée son compte", "chorus-pro-1"),
     ("cree compte chrous pro", "chorus-pro-1"),
+    ("besoin d'un compte chorus pour facturer l'etat, ou je m'enregistre ?", "chorus-pro-1"),
+    ("premiere connexion chorus pro, comment on crée ses identifiants", "chorus-pro-1"),
     # chorus-pro-2: the activation link
     ("pas reçu le mail d'activation", "chorus-pro-2"),
     ("je ne trouve pas le lien pour activer mon compte", "chorus-pro-2"),
@@ -23,6 +25,8 @@ PARAPHRASES: list[tuple[str, str]] = [
     ("renvoyer le lien d activation chorus", "chorus-pro-2"),
     ("j'ai pas eu l'email pour activer le compte, il est peut etre dans les spams", "chorus-pro-2"),
     ("activation compte chorus pro mail pas recu", "chorus-pro-2"),
+    ("pas reçu le mail", "chorus-pro-2"),
+    ("le lien dans le mail ne marche plus, je fais comment", "chorus-pro-2"),
     # chorus-pro-3: adding spaces (features)
     ("comment ajouter un espace à mon compte", "chorus-pro-3"),
     ("activer une nouvelle fonctionnalité sur chorus pro", "chorus-pro-3"),
@@ -32,6 +36,8 @@ PARAPHRASES: list[tuple[str, str]] = [
     ("ouvrir un espace sur la structure", "chorus-pro-3"),
     ("il me manque des menus dans chorus, comment les rajouter", "chorus-pro-3"),
     ("ajout espaces fonctionalites compte", "chorus-pro-3"),
+    ("comment avoir accès à l'espace engagements juridiques", "chorus-pro-3"),
+    ("rajouter une fonctionnalité à mon profil chorus", "chorus-pro-3"),
     # chorus-pro-4: transferring the main manager role
     ("notre admin est parti sans passer la main", "chorus-pro-4"),
     ("changer de gestionnaire principal", "chorus-pro-4"),
@@ -41,6 +47,8 @@ PARAPHRASES: list[tuple[str, str]] = [
     ("comment devenir gestionnaire principal de la structure", "chorus-pro-4"),
     ("passer les droits d'administrateur à quelqu'un d'autre", "chorus-pro-4"),
     ("gestionaire principal démissionné plus personne pour gérer la structure", "chorus-pro-4"),
+    ("notre gestionnaire principal va partir, comment il transmet son rôle ?", "chorus-pro-4"),
+    ("nommer un nouveau gestionnaire principal", "chorus-pro-4"),
     # chorus-pro-5: subcontracting / co-contracting invoices
     ("facture de sous traitant comment ça marche", "chorus-pro-5"),
     ("je suis sous-traitant, comment envoyer ma facture ?", "chorus-pro-5"),
@@ -50,6 +58,8 @@ PARAPHRASES: list[tuple[str, str]] = [
     ("le titulaire doit-il valider les factures des sous-traitants ?", "chorus-pro-5"),
     ("deposer une facture en tant que cotraitant", "chorus-pro-5"),
     ("paiement direct sous traitance facture", "chorus-pro-5"),
+    ("je suis co-traitant d'un marché public, je facture comment ?", "chorus-pro-5"),
+    ("facture sous-traitance validation par le titulaire du marché", "chorus-pro-5"),
 ]
 
 #: Paraphrases about one sub-section of an entry, with the passage that must come first for that entry.
@@ -57,4 +67,5 @@ PASSAGE: dict[str, str] = {
     "notre admin est parti sans passer la main": "chorus-pro-4#2",
     "le gestionnaire principal a quitté la boite, qui peut nommer un remplaçant ?": "chorus-pro-4#2",
     "mon administrateur est parti à la retraite et personne n'a les droits": "chorus-pro-4#2",
+    "notre gestionnaire principal va partir, comment il transmet son rôle ?": "chorus-pro-4#1",
 }

@@ -21,9 +21,16 @@ def test_search_contract(client):
     results = body["results"]
     assert len(results) == 3
     assert [r["rank"] for r in results] == [1, 2, 3]
-    assert all(set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section"} for r in results)
+    assert all(set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match"}
+               for r in results)
     scores = [r["score"] for r in results]
-    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    match = results[0]["match"]
+    assert set(match) == {"by", "matched_question", "question_similarity", "passage_similarity", "lexical_score",
+                          "terms"}
+    assert match["by"] in ("question", "alt_question", "passage") and 0 <= match["lexical_score"] <= 1
+    # The words of the query that the entry contains, as the user wrote them but folded.
+    assert {"transferer", "role", "gestionnaire", "principal"} <= set(match["terms"])
     assert results[0]["faq_id"] == "gestionnaire"
     assert results[0]["section"] in ("Si le gestionnaire est encore présent", "Si le gestionnaire a quitté la structure")
 
@@ -38,9 +45,9 @@ def test_one_passage_per_entry_and_top_k(client):
 
 
 def test_answered_follows_min_score(client):
-    low = client.post("/search", json={"query": "lien d'activation", "min_score": -1}).get_json()
+    low = client.post("/search", json={"query": "lien d'activation", "min_score": 0}).get_json()
     high = client.post("/search", json={"query": "lien d'activation", "min_score": 1}).get_json()
-    assert low["answered"] is True and low["min_score"] == -1
+    assert low["answered"] is True and low["min_score"] == 0
     assert high["answered"] is False and high["min_score"] == 1
     assert high["results"], "suggestions are returned even when not answered"
     best = low["results"][0]["score"]
@@ -48,9 +55,10 @@ def test_answered_follows_min_score(client):
 
 
 def test_default_threshold_comes_from_manifest_or_config(engine):
-    assert engine.answer_threshold == engine.index.manifest["answer_threshold"]
+    assert engine.answer_threshold == engine.index.manifest["scoring"]["answer_threshold"]
     app = create_app({"TESTING": True}, engine=engine)
-    assert app.test_client().get("/health").get_json()["index"]["answer_threshold"] == engine.answer_threshold
+    scoring = app.test_client().get("/health").get_json()["index"]["scoring"]
+    assert scoring["answer_threshold"] == engine.answer_threshold
 
 
 def test_get_search(client):
@@ -118,12 +126,14 @@ BAD_REQUESTS = [
     ("top_k too big", "post", "/search", {"json": {"query": "x", "top_k": 51}}, 400, "out_of_range"),
     ("min_score string", "post", "/search", {"json": {"query": "x", "min_score": "high"}}, 400, "invalid_type"),
     ("min_score too big", "post", "/search", {"json": {"query": "x", "min_score": 1.5}}, 400, "out_of_range"),
+    ("min_score negative", "post", "/search", {"json": {"query": "x", "min_score": -0.5}}, 400, "out_of_range"),
     ("unknown field", "post", "/search", {"json": {"query": "x", "topk": 3}}, 400, "unknown_field"),
     ("get without q", "get", "/search", {}, 400, "missing_query"),
     ("get empty q", "get", "/search?q=%20", {}, 400, "empty_query"),
     ("get top_k text", "get", "/search?q=x&top_k=dix", {}, 400, "invalid_type"),
     ("get top_k 0", "get", "/search?q=x&top_k=0", {}, 400, "out_of_range"),
     ("get min_score inf", "get", "/search?q=x&min_score=inf", {}, 400, "out_of_range"),
+    ("get min_score negative", "get", "/search?q=x&min_score=-0.2", {}, 400, "out_of_range"),
     ("get unknown param", "get", "/search?q=x&lang=fr", {}, 400, "unknown_field"),
     ("unknown path", "get", "/nope", {}, 404, "not_found"),
     ("wrong method search", "put", "/search", {"json": {"query": "x"}}, 405, "method_not_allowed"),

@@ -32,11 +32,60 @@ def test_build_index_cli(tmp_path):
     done = _run(["scripts/build_index.py", "--corpus", str(MINI_CORPUS), "--out", str(out), "--model", str(MODEL_DIR)])
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["counts"] == {"entries": 4, "passages": 5}
+    assert summary["counts"] == {"entries": 4, "passages": 5, "vectors": 10,
+                                 "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5}}
     manifest = json.loads((out / "current" / "manifest.json").read_text())
     assert manifest["model"]["name"].startswith("intfloat/multilingual-e5-small")
     assert manifest["model"]["prompts"] == {"query": "query: ", "passage": "passage: "}
     assert manifest["model"]["dimension"] == 384
+
+
+def test_evaluate_cli_compares_methods_on_a_users_faq(tmp_path):
+    queries = tmp_path / "q.jsonl"
+    rows = [("comment je crée mon compte", "compte"), ("pas reçu le lien d'activation", "activation"),
+            ("notre gestionnaire principal est parti", "gestionnaire"), ("facture d'un sous traitant", "factures")]
+    queries.write_text("".join(json.dumps({"query": q, "faq_id": i}, ensure_ascii=False) + "\n" for q, i in rows),
+                       encoding="utf-8")
+    ood = tmp_path / "ood.jsonl"
+    ood.write_text(json.dumps({"query": "recette de la tarte aux pommes"}) + "\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    done = _run(["scripts/evaluate.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries), "--ood", str(ood),
+                 "--compare", "bm25,default", "--json", str(report)])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:6] == ["method", "R@1", "R@5", "R@10", "MRR", "nDCG@10"]
+    assert [line.split()[0] for line in lines[1:]] == ["bm25", "default"]
+    results = json.loads(report.read_text())["results"]
+    assert results[1]["R@1"] == 1.0 and results[1]["ood_unanswered"] == 1.0
+    assert 0 <= results[0]["MRR"] <= 1 and "ood_unanswered" not in results[0]
+
+
+def test_evaluate_cli_refuses_to_fit_on_the_report_only_set():
+    done = _run(["scripts/evaluate.py", "--dataset", "cnil_faq", "--fit"])
+    assert done.returncode == 2 and "reporting only" in done.stderr
+
+
+def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
+    from service.app import load_engine
+    from service.build import build_index
+    from service.finetune import FinetuneSettings
+
+    settings = FinetuneSettings(epochs=1, batch_size=4, max_seq_length=64)
+    manifest = build_index(MINI_CORPUS, tmp_path / "idx", str(MODEL_DIR), show_progress=False,
+                           finetune=settings, finetune_root=tmp_path / "tuned")
+    tuned = manifest["model"]["finetuned"]
+    assert tuned["pairs"] == 6 and tuned["base"].startswith("intfloat/multilingual-e5-small")
+    assert manifest["model"]["name"].endswith("+ finetuned on corpus " + manifest["corpus"]["sha256"][:12])
+    assert (tmp_path / "tuned").is_dir() and tuned["path"].startswith(str(tmp_path / "tuned"))
+    assert manifest["scoring"]["calibrated_for"] == tuned["base"], "says the calibration is the base model's"
+    # The service configured with the base model serves the index with its fine-tuned model.
+    engine = load_engine({"FAQ_MODEL": str(MODEL_DIR), "FAQ_INDEX": str(tmp_path / "idx")})
+    assert engine.embedder.model_id == manifest["model"]["name"]
+    assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
+    # A second build with the same corpus and settings reuses the model instead of training again.
+    again = build_index(MINI_CORPUS, tmp_path / "idx", str(MODEL_DIR), show_progress=False,
+                        finetune=settings, finetune_root=tmp_path / "tuned")
+    assert again["model"]["finetuned"] == tuned
 
 
 def test_build_index_cli_reports_corpus_errors(tmp_path):

@@ -14,6 +14,7 @@ from service.build import build_index
 from service.corpus import CorpusError
 from service.errors import IndexMismatch, IndexUnavailable
 from service.index_store import VectorIndex, load_index, resolve
+from service.scoring import Scoring
 
 
 def _unit(rng, n, d):
@@ -49,15 +50,19 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
     assert m["format_version"] == index_store.FORMAT_VERSION
     assert m["model"] == {"name": fake_embedder.model_id, "dimension": 384, "prompts": {"query": "", "passage": ""}}
     assert m["metric"] == "inner_product" and m["normalized"] is True
-    assert m["counts"] == {"entries": 4, "passages": 5}
+    assert m["counts"] == {"entries": 4, "passages": 5, "vectors": 10,
+                           "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5}}
+    assert m["scoring"] == Scoring().to_dict()
     assert m["corpus"]["file"] == "mini_faq.jsonl" and len(m["corpus"]["sha256"]) == 64
     assert {"faiss", "numpy", "python"} <= set(m["versions"])
-    assert set(m["files"]) == {"vectors.faiss", "passages.jsonl", "entries.jsonl"}
+    assert set(m["files"]) == {"vectors.faiss", "rows.jsonl", "passages.jsonl", "entries.jsonl"}
     assert (out / "current").is_symlink()
     assert [p.passage_id for p in stored.passages][:3] == ["compte#1", "activation#1", "gestionnaire#1"]
     assert stored.entries["factures"].extra == {"theme": "factures"}
-    # One batched encode call for the whole corpus, with the passage prompt.
-    assert fake_embedder.calls == [(5, "passage")]
+    assert [(r.faq_id, r.kind) for r in stored.rows][:3] == [("compte", "question"), ("compte", "passage"),
+                                                              ("activation", "question")]
+    # One batched encode call per prompt: the questions like queries, the passages like passages.
+    assert fake_embedder.calls == [(5, "query"), (5, "passage")]
 
 
 def test_index_for_another_model_is_refused_with_what_to_run(make_index):

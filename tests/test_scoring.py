@@ -1,0 +1,112 @@
+"""Entry scoring: the engine's ranking equals a brute-force fusion over every vector, and the answer decision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from service.corpus import lexical_text
+from service.engine import SearchEngine
+from service.index_store import load_index
+from service.scoring import Scoring, fit_calibration
+
+WORDS = ("compte facture mandat siret mail activation gestionnaire structure portail fournisseur paiement "
+         "rejet statut avoir devis marché sous-traitant service exécutant engagement juridique").split()
+
+
+@pytest.fixture
+def large_corpus(tmp_path):
+    """300 entries of random words (some with alternative questions): enough that candidate search must prune."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "large.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(300):
+            entry = {"id": f"e{i}", "question": " ".join(rng.choice(WORDS, 4)),
+                     "answer": "\n\n".join(" ".join(rng.choice(WORDS, 12)) for _ in range(rng.integers(1, 4)))}
+            if i % 3 == 0:
+                entry["alt_questions"] = [" ".join(rng.choice(WORDS, 3))]
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return path
+
+
+def brute_force(engine: SearchEngine, query: str, vector: np.ndarray):
+    """Fused score of every entry from all of its vectors, without the engine's candidate search."""
+    matrix = engine.index.vectors.vectors()
+    cos = matrix @ vector
+    lexical = engine.lexical.scores(query).scores
+    out = {}
+    for i, faq_id in enumerate(engine.index.entries):
+        rows = [r for r, row in enumerate(engine.index.rows) if row.faq_id == faq_id]
+        q = max(cos[r] for r in rows if engine.index.rows[r].kind != "passage")
+        p = max(cos[r] for r in rows if engine.index.rows[r].kind == "passage")
+        out[faq_id] = float(engine.scoring.fuse(q, p, lexical[i]))
+    return out
+
+
+@pytest.mark.parametrize("scoring", [{}, {"question_weight": 0.8, "lexical_weight": 0.3}, {"combine": "max"}])
+def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corpus, scoring):
+    engine = SearchEngine(fake_embedder, load_index(make_index(large_corpus)), scoring=scoring)
+    assert len(engine.index.rows) > 3 * 100  # more vectors than the first pass looks at
+    for query in ("mandat siret", "paiement rejet fournisseur", "statut du devis", "engagement juridique service",
+                  "rien à voir"):
+        vector = fake_embedder.encode([query])[0]
+        truth = brute_force(engine, query, vector)
+        expected = sorted(truth, key=lambda k: -truth[k])[:10]
+        got = engine.search(query, top_k=10).results
+        assert [r.faq_id for r in got][:3] == expected[:3]
+        calibrated = engine.scoring.calibrate(np.array([truth[r.faq_id] for r in got]))
+        np.testing.assert_allclose([r.score for r in got], calibrated, atol=1e-5)
+
+
+def test_alternative_question_match_is_explained(engine):
+    best = engine.search("facture sous-traitant", top_k=3).results[0]
+    assert best.faq_id == "factures"
+    assert best.match["by"] == "alt_question" and best.match["matched_question"] == "facture sous-traitant"
+    assert best.match["question_similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert set(best.match["terms"]) == {"facture", "traitant"}  # "sous" is a stopword
+
+
+def test_a_passage_match_is_explained(engine):
+    best = engine.search("le gestionnaire a quitté la structure", top_k=1).results[0]
+    assert best.faq_id == "gestionnaire" and best.match["by"] == "passage"
+    assert best.section == "Si le gestionnaire a quitté la structure"
+
+
+def test_lexical_text_holds_every_question_and_the_answer(engine):
+    text = lexical_text(engine.index.entries["factures"])
+    assert text.startswith("Comment déposer une facture de sous-traitance ?\nfacture sous-traitant\n")
+
+
+def test_calibrated_scores_are_monotone_probabilities():
+    s = Scoring()
+    fused = np.linspace(-1, 2, 50)
+    p = s.calibrate(fused)
+    assert ((p >= 0) & (p <= 1)).all() and (np.diff(p) >= 0).all()
+
+
+def test_answer_decision_uses_threshold_and_margin():
+    s = Scoring(answer_threshold=0.6, answer_margin=0.1)
+    assert s.answered([0.9, 0.5])
+    assert not s.answered([0.9, 0.85]), "too close to the second entry"
+    assert not s.answered([0.55, 0.1]), "below the threshold"
+    assert s.answered([0.55, 0.1], threshold=0.5), "a request may lower the threshold"
+    assert s.answered([0.7]) and not s.answered([])
+
+
+def test_scoring_round_trips_and_ignores_unknown_keys():
+    s = Scoring(question_weight=0.4, slope=12.0)
+    assert Scoring.from_dict({**s.to_dict(), "future_field": 1}) == s
+    assert Scoring.from_dict(None) == Scoring()
+    assert s.with_overrides(answer_threshold=None, lexical_weight=0.5) == Scoring(question_weight=0.4, slope=12.0,
+                                                                                     lexical_weight=0.5)
+
+
+def test_fit_calibration_recovers_a_known_logistic():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.6, 1.0, 20_000)
+    p = 1 / (1 + np.exp(-(30 * x - 24)))
+    y = (rng.uniform(size=x.size) < p).astype(int)
+    slope, intercept = fit_calibration(x, y)
+    assert slope == pytest.approx(30, rel=0.1) and intercept == pytest.approx(-24, rel=0.1)
