@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import IndexUnavailable, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from .schemas import parse_search, search_args_from_query_string
+from .openapi import openapi_document
+from .schemas import SearchRequest, parse_batch, parse_search, search_args_from_query_string
 
 bp = Blueprint("api", __name__)
 
@@ -50,6 +52,21 @@ def search_post():
     return jsonify(_engine().search(req.query, req.top_k, req.min_score).to_dict())
 
 
+@bp.post("/search/batch")
+def search_batch():
+    """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
+    started = time.perf_counter()
+    items = parse_batch(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
+    responses = _engine().search_batch([(r.query, r.top_k, r.min_score) for _, r in valid]) if valid else []
+    results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
+    for (i, _), response in zip(valid, responses):
+        results[i] = response.to_dict()
+    return jsonify({"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+
 @bp.get("/search")
 def search_get():
     """Search with ``?q=…&top_k=…&min_score=…``."""
@@ -62,6 +79,12 @@ def search_get():
 def faq_entry(faq_id: str):
     """The whole FAQ entry with its passages."""
     return jsonify(_engine().entry(faq_id))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(openapi_document(current_app.config["FAQ_MAX_QUERY_CHARS"]))
 
 
 @bp.get("/health")

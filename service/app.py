@@ -19,11 +19,13 @@ DEFAULTS: dict[str, Any] = {
     "FAQ_INDEX": "index",          # index directory written by scripts/build_index.py
     "FAQ_MIN_SCORE": None,         # answer threshold; None: the one in the index manifest
     "FAQ_MAX_QUERY_CHARS": 1000,
-    "MAX_CONTENT_LENGTH": 64 * 1024,
+    # 64 queries of 1,000 characters, accents included, fit in one batch request.
+    "MAX_CONTENT_LENGTH": 256 * 1024,
+    "FAQ_CORS_ORIGINS": None,      # browser origins allowed to call the API ("*" or a comma-separated list)
 }
 #: Environment variables read by create_app, with the type each is parsed as.
 ENV_TYPES = {"FAQ_MODEL": str, "FAQ_INDEX": str, "FAQ_MIN_SCORE": float, "FAQ_MAX_QUERY_CHARS": int,
-             "FAQ_MAX_BODY_BYTES": int}
+             "FAQ_MAX_BODY_BYTES": int, "FAQ_CORS_ORIGINS": str}
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
@@ -121,4 +123,17 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
 
     app.register_blueprint(bp)
     register_error_handlers(app)
+    _enable_cors(app)
     return app
+
+
+def _enable_cors(app: Flask) -> None:
+    """Let the configured browser origins call the API (off unless ``FAQ_CORS_ORIGINS`` is set)."""
+    origins = app.config.get("FAQ_CORS_ORIGINS")
+    if not origins:
+        return
+    from flask_cors import CORS
+
+    if isinstance(origins, str):
+        origins = "*" if origins.strip() == "*" else [o.strip() for o in origins.split(",") if o.strip()]
+    CORS(app, origins=origins, methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=3600)

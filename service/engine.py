@@ -96,6 +96,21 @@ class SearchEngine:
         vector = self.embedder.encode([query], kind="query")[0]
         return self.search_encoded(query, vector, top_k, min_score, started)
 
+    def search_batch(self, requests: list[tuple[str, int, float | None]]) -> list[SearchResponse]:
+        """Several searches, their queries embedded in one batch.
+
+        Args:
+            requests: ``(query, top_k, min_score)`` for each search.
+        Returns:
+            One response per request, in order; each ``took_ms`` counts from the start of the batch.
+        """
+        started = time.perf_counter()
+        if not requests:
+            return []
+        vectors = self.embedder.encode([query for query, _, _ in requests], kind="query")
+        return [self.search_encoded(query, vector, top_k, min_score, started)
+                for (query, top_k, min_score), vector in zip(requests, vectors)]
+
     def search_encoded(self, query: str, vector: np.ndarray, top_k: int = 5, min_score: float | None = None,
                        started: float | None = None) -> SearchResponse:
         """``search`` for a query already embedded with the query prompt (batch callers, evaluation).

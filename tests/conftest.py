@@ -86,6 +86,26 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory):
+    """A real HTTP server on 127.0.0.1 around a small engine (mini corpus, fake embedder), for one module."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    embedder = HashingEmbedder()
+    out = tmp_path_factory.mktemp("live-index")
+    build_index(MINI_CORPUS, out, embedder, show_progress=False)
+    app = create_app({"TESTING": False}, engine=SearchEngine(embedder, load_index(out)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
 def assert_error(response, status: int, code: str) -> dict:
     """The one error shape: JSON ``{"error": {"status", "code", "message"}}``, no traceback."""
     assert response.status_code == status, response.get_data(as_text=True)

@@ -132,7 +132,7 @@ def test_server_answers_the_readme_example(real_index_dir):
         assert info.value.code == 400 and json.loads(info.value.read())["error"]["code"] == "empty_query"
         # A chunked body (no Content-Length) over the limit is refused too, not truncated into bad JSON.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        big = json.dumps({"query": "x" * 100_000}).encode()
+        big = json.dumps({"query": "x" * 300_000}).encode()
         conn.request("POST", "/search", body=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
                      headers={"Content-Type": "application/json"}, encode_chunked=True)
         resp = conn.getresponse()

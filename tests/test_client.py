@@ -1,0 +1,52 @@
+"""The Python client against a real server on 127.0.0.1: typed results, typed errors from the error codes."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from service.client import (ConnectionFailedError, FaqSearchClient, InvalidRequestError, NotFoundError, Result,
+                            SearchResponse, ServiceUnavailableError, error_from_body)
+
+
+def test_search_returns_typed_results(live_url):
+    response = FaqSearchClient(live_url).search("transférer le rôle de gestionnaire principal", top_k=2)
+    assert isinstance(response, SearchResponse) and isinstance(response.results[0], Result)
+    assert response.results[0].faq_id == "gestionnaire" and len(response.results) == 2
+    assert response.results[0].match.by in ("question", "alt_question", "passage")
+    assert isinstance(response.answered, bool) and response.index_id and response.model == "test/hashing-embedder"
+
+
+def test_min_score_is_sent(live_url):
+    assert FaqSearchClient(live_url).search("lien d'activation", min_score=1.0).answered is False
+
+
+def test_batch_keeps_errors_in_place(live_url):
+    out = FaqSearchClient(live_url).search_batch(["facture sous-traitant", "", {"query": "compte", "top_k": 1}])
+    assert isinstance(out[0], SearchResponse) and out[0].results[0].faq_id == "factures"
+    assert isinstance(out[1], InvalidRequestError) and out[1].code == "empty_query" and out[1].field == "query"
+    assert isinstance(out[2], SearchResponse) and len(out[2].results) == 1
+
+
+def test_errors_are_typed_by_status_and_keep_the_code(live_url):
+    client = FaqSearchClient(live_url)
+    with pytest.raises(InvalidRequestError) as info:
+        client.search("x", top_k=99)
+    assert info.value.status == 400 and info.value.code == "out_of_range" and info.value.field == "top_k"
+    with pytest.raises(NotFoundError) as info:
+        client.entry("entrée inconnue")
+    assert info.value.code == "faq_not_found"
+    assert client.entry("gestionnaire")["passages"][0]["faq_id"] == "gestionnaire"
+    assert client.health()["status"] == "ok"
+
+
+def test_unavailable_service_and_unreachable_host():
+    err = error_from_body(503, {"error": {"status": 503, "code": "index_unavailable", "message": "no index"}})
+    assert isinstance(err, ServiceUnavailableError) and err.code == "index_unavailable"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    with pytest.raises(ConnectionFailedError) as info:
+        FaqSearchClient(f"http://127.0.0.1:{port}", timeout=2).search("facture")
+    assert info.value.status == 0 and info.value.code == "connection_failed"

@@ -1,0 +1,78 @@
+"""The OpenAPI description: valid 3.1, covers every route, and real responses conform to it."""
+
+from __future__ import annotations
+
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+from openapi_spec_validator import validate
+
+from service.openapi import openapi_document
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return OpenAPI.from_dict(openapi_document())
+
+
+def check(spec, response) -> None:
+    """Validate a test-client response (status, content type, body) against the document."""
+    request = MockRequest("http://localhost", response.request.method, response.request.path,
+                          args=dict(response.request.args))
+    spec.validate_response(request, MockResponse(response.data, response.status_code, dict(response.headers),
+                                                 response.mimetype))
+
+
+def test_the_document_is_valid_openapi_3_1(client):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"] == "3.1.0" and doc == openapi_document()
+    validate(doc)
+    assert "réponse" in doc["info"]["description"] or "répond" in doc["info"]["description"]
+
+
+def test_every_route_and_method_is_described(app):
+    paths = openapi_document()["paths"]
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        assert path in paths, f"{path} is not described"
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in paths[path], f"{method} {path} is not described"
+
+
+REQUESTS = [
+    ("post", "/search", {"json": {"query": "créer mon compte", "top_k": 2}}),
+    ("post", "/search", {"json": {"query": "facture sous-traitant", "min_score": 0.5}}),
+    ("get", "/search?q=lien+d%27activation&top_k=1", {}),
+    ("post", "/search/batch", {"json": {"queries": ["compte", {"query": "gestionnaire", "top_k": 1}, ""]}}),
+    ("get", "/faq/gestionnaire", {}),
+    ("get", "/faq/factures", {}),
+    ("get", "/health", {}),
+    ("get", "/openapi.json", {}),
+    # errors
+    ("post", "/search", {"json": {"query": ""}}),
+    ("post", "/search", {"json": {"query": "x", "top_k": 99}}),
+    ("post", "/search", {"data": "{not json", "content_type": "application/json"}),
+    ("post", "/search", {"data": "q=x"}),
+    ("post", "/search", {"json": {"query": "x" * 300_000}}),
+    ("get", "/search", {}),
+    ("post", "/search/batch", {"json": {"queries": []}}),
+    ("get", "/faq/nope", {}),
+]
+
+
+@pytest.mark.parametrize("method,url,kwargs", REQUESTS, ids=[f"{m} {u[:40]}" for m, u, _ in REQUESTS])
+def test_responses_conform_to_the_document(client, spec, method, url, kwargs):
+    response = getattr(client, method)(url, **kwargs)
+    check(spec, response)
+
+
+def test_an_unavailable_index_answers_a_documented_503(spec):
+    from service import create_app
+
+    client = create_app({"TESTING": True, "FAQ_INDEX": "/nonexistent/index"}).test_client()
+    for url in ("/health", "/search?q=facture", "/faq/x"):
+        response = client.get(url)
+        assert response.status_code == 503
+        check(spec, response)
