@@ -71,6 +71,8 @@ class Match:
     terms: list[str]
 
 
+# These mirror the API's JSON (documented in /openapi.json), not the engine's classes: the client needs only the
+# standard library, so it can be copied into another project.
 @dataclass(frozen=True)
 class Result:
     """One FAQ entry of a result list."""

@@ -154,3 +154,21 @@ def test_server_refuses_an_index_built_for_another_model(make_index):
     done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(make_index())])
     assert done.returncode == 2
     assert "test/hashing-embedder" in done.stderr and "build_index.py" in done.stderr
+
+
+def test_mcp_server_over_stdio_with_the_engine_in_process(real_index_dir):
+    import asyncio
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, cwd=str(ROOT), env=ENV,
+                                   args=["-m", "service.mcp", "--index", str(real_index_dir)])
+
+    async def session():
+        async with Client(params, read_timeout_seconds=120) as client:
+            return await client.call_tool("search_faq", {"query": "notre admin est parti sans passer la main"})
+
+    result = asyncio.run(session())
+    body = json.loads(result.content[0].text)
+    assert not result.is_error and body["results"][0]["faq_id"] == "chorus-pro-4"
