@@ -12,6 +12,9 @@ export FAQ_MODEL
 CORPUS := corpus/chorus_pro_faq.jsonl
 INDEX := index/current/manifest.json
 BUILD_INDEX = $(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+# The browser the search-page test drives (Debian's package; Playwright downloads nothing).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -20,10 +23,14 @@ PORT ?= 8000
 run: $(INDEX)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --index index
 
-test: $(INDEX)
-	$(BIN)/python -m pytest
+test: $(INDEX) $(CHROMIUM)
+	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 install: $(STAMP)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -81,6 +81,14 @@ def faq_entry(faq_id: str):
     return jsonify(_engine().entry(faq_id))
 
 
+@bp.get("/")
+def search_page():
+    """The search page for support agents (``service/static/``): everything it loads comes from this service."""
+    response = current_app.send_static_file("index.html")
+    response.headers["Content-Security-Policy"] = "default-src 'self'; connect-src 'self'"
+    return response
+
+
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 description of this API."""

@@ -111,6 +111,14 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                                   **_errors("500", "503")},
                 },
             },
+            "/": {
+                "get": {
+                    "operationId": "searchPage", "summary": "Page de recherche pour les agents du support",
+                    "responses": {"200": {"description": "HTML page (French); its script and style are served "
+                                                         "by this service under /static/.",
+                                          "content": {"text/html": {"schema": {"type": "string"}}}}},
+                },
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi", "summary": "Cette description OpenAPI",

@@ -1,0 +1,96 @@
+// The search page: calls POST /search and GET /faq/<id> of this service; no external resource.
+"use strict";
+
+const formulaire = document.getElementById("recherche");
+const champ = document.getElementById("q");
+const nombre = document.getElementById("top_k");
+const etat = document.getElementById("etat");
+const section = document.getElementById("resultats");
+const liste = document.getElementById("liste");
+
+const REPRESENTATIONS = {question: "la question", alt_question: "une autre formulation de la question",
+                         passage: "un passage de la réponse"};
+
+function element(tag, attributs, ...enfants) {
+  const el = document.createElement(tag);
+  for (const [nom, valeur] of Object.entries(attributs || {})) {
+    if (nom === "classe") el.className = valeur; else el.setAttribute(nom, valeur);
+  }
+  for (const enfant of enfants) el.append(enfant);
+  return el;
+}
+
+function annoncer(texte, erreur = false) {
+  etat.textContent = texte;
+  etat.classList.toggle("erreur", erreur);
+}
+
+async function appeler(url, options) {
+  const reponse = await fetch(url, options);
+  const corps = await reponse.json();
+  if (!reponse.ok) {
+    const err = corps.error || {};
+    throw new Error(err.message ? `${err.message} (${err.code})` : `erreur ${reponse.status}`);
+  }
+  return corps;
+}
+
+async function ouvrir(bouton, resultat, zone) {
+  const ouvert = bouton.getAttribute("aria-expanded") === "true";
+  if (ouvert) {
+    bouton.setAttribute("aria-expanded", "false");
+    zone.hidden = true;
+    return;
+  }
+  if (!zone.dataset.charge) {
+    zone.textContent = "Chargement…";
+    try {
+      const entree = await appeler(`/faq/${encodeURIComponent(resultat.faq_id)}`);
+      zone.textContent = entree.answer.replace(/^## /gm, "");
+      zone.dataset.charge = "1";
+    } catch (e) {
+      zone.textContent = `Impossible d'afficher l'entrée : ${e.message}`;
+    }
+  }
+  bouton.setAttribute("aria-expanded", "true");
+  zone.hidden = false;
+}
+
+function afficher(reponse) {
+  liste.replaceChildren();
+  reponse.results.forEach((r, i) => {
+    const zone = element("div", {classe: "complete", id: `entree-${i}`, hidden: ""});
+    const bouton = element("button", {type: "button", classe: "entree", "aria-expanded": "false",
+                                      "aria-controls": `entree-${i}`}, r.question);
+    bouton.addEventListener("click", () => ouvrir(bouton, r, zone));
+    const badge = i === 0 && reponse.answered
+      ? element("span", {classe: "badge reponse"}, "Réponse")
+      : element("span", {classe: "badge suggestion"}, "Suggestion");
+    const termes = r.match.terms.length ? ` ; mots en commun : ${r.match.terms.join(", ")}` : "";
+    const meta = element("p", {classe: "meta"},
+      `Score ${r.score < 0.005 ? "< 1" : Math.round(r.score * 100)} % · trouvé par ${REPRESENTATIONS[r.match.by] || r.match.by}${termes}`);
+    const titre = element("h3", {}, bouton, " ", badge);
+    const passage = element("p", {classe: "passage"}, (r.section ? `${r.section} — ` : "") + r.text);
+    liste.append(element("li", {"data-faq-id": r.faq_id}, titre, meta, passage, zone));
+  });
+  section.hidden = false;
+  const n = reponse.results.length;
+  annoncer(reponse.answered
+    ? `${n} résultat${n > 1 ? "s" : ""} ; le premier répond à la question.`
+    : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre, voici des entrées proches.`);
+}
+
+formulaire.addEventListener("submit", async (evenement) => {
+  evenement.preventDefault();
+  annoncer("Recherche…");
+  try {
+    const reponse = await appeler("/search", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({query: champ.value, top_k: Number(nombre.value)}),
+    });
+    afficher(reponse);
+  } catch (e) {
+    section.hidden = true;
+    annoncer(`La recherche a échoué : ${e.message}`, true);
+  }
+});

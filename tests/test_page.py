@@ -1,0 +1,90 @@
+"""The search page at GET /, end to end in a real headless browser (Debian's chromium, driven by Playwright):
+labels, keyboard use, results with scores and why they matched, the full entry on demand, nothing external."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+OUTPUT = Path(__file__).resolve().parent / "output"
+CHROMIUM = os.environ.get("FAQ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium (or set FAQ_CHROMIUM)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_url):
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(live_url + "/")
+    yield page
+    assert all(url.startswith(live_url) for url in requests), f"external requests: {requests}"
+    assert not errors, errors
+    context.close()
+
+
+def test_search_with_the_keyboard_and_open_an_entry(page):
+    expect(page).to_have_title("Recherche dans la FAQ")
+    assert page.locator("html").get_attribute("lang") == "fr"
+    question = page.get_by_label("Votre question")  # the label is tied to the field
+    question.focus()
+    page.keyboard.type("le gestionnaire a quitté la structure")
+    page.keyboard.press("Enter")
+    items = page.locator("#liste > li")
+    expect(items.first).to_be_visible()
+    assert items.first.get_attribute("data-faq-id") == "gestionnaire"
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("résultat")
+    first = items.first
+    expect(first.locator(".meta")).to_contain_text("Score")
+    expect(first.locator(".meta")).to_contain_text("trouvé par")
+    assert first.locator(".badge").inner_text() in ("Réponse", "Suggestion")
+    # Keyboard only: Tab from the field reaches the controls, then the first result; Enter opens it.
+    opener = first.get_by_role("button", name="Comment transférer le rôle de gestionnaire principal ?")
+    for _ in range(6):
+        if opener.evaluate("el => el === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    assert opener.evaluate("el => el === document.activeElement"), "the result is reachable with Tab"
+    page.keyboard.press("Enter")
+    expect(opener).to_have_attribute("aria-expanded", "true")
+    expect(first.locator(".complete")).to_contain_text("Il transfère lui-même son rôle")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "search-page.png"), full_page=True)
+    assert (OUTPUT / "search-page.png").stat().st_size > 10_000
+
+
+def test_an_unanswered_query_shows_suggestions_and_an_error_is_readable(page):
+    page.get_by_label("Votre question").fill("recette de la tarte aux pommes")
+    page.get_by_role("button", name="Rechercher").click()
+    expect(page.get_by_role("status")).to_contain_text("aucune réponse sûre")
+    assert page.locator("#liste .badge.reponse").count() == 0
+    page.get_by_label("Votre question").fill("   ")
+    page.get_by_role("button", name="Rechercher").click()
+    expect(page.get_by_role("status")).to_contain_text("empty_query")
+    expect(page.locator("#resultats")).to_be_hidden()
+
+
+def test_the_page_asks_for_nothing_outside_the_service(live_url):
+    import urllib.request
+
+    with urllib.request.urlopen(live_url + "/") as r:
+        html = r.read().decode()
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "http://" not in html and "https://" not in html
