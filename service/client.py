@@ -48,15 +48,27 @@ class ConnectionFailedError(FaqSearchError):
     """The service could not be reached or did not answer in time (``status`` 0, ``code`` ``connection_failed``)."""
 
 
+#: The service's error codes (README, "Errors") and the exception each raises; an unknown code falls back on
+#: its HTTP status.
+BY_CODE = {
+    **dict.fromkeys(("invalid_json", "invalid_body", "missing_query", "missing_queries", "empty_query",
+                     "query_too_long", "invalid_type", "out_of_range", "unknown_field", "invalid_request",
+                     "bad_request"), InvalidRequestError),
+    **dict.fromkeys(("faq_not_found", "not_found"), NotFoundError),
+    "payload_too_large": PayloadTooLargeError,
+    **dict.fromkeys(("index_unavailable", "index_model_mismatch", "model_unavailable"), ServiceUnavailableError),
+    "internal_error": ServerError,
+}
 _BY_STATUS = {400: InvalidRequestError, 404: NotFoundError, 413: PayloadTooLargeError,
               503: ServiceUnavailableError}
 
 
 def error_from_body(status: int, body: dict) -> FaqSearchError:
-    """The typed error for an error body ``{"error": {...}}`` of the service."""
+    """The typed error for an error body ``{"error": {...}}`` of the service, by its code, else its status."""
     err = body.get("error", {}) if isinstance(body, dict) else {}
-    cls = _BY_STATUS.get(status, ServerError if status >= 500 else FaqSearchError)
-    return cls(status, err.get("code", "unknown"), err.get("message", ""), err.get("field"))
+    code = err.get("code", "unknown")
+    cls = BY_CODE.get(code) or _BY_STATUS.get(status, ServerError if status >= 500 else FaqSearchError)
+    return cls(status, code, err.get("message", ""), err.get("field"))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
-from service.client import (ConnectionFailedError, FaqSearchClient, InvalidRequestError, NotFoundError, Result,
-                            SearchResponse, ServiceUnavailableError, error_from_body)
+from conftest import ROOT
+from service.client import (ConnectionFailedError, FaqSearchClient, FaqSearchError, InvalidRequestError,
+                            NotFoundError, Result, SearchResponse, ServiceUnavailableError, error_from_body)
 
 
 def test_search_returns_typed_results(live_url):
@@ -39,6 +40,18 @@ def test_errors_are_typed_by_status_and_keep_the_code(live_url):
     assert info.value.code == "faq_not_found"
     assert client.entry("gestionnaire")["passages"][0]["faq_id"] == "gestionnaire"
     assert client.health()["status"] == "ok"
+
+
+def test_every_documented_error_code_has_its_exception():
+    import re
+
+    from service.client import BY_CODE
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    codes = set(re.findall(r"^\| \d{3} \| `([a-z_]+)` \|", readme, flags=re.M))
+    assert codes and codes <= set(BY_CODE) | {"method_not_allowed", "unsupported_media_type"}
+    assert isinstance(error_from_body(404, {"error": {"code": "faq_not_found", "message": "m"}}), NotFoundError)
+    assert isinstance(error_from_body(418, {"error": {"code": "teapot", "message": "m"}}), FaqSearchError)
 
 
 def test_unavailable_service_and_unreachable_host():
