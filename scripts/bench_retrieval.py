@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.embedder import SentenceTransformerEmbedder, default_model  # noqa: E402
@@ -24,15 +26,6 @@ from service.evaluation import METHODS, build_engine, load_cnil, load_covid, loa
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADERS = {"cnil_faq": load_cnil, "covid_quebec_fr": load_covid, "piaf": load_piaf}
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "method": name, "vectors": len(engines[name].index.rows),
             "build_s_median": round(statistics.median(builds[name]), 2),
             "query_ms_p50": round(statistics.median(latency[name]), 2),
-            "query_ms_p95": round(percentile(latency[name], 95), 2),
+            "query_ms_p95": round(float(np.percentile(latency[name], 95)), 2),
             "build_ratio": round(statistics.median(builds[name]) / statistics.median(builds[base]), 3),
             "query_ratio": round(statistics.median(latency[name]) / statistics.median(latency[base]), 3),
         })

@@ -22,10 +22,11 @@ DEFAULTS: dict[str, Any] = {
     # 64 queries of 1,000 characters, accents included, fit in one batch request.
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "FAQ_CORS_ORIGINS": None,      # browser origins allowed to call the API ("*" or a comma-separated list)
+    "FAQ_CACHE_SIZE": 1024,        # responses kept for repeated questions (0: no cache)
 }
 #: Environment variables read by create_app, with the type each is parsed as.
 ENV_TYPES = {"FAQ_MODEL": str, "FAQ_INDEX": str, "FAQ_MIN_SCORE": float, "FAQ_MAX_QUERY_CHARS": int,
-             "FAQ_MAX_BODY_BYTES": int, "FAQ_CORS_ORIGINS": str}
+             "FAQ_MAX_BODY_BYTES": int, "FAQ_CORS_ORIGINS": str, "FAQ_CACHE_SIZE": int}
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
@@ -61,7 +62,8 @@ def load_engine(config: Mapping[str, Any]):
         # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
         model = tuned["path"]
     embedder = SentenceTransformerEmbedder(model)
-    return SearchEngine(embedder, index, scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")})
+    return SearchEngine(embedder, index, scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")},
+                        cache_size=int(config.get("FAQ_CACHE_SIZE", DEFAULTS["FAQ_CACHE_SIZE"])))
 
 
 def _error_response(error: ServiceError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .cache import ResponseCache, normalise_query
 from .corpus import lexical_text
 from .embedder import Embedder
 from .errors import NotFound
@@ -56,9 +57,11 @@ class SearchEngine:
         embedder: the model the index was built with.
         index: the loaded index.
         scoring: overrides of the manifest's scoring settings (None fields keep the manifest's).
+        cache_size: responses kept for repeated questions (least recently used first out; 0: no cache).
     """
 
-    def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None):
+    def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None,
+                 cache_size: int = 1024):
         index.check_model(embedder.model_id, embedder.dimension)
         self.embedder = embedder
         self.index = index
@@ -74,6 +77,7 @@ class SearchEngine:
         self._passages = {p.passage_id: p for p in index.passages}
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
         self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
+        self.cache = ResponseCache(cache_size)
 
     @property
     def answer_threshold(self) -> float:
@@ -93,8 +97,22 @@ class SearchEngine:
             min_score: answer threshold for this request (default: the index's).
         """
         started = time.perf_counter()
+        key = self._cache_key(query, top_k, min_score)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return self._from_cache(cached, query, started)
         vector = self.embedder.encode([query], kind="query")[0]
-        return self.search_encoded(query, vector, top_k, min_score, started)
+        response = self.search_encoded(query, vector, top_k, min_score, started)
+        self.cache.put(key, response)
+        return response
+
+    def _cache_key(self, query: str, top_k: int, min_score: float | None) -> tuple:
+        # The index id is in the key so that a cache never serves another index's answers.
+        return (self.index.index_id, normalise_query(query), top_k, min_score)
+
+    @staticmethod
+    def _from_cache(response: SearchResponse, query: str, started: float) -> SearchResponse:
+        return replace(response, query=query, took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     def search_batch(self, requests: list[tuple[str, int, float | None]]) -> list[SearchResponse]:
         """Several searches, their queries embedded in one batch.
@@ -105,11 +123,17 @@ class SearchEngine:
             One response per request, in order; each ``took_ms`` counts from the start of the batch.
         """
         started = time.perf_counter()
-        if not requests:
-            return []
-        vectors = self.embedder.encode([query for query, _, _ in requests], kind="query")
-        return [self.search_encoded(query, vector, top_k, min_score, started)
-                for (query, top_k, min_score), vector in zip(requests, vectors)]
+        keys = [self._cache_key(*request) for request in requests]
+        out: list[SearchResponse | None] = [self.cache.get(key) for key in keys]
+        missing = {i for i, response in enumerate(out) if response is None}
+        order = sorted(missing)
+        vectors = self.embedder.encode([requests[i][0] for i in order], kind="query") if order else []
+        for i, vector in zip(order, vectors):
+            query, top_k, min_score = requests[i]
+            out[i] = self.search_encoded(query, vector, top_k, min_score, started)
+            self.cache.put(keys[i], out[i])
+        return [response if i in missing else self._from_cache(response, requests[i][0], started)
+                for i, response in enumerate(out)]
 
     def search_encoded(self, query: str, vector: np.ndarray, top_k: int = 5, min_score: float | None = None,
                        started: float | None = None) -> SearchResponse:
@@ -206,5 +230,5 @@ class SearchEngine:
             "id": m["index_id"], "model": m["model"]["name"], "dimension": m["model"]["dimension"],
             "metric": m["metric"], "entries": m["counts"]["entries"], "passages": m["counts"]["passages"],
             "built_at": m["built_at"], "corpus": m["corpus"], "format_version": m["format_version"],
-            "vectors": m["counts"]["vectors"], "scoring": self.scoring.to_dict(),
+            "vectors": m["counts"]["vectors"], "scoring": self.scoring.to_dict(), "cache": self.cache.stats(),
         }

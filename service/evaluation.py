@@ -246,7 +246,7 @@ def build_engine(entries: list[FaqEntry], embedder, workdir: str | os.PathLike, 
     build_index(corpus, workdir / "index", embedder, show_progress=False, kinds=method.kinds,
                 passage_text=method.passage_text)
     return SearchEngine(embedder, load_index(workdir / "index"),
-                        scoring={**method.scoring, **method.decision, **(scoring_overrides or {})})
+                        scoring={**method.scoring, **method.decision, **(scoring_overrides or {})}, cache_size=0)
 
 
 def run_queries(engine, texts: list[str], embedder, top_k: int = 10) -> list:
@@ -290,7 +290,8 @@ def evaluate_method(evalset: EvalSet, method: Method, embedder, workdir: str | o
     # Latency of the whole request path, with the real (uncached) embedder.
     from .engine import SearchEngine
 
-    timed = SearchEngine(getattr(embedder, "inner", embedder), engine.index, scoring=engine.scoring.to_dict())
+    timed = SearchEngine(getattr(embedder, "inner", embedder), engine.index, scoring=engine.scoring.to_dict(),
+                         cache_size=0)
     timings = []
     for q in evalset.queries[:latency_sample]:
         t = time.perf_counter()

@@ -9,7 +9,11 @@ from service import create_app
 from service.schemas import MAX_BATCH
 
 
-def test_batch_answers_each_query_like_search_and_encodes_once(client, engine, fake_embedder):
+def test_batch_answers_each_query_like_search_and_encodes_once(engine, fake_embedder):
+    from service.engine import SearchEngine
+
+    # No cache, so that the single searches below are computed, not served from the batch's answers.
+    client = create_app({"TESTING": True}, engine=SearchEngine(fake_embedder, engine.index, cache_size=0)).test_client()
     queries = ["créer mon compte", {"query": "lien d'activation", "top_k": 2}, {"query": "gestionnaire", "min_score": 1}]
     fake_embedder.calls.clear()
     r = client.post("/search/batch", json={"queries": queries})

@@ -172,3 +172,13 @@ def test_mcp_server_over_stdio_with_the_engine_in_process(real_index_dir):
     result = asyncio.run(session())
     body = json.loads(result.content[0].text)
     assert not result.is_error and body["results"][0]["faq_id"] == "chorus-pro-4"
+
+
+def test_bench_cli_runs_the_cache_scenario(tmp_path):
+    out = tmp_path / "bench.json"
+    done = _run(["scripts/bench.py", "cache", "--rounds", "1", "--json", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert "ratio of medians" in done.stdout
+    report = json.loads(out.read_text())["cache"]
+    assert set(report["variants"]) == {"fresh", "repeated"} and report["variants"]["fresh"]["n"] == 50
+    assert report["cache"]["hits"] == 50, "every repeated question was served from the cache"
