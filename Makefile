@@ -18,15 +18,21 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install model index index-force clean
+.PHONY: run test bench install model index index-force clean
 
+# gunicorn, one worker per core (service/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
-	$(BIN)/python -m service --host $(HOST) --port $(PORT) --index index
+	FAQ_HOST=$(HOST) FAQ_PORT=$(PORT) FAQ_INDEX=index $(BIN)/gunicorn -c service/gunicorn_conf.py service.wsgi:app
 
 test: $(INDEX) $(CHROMIUM)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 install: $(STAMP)
+
+# The benchmark harness (README, "Performance"); wrk is the load generator.
+bench: $(INDEX)
+	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+	$(BIN)/python scripts/bench.py --json bench.json
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

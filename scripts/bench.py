@@ -3,7 +3,9 @@
 a table plus a JSON file of medians, percentiles and ratios.
 
 Scenarios so far:
-    cache   a repeated question (served from the response cache) against a fresh one, in-process, real model.
+    cache       a repeated question (served from the response cache) against a fresh one, in-process.
+    throughput  the production server (gunicorn, the settings of service/gunicorn_conf.py) under wrk at
+                concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
 
 from __future__ import annotations
@@ -61,7 +63,89 @@ def scenario_cache(args) -> dict:
             "cache": engine.cache.stats()}
 
 
-SCENARIOS = {"cache": scenario_cache}
+def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict:
+    """Run wrk against ``url`` and parse its summary (requests/s, latency percentiles, errors)."""
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
+    threads = min(2, concurrency)
+    done = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s",
+                           str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+    out = done.stdout
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    latency = {f"p{p}_ms": round(ms(m), 2) for p, m in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"concurrency": concurrency, "qps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": requests, **latency, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+
+
+def scenario_throughput(args) -> dict:
+    """QPS and latency of gunicorn at several concurrencies, against cores / CPU seconds per query in-process."""
+    import os
+    import subprocess
+    import urllib.request
+
+    import torch
+
+    query = "je ne trouve pas le lien pour activer mon compte"
+    embedder = SentenceTransformerEmbedder(args.model)
+    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    build_index(args.corpus, out, embedder, show_progress=False)
+    # The limit: one core's CPU time per query, measured in-process as a worker runs it (torch on one thread).
+    torch.set_num_threads(1)
+    engine = SearchEngine(embedder, load_index(out), cache_size=0)
+    for _ in range(5):
+        engine.search(query)
+    cpu = time.process_time()
+    for _ in range(50):
+        engine.search(query)
+    cpu_s = (time.process_time() - cpu) / 50
+    cores = os.cpu_count() or 1
+    limit = cores / cpu_s
+    script = out / "post.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = '{json.dumps({'query': query, 'top_k': 5}, ensure_ascii=False)}'\n",
+                      encoding="utf-8")
+    port = 8799
+    env = {**os.environ, "FAQ_INDEX": str(out), "FAQ_MODEL": args.model, "FAQ_PORT": str(port),
+           "FAQ_CACHE_SIZE": "0", "FAQ_LOG_LEVEL": "warning"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn_conf.py"),
+                               "service.wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit("gunicorn did not start")
+                time.sleep(0.5)
+        _wrk(url + "/search", 4, 3, script)  # warm every worker
+        rows = [_wrk(url + "/search", c, args.seconds, script) for c in (1, 4, 16, 64)]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    for row in rows:
+        row["share_of_limit"] = round(row["qps"] / limit, 3)
+    return {"cores": cores, "cpu_ms_per_query": round(cpu_s * 1000, 2), "limit_qps": round(limit, 1),
+            "server": {"workers": env.get("FAQ_WORKERS", cores), "threads": env.get("FAQ_THREADS", 2)},
+            "rows": rows}
+
+
+SCENARIOS = {"cache": scenario_cache, "throughput": scenario_throughput}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set (default 5)")
     parser.add_argument("--cache-size", type=int, default=1024, help="response cache size (default 1024)")
+    parser.add_argument("--seconds", type=int, default=15, help="throughput: seconds per concurrency (default 15)")
     parser.add_argument("--json", default="bench.json", help="JSON output (default bench.json)")
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
@@ -81,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios:
         result = SCENARIOS[name](args)
         report[name] = result
+        if name == "throughput":
+            print(f"throughput: {result['cores']} cores, {result['cpu_ms_per_query']} ms CPU per query in-process, "
+                  f"limit {result['limit_qps']} QPS")
+            print(f"{'concurrency':>11} {'QPS':>8} {'share':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            for r in result["rows"]:
+                print(f"{r['concurrency']:>11} {r['qps']:>8.1f} {r['share_of_limit']:>6.2f} {r['p50_ms']:>8.1f} "
+                      f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}")
+            continue
         for variant, s in result["variants"].items():
             print(f"{name:10} {variant:10} {s['n']:>6} {s['p50_ms']:>10.3f} {s['p95_ms']:>10.3f} {s['p99_ms']:>10.3f}")
         print(f"{name:10} ratio of medians (second / first): {result['ratio_p50']}")

@@ -182,3 +182,43 @@ def test_bench_cli_runs_the_cache_scenario(tmp_path):
     report = json.loads(out.read_text())["cache"]
     assert set(report["variants"]) == {"fresh", "repeated"} and report["variants"]["fresh"]["n"] == 50
     assert report["cache"]["hits"] == 50, "every repeated question was served from the cache"
+
+
+def _wait_http(url: str, proc, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+def test_gunicorn_serves_the_index_with_its_workers(real_index_dir):
+    port = _free_port()
+    env = {**ENV, "FAQ_INDEX": str(real_index_dir), "FAQ_PORT": str(port), "FAQ_WORKERS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc)
+        for _ in range(20):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/search",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"query": "notre admin est parti"}).encode())
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert json.loads(r.read())["results"][0]["faq_id"] == "chorus-pro-4"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert err.count("Booting worker") == 2, err
+
+
+def test_gunicorn_stops_with_the_reason_when_there_is_no_index(tmp_path):
+    env = {**ENV, "FAQ_INDEX": str(tmp_path / "none"), "FAQ_PORT": str(_free_port()), "FAQ_WORKERS": "1"}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"no index at {tmp_path / 'none'}" in done.stderr and "scripts/build_index.py" in done.stderr
