@@ -4,6 +4,8 @@ a table plus a JSON file of medians, percentiles and ratios.
 
 Scenarios so far:
     cache       a repeated question (served from the response cache) against a fresh one, in-process.
+    http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
+    startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     throughput  the production server (gunicorn, the settings of service/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -89,11 +91,37 @@ def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict:
             "socket_errors": sum(map(int, errors.groups())) if errors else 0}
 
 
-def scenario_throughput(args) -> dict:
-    """QPS and latency of gunicorn at several concurrencies, against cores / CPU seconds per query in-process."""
+def start_gunicorn(index_dir: Path, model: str, port: int = 8799, extra_env: dict | None = None):
+    """Start gunicorn with the service's settings on 127.0.0.1 (cache off) and wait until it answers.
+
+    Returns:
+        ``(process, base_url)``; the caller terminates the process.
+    """
     import os
     import subprocess
     import urllib.request
+
+    env = {**os.environ, "FAQ_INDEX": str(index_dir), "FAQ_MODEL": model, "FAQ_PORT": str(port),
+           "FAQ_CACHE_SIZE": "0", "FAQ_LOG_LEVEL": "warning", **(extra_env or {})}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn_conf.py"),
+                               "service.wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            return server, url
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("gunicorn did not start")
+            time.sleep(0.2)
+
+
+def scenario_throughput(args) -> dict:
+    """QPS and latency of gunicorn at several concurrencies, against cores / CPU seconds per query in-process."""
+    import os
 
     import torch
 
@@ -116,23 +144,8 @@ def scenario_throughput(args) -> dict:
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = '{json.dumps({'query': query, 'top_k': 5}, ensure_ascii=False)}'\n",
                       encoding="utf-8")
-    port = 8799
-    env = {**os.environ, "FAQ_INDEX": str(out), "FAQ_MODEL": args.model, "FAQ_PORT": str(port),
-           "FAQ_CACHE_SIZE": "0", "FAQ_LOG_LEVEL": "warning"}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn_conf.py"),
-                               "service.wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server, url = start_gunicorn(out, args.model)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("gunicorn did not start")
-                time.sleep(0.5)
         _wrk(url + "/search", 4, 3, script)  # warm every worker
         rows = [_wrk(url + "/search", c, args.seconds, script) for c in (1, 4, 16, 64)]
     finally:
@@ -141,11 +154,81 @@ def scenario_throughput(args) -> dict:
     for row in rows:
         row["share_of_limit"] = round(row["qps"] / limit, 3)
     return {"cores": cores, "cpu_ms_per_query": round(cpu_s * 1000, 2), "limit_qps": round(limit, 1),
-            "server": {"workers": env.get("FAQ_WORKERS", cores), "threads": env.get("FAQ_THREADS", 2)},
+            "server": {"workers": os.environ.get("FAQ_WORKERS", cores), "threads": os.environ.get("FAQ_THREADS", 2)},
             "rows": rows}
 
 
-SCENARIOS = {"cache": scenario_cache, "throughput": scenario_throughput}
+def scenario_http(args) -> dict:
+    """POST /search to gunicorn at concurrency 1 against the same search in-process, query by query alternating."""
+    import http.client
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from paraphrases import PARAPHRASES
+
+    embedder = SentenceTransformerEmbedder(args.model)
+    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    build_index(args.corpus, out, embedder, show_progress=False)
+    torch.set_num_threads(1)  # as in a gunicorn worker
+    engine = SearchEngine(embedder, load_index(out), cache_size=0)
+    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_WORKERS": "1"})
+    in_process, over_http = [], []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+        queries = [q for q, _ in PARAPHRASES]
+        for round_ in range(args.rounds + 1):
+            for query in queries:
+                body = json.dumps({"query": query, "top_k": 5}).encode()
+                t = time.perf_counter()
+                engine.search(query)
+                local = (time.perf_counter() - t) * 1000
+                t = time.perf_counter()
+                conn.request("POST", "/search", body=body, headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                remote = (time.perf_counter() - t) * 1000
+                if response.status != 200:
+                    raise SystemExit(f"POST /search answered {response.status}")
+                if round_:  # the first pass warms both sides
+                    in_process.append(local)
+                    over_http.append(remote)
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    a, b = summary(in_process), summary(over_http)
+    return {"variants": {"in-process": a, "http": b}, "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 4)}
+
+
+def scenario_startup(args) -> dict:
+    """Seconds from starting gunicorn to the first answered POST /search, and memory per worker."""
+    import urllib.request
+
+    import psutil
+
+    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    build_index(args.corpus, out, SentenceTransformerEmbedder(args.model), show_progress=False)
+    runs = []
+    for _ in range(args.startups):
+        t = time.perf_counter()
+        server, url = start_gunicorn(out, args.model)
+        request = urllib.request.Request(url + "/search", data=json.dumps({"query": "facture"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
+        first = time.perf_counter() - t
+        time.sleep(3)  # let every worker finish loading before measuring them
+        workers = psutil.Process(server.pid).children()
+        memory = [w.memory_full_info() for w in workers]
+        runs.append({"first_answer_s": round(first, 2), "workers": len(workers),
+                     "rss_mb": [round(m.rss / 2**20) for m in memory], "uss_mb": [round(m.uss / 2**20) for m in memory]})
+        server.terminate()
+        server.wait(timeout=60)
+    return {"runs": runs, "first_answer_s_median": statistics.median(r["first_answer_s"] for r in runs)}
+
+
+SCENARIOS = {"cache": scenario_cache, "http": scenario_http, "throughput": scenario_throughput,
+             "startup": scenario_startup}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set (default 5)")
     parser.add_argument("--cache-size", type=int, default=1024, help="response cache size (default 1024)")
+    parser.add_argument("--startups", type=int, default=3, help="startup: server starts to time (default 3)")
     parser.add_argument("--seconds", type=int, default=15, help="throughput: seconds per concurrency (default 15)")
     parser.add_argument("--json", default="bench.json", help="JSON output (default bench.json)")
     args = parser.parse_args(argv)
@@ -166,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios:
         result = SCENARIOS[name](args)
         report[name] = result
+        if name == "startup":
+            print(f"startup: first answer after {result['first_answer_s_median']} s (median of "
+                  f"{len(result['runs'])}); per worker RSS {result['runs'][-1]['rss_mb']} MB, "
+                  f"USS {result['runs'][-1]['uss_mb']} MB")
+            continue
         if name == "throughput":
             print(f"throughput: {result['cores']} cores, {result['cpu_ms_per_query']} ms CPU per query in-process, "
                   f"limit {result['limit_qps']} QPS")
