@@ -6,6 +6,7 @@ Scenarios so far:
     cache       a repeated question (served from the response cache) against a fresh one, in-process.
     http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
+    build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
     throughput  the production server (gunicorn, the settings of service/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -227,8 +228,37 @@ def scenario_startup(args) -> dict:
     return {"runs": runs, "first_answer_s_median": statistics.median(r["first_answer_s"] for r in runs)}
 
 
+def scenario_build(args) -> dict:
+    """Seconds for build_index() of the cnil_faq corpus against raw ``model.encode`` of the same texts."""
+    from service.corpus import ROW_KINDS, entry_rows, split_passages
+    from service.evaluation import load_cnil, write_corpus
+
+    entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries
+    work = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    corpus = write_corpus(entries, work / "corpus.jsonl")
+    rows, texts = entry_rows(entries, split_passages(entries))
+    by_prompt = {p: [t for r, t in zip(rows, texts) if ROW_KINDS[r.kind] == p] for p in ("query", "passage")}
+    embedder = SentenceTransformerEmbedder(args.model)
+    embedder.encode(["échauffement"], kind="passage")
+    raw, built = [], []
+    for round_ in range(args.build_rounds):
+        t = time.perf_counter()
+        for prompt, batch in by_prompt.items():
+            embedder.model.encode(batch, prompt_name=prompt, batch_size=32, normalize_embeddings=True)
+        raw.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        build_index(corpus, work / f"index-{round_}", embedder, show_progress=False)
+        built.append(time.perf_counter() - t)
+    a = {"n": len(raw), "median_s": round(statistics.median(raw), 2),
+         "per_s": round(len(texts) / statistics.median(raw), 1)}
+    b = {"n": len(built), "median_s": round(statistics.median(built), 2),
+         "per_s": round(len(texts) / statistics.median(built), 1)}
+    return {"texts": len(texts), "variants": {"raw encode": a, "build_index": b},
+            "ratio": round(b["median_s"] / a["median_s"], 3)}
+
+
 SCENARIOS = {"cache": scenario_cache, "http": scenario_http, "throughput": scenario_throughput,
-             "startup": scenario_startup}
+             "startup": scenario_startup, "build": scenario_build}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set (default 5)")
     parser.add_argument("--cache-size", type=int, default=1024, help="response cache size (default 1024)")
+    parser.add_argument("--build-rounds", type=int, default=2, help="build: builds per variant (default 2)")
     parser.add_argument("--startups", type=int, default=3, help="startup: server starts to time (default 3)")
     parser.add_argument("--seconds", type=int, default=15, help="throughput: seconds per concurrency (default 15)")
     parser.add_argument("--json", default="bench.json", help="JSON output (default bench.json)")
@@ -250,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios:
         result = SCENARIOS[name](args)
         report[name] = result
+        if name == "build":
+            for variant, v in result["variants"].items():
+                print(f"build: {variant:12} {v['median_s']:>8.2f} s  {v['per_s']:>7.1f} texts/s  (median of {v['n']})")
+            print(f"build: {result['texts']} texts, build_index / raw encode = {result['ratio']}")
+            continue
         if name == "startup":
             print(f"startup: first answer after {result['first_answer_s_median']} s (median of "
                   f"{len(result['runs'])}); per worker RSS {result['runs'][-1]['rss_mb']} MB, "

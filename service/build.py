@@ -63,15 +63,18 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
              embedder.model_id)
     t0 = time.perf_counter()
     vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
+    progress = _Progress(len(rows), enabled=not show_progress)
     for prompt in ("query", "passage"):
         picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt]
-        if not picked:
-            continue
-        encoded = embedder.encode([texts[i] for i in picked], kind=prompt, batch_size=batch_size,
-                                  show_progress=show_progress)
-        if encoded.shape != (len(picked), embedder.dimension):
-            raise ValueError(f"embedder returned shape {encoded.shape}, expected {(len(picked), embedder.dimension)}")
-        vectors[picked] = encoded
+        for start in range(0, len(picked), PROGRESS_CHUNK):
+            chunk = picked[start:start + PROGRESS_CHUNK]
+            encoded = embedder.encode([texts[i] for i in chunk], kind=prompt, batch_size=batch_size,
+                                      show_progress=show_progress)
+            if encoded.shape != (len(chunk), embedder.dimension):
+                raise ValueError(f"embedder returned shape {encoded.shape}, expected "
+                                 f"{(len(chunk), embedder.dimension)}")
+            vectors[chunk] = encoded
+            progress.done(len(chunk))
     embed_seconds = time.perf_counter() - t0
     manifest = {
         "index_id": new_index_id(checksum, embedder.model_id),
@@ -95,6 +98,31 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
     written = write_index(out_dir, vectors, rows, passages, entries, manifest)
     log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
     return written
+
+
+#: Texts per encoding call; between calls a long build logs its progress and ETA (a tqdm bar does on a terminal).
+PROGRESS_CHUNK = 2048
+#: Least time between two progress lines.
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+class _Progress:
+    """Logs "embedded n/total, rate, ETA" after each chunk of a build that runs long enough to need it."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.every = total, enabled, PROGRESS_EVERY_SECONDS
+        self.count = 0
+        self.started = self.last = time.perf_counter()
+
+    def done(self, n: int) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < self.every or self.count >= self.total:
+            return
+        self.last = now
+        rate = self.count / (now - self.started)
+        log.info("embedded %d/%d vectors (%.0f/s), about %.0f s left", self.count, self.total, rate,
+                 (self.total - self.count) / rate)
 
 
 def _finetuned_model(base: str, entries, corpus_sha256: str, settings: FinetuneSettings,

@@ -141,3 +141,16 @@ def test_damaged_index_is_refused(make_index, damage):
 def test_missing_index_says_what_to_run(tmp_path):
     with pytest.raises(IndexUnavailable, match="build_index.py"):
         load_index(tmp_path / "nothing")
+
+
+def test_a_long_build_logs_progress_and_an_eta(make_index, fake_embedder, monkeypatch, caplog):
+    from service import build
+
+    monkeypatch.setattr(build, "PROGRESS_CHUNK", 2)
+    monkeypatch.setattr(build, "PROGRESS_EVERY_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="service.build"):
+        make_index()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("embedded ")]
+    assert lines and all("/10 vectors" in line and "s left" in line for line in lines)
+    # Chunks are encoded per prompt, so the vectors are the same as in one call per prompt.
+    assert [n for n, _ in fake_embedder.calls] == [2, 2, 1, 2, 2, 1]
