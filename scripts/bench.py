@@ -40,14 +40,20 @@ def summary(samples_ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(samples_ms, 99)), 4)}
 
 
+def model_and_index(args) -> tuple[SentenceTransformerEmbedder, Path]:
+    """The model, and an index of ``args.corpus`` built with it in a temporary directory."""
+    embedder = SentenceTransformerEmbedder(args.model)
+    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    build_index(args.corpus, out, embedder, show_progress=False)
+    return embedder, out
+
+
 def scenario_cache(args) -> dict:
     """Fresh question (cache miss: encode + search) against the same question again (cache hit), alternating."""
     sys.path.insert(0, str(ROOT / "tests"))
     from paraphrases import PARAPHRASES
 
-    embedder = SentenceTransformerEmbedder(args.model)
-    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
-    build_index(args.corpus, out, embedder, show_progress=False)
+    embedder, out = model_and_index(args)
     engine = SearchEngine(embedder, load_index(out), cache_size=args.cache_size)
     engine.search("échauffement")
     fresh, repeated = [], []
@@ -127,9 +133,7 @@ def scenario_throughput(args) -> dict:
     import torch
 
     query = "je ne trouve pas le lien pour activer mon compte"
-    embedder = SentenceTransformerEmbedder(args.model)
-    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
-    build_index(args.corpus, out, embedder, show_progress=False)
+    embedder, out = model_and_index(args)
     # The limit: one core's CPU time per query, measured in-process as a worker runs it (torch on one thread).
     torch.set_num_threads(1)
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
@@ -168,9 +172,7 @@ def scenario_http(args) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from paraphrases import PARAPHRASES
 
-    embedder = SentenceTransformerEmbedder(args.model)
-    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
-    build_index(args.corpus, out, embedder, show_progress=False)
+    embedder, out = model_and_index(args)
     torch.set_num_threads(1)  # as in a gunicorn worker
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
     server, url = start_gunicorn(out, args.model, extra_env={"FAQ_WORKERS": "1"})
@@ -208,8 +210,7 @@ def scenario_startup(args) -> dict:
 
     import psutil
 
-    out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
-    build_index(args.corpus, out, SentenceTransformerEmbedder(args.model), show_progress=False)
+    _, out = model_and_index(args)
     runs = []
     for _ in range(args.startups):
         t = time.perf_counter()

@@ -131,7 +131,8 @@ class FaqSearchClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One request to the service; the decoded JSON answer, or the typed error it maps to."""
         data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -157,12 +158,12 @@ class FaqSearchClient:
         body: dict = {"query": query, "top_k": top_k}
         if min_score is not None:
             body["min_score"] = min_score
-        return SearchResponse.from_dict(self._call("POST", "/search", body))
+        return SearchResponse.from_dict(self.call("POST", "/search", body))
 
     def search_batch(self, queries: list[str | dict]) -> list[SearchResponse | FaqSearchError]:
         """Up to 64 searches in one request; a query the service refuses comes back as its error, in its place."""
         out: list[SearchResponse | FaqSearchError] = []
-        for item in self._call("POST", "/search/batch", {"queries": queries})["results"]:
+        for item in self.call("POST", "/search/batch", {"queries": queries})["results"]:
             out.append(error_from_body(item["error"]["status"], item) if "error" in item
                        else SearchResponse.from_dict(item))
         return out
@@ -173,8 +174,8 @@ class FaqSearchClient:
         Raises:
             NotFoundError: no entry has this id.
         """
-        return self._call("GET", "/faq/" + urllib.parse.quote(faq_id, safe=""))
+        return self.call("GET", "/faq/" + urllib.parse.quote(faq_id, safe=""))
 
     def health(self) -> dict:
         """The service's ``/health`` answer."""
-        return self._call("GET", "/health")
+        return self.call("GET", "/health")

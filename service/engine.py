@@ -96,15 +96,7 @@ class SearchEngine:
             top_k: number of distinct entries to return.
             min_score: answer threshold for this request (default: the index's).
         """
-        started = time.perf_counter()
-        key = self._cache_key(query, top_k, min_score)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return self._from_cache(cached, query, started)
-        vector = self.embedder.encode([query], kind="query")[0]
-        response = self.search_encoded(query, vector, top_k, min_score, started)
-        self.cache.put(key, response)
-        return response
+        return self.search_batch([(query, top_k, min_score)])[0]
 
     def _cache_key(self, query: str, top_k: int, min_score: float | None) -> tuple:
         # The index id is in the key so that a cache never serves another index's answers.
@@ -124,16 +116,17 @@ class SearchEngine:
         """
         started = time.perf_counter()
         keys = [self._cache_key(*request) for request in requests]
-        out: list[SearchResponse | None] = [self.cache.get(key) for key in keys]
-        missing = {i for i, response in enumerate(out) if response is None}
-        order = sorted(missing)
-        vectors = self.embedder.encode([requests[i][0] for i in order], kind="query") if order else []
-        for i, vector in zip(order, vectors):
+        out: list[SearchResponse | None] = []
+        for (query, _, _), key in zip(requests, keys):
+            cached = self.cache.get(key)
+            out.append(None if cached is None else self._from_cache(cached, query, started))
+        missing = [i for i, response in enumerate(out) if response is None]
+        vectors = self.embedder.encode([requests[i][0] for i in missing], kind="query") if missing else []
+        for i, vector in zip(missing, vectors):
             query, top_k, min_score = requests[i]
             out[i] = self.search_encoded(query, vector, top_k, min_score, started)
             self.cache.put(keys[i], out[i])
-        return [response if i in missing else self._from_cache(response, requests[i][0], started)
-                for i, response in enumerate(out)]
+        return out
 
     def search_encoded(self, query: str, vector: np.ndarray, top_k: int = 5, min_score: float | None = None,
                        started: float | None = None) -> SearchResponse:

@@ -65,7 +65,7 @@ class HttpBackend:
         self.client = FaqSearchClient(url, timeout=timeout)
 
     def search(self, query: str, top_k: int) -> dict:
-        return self.client._call("POST", "/search", {"query": query, "top_k": top_k})
+        return self.client.call("POST", "/search", {"query": query, "top_k": top_k})
 
     def entry(self, faq_id: str) -> dict:
         return self.client.entry(faq_id)

@@ -15,7 +15,6 @@ All of these live in the index manifest; ``scripts/evaluate.py --fit`` refits th
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -86,8 +85,3 @@ def fit_calibration(fused_top: np.ndarray, correct: np.ndarray) -> tuple[float, 
 
     model = LogisticRegression(C=1e4, max_iter=10_000).fit(np.asarray(fused_top)[:, None], np.asarray(correct))
     return float(model.coef_[0][0]), float(model.intercept_[0])
-
-
-def logit(p: float) -> float:
-    """Inverse of the sigmoid."""
-    return math.log(p / (1.0 - p))
