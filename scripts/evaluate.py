@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.embedder import SentenceTransformerEmbedder, default_model  # noqa: E402
+from service.embedder import (BACKENDS, SentenceTransformerEmbedder, default_backend, default_model,  # noqa: E402
+                              load_embedder)
 from service.evaluation import (METHODS, CachingEmbedder, evaluate_method, fit_scoring, load_cnil,  # noqa: E402
                                 load_covid, load_custom, load_piaf)
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: default)")
     parser.add_argument("--model", default=default_model(),
                         help="model directory or name (env FAQ_MODEL, default models/multilingual-e5-small)")
+    parser.add_argument("--backend", default=default_backend(), choices=("auto", *BACKENDS),
+                        help="encoder backend (env FAQ_BACKEND, default auto: onnx when exported, else torch)")
     parser.add_argument("--fit", action="store_true",
                         help="refit fusion weights, calibration and threshold on this (development) set and print them")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
 
     started = time.time()
-    base = CachingEmbedder(SentenceTransformerEmbedder(args.model))
+    base = CachingEmbedder(load_embedder(args.model, args.backend))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="faq-eval-"))
     print(f"{evalset.name}: {len(evalset.entries)} entries, {len(evalset.queries)} queries, "
           f"{len(evalset.ood_queries)} out-of-domain; model {base.model_id}", file=sys.stderr)

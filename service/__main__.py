@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from werkzeug.serving import run_simple
 
+    app.extensions["faq_reloader"].install_sighup()  # `kill -HUP <pid>` switches to a new index build
+
     logging.getLogger(__name__).info("serving on http://%s:%d", args.host, args.port)
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
     return 0

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
-from .errors import IndexUnavailable, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from .admin import KEYED_ENDPOINTS, check_api_key
+from .errors import IndexUnavailable, InvalidRequest, PayloadTooLarge, SearchTimeout, UnsupportedMediaType
 from .openapi import openapi_document
 from .schemas import SearchRequest, parse_batch, parse_search, search_args_from_query_string
 
 bp = Blueprint("api", __name__)
+
+
+@bp.before_request
+def _api_key():
+    if request.endpoint in KEYED_ENDPOINTS:
+        check_api_key()
 
 
 def _engine():
@@ -22,6 +30,31 @@ def _engine():
             raise type(failure)(failure.message, code=failure.code)
         raise IndexUnavailable("no index is loaded")
     return engine
+
+
+def _slots():
+    """The per-process gate: at most FAQ_MAX_CONCURRENT_SEARCHES searches run, the others wait in line."""
+    gate = current_app.extensions.get("faq_search_slots")
+    if gate is None:
+        gate = current_app.extensions.setdefault(
+            "faq_search_slots", threading.BoundedSemaphore(int(current_app.config["FAQ_MAX_CONCURRENT_SEARCHES"])))
+    return gate
+
+
+def _searching(call):
+    """Run ``call()`` once a search slot is free; give up with 503 ``search_timeout`` after FAQ_SEARCH_TIMEOUT.
+
+    Encoding cannot be interrupted half-way, so the bound is on waiting: under overload, requests fail fast with
+    a clear error (and ``Retry-After``) instead of piling up behind each other until every client times out.
+    """
+    timeout = float(current_app.config["FAQ_SEARCH_TIMEOUT"])
+    gate = _slots()
+    if not gate.acquire(timeout=timeout):
+        raise SearchTimeout(f"the service is saturated: no search could start within {timeout:g} s; retry later")
+    try:
+        return call()
+    finally:
+        gate.release()
 
 
 def _reject_constant(name: str):
@@ -49,7 +82,9 @@ def search_post():
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
     req = parse_search(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
-    return jsonify(_engine().search(req.query, req.top_k, req.min_score).to_dict())
+    g.logged_query = req.query
+    engine = _engine()
+    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score)).to_dict())
 
 
 @bp.post("/search/batch")
@@ -60,7 +95,9 @@ def search_batch():
     started = time.perf_counter()
     items = parse_batch(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
-    responses = _engine().search_batch([(r.query, r.top_k, r.min_score) for _, r in valid]) if valid else []
+    engine = _engine()
+    responses = _searching(lambda: engine.search_batch([(r.query, r.top_k, r.min_score) for _, r in valid])) \
+        if valid else []
     results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
     for (i, _), response in zip(valid, responses):
         results[i] = response.to_dict()
@@ -72,7 +109,9 @@ def search_get():
     """Search with ``?q=…&top_k=…&min_score=…``."""
     data = search_args_from_query_string(request.args)
     req = parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"])
-    return jsonify(_engine().search(req.query, req.top_k, req.min_score).to_dict())
+    g.logged_query = req.query
+    engine = _engine()
+    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score)).to_dict())
 
 
 @bp.get("/faq/<faq_id>")
@@ -95,8 +134,16 @@ def openapi():
     return jsonify(openapi_document(current_app.config["FAQ_MAX_QUERY_CHARS"]))
 
 
+@bp.get("/ready")
+def ready():
+    """Readiness: 200 once the model and a valid index are loaded; 503 (error shape, with the reason) before."""
+    engine = _engine()
+    return jsonify({"status": "ready", "index_id": engine.index.index_id})
+
+
 @bp.get("/health")
 def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
     engine = _engine()
-    return jsonify({"status": "ok", "index": engine.summary()})
+    return jsonify({"status": "ok", "index": engine.summary(),
+                    "reload": current_app.extensions["faq_reloader"].status()})

@@ -17,19 +17,31 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "FAQ_MODEL": None,             # model directory or sentence-transformers name (None: the converted e5)
     "FAQ_INDEX": "index",          # index directory written by scripts/build_index.py
+    "FAQ_BACKEND": None,           # query encoder: torch, onnx, onnx-int8; None: the one the index was built with
     "FAQ_MIN_SCORE": None,         # answer threshold; None: the one in the index manifest
     "FAQ_MAX_QUERY_CHARS": 1000,
     # 64 queries of 1,000 characters, accents included, fit in one batch request.
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "FAQ_CORS_ORIGINS": None,      # browser origins allowed to call the API ("*" or a comma-separated list)
     "FAQ_CACHE_SIZE": 1024,        # responses kept for repeated questions (0: no cache)
+    "FAQ_ADMIN_TOKEN": None,       # bearer token of /admin/*; None: the admin endpoints are disabled
+    "FAQ_API_KEYS": None,          # comma-separated keys the search routes require; None: open
+    "FAQ_WATCH_SECONDS": 0,        # poll index/current this often and reload a new build (0: off)
+    "FAQ_LOG_QUERIES": 0,          # log each query cut to this many characters (0: never; queries are personal)
+    "FAQ_RATE_LIMIT": None,        # per-client limit on the search routes, e.g. "600/minute" (None: off)
+    "FAQ_RATE_LIMIT_STORAGE": None,  # shared counter store (e.g. redis://host:6379); None: per worker, in memory
+    "FAQ_SEARCH_TIMEOUT": 10.0,    # seconds a search may wait for a free slot before 503 search_timeout
+    "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
 }
 #: Environment variables read by create_app, with the type each is parsed as.
-ENV_TYPES = {"FAQ_MODEL": str, "FAQ_INDEX": str, "FAQ_MIN_SCORE": float, "FAQ_MAX_QUERY_CHARS": int,
-             "FAQ_MAX_BODY_BYTES": int, "FAQ_CORS_ORIGINS": str, "FAQ_CACHE_SIZE": int}
+ENV_TYPES = {"FAQ_MODEL": str, "FAQ_INDEX": str, "FAQ_BACKEND": str, "FAQ_MIN_SCORE": float,
+             "FAQ_MAX_QUERY_CHARS": int, "FAQ_MAX_BODY_BYTES": int, "FAQ_CORS_ORIGINS": str, "FAQ_CACHE_SIZE": int,
+             "FAQ_ADMIN_TOKEN": str, "FAQ_API_KEYS": str, "FAQ_WATCH_SECONDS": float,
+             "FAQ_LOG_QUERIES": int, "FAQ_RATE_LIMIT": str, "FAQ_RATE_LIMIT_STORAGE": str,
+             "FAQ_SEARCH_TIMEOUT": float, "FAQ_MAX_CONCURRENT_SEARCHES": int}
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-               415: "unsupported_media_type"}
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
 
 def config_from_env(environ: Mapping[str, str] = os.environ) -> dict:
@@ -51,8 +63,9 @@ def load_engine(config: Mapping[str, Any]):
     Raises:
         ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
     """
-    from .embedder import SentenceTransformerEmbedder, default_model, model_id_for
+    from .embedder import BACKENDS, default_model, load_embedder, model_id_for
     from .engine import SearchEngine
+    from .errors import IndexMismatch, ModelUnavailable
     from .index_store import load_index
 
     index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
@@ -61,7 +74,18 @@ def load_engine(config: Mapping[str, Any]):
     if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():
         # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
         model = tuned["path"]
-    embedder = SentenceTransformerEmbedder(model)
+    # Queries are encoded by the encoder that made the index's vectors (int8 and fp32 differ by ~0.01 cosine).
+    built_with = (index.manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
+    if built_with not in BACKENDS:  # an embedder object passed to build_index (tests, evaluation)
+        built_with = "auto"
+    backend = config.get("FAQ_BACKEND") or built_with
+    if backend not in ("auto", *BACKENDS):
+        raise ModelUnavailable(f"FAQ_BACKEND={backend!r} is not one of auto, {', '.join(BACKENDS)}")
+    if backend not in ("auto", built_with) and built_with != "auto":
+        raise IndexMismatch(f"index {index.path} was built with the {built_with} encoder but FAQ_BACKEND={backend}: "
+                            f"rebuild it with `python scripts/build_index.py --backend {backend} …`, or unset "
+                            f"FAQ_BACKEND to use the index's own encoder.")
+    embedder = load_embedder(model, built_with if backend == "auto" else backend)
     return SearchEngine(embedder, index, scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")},
                         cache_size=int(config.get("FAQ_CACHE_SIZE", DEFAULTS["FAQ_CACHE_SIZE"])))
 
@@ -77,7 +101,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError):
-        return _error_response(error)
+        response = _error_response(error)
+        if error.code == "search_timeout":
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -120,10 +147,24 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
             log.error("no search engine: %s", exc.message)
             app.extensions["faq_engine_failure"] = exc
     app.extensions["faq_engine"] = engine
+    from . import observability
+    from .reloader import Reloader
 
+    observability.watch_engine(engine)
+    observability.install(app)
+
+    reloader = app.extensions["faq_reloader"] = Reloader(app)
+    if float(app.config.get("FAQ_WATCH_SECONDS") or 0) > 0:
+        reloader.watch(float(app.config["FAQ_WATCH_SECONDS"]))
+
+    from .admin import bp as admin_bp
     from .api import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(admin_bp)
+    from .admin import install_rate_limit
+
+    install_rate_limit(app)
     register_error_handlers(app)
     _enable_cors(app)
     return app

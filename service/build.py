@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
-from .embedder import REPO_ROOT, Embedder, SentenceTransformerEmbedder, default_model, model_id_for
+from .embedder import REPO_ROOT, Embedder, default_backend, default_model, load_embedder, model_id_for, \
+    resolve_backend
 from .finetune import FinetuneSettings, finetune_model
-from .index_store import new_index_id, write_index
+from .index_store import choose_index_spec, new_index_id, read_entries, write_index
 from .scoring import Scoring
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: str | Embedder | None = None,
                 batch_size: int = 32, show_progress: bool | None = None, scoring: Scoring | None = None,
                 kinds: tuple[str, ...] = tuple(ROW_KINDS), passage_text: str = "question_answer",
-                finetune: FinetuneSettings | None = None, finetune_root: str | os.PathLike | None = None) -> dict:
+                finetune: FinetuneSettings | None = None, finetune_root: str | os.PathLike | None = None,
+                backend: str | None = None, index_kind: str = "auto", index_params: dict | None = None) -> dict:
     """Build and atomically publish an index of ``corpus`` under ``out_dir``.
 
     Args:
@@ -39,6 +41,12 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
             the tuned model, saved under ``finetune_root/<corpus checksum>-<settings>`` (default
             ``models/finetuned``) and reused when it already exists; the manifest names it, and the service
             loads it in place of its base model.
+        backend: encoder for a model given by name: ``torch``, ``onnx``, ``onnx-int8`` or ``auto`` (default
+            ``FAQ_BACKEND``, else auto: fp32 ONNX when the model directory has that export). The manifest records
+            it in ``model.encoder`` and the service encodes queries with the same one.
+        index_kind: FAISS index: ``auto`` (exact up to ``index_store.EXACT_MAX_VECTORS`` vectors, then HNSW),
+            ``flat``, ``hnsw``, ``hnsw-sq8`` (a quarter of the memory) or ``ivf-sq8``; recorded in the manifest.
+        index_params: overrides of ``index_store.DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``…).
     Returns:
         The manifest written.
     Raises:
@@ -49,16 +57,28 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
     entries = load_corpus(corpus)
     passages = split_passages(entries)
     checksum = corpus_checksum(corpus)
+    changes = corpus_changes(entries, out_dir)
+    log.info("against the current index: %s", describe_changes(changes))
     tuned = None
     if finetune is not None:
         if model is not None and not isinstance(model, str):
             raise ValueError("fine-tuning needs a model directory or name, not an embedder object")
-        tuned = _finetuned_model(model or default_model(), entries, checksum, finetune, finetune_root)
+        base = model or default_model()
+        backend = resolve_backend(base, backend or default_backend())
+        tuned = _finetuned_model(base, entries, checksum, finetune, finetune_root)
         model = str(tuned["path"])
-    embedder = model if model is not None and not isinstance(model, str) else SentenceTransformerEmbedder(model)
+        if backend != "torch":  # the tuned model gets the same kind of encoder as its base
+            from .onnx_encoder import export_onnx
+
+            export_onnx(model)
+    if model is not None and not isinstance(model, str):
+        embedder = model
+    else:
+        embedder = load_embedder(model, backend)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     rows, texts = entry_rows(entries, passages, kinds, passage_text)
+    vector_index = choose_index_spec(len(rows), index_kind, **(index_params or {}))  # bad options fail before encoding
     log.info("embedding %d vectors (%d passages) of %d entries with %s", len(rows), len(passages), len(entries),
              embedder.model_id)
     t0 = time.perf_counter()
@@ -80,13 +100,17 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
         "index_id": new_index_id(checksum, embedder.model_id),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": {"name": embedder.model_id, "dimension": embedder.dimension,
-                  "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}},
+                  "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
+                  "encoder": (embedder.encoder_info() if hasattr(embedder, "encoder_info")
+                              else {"backend": "custom", "file": None})},
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
         "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
         "passage_text": ("question\\n[section heading\\n]section text" if passage_text == "question_answer"
                          else "[section heading\\n]section text"),
         "lexical": {"method": "bm25s lucene", "stemmer": "snowball french", "unit": "entry"},
         "scoring": (scoring or Scoring()).to_dict(),
+        "vector_index": vector_index,
+        "changes": changes,
     }
     if tuned is not None:
         manifest["model"]["finetuned"] = tuned
@@ -98,6 +122,38 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
     written = write_index(out_dir, vectors, rows, passages, entries, manifest)
     log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
     return written
+
+
+def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
+    """Entries added, changed and removed by ``entries`` against the index ``index_dir`` serves now.
+
+    Returns:
+        ``{"previous_index_id", "added", "changed", "removed", "unchanged"}`` (id lists sorted, and a count of
+        unchanged entries); ``previous_index_id`` is None and everything is "added" when there is no index yet.
+    """
+    from .index_store import read_manifest
+
+    before = read_entries(index_dir) or {}
+    after = {e.id: e.to_dict() for e in entries}
+    previous = read_manifest(index_dir)["index_id"] if before else None
+    changed = sorted(i for i in after.keys() & before.keys() if after[i] != before[i])
+    return {"previous_index_id": previous, "added": sorted(after.keys() - before.keys()), "changed": changed,
+            "removed": sorted(before.keys() - after.keys()),
+            "unchanged": len(after.keys() & before.keys()) - len(changed)}
+
+
+def describe_changes(changes: dict, limit: int = 10) -> str:
+    """One line for an operator: counts, and the first ids of each kind of change."""
+    if changes["previous_index_id"] is None:
+        return f"no current index; {len(changes['added'])} entries to add"
+
+    def ids(kind: str) -> str:
+        items = changes[kind]
+        shown = ", ".join(items[:limit]) + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+        return f"{len(items)} {kind}" + (f" ({shown})" if items else "")
+
+    return (f"{ids('added')}, {ids('changed')}, {ids('removed')}, {changes['unchanged']} unchanged "
+            f"(current index {changes['previous_index_id']})")
 
 
 #: Texts per encoding call; between calls a long build logs its progress and ETA (a tqdm bar does on a terminal).

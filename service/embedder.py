@@ -22,6 +22,13 @@ def default_model() -> str:
     return os.environ.get("FAQ_MODEL") or str(DEFAULT_MODEL_DIR)
 
 
+def encoder_threads() -> int | None:
+    """Threads the encoder may use: ``FAQ_ENCODER_THREADS`` (gunicorn sets it per worker), else None (library
+    default: all cores)."""
+    value = os.environ.get("FAQ_ENCODER_THREADS") or os.environ.get("FAQ_TORCH_THREADS")
+    return max(1, int(value)) if value else None
+
+
 def model_id_for(name_or_path: str) -> str:
     """The name recorded in an index manifest for a model.
 
@@ -40,6 +47,59 @@ def model_id_for(name_or_path: str) -> str:
     return name_or_path
 
 
+#: Encoder backends: sentence-transformers on torch, or the model exported to ONNX (``service/onnx_encoder.py``).
+BACKENDS = ("torch", "onnx", "onnx-int8")
+#: The fastest backend at the same quality (README, "Performance": int8 is faster still but loses 0.015 R@1);
+#: "auto" picks it when the model has an export.
+PREFERRED_BACKEND = "onnx"
+
+
+def default_backend() -> str:
+    """``FAQ_BACKEND`` if set, else ``"auto"``."""
+    return os.environ.get("FAQ_BACKEND") or "auto"
+
+
+def resolve_backend(name_or_path: str, backend: str = "auto") -> str:
+    """``backend`` itself, or for ``"auto"``: the preferred ONNX backend if the model directory has that export,
+    else torch (hub names, fine-tuned models, directories never exported)."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be 'auto' or one of {', '.join(BACKENDS)}, not {backend!r}")
+        return backend
+    from .onnx_encoder import FILES, ONNX_DIR
+
+    return PREFERRED_BACKEND if (Path(name_or_path) / ONNX_DIR / FILES[PREFERRED_BACKEND]).is_file() else "torch"
+
+
+def _check_local(name_or_path: str) -> None:
+    """Refuse a path that is not a model directory (a name without a path is a hub model, checked on loading)."""
+    path = Path(name_or_path)
+    looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists()
+    if looks_local and not path.is_dir():
+        hint = (" Run `make model` (or `python scripts/prepare_model.py`) to create it."
+                if path.resolve() == DEFAULT_MODEL_DIR else "")
+        raise ModelUnavailable(f"model directory {name_or_path} does not exist.{hint}")
+
+
+def load_embedder(name_or_path: str | None = None, backend: str | None = None) -> "Embedder":
+    """The embedder for a model and a backend (default ``FAQ_MODEL`` and ``FAQ_BACKEND``, else auto).
+
+    Raises:
+        ModelUnavailable: the model, or its export for that backend, is missing or cannot be loaded.
+    """
+    name_or_path = name_or_path or default_model()
+    _check_local(name_or_path)
+    backend = resolve_backend(name_or_path, backend or default_backend())
+    if backend == "torch":
+        return SentenceTransformerEmbedder(name_or_path)
+    if not Path(name_or_path).is_dir():
+        raise ModelUnavailable(f"backend {backend} needs a local model directory exported to ONNX; "
+                               f"{name_or_path!r} is not one (use FAQ_BACKEND=torch for hub models)")
+    from .onnx_encoder import OnnxEmbedder
+
+    return OnnxEmbedder(name_or_path, backend)
+
+
 class Embedder(Protocol):
     """What the index builder and the search engine need from a model."""
 
@@ -56,19 +116,45 @@ class Embedder(Protocol):
         """The text prepended to texts of this kind ("" if none)."""
         ...
 
+    def encoder_info(self) -> dict:
+        """``{"backend", "file"}`` recorded in the manifest (optional; absent means torch)."""
+        ...
 
-class SentenceTransformerEmbedder:
+
+class PromptsMixin:
+    """The model's prompts by kind: "query", and "passage" (or sentence-transformers' "document")."""
+
+    prompts: dict[str, str]
+
+    def _prompt_name(self, kind: str) -> str | None:
+        for name in ((kind,) if kind == "query" else ("passage", "document")):
+            if name in self.prompts:
+                return name
+        return None
+
+    def prompt_for(self, kind: str) -> str:
+        """The text prepended for ``kind`` ("" when the model has no such prompt)."""
+        name = self._prompt_name(kind)
+        return self.prompts[name] if name else ""
+
+
+class SentenceTransformerEmbedder(PromptsMixin):
     """A sentence-transformers model on the CPU, loaded once."""
 
     def __init__(self, name_or_path: str | None = None, device: str = "cpu"):
         name_or_path = name_or_path or default_model()
         path = Path(name_or_path)
-        looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists()
-        if looks_local and not path.is_dir():
-            hint = (" Run `make model` (or `python scripts/prepare_model.py`) to create it."
-                    if path.resolve() == DEFAULT_MODEL_DIR else "")
-            raise ModelUnavailable(f"model directory {name_or_path} does not exist.{hint}")
+        _check_local(name_or_path)
         from sentence_transformers import SentenceTransformer
+
+        if encoder_threads():
+            import torch
+
+            torch.set_num_threads(encoder_threads())
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:  # only allowed before torch's first parallel work; then it is already set
+                pass
 
         try:
             self.model = SentenceTransformer(str(path) if path.is_dir() else name_or_path, device=device,
@@ -82,16 +168,10 @@ class SentenceTransformerEmbedder:
         self.prompts = dict(self.model.prompts or {})
         self.max_seq_length = self.model.max_seq_length
 
-    def _prompt_name(self, kind: str) -> str | None:
-        for name in ((kind,) if kind == "query" else ("passage", "document")):
-            if name in self.prompts:
-                return name
-        return None
 
-    def prompt_for(self, kind: str) -> str:
-        """The text prepended for ``kind`` ("" when the model has no such prompt)."""
-        name = self._prompt_name(kind)
-        return self.prompts[name] if name else ""
+    def encoder_info(self) -> dict:
+        """What the manifest records about the encoder that made the vectors."""
+        return {"backend": "torch", "file": None}
 
     def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 32,
                show_progress: bool = False) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -73,11 +74,12 @@ class SearchEngine:
         for i, row in enumerate(index.rows):
             self._entry_rows[position[row.faq_id]].append(i)
         self._is_question = np.array([row.kind != "passage" for row in index.rows])
-        self._matrix = index.vectors.vectors()
         self._passages = {p.passage_id: p for p in index.passages}
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
         self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
         self.cache = ResponseCache(cache_size)
+        #: Called after each search call with its timings, cache hits and answers (the service's metrics).
+        self.observer: Callable[[dict], None] | None = None
 
     @property
     def answer_threshold(self) -> float:
@@ -121,11 +123,20 @@ class SearchEngine:
             cached = self.cache.get(key)
             out.append(None if cached is None else self._from_cache(cached, query, started))
         missing = [i for i, response in enumerate(out) if response is None]
+        encode_started = time.perf_counter()
         vectors = self.embedder.encode([requests[i][0] for i in missing], kind="query") if missing else []
+        encode_seconds = time.perf_counter() - encode_started if missing else None
+        search_seconds = []
         for i, vector in zip(missing, vectors):
             query, top_k, min_score = requests[i]
+            t = time.perf_counter()
             out[i] = self.search_encoded(query, vector, top_k, min_score, started)
+            search_seconds.append(time.perf_counter() - t)
             self.cache.put(keys[i], out[i])
+        if self.observer is not None:
+            self.observer({"encode_seconds": encode_seconds, "search_seconds": search_seconds,
+                           "cache_hits": len(out) - len(missing), "cache_misses": len(missing),
+                           "answered": [r.answered for r in out]})
         return out
 
     def search_encoded(self, query: str, vector: np.ndarray, top_k: int = 5, min_score: float | None = None,
@@ -172,7 +183,8 @@ class SearchEngine:
             evaluation baseline) uses the best passage for both.
         """
         rows = np.concatenate([self._entry_rows[e] for e in entries])
-        cosines = self._matrix[rows] @ vector
+        # Looked up from the index (no second copy of the vectors in memory); exact for flat and HNSW indexes.
+        cosines = self.index.vectors.reconstruct(rows) @ vector
         best: dict[tuple[bool, int], tuple[float, int]] = {}
         for row, cosine in zip(rows.tolist(), cosines.tolist()):
             key = (bool(self._is_question[row]), int(self._row_entry[row]))
@@ -224,4 +236,5 @@ class SearchEngine:
             "metric": m["metric"], "entries": m["counts"]["entries"], "passages": m["counts"]["passages"],
             "built_at": m["built_at"], "corpus": m["corpus"], "format_version": m["format_version"],
             "vectors": m["counts"]["vectors"], "scoring": self.scoring.to_dict(), "cache": self.cache.stats(),
+            "encoder": m["model"].get("encoder"), "vector_index": m.get("vector_index"),
         }

@@ -70,3 +70,24 @@ class ModelUnavailable(ServiceError):
 
     status = 503
     code = "model_unavailable"
+
+
+class Unauthorized(ServiceError):
+    """A key is required and none, or a wrong one, was given (401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class AdminDisabled(ServiceError):
+    """The admin endpoints are off because no ``FAQ_ADMIN_TOKEN`` is configured (403)."""
+
+    status = 403
+    code = "admin_disabled"
+
+
+class SearchTimeout(ServiceError):
+    """No search slot freed up within ``FAQ_SEARCH_TIMEOUT``: the service is saturated; retry later (503)."""
+
+    status = 503
+    code = "search_timeout"

@@ -214,6 +214,9 @@ class CachingEmbedder:
     def prompt_for(self, kind: str) -> str:
         return self.inner.prompt_for(kind)
 
+    def encoder_info(self) -> dict:
+        return self.inner.encoder_info()
+
     def encode(self, texts, kind: str = "query", batch_size: int = 32, show_progress: bool = False):
         import numpy as np
 

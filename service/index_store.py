@@ -6,7 +6,8 @@ Layout of an index directory (``index/`` by default)::
       current -> builds/<index_id>      symlink, swapped atomically by each build
       builds/<index_id>/
         manifest.json                   written last; lists every other file with its SHA-256
-        vectors.faiss                   FAISS IndexFlatIP over L2-normalised float32 vectors (IP = cosine)
+        vectors.faiss                   FAISS index over L2-normalised float32 vectors (inner product = cosine):
+                                        exact (Flat) up to EXACT_MAX_VECTORS, else HNSW (see choose_index_spec)
         rows.jsonl                      line i says what vector i represents: an entry's question, one of its
                                         alternative questions, or one of its answer passages
         passages.jsonl                  the answer passages (what a result shows)
@@ -50,24 +51,81 @@ BUILDS = "builds"
 KEEP_OLD_BUILDS = 2
 
 
-class VectorIndex:
-    """Exact inner-product search over L2-normalised vectors (cosine similarity)."""
+#: Up to this many vectors the index is exact: a flat search of 10,000 384-d vectors takes 0.6 ms on one core
+#: here and 50,000 take 4 ms (``scripts/bench.py ann``), so 20,000 (about 1.5 ms) keeps exact search within the
+#: 2 ms that HNSW needs at a million. An FAQ (two or three vectors per entry) stays far below it.
+EXACT_MAX_VECTORS = 20_000
+#: Index kinds and their FAISS factory strings; parameters below.
+INDEX_KINDS = {"flat": "Flat", "hnsw": "HNSW{M},Flat", "hnsw-sq8": "HNSW{M},SQ8", "ivf-sq8": "IVF{nlist},SQ8"}
+#: Build and search parameters (measured on 1M synthetic and on PIAF's real vectors: README, "Performance").
+DEFAULT_PARAMS = {
+    "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 96},
+    "hnsw-sq8": {"M": 32, "efConstruction": 80, "efSearch": 96},
+    "ivf-sq8": {"nlist": None, "nprobe": 64},  # nlist None: 4·sqrt(n), as FAISS's guidelines suggest
+}
 
-    def __init__(self, faiss_index: faiss.Index):
+
+def choose_index_spec(n: int, kind: str = "auto", **params) -> dict:
+    """The vector index for ``n`` vectors: ``{"kind", "factory", "params"}``, as recorded in the manifest.
+
+    Args:
+        n: number of vectors.
+        kind: ``auto`` (exact up to ``EXACT_MAX_VECTORS``, then HNSW), or one of ``INDEX_KINDS``.
+        params: overrides of ``DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``, ``nlist``, ``nprobe``).
+    """
+    if kind == "auto":
+        kind = "flat" if n <= EXACT_MAX_VECTORS else "hnsw"
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+    merged = {**DEFAULT_PARAMS.get(kind, {}), **{k: v for k, v in params.items() if v is not None}}
+    unknown = set(merged) - set(DEFAULT_PARAMS.get(kind, {}))
+    if unknown:
+        raise ValueError(f"{kind} takes no parameter {sorted(unknown)}")
+    if kind == "ivf-sq8" and not merged["nlist"]:
+        merged["nlist"] = max(1, min(n // 39, int(4 * np.sqrt(n))))  # FAISS wants >= 39 training points a list
+    return {"kind": kind, "factory": INDEX_KINDS[kind].format(**merged), "params": merged}
+
+
+def _apply_search_params(index: faiss.Index, spec: dict) -> None:
+    params = spec.get("params", {})
+    if "efSearch" in params:
+        faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])
+    if "nprobe" in params:
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+        faiss.extract_index_ivf(index).make_direct_map()  # reconstruct() of IVF rows, for exact rescoring
+
+
+class VectorIndex:
+    """Inner-product search over L2-normalised vectors (cosine similarity), exact or approximate."""
+
+    def __init__(self, faiss_index: faiss.Index, spec: dict | None = None):
         self._index = faiss_index
+        self.spec = spec or {"kind": "flat", "factory": "Flat", "params": {}}
+        _apply_search_params(faiss_index, self.spec)
 
     @classmethod
-    def from_vectors(cls, vectors: np.ndarray) -> "VectorIndex":
-        """Build an exact index; ``vectors`` must be (n, d) float32 rows of unit norm."""
+    def from_vectors(cls, vectors: np.ndarray, spec: dict | None = None) -> "VectorIndex":
+        """Build an index; ``vectors`` must be (n, d) float32 rows of unit norm.
+
+        Args:
+            spec: from ``choose_index_spec`` (default: chosen by size).
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] == 0:
             raise ValueError(f"expected a non-empty (n, d) matrix, got shape {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1)
         if not np.allclose(norms, 1.0, atol=1e-3):
             raise ValueError("vectors must be L2-normalised (inner product = cosine)")
-        index = faiss.IndexFlatIP(vectors.shape[1])
+        spec = spec or choose_index_spec(len(vectors))
+        index = faiss.index_factory(vectors.shape[1], spec["factory"], faiss.METRIC_INNER_PRODUCT)
+        if "efConstruction" in spec["params"]:
+            faiss.downcast_index(index).hnsw.efConstruction = int(spec["params"]["efConstruction"])
+        if not index.is_trained:  # IVF lists and SQ8 ranges are learnt from (a sample of) the vectors
+            rng = np.random.default_rng(0)
+            sample = vectors if len(vectors) <= 200_000 else vectors[rng.choice(len(vectors), 200_000, replace=False)]
+            index.train(sample)
         index.add(vectors)
-        return cls(index)
+        return cls(index, spec)
 
     @property
     def dimension(self) -> int:
@@ -76,9 +134,9 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._index.ntotal
 
-    def vectors(self) -> np.ndarray:
-        """All stored vectors as an (n, d) float32 array (a copy), for exact rescoring of candidates."""
-        return self._index.reconstruct_n(0, len(self))
+    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows`` as (len(rows), d) float32: exact for flat and HNSW, decoded for SQ8."""
+        return self._index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows for each query.
@@ -191,8 +249,11 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, rows: list[Row]
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{index_id}-", dir=builds))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
-        vector_index = VectorIndex.from_vectors(vectors)
-        faiss.write_index(vector_index._index, str(tmp / VECTORS))
+        vector_index = VectorIndex.from_vectors(vectors, manifest.get("vector_index"))
+        try:
+            faiss.write_index(vector_index._index, str(tmp / VECTORS))
+        except RuntimeError as exc:  # FAISS reports a failed write (a full disk…) as a RuntimeError
+            raise OSError(f"cannot write {tmp / VECTORS}: {str(exc).splitlines()[-1]}") from exc
         with open(tmp / VECTORS, "rb+") as fh:
             os.fsync(fh.fileno())
         _write_jsonl(tmp / ROWS, (r.to_dict() for r in rows))
@@ -203,7 +264,8 @@ def write_index(out_dir: str | os.PathLike, vectors: np.ndarray, rows: list[Row]
             **manifest,
             "metric": "inner_product",
             "normalized": True,
-            "faiss": {"type": "IndexFlatIP", "ntotal": len(vector_index)},
+            "faiss": {"type": type(faiss.downcast_index(vector_index._index)).__name__, "ntotal": len(vector_index)},
+            "vector_index": vector_index.spec,
             "counts": {"entries": len(entries), "passages": len(passages), "vectors": len(rows),
                        "vectors_by_kind": _count_kinds(rows)},
             "files": {name: sha256_file(tmp / name) for name in (VECTORS, ROWS, PASSAGES, ENTRIES)},
@@ -268,6 +330,19 @@ def read_manifest(index_dir: str | os.PathLike) -> dict:
         raise IndexUnavailable(f"unreadable manifest in {build}: {exc}") from exc
 
 
+def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
+    """The corpus entries of the build ``index_dir`` points to, by id (None when there is no index yet)."""
+    try:
+        build = resolve(index_dir)
+    except IndexUnavailable:
+        return None
+    try:
+        lines = (build / ENTRIES).read_text(encoding="utf-8").splitlines()
+        return {obj["id"]: obj for obj in (json.loads(line) for line in lines if line)}
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexUnavailable(f"cannot read the entries of index {build}: {exc}") from exc
+
+
 def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex:
     """Load and check a build.
 
@@ -286,7 +361,7 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
                 if sha256_file(build / name) != digest:
                     raise IndexUnavailable(f"index file {build / name} does not match its manifest checksum "
                                            "(truncated or modified): rebuild the index")
-        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)))
+        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)), manifest.get("vector_index"))
         rows = [Row(**json.loads(line)) for line in (build / ROWS).read_text(encoding="utf-8").splitlines() if line]
         passages = [Passage(**json.loads(line))
                     for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line]

@@ -9,13 +9,22 @@ from . import schemas
 ERROR_STATUSES = {
     "400": "Bad request: `invalid_json`, `invalid_body`, `missing_query`, `empty_query`, `query_too_long`, "
            "`invalid_type`, `out_of_range`, `unknown_field` (and `missing_queries` for a batch).",
+    "401": "A key is needed: an API key on the search routes when `FAQ_API_KEYS` is set, the admin token on "
+           "`/admin/*` (`unauthorized`).",
+    "403": "The admin endpoints are disabled: no `FAQ_ADMIN_TOKEN` is configured (`admin_disabled`).",
     "404": "Unknown path (`not_found`) or FAQ entry (`faq_not_found`).",
     "405": "Wrong method (`method_not_allowed`); the `Allow` header lists the right ones.",
     "413": "Body larger than the configured limit (`payload_too_large`).",
     "415": "A POST body not sent as `application/json` (`unsupported_media_type`).",
     "500": "Unexpected failure (`internal_error`); details go to the service log only.",
-    "503": "No usable index or model (`index_unavailable`, `index_model_mismatch`, `model_unavailable`).",
+    "409": "The reload was refused; the previous index keeps serving and the body says why.",
+    "429": "Too many requests from this client (`rate_limited`, when `FAQ_RATE_LIMIT` is set); `Retry-After` says "
+           "when to try again.",
+    "503": "No usable index or model (`index_unavailable`, `index_model_mismatch`, `model_unavailable`), or no "
+           "search could start within `FAQ_SEARCH_TIMEOUT` (`search_timeout`, with `Retry-After`).",
 }
+#: Search routes accept an API key when the service requires one; without FAQ_API_KEYS they are open ({}).
+SEARCH_SECURITY = [{}, {"apiKey": []}, {"bearer": []}]
 
 EXAMPLE_QUERY = "pas reçu le mail pour activer mon compte"
 
@@ -73,12 +82,13 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                     "operationId": "search", "summary": "Chercher les entrées qui répondent à une question",
                     "requestBody": {"required": True, "content": _json("SearchRequest", {
                         "query": EXAMPLE_QUERY, "top_k": 3})},
-                    "responses": {"200": search_ok, **_errors("400", "413", "415", "500", "503")},
+                    "security": SEARCH_SECURITY,
+                    "responses": {"200": search_ok, **_errors("400", "401", "413", "415", "429", "500", "503")},
                 },
                 "get": {
                     "operationId": "searchGet", "summary": "La même recherche, par paramètres d'URL",
-                    "parameters": _search_parameters(max_query_chars),
-                    "responses": {"200": search_ok, **_errors("400", "500", "503")},
+                    "parameters": _search_parameters(max_query_chars), "security": SEARCH_SECURITY,
+                    "responses": {"200": search_ok, **_errors("400", "401", "429", "500", "503")},
                 },
             },
             "/search/batch": {
@@ -90,7 +100,8 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                     "responses": {"200": {"description": "One item per query, in order: a search response, or "
                                                          "the error that query got.",
                                           "content": _json("BatchResponse")},
-                                  **_errors("400", "413", "415", "500", "503")},
+                                  **_errors("400", "401", "413", "415", "429", "500", "503")},
+                    "security": SEARCH_SECURITY,
                 },
             },
             "/faq/{faq_id}": {
@@ -100,7 +111,8 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                                     "schema": {"type": "string"}, "example": "chorus-pro-4"}],
                     "responses": {"200": {"description": "The entry as in the corpus, with its passages.",
                                           "content": _json("FaqEntryResponse")},
-                                  **_errors("404", "500", "503")},
+                                  **_errors("401", "404", "429", "500", "503")},
+                    "security": SEARCH_SECURITY,
                 },
             },
             "/health": {
@@ -109,6 +121,48 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                     "responses": {"200": {"description": "The loaded index's summary.",
                                           "content": _json("HealthResponse")},
                                   **_errors("500", "503")},
+                },
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready", "summary": "Prêt à répondre : modèle et index valides chargés",
+                    "responses": {"200": {"description": "Ready; the id of the index served.",
+                                          "content": {"application/json": {"schema": {
+                                              "type": "object", "required": ["status", "index_id"],
+                                              "properties": {"status": {"const": "ready"},
+                                                             "index_id": {"type": "string"}}}}}},
+                                  **_errors("500", "503")},
+                },
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics", "summary": "Métriques Prometheus (tous les workers)",
+                    "responses": {"200": {"description": "Prometheus text exposition format.",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                },
+            },
+            "/admin/reload": {
+                "post": {
+                    "operationId": "adminReload",
+                    "summary": "Passer au nouvel index (tous les workers), ou dire pourquoi il est refusé",
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"force": {"type": "boolean", "default": False}},
+                        "additionalProperties": False}}}},
+                    "responses": {"200": {"description": "Switched (`changed: true`) or already current.",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}},
+                                  "409": {"description": ERROR_STATUSES["409"],
+                                          "content": {"application/json": {"schema": {"type": "object"}}}},
+                                  **_errors("400", "401", "403", "500")},
+                },
+            },
+            "/admin/stats": {
+                "get": {
+                    "operationId": "adminStats", "summary": "Index, cache, rechargements et mémoire de ce worker",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "This worker's figures.",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}},
+                                  **_errors("401", "403", "500")},
                 },
             },
             "/": {
@@ -127,5 +181,8 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
                 },
             },
         },
-        "components": {"schemas": defs["$defs"]},
+        "components": {"schemas": defs["$defs"], "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "An API key (search routes, when `FAQ_API_KEYS` is set) or the admin token."},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
     }

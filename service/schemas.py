@@ -232,6 +232,8 @@ class HealthResponse(BaseModel):
 
     status: Literal["ok"]
     index: dict[str, Any]
+    reload: dict[str, Any] = Field(description="Reloads of this worker: how many succeeded, and the last one "
+                                               "(with the reason when a new build was refused).")
 
 
 class PassageOut(BaseModel):

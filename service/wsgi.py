@@ -6,10 +6,13 @@ an index exits with the reason and code 3, which makes gunicorn stop instead of 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import create_app
+from .observability import configure_logging
 
+configure_logging(os.environ.get("FAQ_LOG_LEVEL", "info"), os.environ.get("FAQ_LOG_FORMAT", "json"))
 app = create_app()
 if app.extensions["faq_engine"] is None:
     print(f"error: {app.extensions['faq_engine_failure'].message}", file=sys.stderr)

@@ -24,6 +24,7 @@ DATA = Path(__file__).resolve().parent / "data"
 MINI_CORPUS = DATA / "mini_faq.jsonl"
 CHORUS_CORPUS = ROOT / "corpus" / "chorus_pro_faq.jsonl"
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
+LIVE_ADMIN_TOKEN = "live-admin-token"  # the admin token of the live_url server
 
 
 class HashingEmbedder:
@@ -96,7 +97,8 @@ def live_url(tmp_path_factory):
     embedder = HashingEmbedder()
     out = tmp_path_factory.mktemp("live-index")
     build_index(MINI_CORPUS, out, embedder, show_progress=False)
-    app = create_app({"TESTING": False}, engine=SearchEngine(embedder, load_index(out)))
+    app = create_app({"TESTING": False, "FAQ_ADMIN_TOKEN": LIVE_ADMIN_TOKEN},
+                     engine=SearchEngine(embedder, load_index(out)))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -104,6 +106,17 @@ def live_url(tmp_path_factory):
     server.shutdown()
     thread.join(timeout=10)
     server.server_close()
+
+
+def corpus_with(source: Path, out_dir: Path, marker: str) -> tuple[Path, str]:
+    """A copy of ``source`` whose first answer ends with ``marker``: a new build with visibly new content."""
+    import json
+
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows[0]["answer"] = f"{rows[0]['answer']}\n\nRévision {marker}."
+    path = out_dir / f"corpus-{marker}.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path, rows[0]["id"]
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -123,12 +136,23 @@ def assert_error(response, status: int, code: str) -> dict:
 # ---- slow tier: the real converted model, loaded once per session ----
 
 @pytest.fixture(scope="session")
-def real_embedder():
+def torch_embedder():
+    """The converted model through sentence-transformers on torch (the reference every other path is held to)."""
     from service.embedder import SentenceTransformerEmbedder
 
     if not (MODEL_DIR / "faq_model.json").is_file():
         pytest.fail(f"{MODEL_DIR} is missing: run `make model` (make test does it)")
     return SentenceTransformerEmbedder(str(MODEL_DIR))
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The converted model through the service's default encoder (``load_embedder``: ONNX when exported)."""
+    from service.embedder import load_embedder
+
+    if not (MODEL_DIR / "faq_model.json").is_file():
+        pytest.fail(f"{MODEL_DIR} is missing: run `make model` (make test does it)")
+    return load_embedder(str(MODEL_DIR), "auto")
 
 
 @pytest.fixture(scope="session")

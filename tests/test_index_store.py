@@ -48,7 +48,8 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
     stored = load_index(out)
     m = stored.manifest
     assert m["format_version"] == index_store.FORMAT_VERSION
-    assert m["model"] == {"name": fake_embedder.model_id, "dimension": 384, "prompts": {"query": "", "passage": ""}}
+    assert m["model"] == {"name": fake_embedder.model_id, "dimension": 384, "prompts": {"query": "", "passage": ""},
+                          "encoder": {"backend": "custom", "file": None}}  # an embedder object, not a named backend
     assert m["metric"] == "inner_product" and m["normalized"] is True
     assert m["counts"] == {"entries": 4, "passages": 5, "vectors": 10,
                            "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5}}
@@ -154,3 +155,76 @@ def test_a_long_build_logs_progress_and_an_eta(make_index, fake_embedder, monkey
     assert lines and all("/10 vectors" in line and "s left" in line for line in lines)
     # Chunks are encoded per prompt, so the vectors are the same as in one call per prompt.
     assert [n for n, _ in fake_embedder.calls] == [2, 2, 1, 2, 2, 1]
+
+
+# ---- the index kind, chosen by size: approximate indexes against brute force ----
+
+def test_index_kind_is_chosen_by_size():
+    assert index_store.choose_index_spec(10)["kind"] == "flat"
+    assert index_store.choose_index_spec(index_store.EXACT_MAX_VECTORS)["kind"] == "flat"
+    big = index_store.choose_index_spec(index_store.EXACT_MAX_VECTORS + 1)
+    assert big == {"kind": "hnsw", "factory": "HNSW32,Flat", "params": index_store.DEFAULT_PARAMS["hnsw"]}
+    ivf = index_store.choose_index_spec(1_000_000, "ivf-sq8")
+    assert ivf["factory"] == "IVF4000,SQ8" and ivf["params"]["nlist"] == 4000
+    assert index_store.choose_index_spec(100, "hnsw", efSearch=200)["params"]["efSearch"] == 200
+    with pytest.raises(ValueError, match="takes no parameter"):
+        index_store.choose_index_spec(100, "hnsw", nprobe=4)
+    with pytest.raises(ValueError, match="index kind must be"):
+        index_store.choose_index_spec(100, "annoy")
+
+
+def _clustered(n: int, nq: int, d: int = 64, seed: int = 7):
+    """Vectors with structure, as real embeddings have (FAISS's SyntheticDataset), L2-normalised."""
+    from faiss.contrib.datasets import SyntheticDataset
+
+    data = SyntheticDataset(d, 0, n, nq, metric="IP", seed=seed)
+    base, queries = data.get_database(), data.get_queries()
+    return base / np.linalg.norm(base, axis=1, keepdims=True), queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind,floor", [("hnsw", 0.95), ("hnsw-sq8", 0.9), ("ivf-sq8", 0.85)])
+def test_approximate_indexes_find_the_exact_neighbours(kind, floor, tmp_path):
+    base, queries = _clustered(5000, 100)
+    exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]  # brute force
+    index = VectorIndex.from_vectors(base, index_store.choose_index_spec(len(base), kind))
+    _, ids = index.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), exact.tolist())])
+    assert recall >= floor, recall
+    # stored rows come back (exactly, or within the 8-bit quantisation step), for the engine's exact rescoring
+    rows = np.array([3, 4000, 17])
+    np.testing.assert_allclose(index.reconstruct(rows), base[rows], atol=0 if kind == "hnsw" else 0.02)
+
+
+def test_manifest_records_the_index_and_its_search_parameters(make_index):
+    out = make_index(index_kind="hnsw", index_params={"efSearch": 40})
+    stored = load_index(out)
+    assert stored.manifest["vector_index"] == {"kind": "hnsw", "factory": "HNSW32,Flat",
+                                               "params": {"M": 32, "efConstruction": 80, "efSearch": 40}}
+    assert stored.manifest["faiss"]["type"] == "IndexHNSWFlat"
+    import faiss
+
+    assert faiss.downcast_index(stored.vectors._index).hnsw.efSearch == 40  # applied again on load
+    assert load_index(make_index(out=out.parent / "small")).manifest["vector_index"]["kind"] == "flat"
+
+
+def test_engine_ranks_the_same_over_hnsw_as_over_flat(make_index, fake_embedder, tmp_path):
+    from service.engine import SearchEngine
+
+    flat = SearchEngine(fake_embedder, load_index(make_index(out=tmp_path / "flat")))
+    hnsw = SearchEngine(fake_embedder, load_index(make_index(out=tmp_path / "hnsw", index_kind="hnsw")))
+    for query in ("mot de passe oublié", "facture refusée", "compte administrateur"):
+        a, b = flat.search(query), hnsw.search(query)
+        assert [(r.faq_id, r.score) for r in a.results] == [(r.faq_id, r.score) for r in b.results]
+
+
+def test_a_failed_vector_write_is_an_os_error_and_changes_nothing(make_index, monkeypatch):
+    out = make_index()
+    before = resolve(out)
+
+    def full_disk(index, path):
+        raise RuntimeError("Error in faiss::write_index: write error (No space left on device)")
+
+    monkeypatch.setattr(index_store.faiss, "write_index", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        make_index()
+    assert resolve(out) == before and not [p for p in (out / "builds").iterdir() if p.name.startswith(".tmp")]

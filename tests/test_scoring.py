@@ -33,7 +33,7 @@ def large_corpus(tmp_path):
 
 def brute_force(engine: SearchEngine, query: str, vector: np.ndarray):
     """Fused score of every entry from all of its vectors, without the engine's candidate search."""
-    matrix = engine.index.vectors.vectors()
+    matrix = engine.index.vectors.reconstruct(np.arange(len(engine.index.vectors)))
     cos = matrix @ vector
     lexical = engine.lexical.scores(query).scores
     out = {}

@@ -1,0 +1,138 @@
+"""The ONNX encoders: the same vectors as sentence-transformers on torch, batching that changes nothing, an export
+that is redone only when the weights change, and a service that encodes queries with the index's own encoder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, assert_error
+from paraphrases import PARAPHRASES
+from service import create_app
+from service.build import build_index
+from service.embedder import load_embedder, resolve_backend
+from service.errors import ModelUnavailable
+from service.onnx_encoder import EXPORT_MARKER, FILES, ONNX_DIR, OnnxEmbedder, export_onnx, is_exported
+
+QUERIES = [q for q, _ in PARAPHRASES]
+
+
+def _passages() -> list[str]:
+    rows = [json.loads(line) for line in CHORUS_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [f"{r['question']}\n{r['answer']}" for r in rows]
+
+
+@pytest.fixture(scope="module")
+def onnx_embedders():
+    return {backend: OnnxEmbedder(MODEL_DIR, backend) for backend in FILES}
+
+
+# ---- fast: no model needed ----
+
+def test_missing_export_is_a_clear_model_error(tmp_path):
+    with pytest.raises(ModelUnavailable, match="prepare_model.py"):
+        OnnxEmbedder(tmp_path, "onnx")
+    with pytest.raises(ValueError, match="backend must be"):
+        OnnxEmbedder(tmp_path, "tensorrt")
+
+
+def test_auto_backend_needs_an_export(tmp_path):
+    assert resolve_backend(str(tmp_path), "auto") == "torch"
+    assert resolve_backend("intfloat/multilingual-e5-small", "auto") == "torch"
+    assert resolve_backend(str(tmp_path), "onnx-int8") == "onnx-int8"
+    (tmp_path / ONNX_DIR).mkdir()
+    (tmp_path / ONNX_DIR / FILES["onnx"]).write_bytes(b"")
+    assert resolve_backend(str(tmp_path), "auto") == "onnx"
+    with pytest.raises(ValueError, match="backend must be"):
+        resolve_backend(str(tmp_path), "cuda")
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnx", "torch"])
+def test_a_missing_model_directory_is_named_whatever_the_backend(tmp_path, backend):
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        load_embedder(str(tmp_path / "nowhere"), backend)
+
+
+def test_onnx_backend_refuses_a_hub_name():
+    with pytest.raises(ModelUnavailable, match="local model directory"):
+        load_embedder("intfloat/multilingual-e5-small", "onnx")
+
+
+def test_export_refuses_a_directory_without_weights(tmp_path):
+    with pytest.raises(ModelUnavailable, match="model.safetensors"):
+        export_onnx(tmp_path)
+
+
+# ---- slow: the real exported model ----
+
+@pytest.mark.slow
+def test_default_encoder_is_the_fp32_onnx_export(real_embedder):
+    assert isinstance(real_embedder, OnnxEmbedder)
+    assert real_embedder.encoder_info() == {"backend": "onnx", "file": f"{ONNX_DIR}/{FILES['onnx']}"}
+    assert real_embedder.prompts["query"] == "query: " and real_embedder.dimension == 384
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,floor", [("onnx", 0.9995), ("onnx-int8", 0.98)])
+def test_vectors_match_torch(onnx_embedders, torch_embedder, backend, floor):
+    ours = onnx_embedders[backend]
+    for kind, texts in (("query", QUERIES), ("passage", _passages())):
+        got, want = ours.encode(texts, kind=kind), torch_embedder.encode(texts, kind=kind)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+        cosines = np.sum(got * want, axis=1)
+        print(f"\n{backend} {kind}: cosine to torch min {cosines.min():.5f} mean {cosines.mean():.5f}")
+        assert cosines.min() >= floor
+
+
+@pytest.mark.slow
+def test_padding_in_a_batch_changes_nothing(onnx_embedders):
+    encoder = onnx_embedders["onnx"]
+    texts = ["TVA", QUERIES[0], _passages()[0], "  mot de passe oublié  "]
+    together = encoder.encode(texts, kind="passage", batch_size=4)
+    alone = np.stack([encoder.encode([t], kind="passage")[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+    assert encoder.encode([], kind="query").shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_export_is_up_to_date_and_not_redone():
+    files = [MODEL_DIR / ONNX_DIR / name for name in (*FILES.values(), EXPORT_MARKER)]
+    before = [f.stat().st_mtime_ns for f in files]
+    assert is_exported(MODEL_DIR)
+    assert export_onnx(MODEL_DIR) == MODEL_DIR / ONNX_DIR
+    assert [f.stat().st_mtime_ns for f in files] == before
+    marker = json.loads((MODEL_DIR / ONNX_DIR / EXPORT_MARKER).read_text())
+    assert marker["fused"]["nodes"]["Attention"] == 12  # one fused attention kernel per layer
+
+
+@pytest.mark.slow
+def test_changed_weights_make_the_export_stale(tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, copy)
+    assert is_exported(copy)
+    with open(copy / "model.safetensors", "r+b") as fh:  # any change to the weights
+        fh.seek(-1, 2)
+        last = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([last[0] ^ 1]))
+    assert not is_exported(copy)
+
+
+@pytest.mark.slow
+def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_embedders):
+    out = tmp_path / "index"
+    manifest = build_index(MINI_CORPUS, out, onnx_embedders["onnx"], show_progress=False)
+    assert manifest["model"]["encoder"] == {"backend": "onnx", "file": "onnx/model_emb8.onnx"}
+    served = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR)})
+    assert isinstance(served.extensions["faq_engine"].embedder, OnnxEmbedder)
+    assert served.test_client().post("/search", json={"query": "mot de passe"}).status_code == 200
+    for backend, code in (("torch", "index_model_mismatch"), ("onnx-int8", "index_model_mismatch"),
+                          ("gpu", "model_unavailable")):
+        app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": backend})
+        assert app.extensions["faq_engine"] is None
+        err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)
+        assert backend in err["message"]

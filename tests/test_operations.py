@@ -1,0 +1,341 @@
+"""Operations: reloading a new index build while serving (admin endpoint, SIGHUP, watcher), refusing a bad one,
+the admin token and the API keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import MINI_CORPUS, HashingEmbedder, assert_error, corpus_with
+from service import create_app
+from service.build import build_index
+from service.engine import SearchEngine
+from service.index_store import VECTORS, load_index, resolve
+
+TOKEN = "s3cret-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _changed_corpus(tmp_path, marker: str):
+    return corpus_with(MINI_CORPUS, tmp_path, marker)
+
+
+@pytest.fixture
+def served(tmp_path, fake_embedder):
+    """An app serving an index directory that tests rebuild under it."""
+    out = tmp_path / "index"
+    build_index(MINI_CORPUS, out, fake_embedder, show_progress=False)
+
+    def make(**config):
+        engine = SearchEngine(fake_embedder, load_index(out))
+        return create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, **config}, engine=engine)
+
+    return make, out
+
+
+def _answer_of(client, faq_id: str) -> str:
+    return client.get(f"/faq/{faq_id}").get_json()["answer"]
+
+
+# ---- the admin surface ----
+
+@pytest.mark.parametrize("method,path", [("post", "/admin/reload"), ("get", "/admin/stats")])
+def test_admin_is_disabled_without_a_token(client, method, path):
+    assert_error(getattr(client, method)(path, headers=AUTH), 403, "admin_disabled")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                                     {"X-API-Key": "wrong"}, {"Authorization": "Bearer "}])
+def test_admin_needs_the_right_token(served, headers):
+    make, _ = served
+    client = make().test_client()
+    assert_error(client.post("/admin/reload", headers=headers), 401, "unauthorized")
+    assert_error(client.get("/admin/stats", headers=headers), 401, "unauthorized")
+    assert client.get("/admin/stats", headers=AUTH).status_code == 200
+
+
+def test_admin_reload_body_is_validated(served):
+    client = served[0]().test_client()
+    assert_error(client.post("/admin/reload", json={"force": "yes"}, headers=AUTH), 400, "invalid_request")
+    assert_error(client.post("/admin/reload", json=[1], headers=AUTH), 400, "invalid_request")
+
+
+# ---- reloading ----
+
+def test_reload_switches_to_the_new_build(served, tmp_path, fake_embedder):
+    make, out = served
+    app = make()
+    client = app.test_client()
+    before = client.get("/health").get_json()["index"]["id"]
+    same = client.post("/admin/reload", headers=AUTH).get_json()
+    assert same["ok"] and not same["changed"] and same["index_id"] == before
+    corpus, faq_id = _changed_corpus(tmp_path, "NOUVEAU-TEXTE")
+    build_index(corpus, out, fake_embedder, show_progress=False)
+    done = client.post("/admin/reload", headers=AUTH)
+    body = done.get_json()
+    assert done.status_code == 200 and body["ok"] and body["changed"] and body["previous_index_id"] == before
+    assert body["signalled_workers"] == 0  # not under gunicorn: no sibling workers
+    health = client.get("/health").get_json()
+    assert health["index"]["id"] == body["index_id"] != before
+    assert health["reload"]["reloads"] == 1 and health["reload"]["last"]["trigger"] == "admin"
+    assert "NOUVEAU-TEXTE" in _answer_of(client, faq_id)
+    assert client.post("/admin/reload", json={"force": True}, headers=AUTH).get_json()["changed"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "other_model"])
+def test_a_bad_build_is_refused_and_the_old_index_keeps_serving(served, tmp_path, fake_embedder, damage):
+    make, out = served
+    app = make()
+    client = app.test_client()
+    before = client.get("/health").get_json()["index"]["id"]
+    corpus, faq_id = _changed_corpus(tmp_path, "JAMAIS-SERVI")
+    if damage == "other_model":
+        other = HashingEmbedder()
+        other.model_id = "another/model"
+        build_index(corpus, out, other, show_progress=False)
+    else:
+        build_index(corpus, out, fake_embedder, show_progress=False)
+        vectors = resolve(out) / VECTORS
+        if damage == "truncate":
+            vectors.write_bytes(vectors.read_bytes()[:100])
+        else:
+            vectors.unlink()
+    refused = client.post("/admin/reload", headers=AUTH)
+    body = refused.get_json()
+    assert refused.status_code == 409 and body["ok"] is False and body["changed"] is False
+    assert body["error"]["code"] == ("index_model_mismatch" if damage == "other_model" else "index_unavailable")
+    health = client.get("/health").get_json()
+    assert health["index"]["id"] == before and health["reload"]["last"]["error"] == body["error"]
+    search = client.post("/search", json={"query": "mot de passe"})
+    assert search.status_code == 200 and search.get_json()["index"]["id"] == before
+    assert "JAMAIS-SERVI" not in _answer_of(client, faq_id)
+
+
+class _GatedEmbedder(HashingEmbedder):
+    """Blocks inside encode until released, to hold a request in flight."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.gate = False
+
+    def encode(self, texts, kind="query", batch_size=32, show_progress=False):
+        if self.gate and kind == "query":
+            self.entered.set()
+            assert self.release.wait(10)
+        return super().encode(texts, kind, batch_size, show_progress)
+
+
+def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path):
+    embedder = _GatedEmbedder()
+    out = tmp_path / "index"
+    build_index(MINI_CORPUS, out, embedder, show_progress=False)
+    app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": 0},
+                     engine=SearchEngine(embedder, load_index(out)))
+    before = app.extensions["faq_engine"].index.index_id
+    corpus, _ = _changed_corpus(tmp_path, "APRES")
+    build_index(corpus, out, embedder, show_progress=False)
+    embedder.gate = True
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(
+        app.test_client().post("/search", json={"query": "mot de passe"}).get_json()))
+    worker.start()
+    assert embedder.entered.wait(10)
+    embedder.gate = False
+    assert app.test_client().post("/admin/reload", headers=AUTH).get_json()["changed"]  # while it is in flight
+    embedder.release.set()
+    worker.join(10)
+    assert answers[0]["index"]["id"] == before  # finished on the old index
+    after = app.test_client().post("/search", json={"query": "mot de passe"}).get_json()
+    assert after["index"]["id"] != before
+
+
+def test_sighup_reloads(served, tmp_path, fake_embedder):
+    make, out = served
+    app = make()
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        assert app.extensions["faq_reloader"].install_sighup()
+        corpus, _ = _changed_corpus(tmp_path, "PAR-SIGNAL")
+        build_index(corpus, out, fake_embedder, show_progress=False)
+        os.kill(os.getpid(), signal.SIGHUP)
+        _wait(lambda: app.extensions["faq_reloader"].reloads == 1)
+        assert app.extensions["faq_reloader"].last["trigger"] == "sighup"
+        assert app.extensions["faq_engine"].index.path == resolve(out)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, fake_embedder, caplog):
+    make, out = served
+    app = make(FAQ_WATCH_SECONDS=0.05)
+    reloader = app.extensions["faq_reloader"]
+    try:
+        corpus, _ = _changed_corpus(tmp_path, "VU")
+        build_index(corpus, out, fake_embedder, show_progress=False)
+        _wait(lambda: reloader.reloads == 1)
+        assert reloader.last["trigger"] == "watch" and app.extensions["faq_engine"].index.path == resolve(out)
+        good = app.extensions["faq_engine"].index.index_id
+        corpus, _ = _changed_corpus(tmp_path, "CASSE")
+        with caplog.at_level(logging.ERROR, logger="service.reloader"):
+            build_index(corpus, out, fake_embedder, show_progress=False)
+            (resolve(out) / VECTORS).write_bytes(b"not faiss")
+            _wait(lambda: reloader.last["ok"] is False)
+            time.sleep(0.3)  # several more ticks: the refused build is not retried over and over
+        assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+        assert app.extensions["faq_engine"].index.index_id == good
+    finally:
+        reloader.stop()
+
+
+def _wait(condition, seconds: float = 10.0) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+# ---- API keys ----
+
+def test_search_routes_need_a_key_when_keys_are_configured(served, caplog):
+    make, _ = served
+    client = make(FAQ_API_KEYS="key-one, key-two").test_client()
+    with caplog.at_level(logging.DEBUG):
+        assert_error(client.post("/search", json={"query": "mot de passe"}), 401, "unauthorized")
+        assert_error(client.get("/search?q=mot", headers={"X-API-Key": "key-three"}), 401, "unauthorized")
+        assert_error(client.post("/search/batch", json={"queries": ["a"]}), 401, "unauthorized")
+        assert_error(client.get("/faq/whatever"), 401, "unauthorized")
+        assert client.post("/search", json={"query": "mot de passe"},
+                           headers={"Authorization": "Bearer key-one"}).status_code == 200
+        assert client.get("/search?q=mot", headers={"X-API-Key": "key-two"}).status_code == 200
+    for open_path in ("/health", "/openapi.json", "/"):
+        response = client.get(open_path)
+        response.close()  # the page is a file response
+        assert response.status_code == 200
+    assert not [r for r in caplog.records if "key-" in r.getMessage()]  # keys never logged
+
+
+def test_without_keys_search_is_open(client):
+    assert client.post("/search", json={"query": "mot de passe"}).status_code == 200
+
+
+# ---- the corpus round trip: what a rebuild will change ----
+
+def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fake_embedder):
+    _, out = served
+    rows = [json.loads(line) for line in MINI_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    previous = load_index(out).index_id
+    rows[0]["answer"] += " (mis à jour)"
+    removed = rows.pop()
+    rows.append({"id": "nouvelle-entree", "question": "Une nouvelle question ?", "answer": "Sa réponse."})
+    corpus = tmp_path / "next.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    manifest = build_index(corpus, out, fake_embedder, show_progress=False)
+    assert manifest["changes"] == {"previous_index_id": previous, "added": ["nouvelle-entree"],
+                                   "changed": [rows[0]["id"]], "removed": [removed["id"]],
+                                   "unchanged": len(rows) - 2}
+    first = build_index(MINI_CORPUS, tmp_path / "fresh", fake_embedder, show_progress=False)["changes"]
+    assert first["previous_index_id"] is None and len(first["added"]) == 4 and not first["removed"]
+
+
+def test_check_validates_without_building(served, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    _, out = served
+    builds = sorted(p.name for p in (out / "builds").iterdir())
+    done = subprocess.run([sys.executable, "scripts/build_index.py", "--check", "--corpus", str(MINI_CORPUS),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["valid"] and report["entries"] == 4 and report["changes"]["unchanged"] == 4
+    assert sorted(p.name for p in (out / "builds").iterdir()) == builds  # nothing written
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "question": "Q ?", "answer": "R."}\n{"id": "a", "question": "Q2 ?"}\n')
+    done = subprocess.run([sys.executable, "scripts/build_index.py", "--check", "--corpus", str(bad),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"{bad}:2:" in done.stderr
+
+
+# ---- observability ----
+
+def test_request_ids_are_accepted_or_generated_and_echoed(client):
+    given = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = client.get("/health", headers={"X-Request-ID": "not ok\\n" * 3})
+    assert len(made.headers["X-Request-ID"]) == 32 and made.headers["X-Request-ID"] != "abc-123"
+    error = client.post("/search", json={})
+    assert error.status_code == 400 and error.headers["X-Request-ID"]
+
+
+def test_one_log_line_per_request_and_queries_only_when_configured(served, caplog):
+    make, _ = served
+    for keep, expected in ((0, None), (8, "mot de p")):
+        client = make(FAQ_LOG_QUERIES=keep).test_client()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="service.requests"):
+            client.post("/search", json={"query": "mot de passe oublié"}, headers={"X-Request-ID": "r-1"})
+        [record] = [r for r in caplog.records if r.name == "service.requests"]
+        assert (record.request_id, record.route, record.status) == ("r-1", "/search", 200)
+        assert getattr(record, "query", None) == expected
+
+
+def test_metrics_count_requests_searches_and_the_index(client):
+    client.post("/search", json={"query": "mot de passe"})
+    client.post("/search", json={"query": "mot de passe"})  # a cache hit
+    client.post("/search", json={})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'faq_requests_total{method="POST",route="/search",status="200"}' in text
+    assert 'faq_requests_total{method="POST",route="/search",status="400"}' in text
+    assert "faq_encode_seconds_count" in text and 'faq_cache_total{result="hit"}' in text
+    assert 'faq_searches_total{answered=' in text and "faq_index_entries{index_id=" in text
+
+
+def test_ready_says_whether_a_model_and_index_are_loaded(client, tmp_path):
+    body = client.get("/ready").get_json()
+    assert body["status"] == "ready" and body["index_id"]
+    empty = create_app({"TESTING": True, "FAQ_INDEX": str(tmp_path / "none")}).test_client()
+    assert_error(empty.get("/ready"), 503, "index_unavailable")
+
+
+# ---- limits ----
+
+def test_rate_limit_answers_429_with_retry_after(served):
+    make, _ = served
+    client = make(FAQ_RATE_LIMIT="3/minute").test_client()
+    for _ in range(3):
+        assert client.post("/search", json={"query": "mot de passe"}).status_code == 200
+    refused = client.post("/search", json={"query": "mot de passe"})
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) > 0
+    assert client.get("/health").status_code == 200  # probes are not counted
+    other = client.post("/search", json={"query": "mot"}, headers={"X-API-Key": "another-client"})
+    assert other.status_code == 200  # counted per client
+
+
+def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):
+    embedder = _GatedEmbedder()
+    out = tmp_path / "index"
+    build_index(MINI_CORPUS, out, embedder, show_progress=False)
+    app = create_app({"TESTING": True, "FAQ_CACHE_SIZE": 0, "FAQ_MAX_CONCURRENT_SEARCHES": 1,
+                      "FAQ_SEARCH_TIMEOUT": 0.2}, engine=SearchEngine(embedder, load_index(out)))
+    embedder.gate = True
+    holder = threading.Thread(target=lambda: app.test_client().post("/search", json={"query": "un"}))
+    holder.start()
+    assert embedder.entered.wait(10)
+    started = time.perf_counter()
+    refused = app.test_client().post("/search", json={"query": "deux"})
+    assert_error(refused, 503, "search_timeout")
+    assert refused.headers["Retry-After"] == "1" and time.perf_counter() - started < 2
+    embedder.gate = False
+    embedder.release.set()
+    holder.join(10)
+    assert app.test_client().post("/search", json={"query": "trois"}).status_code == 200
