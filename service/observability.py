@@ -29,10 +29,10 @@ SEARCH = Histogram("faq_search_seconds", "Candidate search, rescoring and assemb
                    buckets=_LATENCY_BUCKETS)
 CACHE = Counter("faq_cache", "Response cache lookups", ["result"])
 ANSWERED = Counter("faq_searches", "Searches by whether the best entry was an answer", ["answered"])
-INDEX_INFO = Gauge("faq_index_entries", "Entries in the index this worker serves", ["index_id"],
-                   multiprocess_mode="liveall")
-INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", ["index_id"],
-                      multiprocess_mode="liveall")
+INDEX_INFO = Gauge("faq_index_info", "1 for the index this worker serves, 0 for one it served before",
+                   ["index_id"], multiprocess_mode="liveall")
+INDEX_ENTRIES = Gauge("faq_index_entries", "Entries in the index this worker serves", multiprocess_mode="liveall")
+INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", multiprocess_mode="liveall")
 RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -64,13 +64,23 @@ def watch_engine(engine) -> None:
     index_gauges(engine)
 
 
+_served_index: list[str] = []  # the index id this process last published
+
+
 def index_gauges(engine) -> None:
-    """Publish the served index's size (called at start and after each reload)."""
-    INDEX_INFO.clear()
-    INDEX_VECTORS.clear()
-    if engine is not None:
-        INDEX_INFO.labels(engine.index.index_id).set(len(engine.index.entries))
-        INDEX_VECTORS.labels(engine.index.index_id).set(len(engine.index.rows))
+    """Publish the served index's id and size (at start and after each reload).
+
+    Under gunicorn every sample lives in a file per worker, which a label's removal would not delete: the index
+    served before is set to 0 rather than removed, so ``faq_index_info == 1`` always picks the current one.
+    """
+    if engine is None:
+        return
+    for previous in _served_index:
+        INDEX_INFO.labels(previous).set(0)
+    _served_index[:] = [engine.index.index_id]
+    INDEX_INFO.labels(engine.index.index_id).set(1)
+    INDEX_ENTRIES.set(len(engine.index.entries))
+    INDEX_VECTORS.set(len(engine.index.rows))
 
 
 def install(app: Flask) -> None:
