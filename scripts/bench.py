@@ -114,6 +114,13 @@ def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict:
             "socket_errors": sum(map(int, errors.groups())) if errors else 0}
 
 
+def wrk_post_script(path: Path, body: dict) -> Path:
+    """A wrk Lua script that POSTs ``body`` as JSON to the URL wrk is given."""
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = '{json.dumps(body, ensure_ascii=False)}'\n", encoding="utf-8")
+    return path
+
+
 def start_gunicorn(index_dir: Path, model: str, port: int = 8799, extra_env: dict | None = None):
     """Start gunicorn with the service's settings on 127.0.0.1 (cache off) and wait until it answers.
 
@@ -158,10 +165,7 @@ def scenario_throughput(args) -> dict:
     cpu_s = (time.process_time() - cpu) / 50
     cores = os.cpu_count() or 1
     limit = cores / cpu_s
-    script = out / "post.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = '{json.dumps({'query': query, 'top_k': 5}, ensure_ascii=False)}'\n",
-                      encoding="utf-8")
+    script = wrk_post_script(out / "post.lua", {"query": query, "top_k": 5})
     server, url = start_gunicorn(out, args.model)
     try:
         _wrk(url + "/search", 4, 3, script)  # warm every worker
@@ -364,14 +368,13 @@ def scenario_encoder(args) -> dict:
 
 def scenario_soak(args) -> dict:
     """A bounded soak: wrk slices against gunicorn, a rebuild + reload between slices, memory per worker."""
+    import urllib.request
+
     import psutil
 
     query = "je ne trouve pas le lien pour activer mon compte"
     embedder, out = model_and_index(args)
-    script = out / "post.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = '{json.dumps({'query': query, 'top_k': 5}, ensure_ascii=False)}'\n",
-                      encoding="utf-8")
+    script = wrk_post_script(out / "post.lua", {"query": query, "top_k": 5})
     token = "soak-admin-token"
     # cache off (start_gunicorn): every request is a fresh search, at the throughput plateau of the throughput scenario
     server, url = start_gunicorn(out, args.model, extra_env={"FAQ_ADMIN_TOKEN": token})
@@ -383,12 +386,10 @@ def scenario_soak(args) -> dict:
     try:
         _wrk(url + "/search", 4, 5, script)  # warm-up
         start_rss = workers_rss()
-        slices_n = max(1, args.soak_seconds // 60)
+        slices_n, slice_seconds = max(1, args.soak_seconds // 60), min(60, args.soak_seconds)
         for i in range(slices_n):
-            row = _wrk(url + "/search", 4, min(60, args.soak_seconds), script)
+            row = _wrk(url + "/search", 4, slice_seconds, script)
             build_index(args.corpus, out, embedder, show_progress=False)  # the FAQ changed: rebuild, reload
-            import urllib.request
-
             request = urllib.request.Request(url + "/admin/reload", data=b"{}", method="POST",
                                              headers={"Authorization": f"Bearer {token}",
                                                       "Content-Type": "application/json"})
@@ -401,7 +402,7 @@ def scenario_soak(args) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"seconds": sum(60 for _ in slices), "concurrency": 4, "slices": slices,
+    return {"seconds": len(slices) * slice_seconds, "concurrency": 4, "slices": slices,
             "requests": sum(r["requests"] for r in slices),
             "errors": sum(r["non_2xx"] + r["socket_errors"] for r in slices),
             "reloads_ok": sum(r["reload_ok"] for r in slices),

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import _wrk, start_gunicorn  # noqa: E402
+from bench import _wrk, start_gunicorn, wrk_post_script  # noqa: E402
 from service.build import build_index  # noqa: E402
 from service.embedder import default_model, load_embedder  # noqa: E402
 from service.index_store import VECTORS, resolve  # noqa: E402
@@ -226,10 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     embedder = load_embedder(args.model)
     out = Path(tempfile.mkdtemp(prefix="faq-faults-")) / "index"
     build_index(args.corpus, out, embedder, show_progress=False)
-    script = out.parent / "post.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = '{json.dumps(QUERY, ensure_ascii=False)}'\n", encoding="utf-8")
-    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": "0"})
+    script = wrk_post_script(out.parent / "post.lua", QUERY)
+    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_ADMIN_TOKEN": TOKEN})  # cache off
     ctx = {"url": url, "out": out, "corpus": args.corpus, "embedder": embedder, "script": script, "server": server}
     report = {}
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -32,15 +31,6 @@ def _engine():
     return engine
 
 
-def _slots():
-    """The per-process gate: at most FAQ_MAX_CONCURRENT_SEARCHES searches run, the others wait in line."""
-    gate = current_app.extensions.get("faq_search_slots")
-    if gate is None:
-        gate = current_app.extensions.setdefault(
-            "faq_search_slots", threading.BoundedSemaphore(int(current_app.config["FAQ_MAX_CONCURRENT_SEARCHES"])))
-    return gate
-
-
 def _searching(call):
     """Run ``call()`` once a search slot is free; give up with 503 ``search_timeout`` after FAQ_SEARCH_TIMEOUT.
 
@@ -48,7 +38,7 @@ def _searching(call):
     a clear error (and ``Retry-After``) instead of piling up behind each other until every client times out.
     """
     timeout = float(current_app.config["FAQ_SEARCH_TIMEOUT"])
-    gate = _slots()
+    gate = current_app.extensions["faq_search_slots"]  # made by create_app
     if not gate.acquire(timeout=timeout):
         raise SearchTimeout(f"the service is saturated: no search could start within {timeout:g} s; retry later")
     try:

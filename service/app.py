@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -64,8 +65,6 @@ def load_engine(config: Mapping[str, Any]):
         ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
     """
     from .embedder import BACKENDS, default_model, load_embedder, model_id_for
-    from .engine import SearchEngine
-    from .errors import IndexMismatch, ModelUnavailable
     from .index_store import load_index
 
     index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
@@ -74,18 +73,20 @@ def load_engine(config: Mapping[str, Any]):
     if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():
         # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
         model = tuned["path"]
-    # Queries are encoded by the encoder that made the index's vectors (int8 and fp32 differ by ~0.01 cosine).
-    built_with = (index.manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
-    if built_with not in BACKENDS:  # an embedder object passed to build_index (tests, evaluation)
-        built_with = "auto"
-    backend = config.get("FAQ_BACKEND") or built_with
-    if backend not in ("auto", *BACKENDS):
-        raise ModelUnavailable(f"FAQ_BACKEND={backend!r} is not one of auto, {', '.join(BACKENDS)}")
-    if backend not in ("auto", built_with) and built_with != "auto":
-        raise IndexMismatch(f"index {index.path} was built with the {built_with} encoder but FAQ_BACKEND={backend}: "
-                            f"rebuild it with `python scripts/build_index.py --backend {backend} …`, or unset "
-                            f"FAQ_BACKEND to use the index's own encoder.")
-    embedder = load_embedder(model, built_with if backend == "auto" else backend)
+    # Queries are encoded by the encoder that made the index's vectors; the engine refuses any other.
+    built_with = index.encoder_backend
+    embedder = load_embedder(model, config.get("FAQ_BACKEND") or (built_with if built_with in BACKENDS else "auto"))
+    return engine_for(config, embedder, index)
+
+
+def engine_for(config: Mapping[str, Any], embedder, index):
+    """The service's engine over a loaded index: the configured threshold override and response cache size.
+
+    Raises:
+        IndexMismatch: the index was built with another model or encoder than ``embedder``.
+    """
+    from .engine import SearchEngine
+
     return SearchEngine(embedder, index, scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")},
                         cache_size=int(config.get("FAQ_CACHE_SIZE", DEFAULTS["FAQ_CACHE_SIZE"])))
 
@@ -102,8 +103,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError):
         response = _error_response(error)
-        if error.code == "search_timeout":
-            response.headers["Retry-After"] = "1"
+        response.headers.update(error.headers)
         return response
 
     @app.errorhandler(HTTPException)
@@ -157,13 +157,15 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
     if float(app.config.get("FAQ_WATCH_SECONDS") or 0) > 0:
         reloader.watch(float(app.config["FAQ_WATCH_SECONDS"]))
 
+    # At most FAQ_MAX_CONCURRENT_SEARCHES searches run at once in this process; the others wait in line.
+    app.extensions["faq_search_slots"] = threading.BoundedSemaphore(int(app.config["FAQ_MAX_CONCURRENT_SEARCHES"]))
+
     from .admin import bp as admin_bp
+    from .admin import install_rate_limit
     from .api import bp
 
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
-    from .admin import install_rate_limit
-
     install_rate_limit(app)
     register_error_handlers(app)
     _enable_cors(app)

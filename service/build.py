@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
-from .embedder import REPO_ROOT, Embedder, default_backend, default_model, load_embedder, model_id_for, \
-    resolve_backend
+from .embedder import REPO_ROOT, Embedder, default_backend, default_model, encoder_info, load_embedder, \
+    model_id_for, resolve_backend
 from .finetune import FinetuneSettings, finetune_model
 from .index_store import choose_index_spec, new_index_id, read_entries, write_index
 from .scoring import Scoring
@@ -101,8 +101,7 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": {"name": embedder.model_id, "dimension": embedder.dimension,
                   "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
-                  "encoder": (embedder.encoder_info() if hasattr(embedder, "encoder_info")
-                              else {"backend": "custom", "file": None})},
+                  "encoder": encoder_info(embedder) or {"backend": "custom", "file": None}},
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
         "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
         "passage_text": ("question\\n[section heading\\n]section text" if passage_text == "question_answer"

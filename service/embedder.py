@@ -49,7 +49,7 @@ def model_id_for(name_or_path: str) -> str:
 
 #: Encoder backends: sentence-transformers on torch, or the model exported to ONNX (``service/onnx_encoder.py``).
 BACKENDS = ("torch", "onnx", "onnx-int8")
-#: The fastest backend at the same quality (README, "Performance": int8 is faster still but loses 0.015 R@1);
+#: The fastest backend at the same quality (README, "Performance": full int8 loses 0.019 R@1 on the dev set);
 #: "auto" picks it when the model has an export.
 PREFERRED_BACKEND = "onnx"
 
@@ -71,6 +71,11 @@ def resolve_backend(name_or_path: str, backend: str = "auto") -> str:
     return PREFERRED_BACKEND if (Path(name_or_path) / ONNX_DIR / FILES[PREFERRED_BACKEND]).is_file() else "torch"
 
 
+def encoder_info(embedder) -> dict | None:
+    """``{"backend", "file"}`` of an embedder, or None for one without a named backend (tests' fakes)."""
+    return embedder.encoder_info() if hasattr(embedder, "encoder_info") else None
+
+
 def _check_local(name_or_path: str) -> None:
     """Refuse a path that is not a model directory (a name without a path is a hub model, checked on loading)."""
     path = Path(name_or_path)
@@ -89,7 +94,10 @@ def load_embedder(name_or_path: str | None = None, backend: str | None = None) -
     """
     name_or_path = name_or_path or default_model()
     _check_local(name_or_path)
-    backend = resolve_backend(name_or_path, backend or default_backend())
+    try:
+        backend = resolve_backend(name_or_path, backend or default_backend())
+    except ValueError as exc:
+        raise ModelUnavailable(f"{exc} (FAQ_BACKEND / --backend)") from None
     if backend == "torch":
         return SentenceTransformerEmbedder(name_or_path)
     if not Path(name_or_path).is_dir():

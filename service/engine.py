@@ -10,7 +10,7 @@ import numpy as np
 
 from .cache import ResponseCache, normalise_query
 from .corpus import lexical_text
-from .embedder import Embedder
+from .embedder import Embedder, encoder_info
 from .errors import NotFound
 from .index_store import StoredIndex
 from .lexical import LexicalIndex, LexicalScores
@@ -64,6 +64,7 @@ class SearchEngine:
     def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None,
                  cache_size: int = 1024):
         index.check_model(embedder.model_id, embedder.dimension)
+        index.check_encoder((encoder_info(embedder) or {}).get("backend"))
         self.embedder = embedder
         self.index = index
         self.scoring = Scoring.from_dict(index.manifest.get("scoring")).with_overrides(**(scoring or {}))

@@ -8,6 +8,8 @@ class ServiceError(Exception):
 
     status = 500
     code = "internal_error"
+    #: Extra response headers for this kind of error (e.g. ``Retry-After``).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
         super().__init__(message)
@@ -91,3 +93,4 @@ class SearchTimeout(ServiceError):
 
     status = 503
     code = "search_timeout"
+    headers = {"Retry-After": "1"}

@@ -214,8 +214,10 @@ class CachingEmbedder:
     def prompt_for(self, kind: str) -> str:
         return self.inner.prompt_for(kind)
 
-    def encoder_info(self) -> dict:
-        return self.inner.encoder_info()
+    def encoder_info(self) -> dict | None:
+        from .embedder import encoder_info
+
+        return encoder_info(self.inner)
 
     def encode(self, texts, kind: str = "query", batch_size: int = 32, show_progress: bool = False):
         import numpy as np

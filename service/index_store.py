@@ -169,6 +169,26 @@ class StoredIndex:
     def index_id(self) -> str:
         return self.manifest["index_id"]
 
+    @property
+    def encoder_backend(self) -> str:
+        """The encoder that made the vectors (``model.encoder.backend``; "torch" for indexes older than it,
+        "custom" for one built with an embedder object)."""
+        return (self.manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
+
+    def check_encoder(self, backend: str | None) -> None:
+        """Refuse queries from another encoder than the one that made the vectors (int8 and fp32 differ by ~0.01
+        cosine). ``backend`` None (an embedder without a named backend) is not checked.
+
+        Raises:
+            IndexMismatch: the message says how to rebuild, or which encoder serves this index.
+        """
+        built = self.encoder_backend
+        if backend is not None and built != "custom" and backend != built:
+            raise IndexMismatch(
+                f"index {self.path} was built with the {built} encoder, but queries would be encoded with "
+                f"{backend}: rebuild it with `python scripts/build_index.py --backend {backend} …`, or serve it with "
+                f"its own encoder (unset FAQ_BACKEND, or FAQ_BACKEND={built}, and restart).")
+
     def check_model(self, model_id: str, dimension: int) -> None:
         """Refuse an index built for another model.
 

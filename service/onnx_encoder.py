@@ -60,8 +60,8 @@ def _check_pipeline(model_dir: Path) -> None:
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"{model_dir} is not a sentence-transformers directory this exporter knows: {exc}")
     kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
-    if kinds != ["Transformer", "Pooling", "Normalize"] or pooling.get("pooling_mode", "mean") != "mean" and not \
-            pooling.get("pooling_mode_mean_tokens"):
+    mean = pooling.get("pooling_mode", "mean") == "mean" or bool(pooling.get("pooling_mode_mean_tokens"))
+    if kinds != ["Transformer", "Pooling", "Normalize"] or not mean:
         raise ModelUnavailable(f"{model_dir}: ONNX export supports Transformer + mean Pooling + Normalize only, "
                                f"found modules {kinds} and pooling {pooling}; use --backend torch for this model")
 

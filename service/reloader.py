@@ -19,7 +19,8 @@ from typing import Any
 
 from flask import Flask
 
-from .errors import IndexMismatch, ServiceError
+from . import observability
+from .errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,9 @@ class Reloader:
                 outcome.update(ok=False, changed=False, index_id=previous, error={"code": exc.code,
                                                                                   "message": exc.message})
                 log.error("reload (%s) refused, still serving %s: %s", trigger, previous, exc.message)
-                from . import observability
-
                 observability.RELOADS.labels("refused").inc()
                 self.last = outcome
                 return outcome
-            from . import observability
-
             observability.watch_engine(engine)  # instrumented before it serves
             self.app.extensions["faq_engine"] = engine
             self.app.extensions["faq_engine_failure"] = None
@@ -100,22 +97,14 @@ class Reloader:
             return None
 
     def _new_engine(self, old):
-        """The new index with the model already loaded (the model does not change on a reload)."""
-        from .app import DEFAULTS, load_engine
-        from .engine import SearchEngine
+        """The new index with the model already loaded (the model does not change on a reload); the engine
+        refuses an index made with another model or encoder."""
+        from .app import engine_for, load_engine
         from .index_store import load_index
 
         if old is None:  # started without a usable index: load everything now
             return load_engine(self.app.config)
-        index = load_index(self.app.config["FAQ_INDEX"])
-        built = index.manifest["model"].get("encoder") or {"backend": "torch"}
-        serving = old.embedder.encoder_info() if hasattr(old.embedder, "encoder_info") else built
-        if built["backend"] != serving["backend"] and built["backend"] != "custom":
-            raise IndexMismatch(f"index {index.path} was built with the {built['backend']} encoder, this process "
-                                f"encodes with {serving['backend']}: restart the service to change encoder")
-        return SearchEngine(old.embedder, index,  # check_model refuses another model with what to run
-                            scoring={"answer_threshold": self.app.config.get("FAQ_MIN_SCORE")},
-                            cache_size=int(self.app.config.get("FAQ_CACHE_SIZE", DEFAULTS["FAQ_CACHE_SIZE"])))
+        return engine_for(self.app.config, old.embedder, load_index(self.app.config["FAQ_INDEX"]))
 
     # ---- triggers ----
 
