@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.embedder import (BACKENDS, SentenceTransformerEmbedder, default_backend, default_model,  # noqa: E402
                               load_embedder)
-from service.evaluation import (METHODS, CachingEmbedder, evaluate_method, fit_scoring, load_cnil,  # noqa: E402
-                                load_covid, load_custom, load_piaf)
+from service.evaluation import (METHODS, CachingEmbedder, evaluate_adapted, evaluate_method, fit_scoring,  # noqa: E402
+                                load_cnil, load_covid, load_custom, load_piaf)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = {"cnil_faq": load_cnil, "covid_quebec_fr": load_covid, "piaf": load_piaf}
@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                                        corpus_checksum(corpus))
                 train_s = round(time.perf_counter() - t, 1)
                 embedder = CachingEmbedder(SentenceTransformerEmbedder(str(tuned)))
+            if method.adapt:
+                rows.append(evaluate_adapted(evalset, args.model, args.data_dir, workdir,
+                                             lambda path: CachingEmbedder(SentenceTransformerEmbedder(path))))
+                print(f"  {name}: done", file=sys.stderr)
+                continue
             row = evaluate_method(evalset, method, embedder, workdir)
             if method.finetune:
                 row["train_s"] = train_s

@@ -13,7 +13,7 @@ import numpy as np
 from .corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
 from .embedder import REPO_ROOT, Embedder, default_backend, default_model, encoder_info, load_embedder, \
     model_id_for, resolve_backend
-from .finetune import FinetuneSettings, finetune_model
+from .finetune import FinetuneSettings, finetune_model, tuned_info
 from .index_store import choose_index_spec, new_index_id, read_entries, write_index
 from .scoring import Scoring
 
@@ -111,7 +111,10 @@ def build_index(corpus: str | os.PathLike, out_dir: str | os.PathLike, model: st
         "vector_index": vector_index,
         "changes": changes,
     }
+    if tuned is None and isinstance(model, str):
+        tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
     if tuned is not None:
+        # The service configured with the base model loads this one for this index (app.load_engine).
         manifest["model"]["finetuned"] = tuned
         # Fine-tuning moves every cosine; a calibration fitted for the base model does not hold for it.
         manifest["scoring"]["calibrated_for"] = tuned["base"]
@@ -194,6 +197,4 @@ def _finetuned_model(base: str, entries, corpus_sha256: str, settings: FinetuneS
         finetune_model(base, entries, out, corpus_sha256, settings)
     else:
         log.info("reusing the fine-tuned model %s", out)
-    marker = json.loads((out / "faq_model.json").read_text(encoding="utf-8"))
-    return {"path": str(out.resolve()), "base": marker["base_model"], "settings": marker["settings"],
-            "pairs": marker["pairs"], "train_seconds": marker["train_seconds"]}
+    return tuned_info(out)

@@ -1,9 +1,17 @@
-"""In-domain adaptation: fine-tune the embedding model on the corpus's own (question, answer) pairs.
+"""Adaptation: fine-tune the embedding model on (question, passage) pairs of an FAQ.
 
-No user query is needed: each entry's question (with the query prompt) is trained to find its own passages
-(with the passage prompt) among the other entries' passages in the batch (MultipleNegativesRankingLoss), on the
-CPU. The result is a new sentence-transformers directory whose ``faq_model.json`` names its base model and the
-corpus it was tuned on; an index built with it names that model in its manifest.
+Two uses, one trainer:
+
+- **In-domain** (``build_index.py --finetune``): no user query is needed; each entry's question (with the query
+  prompt) is trained to find its own passages (with the passage prompt) among the other entries' passages in the
+  batch (MultipleNegativesRankingLoss), on the CPU.
+- **To real user questions** (``scripts/adapt_model.py``): labelled questions as users ask them (informal,
+  misspelt, in words the FAQ does not use) are trained to find their entry's passages. Adapted once on one FAQ's
+  questions, the model is then used for any FAQ (README, "Measured quality": trained on covid_quebec_fr, it helps
+  cnil_faq too).
+
+The result is a new sentence-transformers directory whose ``faq_model.json`` names its base model and what it was
+tuned on; an index built with it names that model in its manifest.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,21 +44,51 @@ class FinetuneSettings:
     seed: int = 13
 
 
-def training_pairs(entries: list[FaqEntry]) -> tuple[list[str], list[str]]:
-    """(anchor, positive) texts: each question and alternative question against each of its entry's passages."""
+def tuned_info(model: str | os.PathLike | None) -> dict | None:
+    """What a directory made by ``finetune_model`` records of itself (path, base model, settings, pairs, training
+    time), as an index manifest names it; None for any other model."""
+    marker = Path(model) / MODEL_MARKER if model is not None else None
+    if marker is None or not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return {"path": str(Path(model).resolve()), "base": data["base_model"], "settings": data["settings"],
+                "pairs": data["pairs"], "train_seconds": data["train_seconds"]}
+    except (ValueError, KeyError):  # a converted base model's marker has no base_model
+        return None
+
+
+def training_pairs(entries: list[FaqEntry], questions: Sequence[tuple[str, str]] = ()) -> tuple[list[str], list[str]]:
+    """(anchor, positive) texts: each question, alternative question and labelled user question against each of
+    its entry's passages.
+
+    Args:
+        entries: the corpus.
+        questions: labelled user questions as ``(text, faq_id)``.
+    Raises:
+        ValueError: a question names an entry that is not in ``entries``.
+    """
+    by_id: dict[str, list[str]] = {entry.id: [] for entry in entries}
+    for entry in entries:
+        by_id[entry.id].extend([entry.question, *entry.alt_questions])
+    for text, faq_id in questions:
+        if faq_id not in by_id:
+            raise ValueError(f"labelled question {text!r} names entry {faq_id!r}, which is not in the corpus")
+        by_id[faq_id].append(text)
     anchors: list[str] = []
     positives: list[str] = []
     for entry in entries:
         for passage in split_passages([entry]):
-            for question in (entry.question, *entry.alt_questions):
+            for question in by_id[entry.id]:
                 anchors.append(question)
                 positives.append(passage.embed_text)
     return anchors, positives
 
 
 def finetune_model(base_model: str, entries: list[FaqEntry], out_dir: str | os.PathLike, corpus_sha256: str,
-             settings: FinetuneSettings = FinetuneSettings()) -> Path:
-    """Fine-tune ``base_model`` on ``entries`` and save it atomically to ``out_dir``.
+                   settings: FinetuneSettings = FinetuneSettings(), questions: Sequence[tuple[str, str]] = (),
+                   tuned_on: str | None = None) -> Path:
+    """Fine-tune ``base_model`` on ``entries`` (and labelled ``questions``) and save it atomically to ``out_dir``.
 
     Args:
         base_model: a sentence-transformers model directory with ``query``/``passage`` prompts.
@@ -57,6 +96,8 @@ def finetune_model(base_model: str, entries: list[FaqEntry], out_dir: str | os.P
         out_dir: where the new model directory goes (replaced if it exists).
         corpus_sha256: checksum of the corpus file, recorded in the model's marker.
         settings: training settings.
+        questions: labelled user questions as ``(text, faq_id)`` (see ``training_pairs``).
+        tuned_on: what the model is named after in its marker (default: the corpus checksum).
     Returns:
         ``out_dir``.
     """
@@ -72,7 +113,7 @@ def finetune_model(base_model: str, entries: list[FaqEntry], out_dir: str | os.P
     model = SentenceTransformer(base_model, device="cpu", local_files_only=Path(base_model).is_dir())
     model.max_seq_length = settings.max_seq_length
     prompts = model.prompts or {}
-    anchors, positives = training_pairs(entries)
+    anchors, positives = training_pairs(entries, questions)
     dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +135,9 @@ def finetune_model(base_model: str, entries: list[FaqEntry], out_dir: str | os.P
         result = trainer.train()
         model.max_seq_length = 512
         model.save(str(work / "model"))
-        marker = {"model_id": f"{model_id_for(base_model)} + finetuned on corpus {corpus_sha256[:12]}",
+        marker = {"model_id": f"{model_id_for(base_model)} + finetuned on {tuned_on or 'corpus ' + corpus_sha256[:12]}",
                   "base_model": model_id_for(base_model), "corpus_sha256": corpus_sha256,
-                  "pairs": len(anchors), "settings": asdict(settings),
+                  "pairs": len(anchors), "user_questions": len(questions), "settings": asdict(settings),
                   "training_loss": round(float(result.training_loss), 4),
                   "train_seconds": round(time.perf_counter() - started, 1)}
         (work / "model" / MODEL_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")

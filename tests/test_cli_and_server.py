@@ -88,6 +88,43 @@ def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
     assert again["model"]["finetuned"] == tuned
 
 
+def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibration_is_the_base_models(tmp_path):
+    from service.app import load_engine
+    from service.build import build_index
+    from service.corpus import load_corpus
+    from service.finetune import training_pairs
+
+    queries = tmp_path / "questions.jsonl"
+    queries.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in (
+        {"query": "mon admin est parti", "faq_id": "gestionnaire"},
+        {"query": "pas reçu le mail d'activation", "faq_id": "activation"},
+        {"query": "inscription premiere fois", "faq_id": "compte"})) + "\n", encoding="utf-8")
+    out = tmp_path / "adapted"
+    done = _run(["scripts/adapt_model.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries),
+                 "--out", str(out), "--no-onnx"])
+    assert done.returncode == 0, done.stderr
+    assert f"model ready: {out}" in done.stdout
+    marker = json.loads((out / "faq_model.json").read_text())
+    labelled = [("mon admin est parti", "gestionnaire"), ("pas reçu le mail d'activation", "activation"),
+                ("inscription premiere fois", "compte")]
+    assert marker["user_questions"] == 3
+    assert marker["pairs"] == len(training_pairs(load_corpus(MINI_CORPUS), labelled)[0]) > 6  # 6 without them
+    assert marker["model_id"].endswith("finetuned on questions.jsonl (" + marker["corpus_sha256"][:12] + ")")
+    manifest = build_index(MINI_CORPUS, tmp_path / "idx", str(out), show_progress=False)
+    assert manifest["model"]["name"] == marker["model_id"]
+    assert manifest["scoring"]["calibrated_for"] == marker["base_model"]
+    assert manifest["model"]["finetuned"]["path"] == str(out.resolve())
+    # The service configured with the base model serves this index with the adapted model.
+    engine = load_engine({"FAQ_MODEL": str(MODEL_DIR), "FAQ_INDEX": str(tmp_path / "idx")})
+    assert engine.embedder.model_id == marker["model_id"]
+    assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
+    # A label that names no entry is refused with one line, not a traceback.
+    queries.write_text('{"query": "q ?", "faq_id": "nope"}\n', encoding="utf-8")
+    done = _run(["scripts/adapt_model.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries),
+                 "--out", str(tmp_path / "bad"), "--no-onnx"])
+    assert done.returncode == 1 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
+
+
 def test_build_index_cli_reports_corpus_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q ?", "answer": "R."}\n{"id": "b", "question": "Q ?"}\n')

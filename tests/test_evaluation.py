@@ -79,3 +79,29 @@ def test_a_method_runs_end_to_end_with_the_service_engine(tmp_path, fake_embedde
         assert 0 <= out[key] <= 1
     baseline = evaluate_method(evalset, METHODS["bm25"], fake_embedder, tmp_path / "work", latency_sample=2)
     assert "ood_unanswered" not in baseline, "the calibration does not apply to another fusion"
+
+
+def test_training_pairs_pair_labelled_questions_with_their_entry_passages():
+    from service.corpus import split_passages
+    from service.finetune import training_pairs
+
+    entries = load_corpus(MINI_CORPUS)
+    by_entry = {e.id: [p.embed_text for p in split_passages([e])] for e in entries}
+    anchors, positives = training_pairs(entries, [("mon admin est parti", "gestionnaire")])
+    own, _ = training_pairs(entries)
+    assert len(anchors) == len(own) + len(by_entry["gestionnaire"])
+    assert [p for a, p in zip(anchors, positives) if a == "mon admin est parti"] == by_entry["gestionnaire"]
+    with pytest.raises(ValueError, match="'nope'"):
+        training_pairs(entries, [("q ?", "nope")])
+
+
+def test_adapt_folds_split_the_answered_entries_and_user_questions_label_them():
+    from service.evaluation import adapt_folds, user_questions
+
+    entries = load_corpus(MINI_CORPUS)
+    queries = [EvalQuery(f"{e.id}-{i}", f"{e.id} q{i}", frozenset({e.id})) for e in entries for i in range(2)]
+    evalset = EvalSet("mini", entries, queries)
+    folds = adapt_folds(evalset, folds=2, seed=1)
+    assert len(folds) == 2 and not folds[0] & folds[1] and folds[0] | folds[1] == {e.id for e in entries}
+    assert adapt_folds(evalset, folds=2, seed=1) == folds, "seeded"
+    assert user_questions(evalset) == [(q.text, next(iter(q.relevant))) for q in queries]
