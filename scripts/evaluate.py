@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 train_s = round(time.perf_counter() - t, 1)
                 embedder = CachingEmbedder(SentenceTransformerEmbedder(str(tuned)))
             if method.adapt:
-                rows.append(evaluate_adapted(evalset, args.model, args.data_dir, workdir,
-                                             lambda path: CachingEmbedder(SentenceTransformerEmbedder(path))))
-                print(f"  {name}: done", file=sys.stderr)
-                continue
-            row = evaluate_method(evalset, method, embedder, workdir)
+                row = evaluate_adapted(evalset, args.model, args.data_dir, workdir,
+                                       lambda path: CachingEmbedder(SentenceTransformerEmbedder(path)))
+            else:
+                row = evaluate_method(evalset, method, embedder, workdir)
             if method.finetune:
                 row["train_s"] = train_s
             rows.append(row)

@@ -101,6 +101,8 @@ def load_covid(data_dir: str | os.PathLike, distractors: bool = True, ood_sample
     entries = [FaqEntry(id=row["id"], question=row["questions"][0], answer=row["answer"]) for row in faq]
     queries = [EvalQuery(f"{row['id']}-q{i}", q, frozenset([row["id"]]))
                for row in faq for i, q in enumerate(row["questions"][1:], start=1)]
+    if not distractors and not ood_sample:  # covid alone (training data): PIAF is not read
+        return EvalSet("covid_quebec_fr", entries, queries, [], "development set: tune here")
     kept, ood_questions = _piaf_split(data_dir)
     if distractors:
         entries += [_piaf_entry(p) for p in kept]
@@ -210,15 +212,14 @@ ADAPT_SEED = 7
 
 
 def entries_checksum(entries: list[FaqEntry]) -> str:
-    """SHA-256 of entries as the service's corpus lines (for entries that come from no corpus file)."""
+    """The ``corpus_checksum`` of the file ``write_corpus(entries)`` would write, without writing it."""
     import hashlib
 
-    lines = "".join(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True) + "\n" for e in entries)
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_corpus_text(entries).encode("utf-8")).hexdigest()
 
 
 def user_questions(evalset: EvalSet) -> list[tuple[str, str]]:
-    """The set's labelled queries as ``(text, faq_id)`` training pairs (the first relevant entry of each)."""
+    """The set's labelled queries as ``(text, faq_id)`` training pairs (of several relevant entries, the least id)."""
     return [(q.text, min(q.relevant)) for q in evalset.queries]
 
 
@@ -253,7 +254,7 @@ def evaluate_adapted(evalset: EvalSet, base_model: str, data_dir: str | os.PathL
     settings = settings or FinetuneSettings()
     workdir = Path(workdir)
     covid = load_covid(data_dir, distractors=False, ood_sample=0)
-    training = user_questions(covid)
+    training, checksum = user_questions(covid), entries_checksum(covid.entries)
     if evalset.name == covid.name:
         plans = [(f"fold{k}", [(t, i) for t, i in training if i not in held_out],
                   [n for n, q in enumerate(evalset.queries) if q.relevant <= held_out])
@@ -263,8 +264,7 @@ def evaluate_adapted(evalset: EvalSet, base_model: str, data_dir: str | os.PathL
     rankings: list[list[str]] = [[] for _ in evalset.queries]
     started = time.perf_counter()
     for name, questions, positions in plans:
-        model = finetune_model(base_model, covid.entries, workdir / f"adapted-{name}", entries_checksum(covid.entries),
-                               settings,
+        model = finetune_model(base_model, covid.entries, workdir / f"adapted-{name}", checksum, settings,
                                questions=questions, tuned_on=f"covid_quebec_fr user questions ({name})")
         embedder = make_embedder(str(model))
         engine = build_engine(evalset.entries, embedder, workdir / f"adapted-{name}-index", METHODS["default"])
@@ -302,12 +302,14 @@ class CachingEmbedder:
         return np.stack([self._cache[(kind, t.strip())] for t in texts]).astype(np.float32)
 
 
+def _corpus_text(entries: list[FaqEntry]) -> str:
+    return "".join(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n" for entry in entries)
+
+
 def write_corpus(entries: list[FaqEntry], path: str | os.PathLike) -> Path:
     """Write entries as a corpus file in the service's format."""
     path = Path(path)
-    with open(path, "w", encoding="utf-8") as fh:
-        for entry in entries:
-            fh.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+    path.write_text(_corpus_text(entries), encoding="utf-8")
     return path
 
 

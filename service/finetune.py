@@ -47,9 +47,9 @@ class FinetuneSettings:
 def tuned_info(model: str | os.PathLike | None) -> dict | None:
     """What a directory made by ``finetune_model`` records of itself (path, base model, settings, pairs, training
     time), as an index manifest names it; None for any other model."""
-    marker = Path(model) / MODEL_MARKER if model is not None else None
-    if marker is None or not marker.is_file():
+    if model is None or not (Path(model) / MODEL_MARKER).is_file():
         return None
+    marker = Path(model) / MODEL_MARKER
     try:
         data = json.loads(marker.read_text(encoding="utf-8"))
         return {"path": str(Path(model).resolve()), "base": data["base_model"], "settings": data["settings"],
@@ -68,9 +68,7 @@ def training_pairs(entries: list[FaqEntry], questions: Sequence[tuple[str, str]]
     Raises:
         ValueError: a question names an entry that is not in ``entries``.
     """
-    by_id: dict[str, list[str]] = {entry.id: [] for entry in entries}
-    for entry in entries:
-        by_id[entry.id].extend([entry.question, *entry.alt_questions])
+    by_id = {entry.id: [entry.question, *entry.alt_questions] for entry in entries}
     for text, faq_id in questions:
         if faq_id not in by_id:
             raise ValueError(f"labelled question {text!r} names entry {faq_id!r}, which is not in the corpus")

@@ -54,6 +54,8 @@ def test_public_loaders_read_the_shared_sets():
     piaf_queries = {json.loads(line)["query"]: json.loads(line)["pid"] for line in lines}
     text_of = {e.id: e.answer for e in piaf.entries}
     assert not any(text_of[piaf_queries[q]] in piaf_paragraphs for q in covid.ood_queries)
+    alone = load_covid(SHARED_DATA, distractors=False, ood_sample=0)  # the training data of `adapted`
+    assert len(alone.entries) == 50 and alone.queries == covid.queries and alone.ood_queries == []
 
 
 def test_custom_set_refuses_unknown_ids(tmp_path):
@@ -105,3 +107,12 @@ def test_adapt_folds_split_the_answered_entries_and_user_questions_label_them():
     assert len(folds) == 2 and not folds[0] & folds[1] and folds[0] | folds[1] == {e.id for e in entries}
     assert adapt_folds(evalset, folds=2, seed=1) == folds, "seeded"
     assert user_questions(evalset) == [(q.text, next(iter(q.relevant))) for q in queries]
+
+
+def test_entries_checksum_is_the_checksum_of_the_written_corpus(tmp_path):
+    from service.corpus import corpus_checksum
+    from service.evaluation import entries_checksum, write_corpus
+
+    entries = load_corpus(MINI_CORPUS)
+    assert entries_checksum(entries) == corpus_checksum(write_corpus(entries, tmp_path / "c.jsonl"))
+    assert entries_checksum(entries[1:]) != entries_checksum(entries)
