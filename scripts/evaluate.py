@@ -100,14 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             method = METHODS[name]
             embedder = base
             if method.finetune:
-                from service.corpus import corpus_checksum
-                from service.evaluation import write_corpus
+                from service.evaluation import entries_checksum
                 from service.finetune import finetune_model
 
-                corpus = write_corpus(evalset.entries, workdir / "finetune-corpus.jsonl")
                 t = time.perf_counter()
                 tuned = finetune_model(args.model, evalset.entries, workdir / "finetuned-model",
-                                       corpus_checksum(corpus))
+                                       entries_checksum(evalset.entries))
                 train_s = round(time.perf_counter() - t, 1)
                 embedder = CachingEmbedder(SentenceTransformerEmbedder(str(tuned)))
             if method.adapt:

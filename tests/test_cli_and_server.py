@@ -94,19 +94,17 @@ def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibratio
     from service.corpus import load_corpus
     from service.finetune import training_pairs
 
+    labelled = [("mon admin est parti", "gestionnaire"), ("pas reçu le mail d'activation", "activation"),
+                ("inscription premiere fois", "compte")]
     queries = tmp_path / "questions.jsonl"
-    queries.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in (
-        {"query": "mon admin est parti", "faq_id": "gestionnaire"},
-        {"query": "pas reçu le mail d'activation", "faq_id": "activation"},
-        {"query": "inscription premiere fois", "faq_id": "compte"})) + "\n", encoding="utf-8")
+    queries.write_text("".join(json.dumps({"query": text, "faq_id": faq_id}, ensure_ascii=False) + "\n"
+                               for text, faq_id in labelled), encoding="utf-8")
     out = tmp_path / "adapted"
     done = _run(["scripts/adapt_model.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries),
                  "--out", str(out), "--no-onnx"])
     assert done.returncode == 0, done.stderr
     assert f"model ready: {out}" in done.stdout
     marker = json.loads((out / "faq_model.json").read_text())
-    labelled = [("mon admin est parti", "gestionnaire"), ("pas reçu le mail d'activation", "activation"),
-                ("inscription premiere fois", "compte")]
     assert marker["user_questions"] == 3
     assert marker["pairs"] == len(training_pairs(load_corpus(MINI_CORPUS), labelled)[0]) > 6  # 6 without them
     assert marker["model_id"].endswith("finetuned on questions.jsonl (" + marker["corpus_sha256"][:12] + ")")
