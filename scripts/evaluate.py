@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.embedder import (BACKENDS, SentenceTransformerEmbedder, default_backend, default_model,  # noqa: E402
                               load_embedder)
+from service.errors import ModelUnavailable  # noqa: E402
 from service.evaluation import (METHODS, CachingEmbedder, evaluate_adapted, evaluate_method, fit_scoring,  # noqa: E402
                                 load_cnil, load_covid, load_custom, load_piaf)
 
@@ -74,17 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    if args.dataset == "piaf":
-        evalset = load_piaf(args.data_dir, sample=args.sample)
-    elif args.dataset:
-        evalset = DATASETS[args.dataset](args.data_dir, ood_sample=args.sample)
-    else:
-        evalset = load_custom(args.corpus, args.queries, args.ood)
-    if args.fit and evalset.name == "cnil_faq":
-        parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
+    try:
+        if args.dataset == "piaf":
+            evalset = load_piaf(args.data_dir, sample=args.sample)
+        elif args.dataset:
+            evalset = DATASETS[args.dataset](args.data_dir, ood_sample=args.sample)
+        else:
+            evalset = load_custom(args.corpus, args.queries, args.ood)
+        if args.fit and evalset.name == "cnil_faq":
+            parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
+        base = CachingEmbedder(load_embedder(args.model, args.backend))
+    except (OSError, ValueError, KeyError, ModelUnavailable) as exc:  # a missing or bad file, or no model
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
 
     started = time.time()
-    base = CachingEmbedder(load_embedder(args.model, args.backend))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="faq-eval-"))
     print(f"{evalset.name}: {len(evalset.entries)} entries, {len(evalset.queries)} queries, "
           f"{len(evalset.ood_queries)} out-of-domain; model {base.model_id}", file=sys.stderr)

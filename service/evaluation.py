@@ -43,8 +43,16 @@ class EvalSet:
 
 
 def _read_jsonl(path: str | os.PathLike) -> list[dict]:
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
+    return rows
 
 
 def _piaf_entry(p: dict) -> FaqEntry:
@@ -130,12 +138,18 @@ def load_custom(corpus: str | os.PathLike, queries: str | os.PathLike,
     ids = {e.id for e in entries}
     out: list[EvalQuery] = []
     for n, row in enumerate(_read_jsonl(queries), start=1):
+        if not isinstance(row, dict) or "query" not in row or "faq_id" not in row:
+            raise ValueError(f'{queries}:{n}: each line must be an object with "query" and "faq_id"')
         relevant = row["faq_id"] if isinstance(row["faq_id"], list) else [row["faq_id"]]
         unknown = [r for r in relevant if r not in ids]
         if unknown:
             raise ValueError(f"{queries}:{n}: faq_id {unknown} is not in the corpus")
         out.append(EvalQuery(str(row.get("qid", n)), row["query"], frozenset(relevant)))
-    ood_queries = [row["query"] for row in _read_jsonl(ood)] if ood else []
+    ood_queries = []
+    for n, row in enumerate(_read_jsonl(ood) if ood else [], start=1):
+        if not isinstance(row, dict) or "query" not in row:
+            raise ValueError(f'{ood}:{n}: each line must be an object with "query"')
+        ood_queries.append(row["query"])
     return EvalSet(Path(corpus).stem, entries, out, ood_queries)
 
 

@@ -60,6 +60,21 @@ def test_evaluate_cli_compares_methods_on_a_users_faq(tmp_path):
     assert 0 <= results[0]["MRR"] <= 1 and "ood_unanswered" not in results[0]
 
 
+@pytest.mark.parametrize("corpus,lines,says", [
+    ("missing.jsonl", ['{"query": "q ?", "faq_id": "compte"}'], "missing.jsonl: cannot read corpus"),
+    (None, ['{"query": "q ?", "faq_id": "compte"}', "{not json"], "q.jsonl:2: not valid JSON"),
+    (None, ['{"query": "q ?"}'], 'q.jsonl:1: each line must be an object with "query" and "faq_id"'),
+    (None, ['{"query": "q ?", "faq_id": "nope"}'], "q.jsonl:1: faq_id ['nope'] is not in the corpus"),
+])
+def test_evaluate_cli_reports_bad_input_in_one_line(tmp_path, corpus, lines, says):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = str(tmp_path / corpus) if corpus else str(MINI_CORPUS)
+    done = _run(["scripts/evaluate.py", "--corpus", corpus, "--queries", str(queries)])
+    assert done.returncode == 1 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
+    assert says in done.stderr
+
+
 def test_evaluate_cli_refuses_to_fit_on_the_report_only_set():
     done = _run(["scripts/evaluate.py", "--dataset", "cnil_faq", "--fit"])
     assert done.returncode == 2 and "reporting only" in done.stderr
