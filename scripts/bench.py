@@ -14,7 +14,7 @@ Scenarios so far:
     http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
-    throughput  the production server (gunicorn, the settings of service/gunicorn_conf.py) under wrk at
+    throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
 
@@ -31,21 +31,24 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from service.build import build_index  # noqa: E402
-from service.embedder import BACKENDS, default_backend, default_model, load_embedder  # noqa: E402
-from service.engine import SearchEngine  # noqa: E402
-from service.index_store import load_index  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+from service.config import REPO_ROOT as ROOT
+from service.encoders.base import BACKENDS, default_backend, default_model
+from service.encoders.loading import load_embedder
+from service.evaluation.datasets import chorus_questions
+from service.evaluation.serving import start_gunicorn, wrk, wrk_post_script
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
 
 
 def summary(samples_ms: list[float]) -> dict:
     """Median and tail of a list of timings in milliseconds."""
-    return {"n": len(samples_ms), "p50_ms": round(statistics.median(samples_ms), 4),
-            "p95_ms": round(float(np.percentile(samples_ms, 95)), 4),
-            "p99_ms": round(float(np.percentile(samples_ms, 99)), 4)}
+    return {
+        "n": len(samples_ms),
+        "p50_ms": round(statistics.median(samples_ms), 4),
+        "p95_ms": round(float(np.percentile(samples_ms, 95)), 4),
+        "p99_ms": round(float(np.percentile(samples_ms, 99)), 4),
+    }
 
 
 def model_and_index(args, threads: int | None = None):
@@ -66,8 +69,7 @@ def model_and_index(args, threads: int | None = None):
 
 def scenario_cache(args) -> dict:
     """Fresh question (cache miss: encode + search) against the same question again (cache hit), alternating."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from paraphrases import PARAPHRASES
+    PARAPHRASES = chorus_questions()
 
     embedder, out = model_and_index(args)
     engine = SearchEngine(embedder, load_index(out), cache_size=args.cache_size)
@@ -84,69 +86,11 @@ def scenario_cache(args) -> dict:
             engine.search(q)
             repeated.append((time.perf_counter() - t) * 1000)
     a, b = summary(fresh), summary(repeated)
-    return {"variants": {"fresh": a, "repeated": b}, "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 5),
-            "cache": engine.cache.stats()}
-
-
-def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict:
-    """Run wrk against ``url`` and parse its summary (requests/s, latency percentiles, errors)."""
-    import re
-    import shutil
-    import subprocess
-
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
-    threads = min(2, concurrency)
-    done = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s",
-                           str(script), url], capture_output=True, text=True, timeout=seconds + 60)
-    out = done.stdout
-
-    def ms(text: str) -> float:
-        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    latency = {f"p{p}_ms": round(ms(m), 2) for p, m in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"concurrency": concurrency, "qps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": requests, **latency, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": sum(map(int, errors.groups())) if errors else 0}
-
-
-def wrk_post_script(path: Path, body: dict) -> Path:
-    """A wrk Lua script that POSTs ``body`` as JSON to the URL wrk is given."""
-    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f"wrk.body = '{json.dumps(body, ensure_ascii=False)}'\n", encoding="utf-8")
-    return path
-
-
-def start_gunicorn(index_dir: Path, model: str, port: int = 8799, extra_env: dict | None = None):
-    """Start gunicorn with the service's settings on 127.0.0.1 (cache off) and wait until it answers.
-
-    Returns:
-        ``(process, base_url)``; the caller terminates the process.
-    """
-    import os
-    import subprocess
-    import urllib.request
-
-    env = {**os.environ, "FAQ_INDEX": str(index_dir), "FAQ_MODEL": model, "FAQ_PORT": str(port),
-           "FAQ_CACHE_SIZE": "0", "FAQ_LOG_LEVEL": "warning", **(extra_env or {})}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn_conf.py"),
-                               "service.wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            return server, url
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                raise SystemExit("gunicorn did not start")
-            time.sleep(0.2)
+    return {
+        "variants": {"fresh": a, "repeated": b},
+        "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 5),
+        "cache": engine.cache.stats(),
+    }
 
 
 def scenario_throughput(args) -> dict:
@@ -168,24 +112,27 @@ def scenario_throughput(args) -> dict:
     script = wrk_post_script(out / "post.lua", {"query": query, "top_k": 5})
     server, url = start_gunicorn(out, args.model)
     try:
-        _wrk(url + "/search", 4, 3, script)  # warm every worker
-        rows = [_wrk(url + "/search", c, args.seconds, script) for c in (1, 4, 16, 64)]
+        wrk(url + "/search", 4, 3, script)  # warm every worker
+        rows = [wrk(url + "/search", c, args.seconds, script) for c in (1, 4, 16, 64)]
     finally:
         server.terminate()
         server.wait(timeout=60)
     for row in rows:
         row["share_of_limit"] = round(row["qps"] / limit, 3)
-    return {"cores": cores, "cpu_ms_per_query": round(cpu_s * 1000, 2), "limit_qps": round(limit, 1),
-            "server": {"workers": os.environ.get("FAQ_WORKERS", cores), "threads": os.environ.get("FAQ_THREADS", 2)},
-            "rows": rows}
+    return {
+        "cores": cores,
+        "cpu_ms_per_query": round(cpu_s * 1000, 2),
+        "limit_qps": round(limit, 1),
+        "server": {"workers": os.environ.get("FAQ_WORKERS", cores), "threads": os.environ.get("FAQ_THREADS", 2)},
+        "rows": rows,
+    }
 
 
 def scenario_http(args) -> dict:
     """POST /search to gunicorn at concurrency 1 against the same search in-process, query by query alternating."""
     import http.client
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from paraphrases import PARAPHRASES
+    PARAPHRASES = chorus_questions()
 
     embedder, out = model_and_index(args, threads=1)  # as in a gunicorn worker
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
@@ -229,15 +176,24 @@ def scenario_startup(args) -> dict:
     for _ in range(args.startups):
         t = time.perf_counter()
         server, url = start_gunicorn(out, args.model)
-        request = urllib.request.Request(url + "/search", data=json.dumps({"query": "facture"}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url + "/search",
+            data=json.dumps({"query": "facture"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=60).read()
         first = time.perf_counter() - t
         time.sleep(3)  # let every worker finish loading before measuring them
         workers = psutil.Process(server.pid).children()
         memory = [w.memory_full_info() for w in workers]
-        runs.append({"first_answer_s": round(first, 2), "workers": len(workers),
-                     "rss_mb": [round(m.rss / 2**20) for m in memory], "uss_mb": [round(m.uss / 2**20) for m in memory]})
+        runs.append(
+            {
+                "first_answer_s": round(first, 2),
+                "workers": len(workers),
+                "rss_mb": [round(m.rss / 2**20) for m in memory],
+                "uss_mb": [round(m.uss / 2**20) for m in memory],
+            }
+        )
         server.terminate()
         server.wait(timeout=60)
     return {"runs": runs, "first_answer_s_median": statistics.median(r["first_answer_s"] for r in runs)}
@@ -246,13 +202,15 @@ def scenario_startup(args) -> dict:
 def scenario_build(args) -> dict:
     """Seconds for build_index() of the cnil_faq corpus against raw ``model.encode`` of the same texts."""
     from service.corpus import ROW_KINDS, entry_rows, split_passages
-    from service.evaluation import load_cnil, write_corpus
+    from service.evaluation.datasets import load_cnil, write_corpus
 
     entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries
     work = Path(tempfile.mkdtemp(prefix="faq-bench-"))
     corpus = write_corpus(entries, work / "corpus.jsonl")
     rows, texts = entry_rows(entries, split_passages(entries))
-    by_prompt = {p: [t for r, t in zip(rows, texts) if ROW_KINDS[r.kind] == p] for p in ("query", "passage")}
+    by_prompt = {
+        p: [t for r, t in zip(rows, texts, strict=True) if ROW_KINDS[r.kind] == p] for p in ("query", "passage")
+    }
     embedder = load_embedder(args.model, args.backend)
     embedder.encode(["échauffement"], kind="passage")
     raw, built = [], []
@@ -267,13 +225,22 @@ def scenario_build(args) -> dict:
         t = time.perf_counter()
         build_index(corpus, work / f"index-{round_}", embedder, show_progress=False)
         built.append(time.perf_counter() - t)
-    a = {"n": len(raw), "median_s": round(statistics.median(raw), 2),
-         "per_s": round(len(texts) / statistics.median(raw), 1)}
-    b = {"n": len(built), "median_s": round(statistics.median(built), 2),
-         "per_s": round(len(texts) / statistics.median(built), 1)}
-    return {"texts": len(texts), "backend": embedder.encoder_info()["backend"],
-            "variants": {"raw encode": a, "build_index": b},
-            "ratio": round(b["median_s"] / a["median_s"], 3)}
+    a = {
+        "n": len(raw),
+        "median_s": round(statistics.median(raw), 2),
+        "per_s": round(len(texts) / statistics.median(raw), 1),
+    }
+    b = {
+        "n": len(built),
+        "median_s": round(statistics.median(built), 2),
+        "per_s": round(len(texts) / statistics.median(built), 1),
+    }
+    return {
+        "texts": len(texts),
+        "backend": embedder.encoder_info()["backend"],
+        "variants": {"raw encode": a, "build_index": b},
+        "ratio": round(b["median_s"] / a["median_s"], 3),
+    }
 
 
 def _encoder_worker(variant: str, model: str, conn) -> None:
@@ -311,10 +278,9 @@ def scenario_encoder(args) -> dict:
     """
     import multiprocessing
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from paraphrases import PARAPHRASES
+    PARAPHRASES = chorus_questions()
 
-    from service.evaluation import load_cnil
+    from service.evaluation.datasets import load_cnil
 
     context = multiprocessing.get_context("spawn")
     workers = {}
@@ -342,7 +308,7 @@ def scenario_encoder(args) -> dict:
                     if round_:  # the first pass warms every variant
                         timings[name].append(ms)
         # Batch encoding (what a build does): cnil_faq passages, batch 32, alternating backends.
-        entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries[:args.batch_entries]
+        entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries[: args.batch_entries]
         passages = [f"{e.question}\n{e.answer}" for e in entries]
         batch_s: dict[str, list[float]] = {name: [] for name in BACKENDS}
         for _ in range(args.build_rounds):
@@ -360,10 +326,20 @@ def scenario_encoder(args) -> dict:
             process.join(timeout=30)
     variants = {name: summary(v) for name, v in timings.items()}
     base = variants["torch"]["p50_ms"]
-    batch = {name: {"passages": len(passages), "median_s": round(statistics.median(v), 2),
-                    "per_s": round(len(passages) / statistics.median(v), 1)} for name, v in batch_s.items()}
-    return {"variants": variants, "ratio_p50_to_torch": {n: round(v["p50_ms"] / base, 3) for n, v in variants.items()},
-            "batch": batch, "cosine_to_torch": agreement}
+    batch = {
+        name: {
+            "passages": len(passages),
+            "median_s": round(statistics.median(v), 2),
+            "per_s": round(len(passages) / statistics.median(v), 1),
+        }
+        for name, v in batch_s.items()
+    }
+    return {
+        "variants": variants,
+        "ratio_p50_to_torch": {n: round(v["p50_ms"] / base, 3) for n, v in variants.items()},
+        "batch": batch,
+        "cosine_to_torch": agreement,
+    }
 
 
 def scenario_soak(args) -> dict:
@@ -384,30 +360,40 @@ def scenario_soak(args) -> dict:
 
     slices = []
     try:
-        _wrk(url + "/search", 4, 5, script)  # warm-up
+        wrk(url + "/search", 4, 5, script)  # warm-up
         start_rss = workers_rss()
         slices_n, slice_seconds = max(1, args.soak_seconds // 60), min(60, args.soak_seconds)
         for i in range(slices_n):
-            row = _wrk(url + "/search", 4, slice_seconds, script)
+            row = wrk(url + "/search", 4, slice_seconds, script)
             build_index(args.corpus, out, embedder, show_progress=False)  # the FAQ changed: rebuild, reload
-            request = urllib.request.Request(url + "/admin/reload", data=b"{}", method="POST",
-                                             headers={"Authorization": f"Bearer {token}",
-                                                      "Content-Type": "application/json"})
+            request = urllib.request.Request(
+                url + "/admin/reload",
+                data=b"{}",
+                method="POST",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             reload = json.loads(urllib.request.urlopen(request, timeout=60).read())
             row.update(slice=i + 1, rss_mb=workers_rss(), reload_ok=reload["ok"] and reload["changed"])
             slices.append(row)
-            print(f"soak: slice {i + 1}/{slices_n}: {row['qps']:.1f} QPS, p99 {row['p99_ms']} ms, "
-                  f"errors {row['non_2xx'] + row['socket_errors']}, RSS {row['rss_mb']} MB", file=sys.stderr)
+            print(
+                f"soak: slice {i + 1}/{slices_n}: {row['qps']:.1f} QPS, p99 {row['p99_ms']} ms, "
+                f"errors {row['non_2xx'] + row['socket_errors']}, RSS {row['rss_mb']} MB",
+                file=sys.stderr,
+            )
         end_rss = workers_rss()
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"seconds": len(slices) * slice_seconds, "concurrency": 4, "slices": slices,
-            "requests": sum(r["requests"] for r in slices),
-            "errors": sum(r["non_2xx"] + r["socket_errors"] for r in slices),
-            "reloads_ok": sum(r["reload_ok"] for r in slices),
-            "p99_ms": {"first": slices[0]["p99_ms"], "last": slices[-1]["p99_ms"]},
-            "rss_mb": {"start": start_rss, "end": end_rss}}
+    return {
+        "seconds": len(slices) * slice_seconds,
+        "concurrency": 4,
+        "slices": slices,
+        "requests": sum(r["requests"] for r in slices),
+        "errors": sum(r["non_2xx"] + r["socket_errors"] for r in slices),
+        "reloads_ok": sum(r["reload_ok"] for r in slices),
+        "p99_ms": {"first": slices[0]["p99_ms"], "last": slices[-1]["p99_ms"]},
+        "rss_mb": {"start": start_rss, "end": end_rss},
+    }
 
 
 def _piaf_vectors(args, embedder) -> tuple[np.ndarray, np.ndarray]:
@@ -419,8 +405,10 @@ def _piaf_vectors(args, embedder) -> tuple[np.ndarray, np.ndarray]:
     data = ROOT.parent / "shared" / "data" / "piaf_v1.1"
     paragraphs = [json.loads(line)["text"] for line in (data / "corpus.jsonl").open(encoding="utf-8")]
     questions = [json.loads(line)["query"] for line in (data / "queries.jsonl").open(encoding="utf-8")]
-    print(f"ann: embedding PIAF ({len(paragraphs)} paragraphs, {len(questions)} questions) once, cached in {cache}",
-          file=sys.stderr)
+    print(
+        f"ann: embedding PIAF ({len(paragraphs)} paragraphs, {len(questions)} questions) once, cached in {cache}",
+        file=sys.stderr,
+    )
     p, q = embedder.encode(paragraphs, kind="passage"), embedder.encode(questions, kind="query")
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, paragraphs=p, questions=q)
@@ -431,7 +419,7 @@ def _ann_case(name: str, base: np.ndarray, queries: np.ndarray, kinds: list[str]
     """Build each index kind over ``base``; recall@k against brute force and single-query search time, alternating."""
     import faiss
 
-    from service.index_store import VectorIndex, choose_index_spec
+    from service.indexing.store import VectorIndex, choose_index_spec
 
     _, truth = faiss.knn(queries, base, k, faiss.METRIC_INNER_PRODUCT)  # brute-force ground truth
     built, out = {}, {"vectors": len(base), "queries": len(queries), "kinds": {}}
@@ -440,18 +428,20 @@ def _ann_case(name: str, base: np.ndarray, queries: np.ndarray, kinds: list[str]
         index = VectorIndex.from_vectors(base, choose_index_spec(len(base), kind))
         build_s = time.perf_counter() - t
         built[kind] = index
-        out["kinds"][kind] = {"spec": index.spec, "build_s": round(build_s, 1),
-                              "build_s_per_million": round(build_s * 1e6 / len(base), 1),
-                              "memory_mb": round(len(faiss.serialize_index(index._index)) / 2**20, 1),
-                              "memory_mb_per_million": round(len(faiss.serialize_index(index._index)) / 2**20
-                                                             * 1e6 / len(base), 1)}
+        out["kinds"][kind] = {
+            "spec": index.spec,
+            "build_s": round(build_s, 1),
+            "build_s_per_million": round(build_s * 1e6 / len(base), 1),
+            "memory_mb": round(len(faiss.serialize_index(index._index)) / 2**20, 1),
+            "memory_mb_per_million": round(len(faiss.serialize_index(index._index)) / 2**20 * 1e6 / len(base), 1),
+        }
         print(f"ann: {name} {kind} built in {build_s:.1f} s", file=sys.stderr)
     found = {kind: [] for kind in kinds}
     timings = {kind: [] for kind in kinds}
     for i in range(len(queries)):  # A B C A B C …: one query at a time, as the service searches
         for kind, index in built.items():
             t = time.perf_counter()
-            _, ids = index.search(queries[i:i + 1], k)
+            _, ids = index.search(queries[i : i + 1], k)
             timings[kind].append((time.perf_counter() - t) * 1000)
             found[kind].append(len(set(ids[0].tolist()) & set(truth[i].tolist())) / k)
     for kind in kinds:
@@ -464,7 +454,7 @@ def scenario_ann(args) -> dict:
     import faiss
     from faiss.contrib.datasets import SyntheticDataset
 
-    from service.index_store import EXACT_MAX_VECTORS
+    from service.indexing.store import EXACT_MAX_VECTORS
 
     faiss.omp_set_num_threads(1)  # one query on one core, as a gunicorn worker on this machine searches
     data = SyntheticDataset(384, 0, args.ann_size, 1000, metric="IP", seed=1338)
@@ -479,7 +469,7 @@ def scenario_ann(args) -> dict:
         times = []
         for i in range(200):
             t = time.perf_counter()
-            index.search(queries[i:i + 1], 10)
+            index.search(queries[i : i + 1], 10)
             times.append((time.perf_counter() - t) * 1000)
         flat[n] = summary(times)
     kinds = args.ann_kinds.split(",")
@@ -494,26 +484,54 @@ def scenario_ann(args) -> dict:
     return {"exact_search_by_size": flat, "synthetic": synthetic, "piaf": piaf}
 
 
-SCENARIOS = {"soak": scenario_soak, "ann": scenario_ann, "encoder": scenario_encoder, "cache": scenario_cache, "http": scenario_http,
-             "throughput": scenario_throughput, "startup": scenario_startup, "build": scenario_build}
+SCENARIOS = {
+    "soak": scenario_soak,
+    "ann": scenario_ann,
+    "encoder": scenario_encoder,
+    "cache": scenario_cache,
+    "http": scenario_http,
+    "throughput": scenario_throughput,
+    "startup": scenario_startup,
+    "build": scenario_build,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help=f"among {', '.join(SCENARIOS)}")
     parser.add_argument("--model", default=default_model(), help="model directory or name (env FAQ_MODEL)")
-    parser.add_argument("--backend", default=default_backend(), choices=("auto", *BACKENDS),
-                        help="encoder for the other scenarios (env FAQ_BACKEND, default auto)")
-    parser.add_argument("--batch-entries", type=int, default=256,
-                        help="encoder: cnil_faq entries encoded as passages per batch round (default 256)")
-    parser.add_argument("--soak-seconds", type=int, default=600,
-                        help="soak: total seconds under load, in one-minute slices (default 600)")
-    parser.add_argument("--ann-size", type=int, default=1_000_000,
-                        help="ann: synthetic vectors (default 1,000,000; faiss.contrib.datasets.SyntheticDataset)")
-    parser.add_argument("--ann-kinds", default="hnsw,ivf-sq8",
-                        help="ann: comma-separated index kinds to compare (default hnsw,ivf-sq8)")
-    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "faq-bench-cache"),
-                        help="where embedded datasets are cached between runs (default $TMPDIR/faq-bench-cache)")
+    parser.add_argument(
+        "--backend",
+        default=default_backend(),
+        choices=("auto", *BACKENDS),
+        help="encoder for the other scenarios (env FAQ_BACKEND, default auto)",
+    )
+    parser.add_argument(
+        "--batch-entries",
+        type=int,
+        default=256,
+        help="encoder: cnil_faq entries encoded as passages per batch round (default 256)",
+    )
+    parser.add_argument(
+        "--soak-seconds",
+        type=int,
+        default=600,
+        help="soak: total seconds under load, in one-minute slices (default 600)",
+    )
+    parser.add_argument(
+        "--ann-size",
+        type=int,
+        default=1_000_000,
+        help="ann: synthetic vectors (default 1,000,000; faiss.contrib.datasets.SyntheticDataset)",
+    )
+    parser.add_argument(
+        "--ann-kinds", default="hnsw,ivf-sq8", help="ann: comma-separated index kinds to compare (default hnsw,ivf-sq8)"
+    )
+    parser.add_argument(
+        "--workdir",
+        default=str(Path(tempfile.gettempdir()) / "faq-bench-cache"),
+        help="where embedded datasets are cached between runs (default $TMPDIR/faq-bench-cache)",
+    )
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the query set (default 5)")
     parser.add_argument("--cache-size", type=int, default=1024, help="response cache size (default 1024)")
@@ -531,9 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         result = SCENARIOS[name](args)
         report[name] = result
         if name == "soak":
-            print(f"soak: {result['requests']} requests in {len(result['slices'])} slices at concurrency 4, "
-                  f"{result['errors']} errors, {result['reloads_ok']} rebuild+reloads; p99 {result['p99_ms']} ms; "
-                  f"worker RSS {result['rss_mb']['start']} -> {result['rss_mb']['end']} MB")
+            print(
+                f"soak: {result['requests']} requests in {len(result['slices'])} slices at concurrency 4, "
+                f"{result['errors']} errors, {result['reloads_ok']} rebuild+reloads; p99 {result['p99_ms']} ms; "
+                f"worker RSS {result['rss_mb']['start']} -> {result['rss_mb']['end']} MB"
+            )
             continue
         if name == "ann":
             for n, v in result["exact_search_by_size"].items():
@@ -541,17 +561,23 @@ def main(argv: list[str] | None = None) -> int:
             for case in ("synthetic", "piaf"):
                 c = result[case]
                 for kind, v in c["kinds"].items():
-                    print(f"ann {case:9} {kind:8} {c['vectors']:>9,} vectors  recall@10 {v['recall_at_10']:.3f}  "
-                          f"p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms  build {v['build_s']} s "
-                          f"({v['build_s_per_million']} s/M)  {v['memory_mb']} MB ({v['memory_mb_per_million']} MB/M)")
+                    print(
+                        f"ann {case:9} {kind:8} {c['vectors']:>9,} vectors  recall@10 {v['recall_at_10']:.3f}  "
+                        f"p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms  build {v['build_s']} s "
+                        f"({v['build_s_per_million']} s/M)  {v['memory_mb']} MB ({v['memory_mb_per_million']} MB/M)"
+                    )
             continue
         if name == "encoder":
             for variant, v in result["variants"].items():
-                print(f"{name:10} {variant:10} {v['n']:>6} {v['p50_ms']:>10.3f} {v['p95_ms']:>10.3f} "
-                      f"{v['p99_ms']:>10.3f}  x{result['ratio_p50_to_torch'][variant]} of torch")
+                print(
+                    f"{name:10} {variant:10} {v['n']:>6} {v['p50_ms']:>10.3f} {v['p95_ms']:>10.3f} "
+                    f"{v['p99_ms']:>10.3f}  x{result['ratio_p50_to_torch'][variant]} of torch"
+                )
             for variant, v in result["batch"].items():
-                print(f"encoder batch {variant:10} {v['per_s']:>7.1f} passages/s ({v['median_s']} s for "
-                      f"{v['passages']}, batch 32)")
+                print(
+                    f"encoder batch {variant:10} {v['per_s']:>7.1f} passages/s ({v['median_s']} s for "
+                    f"{v['passages']}, batch 32)"
+                )
             for variant, c in result["cosine_to_torch"].items():
                 print(f"encoder cosine to torch {variant:10} mean {c['cos_mean']} min {c['cos_min']}")
             continue
@@ -561,17 +587,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"build: {result['texts']} texts, build_index / raw encode = {result['ratio']}")
             continue
         if name == "startup":
-            print(f"startup: first answer after {result['first_answer_s_median']} s (median of "
-                  f"{len(result['runs'])}); per worker RSS {result['runs'][-1]['rss_mb']} MB, "
-                  f"USS {result['runs'][-1]['uss_mb']} MB")
+            print(
+                f"startup: first answer after {result['first_answer_s_median']} s (median of "
+                f"{len(result['runs'])}); per worker RSS {result['runs'][-1]['rss_mb']} MB, "
+                f"USS {result['runs'][-1]['uss_mb']} MB"
+            )
             continue
         if name == "throughput":
-            print(f"throughput: {result['cores']} cores, {result['cpu_ms_per_query']} ms CPU per query in-process, "
-                  f"limit {result['limit_qps']} QPS")
-            print(f"{'concurrency':>11} {'QPS':>8} {'share':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            print(
+                f"throughput: {result['cores']} cores, {result['cpu_ms_per_query']} ms CPU per query in-process, "
+                f"limit {result['limit_qps']} QPS"
+            )
+            print(
+                f"{'concurrency':>11} {'QPS':>8} {'share':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}"
+            )
             for r in result["rows"]:
-                print(f"{r['concurrency']:>11} {r['qps']:>8.1f} {r['share_of_limit']:>6.2f} {r['p50_ms']:>8.1f} "
-                      f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}")
+                print(
+                    f"{r['concurrency']:>11} {r['qps']:>8.1f} {r['share_of_limit']:>6.2f} {r['p50_ms']:>8.1f} "
+                    f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}"
+                )
             continue
         for variant, s in result["variants"].items():
             print(f"{name:10} {variant:10} {s['n']:>6} {s['p50_ms']:>10.3f} {s['p95_ms']:>10.3f} {s['p99_ms']:>10.3f}")

@@ -1,112 +1,12 @@
 #!/usr/bin/env python
-"""Build the FAISS index of an FAQ corpus and publish it atomically (the previous index stays until then)."""
+"""Build the FAISS index of an FAQ corpus and publish it atomically (the previous index stays until then).
 
-from __future__ import annotations
+The same as ``faq-search build``; the code lives in ``service/cli/build.py`` (``--help`` lists the options).
+"""
 
-import argparse
-import json
-import logging
-import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from service.build import build_index, corpus_changes, describe_changes  # noqa: E402
-from service.corpus import CorpusError, load_corpus, split_passages  # noqa: E402
-from service.embedder import BACKENDS, default_backend, default_model  # noqa: E402
-from service.errors import ServiceError  # noqa: E402
-from service.finetune import FinetuneSettings  # noqa: E402
-from service.index_store import EXACT_MAX_VECTORS, INDEX_KINDS  # noqa: E402
-from service.scoring import Scoring  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def check(corpus: str, out: str) -> int:
-    """``--check``: validate ``corpus`` and report the changes against the index in ``out``; 0 if valid, 1 if not."""
-    try:
-        entries = load_corpus(corpus)
-        passages = split_passages(entries)
-        changes = corpus_changes(entries, out)
-    except CorpusError as exc:
-        print(f"corpus error: {exc}", file=sys.stderr)
-        return 1
-    except ServiceError as exc:  # the current index is unreadable: the corpus itself may still be fine
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    print(json.dumps({"corpus": corpus, "valid": True, "entries": len(entries), "passages": len(passages),
-                      "changes": changes, "summary": describe_changes(changes)}, ensure_ascii=False))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--corpus", default=os.environ.get("FAQ_CORPUS", str(ROOT / "corpus" / "chorus_pro_faq.jsonl")),
-                        help="JSONL corpus (env FAQ_CORPUS, default corpus/chorus_pro_faq.jsonl)")
-    parser.add_argument("--out", default=os.environ.get("FAQ_INDEX", str(ROOT / "index")),
-                        help="index directory (env FAQ_INDEX, default index/)")
-    parser.add_argument("--model", default=default_model(),
-                        help="model directory or sentence-transformers name (env FAQ_MODEL, "
-                             "default models/multilingual-e5-small)")
-    parser.add_argument("--backend", default=default_backend(), choices=("auto", *BACKENDS),
-                        help="encoder: torch (sentence-transformers), onnx (fp32) or onnx-int8; auto takes onnx (fp32) "
-                             "when the model directory has that export, else torch. The service encodes queries "
-                             "with the same one (env FAQ_BACKEND, default auto)")
-    parser.add_argument("--index-kind", default="auto", choices=("auto", *INDEX_KINDS),
-                        help=f"FAISS index: auto (exact up to {EXACT_MAX_VECTORS:,} vectors, then HNSW), flat, hnsw, "
-                             "hnsw-sq8 (vectors in 8 bits: a quarter of the memory) or ivf-sq8 (default auto)")
-    parser.add_argument("--index-param", action="append", default=[], metavar="NAME=VALUE",
-                        help="index parameter, repeatable: M, efConstruction, efSearch (HNSW), nlist, nprobe (IVF)")
-    parser.add_argument("--batch-size", type=int, default=32, help="passages per encoding batch (default 32)")
-    parser.add_argument("--answer-threshold", type=float, default=Scoring.answer_threshold,
-                        help="calibrated score (0-1) at which the best entry counts as an answer, stored in the "
-                             f"manifest (default {Scoring.answer_threshold}, fitted on covid_quebec_fr)")
-    parser.add_argument("--answer-margin", type=float, default=Scoring.answer_margin,
-                        help="lead over the second entry's score the best entry also needs to count as an answer "
-                             f"(default {Scoring.answer_margin})")
-    parser.add_argument("--check", action="store_true",
-                        help="only validate the corpus and print what a build would add, change and remove against "
-                             "the current index; no model is loaded and nothing is written")
-    parser.add_argument("--finetune", action="store_true",
-                        help="fine-tune the model on this corpus's (question, answer) pairs first (minutes on a CPU; "
-                             "saved under models/finetuned/ and reused; the service loads it with this index)")
-    parser.add_argument("--finetune-epochs", type=int, default=FinetuneSettings.epochs,
-                        help=f"training epochs with --finetune (default {FinetuneSettings.epochs})")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        params = {name: int(value) for name, value in (p.split("=", 1) for p in args.index_param)}
-    except ValueError:
-        parser.error(f"--index-param takes NAME=INTEGER, got {args.index_param}")
-    if args.check:
-        return check(args.corpus, args.out)
-    try:
-        manifest = build_index(args.corpus, args.out, args.model, batch_size=args.batch_size,
-                               scoring=Scoring(answer_threshold=args.answer_threshold,
-                                               answer_margin=args.answer_margin),
-                               finetune=FinetuneSettings(epochs=args.finetune_epochs) if args.finetune else None,
-                               backend=args.backend, index_kind=args.index_kind, index_params=params)
-    except CorpusError as exc:
-        print(f"corpus error: {exc}", file=sys.stderr)
-        return 1
-    except ServiceError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # an index parameter the chosen kind does not take
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a read-only directory…: the current index is untouched
-        print(f"error: the build failed and the current index is unchanged: {exc}", file=sys.stderr)
-        return 1
-    summary = {k: manifest[k] for k in ("index_id", "counts", "build_seconds")}
-    summary["model"] = manifest["model"]["name"]
-    summary["encoder"] = manifest["model"]["encoder"]["backend"]
-    summary["vector_index"] = manifest["vector_index"]
-    summary["changes"] = describe_changes(manifest["changes"])
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
-
+from service.cli.build import main
 
 if __name__ == "__main__":
     sys.exit(main())

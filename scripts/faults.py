@@ -28,22 +28,21 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from service.config import REPO_ROOT as ROOT
+from service.encoders.base import default_model
+from service.encoders.loading import load_embedder
+from service.evaluation.serving import start_gunicorn, wrk, wrk_post_script
+from service.indexing.build import build_index
+from service.indexing.store import VECTORS, resolve
 
-from bench import _wrk, start_gunicorn, wrk_post_script  # noqa: E402
-from service.build import build_index  # noqa: E402
-from service.embedder import default_model, load_embedder  # noqa: E402
-from service.index_store import VECTORS, resolve  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "faults-admin-token"
 QUERY = {"query": "je ne trouve pas le lien pour activer mon compte", "top_k": 5}
 
 
 def _post(url: str, body: bytes, headers: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -63,7 +62,7 @@ def _health(url: str) -> dict:
 def _under_load(url: str, script: Path, seconds: int, action, at: float = 3.0) -> tuple[dict, object]:
     """Run wrk for ``seconds`` and ``action()`` ``at`` seconds in; returns wrk's figures and the action's result."""
     result: dict = {}
-    load = threading.Thread(target=lambda: result.update(_wrk(url + "/search", 4, seconds, script)))
+    load = threading.Thread(target=lambda: result.update(wrk(url + "/search", 4, seconds, script)))
     load.start()
     time.sleep(at)
     outcome = action()
@@ -92,14 +91,16 @@ def fault_index_damaged(ctx, kind: str) -> dict:
 
     load, (status, body) = _under_load(url, ctx["script"], 8, damage)
     health = _health(url)
-    nothing_lost = (load["non_2xx"] + load["socket_errors"] == 0 and _search_ok(url)
-                    and health["index"]["id"] == served)
+    nothing_lost = load["non_2xx"] + load["socket_errors"] == 0 and _search_ok(url) and health["index"]["id"] == served
     build_index(ctx["corpus"], out, ctx["embedder"], show_progress=False)  # repair for the next fault
     _reload(url)
-    return {"what_happened": f"searches went on; forced reload answered {status} "
-                             f"{body.get('error', {}).get('code')}; /health reload.last.error = "
-                             f"{(health['reload']['last'] or {}).get('error', {}).get('code')}; still serving {served}",
-            "load": load, "nothing_lost": nothing_lost}
+    return {
+        "what_happened": f"searches went on; forced reload answered {status} "
+        f"{body.get('error', {}).get('code')}; /health reload.last.error = "
+        f"{(health['reload']['last'] or {}).get('error', {}).get('code')}; still serving {served}",
+        "load": load,
+        "nothing_lost": nothing_lost,
+    }
 
 
 def fault_worker_killed(ctx) -> dict:
@@ -116,20 +117,36 @@ def fault_worker_killed(ctx) -> dict:
     time.sleep(5)
     now = psutil.Process(ctx["server"].pid).children()
     errors = load["non_2xx"] + load["socket_errors"]
-    return {"what_happened": f"worker {pid} killed; gunicorn started a new one ({len(now)} workers after 5 s); "
-                            f"{errors} of {load['requests']} requests failed (the ones in flight on that worker); "
-                            f"the index on disk is untouched",
-            "load": load, "nothing_lost": len(now) == len(workers) and _search_ok(url)}
+    return {
+        "what_happened": f"worker {pid} killed; gunicorn started a new one ({len(now)} workers after 5 s); "
+        f"{errors} of {load['requests']} requests failed (the ones in flight on that worker); "
+        f"the index on disk is untouched",
+        "load": load,
+        "nothing_lost": len(now) == len(workers) and _search_ok(url),
+    }
 
 
 def fault_model_missing(ctx) -> dict:
-    env = {**os.environ, "FAQ_INDEX": str(ctx["out"]), "FAQ_MODEL": "/nonexistent/model", "FAQ_PORT": "8797",
-           "FAQ_WORKERS": "1"}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "FAQ_INDEX": str(ctx["out"]),
+        "FAQ_MODEL": "/nonexistent/model",
+        "FAQ_PORT": "8797",
+        "FAQ_WORKERS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     reason = next((line for line in done.stderr.splitlines() if line.startswith("error:")), "")
-    return {"what_happened": f"gunicorn exited with {done.returncode} at start: {reason[:160]}",
-            "nothing_lost": done.returncode != 0 and "does not exist" in reason}
+    return {
+        "what_happened": f"gunicorn exited with {done.returncode} at start: {reason[:160]}",
+        "nothing_lost": done.returncode != 0 and "does not exist" in reason,
+    }
 
 
 def fault_disk_full(ctx) -> dict:
@@ -153,9 +170,11 @@ def fault_disk_full(ctx) -> dict:
             error = f"{type(exc).__name__}: {exc.strerror or str(exc)[-60:]}"
         after = resolve(index)
         leftovers = [p.name for p in (index / "builds").iterdir() if p.name.startswith(".tmp")]
-        return {"what_happened": f"the second build failed ({error}); current still -> {after.name}; "
-                                 f"temporary directories left: {len(leftovers)}",
-                "nothing_lost": after == before and error != "no error" and not leftovers}
+        return {
+            "what_happened": f"the second build failed ({error}); current still -> {after.name}; "
+            f"temporary directories left: {len(leftovers)}",
+            "nothing_lost": after == before and error != "no error" and not leftovers,
+        }
     finally:
         subprocess.run(["umount", str(mount)])
         shutil.rmtree(mount, ignore_errors=True)
@@ -173,9 +192,12 @@ def fault_bad_bodies(ctx) -> dict:
 
     load, codes = _under_load(url, ctx["script"], 8, send, at=1.0)
     counts = {str(c): codes.count(c) for c in sorted(set(codes))}
-    return {"what_happened": f"bad bodies answered {counts}; wrk's valid searches: "
-                             f"{load['non_2xx'] + load['socket_errors']} errors of {load['requests']}",
-            "load": load, "nothing_lost": set(codes) <= {400, 413} and load["non_2xx"] + load["socket_errors"] == 0}
+    return {
+        "what_happened": f"bad bodies answered {counts}; wrk's valid searches: "
+        f"{load['non_2xx'] + load['socket_errors']} errors of {load['requests']}",
+        "load": load,
+        "nothing_lost": set(codes) <= {400, 413} and load["non_2xx"] + load["socket_errors"] == 0,
+    }
 
 
 def fault_slow_clients(ctx) -> dict:
@@ -200,9 +222,12 @@ def fault_slow_clients(ctx) -> dict:
     for s in sockets:
         s.close()
     errors = load["non_2xx"] + load["socket_errors"]
-    return {"what_happened": f"{n} slow connections held open; wrk: {load['qps']:.0f} QPS, p99 {load['p99_ms']} ms, "
-                            f"{errors} errors of {load['requests']}",
-            "load": load, "nothing_lost": errors == 0 and _search_ok(ctx["url"])}
+    return {
+        "what_happened": f"{n} slow connections held open; wrk: {load['qps']:.0f} QPS, p99 {load['p99_ms']} ms, "
+        f"{errors} errors of {load['requests']}",
+        "load": load,
+        "nothing_lost": errors == 0 and _search_ok(ctx["url"]),
+    }
 
 
 FAULTS = {
@@ -234,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3)
         for name in args.faults:
             report[name] = FAULTS[name](ctx)
-            print(f"{name:16} nothing lost: {report[name]['nothing_lost']!s:5}  {report[name]['what_happened']}",
-                  flush=True)
+            print(
+                f"{name:16} nothing lost: {report[name]['nothing_lost']!s:5}  {report[name]['what_happened']}",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -1,5 +1,8 @@
-"""French FAQ semantic search: embeddings (sentence-transformers) + FAISS behind a Flask API."""
+"""French FAQ semantic search: embeddings (sentence-transformers) + FAISS behind a Flask API.
 
-from .app import create_app
+Subpackages by concern, arrows pointing down: ``http`` and ``integrations`` over ``evaluation`` over ``search``
+over ``indexing`` over ``encoders``; ``corpus``, ``config``, ``errors`` and ``files`` are shared by all. Importing
+``service`` itself imports nothing (the client stays standard library only).
+"""
 
-__all__ = ["create_app"]
+__version__ = "0.4.0"

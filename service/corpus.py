@@ -80,8 +80,13 @@ class Passage:
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
-        return {"passage_id": self.passage_id, "faq_id": self.faq_id, "question": self.question,
-                "section": self.section, "text": self.text}
+        return {
+            "passage_id": self.passage_id,
+            "faq_id": self.faq_id,
+            "question": self.question,
+            "section": self.section,
+            "text": self.text,
+        }
 
 
 #: What a vector of an entry represents, and the prompt it is embedded with.
@@ -104,8 +109,12 @@ class Row:
         return {"faq_id": self.faq_id, "kind": self.kind, "ref": self.ref}
 
 
-def entry_rows(entries: list[FaqEntry], passages: list[Passage], kinds: tuple[str, ...] = tuple(ROW_KINDS),
-               passage_text: str = "question_answer") -> tuple[list[Row], list[str]]:
+def entry_rows(
+    entries: list[FaqEntry],
+    passages: list[Passage],
+    kinds: tuple[str, ...] = tuple(ROW_KINDS),
+    passage_text: str = "question_answer",
+) -> tuple[list[Row], list[str]]:
     """The vectors to index for each entry, in entry order, and the text to embed for each.
 
     An entry gets one row for its question and one per alternative question (embedded like a user's question,
@@ -132,8 +141,11 @@ def entry_rows(entries: list[FaqEntry], passages: list[Passage], kinds: tuple[st
                 texts.append(alt)
         for passage in by_entry.get(entry.id, []):
             rows.append(Row(entry.id, "passage", passage.passage_id))
-            texts.append(passage.embed_text if passage_text == "question_answer"
-                         else "\n".join(filter(None, [passage.section, passage.text])))
+            texts.append(
+                passage.embed_text
+                if passage_text == "question_answer"
+                else "\n".join(filter(None, [passage.section, passage.text]))
+            )
     return rows, texts
 
 
@@ -172,8 +184,12 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
         raw_id = str(raw_id)
     entry_id = _text(raw_id, "id", path, line)
     if not ID_PATTERN.match(entry_id):
-        raise CorpusError(path, line, f"id {entry_id!r} must be 1-128 characters among letters, digits, "
-                                      "'.', '_', ':', '-', starting with a letter or digit")
+        raise CorpusError(
+            path,
+            line,
+            f"id {entry_id!r} must be 1-128 characters among letters, digits, "
+            "'.', '_', ':', '-', starting with a letter or digit",
+        )
     source = obj.get("source")
     if source is not None:
         source = _text(source, "source", path, line)

@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import re
-import sys
+import threading
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from service.http.app import create_app
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from service import create_app  # noqa: E402
-from service.build import build_index  # noqa: E402
-from service.engine import SearchEngine  # noqa: E402
-from service.index_store import load_index  # noqa: E402
-
 DATA = Path(__file__).resolve().parent / "data"
 MINI_CORPUS = DATA / "mini_faq.jsonl"
 CHORUS_CORPUS = ROOT / "corpus" / "chorus_pro_faq.jsonl"
+#: Chorus Pro questions as users type them (no accents, typos, synonyms), each with the entry that answers it and,
+#: for a question about one sub-section, the passage that must come first; written by the team, none copied.
+CHORUS_QUESTIONS = ROOT / "corpus" / "chorus_pro_questions.jsonl"
+_ROWS = [json.loads(line) for line in CHORUS_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+PARAPHRASES: list[tuple[str, str]] = [(r["query"], r["faq_id"]) for r in _ROWS]
+PASSAGE: dict[str, str] = {r["query"]: r["passage_id"] for r in _ROWS if "passage_id" in r}
+#: The team's shared folder beside the clone (evaluation sets, the seed page): CI has it, a fresh clone may not.
+SHARED = ROOT.parent / "shared"
+
+
+def shared(relative: str) -> Path:
+    """A file or folder under ``../shared``; skips the test when that folder is absent (a fresh clone), fails when
+    it is present but lacks this path, and fails when it is absent in CI (``CI=true``), where it must be."""
+    if not SHARED.is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{SHARED} is absent, and CI must have it beside the clone")
+        pytest.skip(f"{SHARED} is absent (a fresh clone): the evaluation sets and the seed page live there")
+    path = SHARED / relative
+    if not path.exists():
+        pytest.fail(f"{path} is missing from {SHARED}")
+    return path
+
+
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
 LIVE_ADMIN_TOKEN = "live-admin-token"  # the admin token of the live_url server
 
@@ -87,25 +110,33 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="module")
-def live_url(tmp_path_factory):
-    """A real HTTP server on 127.0.0.1 around a small engine (mini corpus, fake embedder), for one module."""
-    import threading
-
+@contextlib.contextmanager
+def serving(app):
+    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
     from werkzeug.serving import make_server
 
-    embedder = HashingEmbedder()
-    out = tmp_path_factory.mktemp("live-index")
-    build_index(MINI_CORPUS, out, embedder, show_progress=False)
-    app = create_app({"TESTING": False, "FAQ_ADMIN_TOKEN": LIVE_ADMIN_TOKEN},
-                     engine=SearchEngine(embedder, load_index(out)))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory):
+    """A real HTTP server on 127.0.0.1 around a small engine (mini corpus, fake embedder), for one module."""
+    embedder = HashingEmbedder()
+    out = tmp_path_factory.mktemp("live-index")
+    build_index(MINI_CORPUS, out, embedder, show_progress=False)
+    app = create_app(
+        {"TESTING": False, "FAQ_ADMIN_TOKEN": LIVE_ADMIN_TOKEN}, engine=SearchEngine(embedder, load_index(out))
+    )
+    with serving(app) as url:
+        yield url
 
 
 def corpus_with(source: Path, out_dir: Path, marker: str) -> tuple[Path, str]:
@@ -135,10 +166,11 @@ def assert_error(response, status: int, code: str) -> dict:
 
 # ---- slow tier: the real converted model, loaded once per session ----
 
+
 @pytest.fixture(scope="session")
 def torch_embedder():
     """The converted model through sentence-transformers on torch (the reference every other path is held to)."""
-    from service.embedder import SentenceTransformerEmbedder
+    from service.encoders.torch_encoder import SentenceTransformerEmbedder
 
     if not (MODEL_DIR / "faq_model.json").is_file():
         pytest.fail(f"{MODEL_DIR} is missing: run `make model` (make test does it)")
@@ -148,7 +180,7 @@ def torch_embedder():
 @pytest.fixture(scope="session")
 def real_embedder():
     """The converted model through the service's default encoder (``load_embedder``: ONNX when exported)."""
-    from service.embedder import load_embedder
+    from service.encoders.loading import load_embedder
 
     if not (MODEL_DIR / "faq_model.json").is_file():
         pytest.fail(f"{MODEL_DIR} is missing: run `make model` (make test does it)")

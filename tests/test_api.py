@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import assert_error
-from service import create_app
+
+from service.http.app import create_app
 
 
 def test_search_contract(client):
@@ -21,18 +21,28 @@ def test_search_contract(client):
     results = body["results"]
     assert len(results) == 3
     assert [r["rank"] for r in results] == [1, 2, 3]
-    assert all(set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match"}
-               for r in results)
+    assert all(
+        set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match"} for r in results
+    )
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     match = results[0]["match"]
-    assert set(match) == {"by", "matched_question", "question_similarity", "passage_similarity", "lexical_score",
-                          "terms"}
+    assert set(match) == {
+        "by",
+        "matched_question",
+        "question_similarity",
+        "passage_similarity",
+        "lexical_score",
+        "terms",
+    }
     assert match["by"] in ("question", "alt_question", "passage") and 0 <= match["lexical_score"] <= 1
     # The words of the query that the entry contains, as the user wrote them but folded.
     assert {"transferer", "role", "gestionnaire", "principal"} <= set(match["terms"])
     assert results[0]["faq_id"] == "gestionnaire"
-    assert results[0]["section"] in ("Si le gestionnaire est encore présent", "Si le gestionnaire a quitté la structure")
+    assert results[0]["section"] in (
+        "Si le gestionnaire est encore présent",
+        "Si le gestionnaire a quitté la structure",
+    )
 
 
 def test_one_passage_per_entry_and_top_k(client):
@@ -100,14 +110,59 @@ def test_no_index_gives_503_everywhere(tmp_path):
 
 
 LONG = "a" * 1001
+DEEP = "[" * 100_000 + "]" * 100_000  # within the body limit, deeper than the JSON decoder's stack
 BAD_REQUESTS = [
     # (id, method, path, kwargs, status, code)
-    ("malformed json", "post", "/search", {"data": '{"query": "x"', "content_type": "application/json"}, 400, "invalid_json"),
-    ("nan constant", "post", "/search", {"data": '{"query": "x", "min_score": NaN}', "content_type": "application/json"}, 400, "invalid_json"),
-    ("not utf-8", "post", "/search", {"data": b'{"query": "caf\xe9"}', "content_type": "application/json"}, 400, "invalid_json"),
+    ("nested 100,000 deep", "post", "/search", {"data": DEEP, "content_type": "application/json"}, 400, "invalid_json"),
+    (
+        "batch nested 100,000 deep",
+        "post",
+        "/search/batch",
+        {"data": '{"queries": ' + DEEP + "}", "content_type": "application/json"},
+        400,
+        "invalid_json",
+    ),
+    (
+        "malformed json",
+        "post",
+        "/search",
+        {"data": '{"query": "x"', "content_type": "application/json"},
+        400,
+        "invalid_json",
+    ),
+    (
+        "nan constant",
+        "post",
+        "/search",
+        {"data": '{"query": "x", "min_score": NaN}', "content_type": "application/json"},
+        400,
+        "invalid_json",
+    ),
+    (
+        "not utf-8",
+        "post",
+        "/search",
+        {"data": b'{"query": "caf\xe9"}', "content_type": "application/json"},
+        400,
+        "invalid_json",
+    ),
     ("empty body", "post", "/search", {"data": b"", "content_type": "application/json"}, 400, "invalid_json"),
-    ("form content type", "post", "/search", {"data": "query=x", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
-    ("text content type", "post", "/search", {"data": '{"query": "x"}', "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    (
+        "form content type",
+        "post",
+        "/search",
+        {"data": "query=x", "content_type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "text content type",
+        "post",
+        "/search",
+        {"data": '{"query": "x"}', "content_type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
     ("no content type", "post", "/search", {"data": '{"query": "x"}'}, 415, "unsupported_media_type"),
     ("body too large", "post", "/search", {"json": {"query": "x" * 300_000}}, 413, "payload_too_large"),
     ("array body", "post", "/search", {"json": ["query"]}, 400, "invalid_body"),
@@ -142,7 +197,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("method,path,kwargs,status,code", [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,code", [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS]
+)
 def test_bad_requests_get_one_error_shape(client, method, path, kwargs, status, code):
     err = assert_error(getattr(client, method)(path, **kwargs), status, code)
     if code in ("invalid_type", "out_of_range", "missing_query", "empty_query", "query_too_long"):
@@ -154,11 +211,23 @@ def test_405_keeps_the_allow_header(client):
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
-@pytest.mark.parametrize("query", [
-    "créer un compte ça coûte ?", "CREER UN COMPTE", "creer un compte", "facture 💶🧾 sous-traitant",
-    'le "gestionnaire" l\'a dit', "<script>alert('x')</script> lien d'activation", "compte\u0000\u0007\u001b",
-    "compte Счёт 账户 حساب", "\ud83d lien", "  espaces   partout\t", "‮inversé", "a",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "créer un compte ça coûte ?",
+        "CREER UN COMPTE",
+        "creer un compte",
+        "facture 💶🧾 sous-traitant",
+        'le "gestionnaire" l\'a dit',
+        "<script>alert('x')</script> lien d'activation",
+        "compte\u0000\u0007\u001b",
+        "compte Счёт 账户 حساب",
+        "\ud83d lien",
+        "  espaces   partout\t",
+        "‮inversé",
+        "a",
+    ],
+)
 def test_odd_queries_are_searched_not_rejected(client, query):
     # json.dumps escapes non-ASCII, so a lone surrogate travels as "\\ud83d", as a JSON client may send it.
     r = client.post("/search", data=json.dumps({"query": query}), content_type="application/json")
@@ -168,8 +237,7 @@ def test_odd_queries_are_searched_not_rejected(client, query):
 
 
 def test_query_is_stripped_and_charset_parameter_is_accepted(client):
-    r = client.post("/search", data=json.dumps({"query": "  compte  "}),
-                    content_type="application/json; charset=utf-8")
+    r = client.post("/search", data=json.dumps({"query": "  compte  "}), content_type="application/json; charset=utf-8")
     assert r.status_code == 200 and r.get_json()["query"] == "compte"
 
 
@@ -185,8 +253,9 @@ def test_unexpected_errors_are_500_json_without_traceback(engine, caplog):
 
 
 def test_limits_are_configurable(engine):
-    client = create_app({"TESTING": True, "FAQ_MAX_QUERY_CHARS": 10, "MAX_CONTENT_LENGTH": 100},
-                        engine=engine).test_client()
+    client = create_app(
+        {"TESTING": True, "FAQ_MAX_QUERY_CHARS": 10, "MAX_CONTENT_LENGTH": 100}, engine=engine
+    ).test_client()
     assert_error(client.post("/search", json={"query": "x" * 11}), 400, "query_too_long")
     assert_error(client.post("/search", json={"query": "x" * 200}), 413, "payload_too_large")
     assert client.post("/search", json={"query": "x" * 10}).status_code == 200

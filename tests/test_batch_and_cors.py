@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import assert_error
-from service import create_app
-from service.schemas import MAX_BATCH
+
+from service.http.app import create_app
+from service.http.schemas import MAX_BATCH
 
 
 def test_batch_answers_each_query_like_search_and_encodes_once(engine, fake_embedder):
-    from service.engine import SearchEngine
+    from service.search.engine import SearchEngine
 
     # No cache, so that the single searches below are computed, not served from the batch's answers.
     client = create_app({"TESTING": True}, engine=SearchEngine(fake_embedder, engine.index, cache_size=0)).test_client()
-    queries = ["créer mon compte", {"query": "lien d'activation", "top_k": 2}, {"query": "gestionnaire", "min_score": 1}]
+    queries = [
+        "créer mon compte",
+        {"query": "lien d'activation", "top_k": 2},
+        {"query": "gestionnaire", "min_score": 1},
+    ]
     fake_embedder.calls.clear()
     r = client.post("/search/batch", json={"queries": queries})
     assert r.status_code == 200
@@ -22,33 +26,41 @@ def test_batch_answers_each_query_like_search_and_encodes_once(engine, fake_embe
     assert list(body) == ["results", "took_ms"] and len(body["results"]) == 3
     assert fake_embedder.calls == [(3, "query")], "the three queries are embedded in one call"
     singles = [client.post("/search", json=q if isinstance(q, dict) else {"query": q}).get_json() for q in queries]
-    for got, single in zip(body["results"], singles):
+    for got, single in zip(body["results"], singles, strict=True):
         assert list(got) == list(single)
-        assert [(x["faq_id"], x["score"]) for x in got["results"]] == [(x["faq_id"], x["score"]) for x in single["results"]]
+        assert [(x["faq_id"], x["score"]) for x in got["results"]] == [
+            (x["faq_id"], x["score"]) for x in single["results"]
+        ]
         assert got["answered"] == single["answered"]
     assert len(body["results"][1]["results"]) == 2 and body["results"][2]["answered"] is False
 
 
 def test_a_bad_query_gets_its_error_in_its_slot_and_the_others_are_answered(client):
-    body = client.post("/search/batch", json={"queries": ["facture", "", {"query": "x", "top_k": 0}, 42,
-                                                          {"query": "compte", "oops": 1}]}).get_json()
+    body = client.post(
+        "/search/batch",
+        json={"queries": ["facture", "", {"query": "x", "top_k": 0}, 42, {"query": "compte", "oops": 1}]},
+    ).get_json()
     results = body["results"]
     assert results[0]["results"][0]["faq_id"]
-    assert results[1] == {"error": {"status": 400, "code": "empty_query", "message": "'query' is empty",
-                                    "field": "query"}}
+    assert results[1] == {
+        "error": {"status": 400, "code": "empty_query", "message": "'query' is empty", "field": "query"}
+    }
     assert results[2]["error"]["code"] == "out_of_range" and results[2]["error"]["field"] == "top_k"
     assert results[3]["error"]["code"] == "invalid_body"
     assert results[4]["error"]["code"] == "unknown_field"
 
 
-@pytest.mark.parametrize("body,code", [
-    ([], "invalid_body"),
-    ({}, "missing_queries"),
-    ({"queries": "facture"}, "invalid_type"),
-    ({"queries": []}, "out_of_range"),
-    ({"queries": ["q"] * (MAX_BATCH + 1)}, "out_of_range"),
-    ({"queries": ["q"], "top_k": 3}, "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ([], "invalid_body"),
+        ({}, "missing_queries"),
+        ({"queries": "facture"}, "invalid_type"),
+        ({"queries": []}, "out_of_range"),
+        ({"queries": ["q"] * (MAX_BATCH + 1)}, "out_of_range"),
+        ({"queries": ["q"], "top_k": 3}, "unknown_field"),
+    ],
+)
 def test_a_bad_batch_body_is_refused_whole(client, body, code):
     assert_error(client.post("/search/batch", json=body), 400, code)
 
@@ -69,16 +81,22 @@ def test_cors_is_off_by_default(client):
 
 
 def test_cors_allows_configured_origins_only(engine):
-    app = create_app({"TESTING": True, "FAQ_CORS_ORIGINS": "https://aide.example.fr, https://www.example.fr"},
-                     engine=engine)
+    app = create_app(
+        {"TESTING": True, "FAQ_CORS_ORIGINS": "https://aide.example.fr, https://www.example.fr"}, engine=engine
+    )
     client = app.test_client()
     ok = client.post("/search", json={"query": "facture"}, headers={"Origin": "https://aide.example.fr"})
     assert ok.headers["Access-Control-Allow-Origin"] == "https://aide.example.fr"
     other = client.post("/search", json={"query": "facture"}, headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
-    preflight = client.options("/search/batch", headers={"Origin": "https://www.example.fr",
-                                                         "Access-Control-Request-Method": "POST",
-                                                         "Access-Control-Request-Headers": "Content-Type"})
+    preflight = client.options(
+        "/search/batch",
+        headers={
+            "Origin": "https://www.example.fr",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://www.example.fr"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.cache import ResponseCache, normalise_query
-from service.engine import SearchEngine
+from service.search.cache import ResponseCache, normalise_query
+from service.search.engine import SearchEngine
 
 
 def test_normalisation_ignores_case_spacing_and_unicode_forms():

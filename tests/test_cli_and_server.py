@@ -11,9 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-
 from conftest import MINI_CORPUS, MODEL_DIR, ROOT
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FAQ_MODEL": str(MODEL_DIR)}
 
 
 def _run(args, **kwargs):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=ENV,
-                          timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600, **kwargs
+    )
 
 
 def test_build_index_cli(tmp_path):
@@ -32,8 +33,12 @@ def test_build_index_cli(tmp_path):
     done = _run(["scripts/build_index.py", "--corpus", str(MINI_CORPUS), "--out", str(out), "--model", str(MODEL_DIR)])
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["counts"] == {"entries": 4, "passages": 5, "vectors": 10,
-                                 "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5}}
+    assert summary["counts"] == {
+        "entries": 4,
+        "passages": 5,
+        "vectors": 10,
+        "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5},
+    }
     manifest = json.loads((out / "current" / "manifest.json").read_text())
     assert manifest["model"]["name"].startswith("intfloat/multilingual-e5-small")
     assert manifest["model"]["prompts"] == {"query": "query: ", "passage": "passage: "}
@@ -42,15 +47,33 @@ def test_build_index_cli(tmp_path):
 
 def test_evaluate_cli_compares_methods_on_a_users_faq(tmp_path):
     queries = tmp_path / "q.jsonl"
-    rows = [("comment je crée mon compte", "compte"), ("pas reçu le lien d'activation", "activation"),
-            ("notre gestionnaire principal est parti", "gestionnaire"), ("facture d'un sous traitant", "factures")]
-    queries.write_text("".join(json.dumps({"query": q, "faq_id": i}, ensure_ascii=False) + "\n" for q, i in rows),
-                       encoding="utf-8")
+    rows = [
+        ("comment je crée mon compte", "compte"),
+        ("pas reçu le lien d'activation", "activation"),
+        ("notre gestionnaire principal est parti", "gestionnaire"),
+        ("facture d'un sous traitant", "factures"),
+    ]
+    queries.write_text(
+        "".join(json.dumps({"query": q, "faq_id": i}, ensure_ascii=False) + "\n" for q, i in rows), encoding="utf-8"
+    )
     ood = tmp_path / "ood.jsonl"
     ood.write_text(json.dumps({"query": "recette de la tarte aux pommes"}) + "\n", encoding="utf-8")
     report = tmp_path / "report.json"
-    done = _run(["scripts/evaluate.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries), "--ood", str(ood),
-                 "--compare", "bm25,default", "--json", str(report)])
+    done = _run(
+        [
+            "scripts/evaluate.py",
+            "--corpus",
+            str(MINI_CORPUS),
+            "--queries",
+            str(queries),
+            "--ood",
+            str(ood),
+            "--compare",
+            "bm25,default",
+            "--json",
+            str(report),
+        ]
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split()[:6] == ["method", "R@1", "R@5", "R@10", "MRR", "nDCG@10"]
@@ -60,12 +83,15 @@ def test_evaluate_cli_compares_methods_on_a_users_faq(tmp_path):
     assert 0 <= results[0]["MRR"] <= 1 and "ood_unanswered" not in results[0]
 
 
-@pytest.mark.parametrize("corpus,lines,says", [
-    ("missing.jsonl", ['{"query": "q ?", "faq_id": "compte"}'], "missing.jsonl: cannot read corpus"),
-    (None, ['{"query": "q ?", "faq_id": "compte"}', "{not json"], "q.jsonl:2: not valid JSON"),
-    (None, ['{"query": "q ?"}'], 'q.jsonl:1: each line must be an object with "query" and "faq_id"'),
-    (None, ['{"query": "q ?", "faq_id": "nope"}'], "q.jsonl:1: faq_id ['nope'] is not in the corpus"),
-])
+@pytest.mark.parametrize(
+    "corpus,lines,says",
+    [
+        ("missing.jsonl", ['{"query": "q ?", "faq_id": "compte"}'], "missing.jsonl: cannot read corpus"),
+        (None, ['{"query": "q ?", "faq_id": "compte"}', "{not json"], "q.jsonl:2: not valid JSON"),
+        (None, ['{"query": "q ?"}'], 'q.jsonl:1: each line must be an object with "query" and "faq_id"'),
+        (None, ['{"query": "q ?", "faq_id": "nope"}'], "q.jsonl:1: faq_id ['nope'] is not in the corpus"),
+    ],
+)
 def test_evaluate_cli_reports_bad_input_in_one_line(tmp_path, corpus, lines, says):
     queries = tmp_path / "q.jsonl"
     queries.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -81,13 +107,19 @@ def test_evaluate_cli_refuses_to_fit_on_the_report_only_set():
 
 
 def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
-    from service.app import load_engine
-    from service.build import build_index
-    from service.finetune import FinetuneSettings
+    from service.encoders.finetune import FinetuneSettings
+    from service.indexing.build import build_index
+    from service.search.loading import load_engine
 
     settings = FinetuneSettings(epochs=1, batch_size=4, max_seq_length=64)
-    manifest = build_index(MINI_CORPUS, tmp_path / "idx", str(MODEL_DIR), show_progress=False,
-                           finetune=settings, finetune_root=tmp_path / "tuned")
+    manifest = build_index(
+        MINI_CORPUS,
+        tmp_path / "idx",
+        str(MODEL_DIR),
+        show_progress=False,
+        finetune=settings,
+        finetune_root=tmp_path / "tuned",
+    )
     tuned = manifest["model"]["finetuned"]
     assert tuned["pairs"] == 6 and tuned["base"].startswith("intfloat/multilingual-e5-small")
     assert manifest["model"]["name"].endswith("+ finetuned on corpus " + manifest["corpus"]["sha256"][:12])
@@ -98,25 +130,46 @@ def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
     assert engine.embedder.model_id == manifest["model"]["name"]
     assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
     # A second build with the same corpus and settings reuses the model instead of training again.
-    again = build_index(MINI_CORPUS, tmp_path / "idx", str(MODEL_DIR), show_progress=False,
-                        finetune=settings, finetune_root=tmp_path / "tuned")
+    again = build_index(
+        MINI_CORPUS,
+        tmp_path / "idx",
+        str(MODEL_DIR),
+        show_progress=False,
+        finetune=settings,
+        finetune_root=tmp_path / "tuned",
+    )
     assert again["model"]["finetuned"] == tuned
 
 
 def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibration_is_the_base_models(tmp_path):
-    from service.app import load_engine
-    from service.build import build_index
     from service.corpus import load_corpus
-    from service.finetune import training_pairs
+    from service.encoders.finetune import training_pairs
+    from service.indexing.build import build_index
+    from service.search.loading import load_engine
 
-    labelled = [("mon admin est parti", "gestionnaire"), ("pas reçu le mail d'activation", "activation"),
-                ("inscription premiere fois", "compte")]
+    labelled = [
+        ("mon admin est parti", "gestionnaire"),
+        ("pas reçu le mail d'activation", "activation"),
+        ("inscription premiere fois", "compte"),
+    ]
     queries = tmp_path / "questions.jsonl"
-    queries.write_text("".join(json.dumps({"query": text, "faq_id": faq_id}, ensure_ascii=False) + "\n"
-                               for text, faq_id in labelled), encoding="utf-8")
+    queries.write_text(
+        "".join(json.dumps({"query": text, "faq_id": faq_id}, ensure_ascii=False) + "\n" for text, faq_id in labelled),
+        encoding="utf-8",
+    )
     out = tmp_path / "adapted"
-    done = _run(["scripts/adapt_model.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries),
-                 "--out", str(out), "--no-onnx"])
+    done = _run(
+        [
+            "scripts/adapt_model.py",
+            "--corpus",
+            str(MINI_CORPUS),
+            "--queries",
+            str(queries),
+            "--out",
+            str(out),
+            "--no-onnx",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert f"model ready: {out}" in done.stdout
     marker = json.loads((out / "faq_model.json").read_text())
@@ -133,8 +186,18 @@ def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibratio
     assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
     # A label that names no entry is refused with one line, not a traceback.
     queries.write_text('{"query": "q ?", "faq_id": "nope"}\n', encoding="utf-8")
-    done = _run(["scripts/adapt_model.py", "--corpus", str(MINI_CORPUS), "--queries", str(queries),
-                 "--out", str(tmp_path / "bad"), "--no-onnx"])
+    done = _run(
+        [
+            "scripts/adapt_model.py",
+            "--corpus",
+            str(MINI_CORPUS),
+            "--queries",
+            str(queries),
+            "--out",
+            str(tmp_path / "bad"),
+            "--no-onnx",
+        ]
+    )
     assert done.returncode == 1 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
 
 
@@ -156,8 +219,14 @@ def _free_port() -> int:
 
 def test_server_answers_the_readme_example(real_index_dir):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--index", str(real_index_dir)],
-                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port), "--index", str(real_index_dir)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 180
         while True:
@@ -172,7 +241,8 @@ def test_server_answers_the_readme_example(real_index_dir):
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/search",
             data=json.dumps({"query": "notre admin est parti sans passer la main"}).encode(),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             body = json.loads(r.read())
         assert body["results"][0]["faq_id"] == "chorus-pro-4"
@@ -183,8 +253,13 @@ def test_server_answers_the_readme_example(real_index_dir):
         # A chunked body (no Content-Length) over the limit is refused too, not truncated into bad JSON.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         big = json.dumps({"query": "x" * 300_000}).encode()
-        conn.request("POST", "/search", body=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
-                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        conn.request(
+            "POST",
+            "/search",
+            body=iter([big[i : i + 8192] for i in range(0, len(big), 8192)]),
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
         resp = conn.getresponse()
         assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "payload_too_large"
         conn.close()
@@ -212,8 +287,9 @@ def test_mcp_server_over_stdio_with_the_engine_in_process(real_index_dir):
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
-    params = StdioServerParameters(command=sys.executable, cwd=str(ROOT), env=ENV,
-                                   args=["-m", "service.mcp", "--index", str(real_index_dir)])
+    params = StdioServerParameters(
+        command=sys.executable, cwd=str(ROOT), env=ENV, args=["-m", "service.mcp", "--index", str(real_index_dir)]
+    )
 
     async def session():
         async with Client(params, read_timeout_seconds=120) as client:
@@ -246,17 +322,27 @@ def _wait_http(url: str, proc, seconds: float = 120) -> None:
     raise AssertionError(f"{url} did not answer in {seconds} s")
 
 
-def test_gunicorn_serves_the_index_with_its_workers(real_index_dir):
+def test_faq_search_serve_runs_gunicorn_with_its_workers(real_index_dir, tmp_path):
+    """The documented production command (``faq-search serve``), from another directory than the checkout."""
     port = _free_port()
-    env = {**ENV, "FAQ_INDEX": str(real_index_dir), "FAQ_PORT": str(port), "FAQ_WORKERS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = Path(sys.executable).parent / "faq-search"
+    serve = ["serve", "--index", str(real_index_dir), "--port", str(port), "--workers", "2", "--watch-seconds", "0"]
+    proc = subprocess.Popen(
+        [str(command), *serve],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc)
         for _ in range(20):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/search",
-                                         headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"query": "notre admin est parti"}).encode())
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/search",
+                headers={"Content-Type": "application/json"},
+                data=json.dumps({"query": "notre admin est parti"}).encode(),
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 assert json.loads(r.read())["results"][0]["faq_id"] == "chorus-pro-4"
         assert proc.poll() is None
@@ -268,7 +354,13 @@ def test_gunicorn_serves_the_index_with_its_workers(real_index_dir):
 
 def test_gunicorn_stops_with_the_reason_when_there_is_no_index(tmp_path):
     env = {**ENV, "FAQ_INDEX": str(tmp_path / "none"), "FAQ_PORT": str(_free_port()), "FAQ_WORKERS": "1"}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert f"no index at {tmp_path / 'none'}" in done.stderr and "scripts/build_index.py" in done.stderr

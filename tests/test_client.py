@@ -5,10 +5,19 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from conftest import ROOT
-from service.client import (ConnectionFailedError, FaqSearchClient, FaqSearchError, InvalidRequestError,
-                            NotFoundError, Result, SearchResponse, ServiceUnavailableError, error_from_body)
+
+from service.integrations.client import (
+    ConnectionFailedError,
+    FaqSearchClient,
+    FaqSearchError,
+    InvalidRequestError,
+    NotFoundError,
+    Result,
+    SearchResponse,
+    ServiceUnavailableError,
+    error_from_body,
+)
 
 
 def test_search_returns_typed_results(live_url):
@@ -42,16 +51,58 @@ def test_errors_are_typed_by_status_and_keep_the_code(live_url):
     assert client.health()["status"] == "ok"
 
 
-def test_every_documented_error_code_has_its_exception():
+def _codes_the_service_emits() -> set[str]:
+    """Every error code in the service's source: the error classes, the codes raised, the HTTP layer's own map."""
     import re
 
-    from service.client import BY_CODE
+    from service.http.app import _HTTP_CODES
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    codes = set(re.findall(r"^\| \d{3} \| `([a-z_]+)` \|", readme, flags=re.M))
-    assert codes and codes <= set(BY_CODE) | {"method_not_allowed", "unsupported_media_type"}
+    codes = set(_HTTP_CODES.values()) | {"http_error"}
+    for path in (ROOT / "service").rglob("*.py"):
+        codes |= set(re.findall(r'\bcode\s*=\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
+    return codes
+
+
+def test_every_error_code_is_documented_and_has_its_exception():
+    import re
+
+    from service.integrations.client import BY_CODE
+
+    emitted = _codes_the_service_emits()
+    assert {"unauthorized", "admin_disabled", "rate_limited", "search_timeout", "faq_not_found"} <= emitted
+    table = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| [\dx, ]+ \| `([a-z_]+)` \|", table, flags=re.M))
+    assert documented == emitted, (
+        f"undocumented: {emitted - documented}; documented, never sent: {documented - emitted}"
+    )
+    assert emitted - {"http_error"} <= set(BY_CODE), f"the client has no exception for {emitted - set(BY_CODE)}"
     assert isinstance(error_from_body(404, {"error": {"code": "faq_not_found", "message": "m"}}), NotFoundError)
     assert isinstance(error_from_body(418, {"error": {"code": "teapot", "message": "m"}}), FaqSearchError)
+
+
+def test_keys_limits_and_the_admin_get_their_own_exceptions(make_index, fake_embedder):
+    from conftest import serving
+
+    from service.http.app import create_app
+    from service.indexing.store import load_index
+    from service.integrations.client import ForbiddenError, RateLimitedError, UnauthorizedError
+    from service.search.engine import SearchEngine
+
+    engine = SearchEngine(fake_embedder, load_index(make_index()))
+    app = create_app({"FAQ_API_KEYS": "k1", "FAQ_RATE_LIMIT": "2/minute"}, engine=engine)
+    with serving(app) as url:
+        with pytest.raises(UnauthorizedError) as no_key:
+            FaqSearchClient(url).search("mot de passe")
+        assert (no_key.value.status, no_key.value.code) == (401, "unauthorized")
+        keyed = FaqSearchClient(url, api_key="k1")
+        keyed.search("mot de passe")
+        keyed.search("mot de passe")
+        with pytest.raises(RateLimitedError) as limited:
+            keyed.search("mot de passe")
+        assert limited.value.code == "rate_limited" and limited.value.retry_after and limited.value.retry_after > 0
+        with pytest.raises(ForbiddenError) as admin:
+            keyed.call("POST", "/admin/reload")
+        assert (admin.value.status, admin.value.code) == (403, "admin_disabled")
 
 
 def test_unavailable_service_and_unreachable_host():

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import CHORUS_CORPUS, MINI_CORPUS, shared
 
-from conftest import CHORUS_CORPUS, MINI_CORPUS
 from service.corpus import CorpusError, load_corpus, split_passages
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_e53c01ae1052629b.txt"
+SEED = "seed/000_e53c01ae1052629b.txt"  # the Chorus Pro page the corpus is made from, under ../shared
 
 
 def test_chorus_corpus_has_the_five_entries_in_page_order():
@@ -23,7 +22,7 @@ def test_chorus_corpus_has_the_five_entries_in_page_order():
 
 def test_chorus_corpus_keeps_the_official_text_exactly():
     """Every heading and paragraph of the corpus is a line of the seed page, and every content line is kept."""
-    seed_lines = [line for line in SEED.read_text(encoding="utf-8").split("\n") if line.strip()]
+    seed_lines = [line for line in shared(SEED).read_text(encoding="utf-8").split("\n") if line.strip()]
     furniture = {"Loading....", "Print Friendly, PDF & Email", "Back To Top", "Illustration article top 5 questions"}
     corpus_lines = []
     for entry in load_corpus(CHORUS_CORPUS):
@@ -47,7 +46,8 @@ def test_subheadings_become_their_own_passages():
     assert passages["chorus-pro-1#1"].section is None
     assert passages["chorus-pro-3#1"].text.count("\n\n") == 4  # one passage, five paragraphs
     assert passages["chorus-pro-4#2"].embed_text.startswith(
-        "Comment transférer le rôle de gestionnaire principal de ma structure ?\nSi le gestionnaire a quitté")
+        "Comment transférer le rôle de gestionnaire principal de ma structure ?\nSi le gestionnaire a quitté"
+    )
 
 
 def test_long_sections_are_cut_at_paragraph_boundaries(tmp_path):

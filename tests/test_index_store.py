@@ -7,14 +7,14 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import MINI_CORPUS
-from service import index_store
-from service.build import build_index
+
 from service.corpus import CorpusError
 from service.errors import IndexMismatch, IndexUnavailable
-from service.index_store import VectorIndex, load_index, resolve
-from service.scoring import Scoring
+from service.indexing import store as index_store
+from service.indexing.build import build_index
+from service.indexing.scoring import Scoring
+from service.indexing.store import VectorIndex, load_index, resolve
 
 
 def _unit(rng, n, d):
@@ -28,7 +28,7 @@ def test_search_matches_numpy_brute_force(n, d, k):
     base, queries = _unit(rng, n, d), _unit(rng, 20, d)
     scores, ids = VectorIndex.from_vectors(base).search(queries, k)
     exact = queries @ base.T
-    expected_ids = np.argsort(-exact, axis=1, kind="stable")[:, :min(k, n)]
+    expected_ids = np.argsort(-exact, axis=1, kind="stable")[:, : min(k, n)]
     expected_scores = np.take_along_axis(exact, expected_ids, axis=1)
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
     # ids may differ only where two scores tie
@@ -48,11 +48,19 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
     stored = load_index(out)
     m = stored.manifest
     assert m["format_version"] == index_store.FORMAT_VERSION
-    assert m["model"] == {"name": fake_embedder.model_id, "dimension": 384, "prompts": {"query": "", "passage": ""},
-                          "encoder": {"backend": "custom", "file": None}}  # an embedder object, not a named backend
+    assert m["model"] == {
+        "name": fake_embedder.model_id,
+        "dimension": 384,
+        "prompts": {"query": "", "passage": ""},
+        "encoder": {"backend": "custom", "file": None},
+    }  # an embedder object, not a named backend
     assert m["metric"] == "inner_product" and m["normalized"] is True
-    assert m["counts"] == {"entries": 4, "passages": 5, "vectors": 10,
-                           "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5}}
+    assert m["counts"] == {
+        "entries": 4,
+        "passages": 5,
+        "vectors": 10,
+        "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5},
+    }
     assert m["scoring"] == Scoring().to_dict()
     assert m["corpus"]["file"] == "mini_faq.jsonl" and len(m["corpus"]["sha256"]) == 64
     assert {"faiss", "numpy", "python"} <= set(m["versions"])
@@ -60,8 +68,11 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
     assert (out / "current").is_symlink()
     assert [p.passage_id for p in stored.passages][:3] == ["compte#1", "activation#1", "gestionnaire#1"]
     assert stored.entries["factures"].extra == {"theme": "factures"}
-    assert [(r.faq_id, r.kind) for r in stored.rows][:3] == [("compte", "question"), ("compte", "passage"),
-                                                              ("activation", "question")]
+    assert [(r.faq_id, r.kind) for r in stored.rows][:3] == [
+        ("compte", "question"),
+        ("compte", "passage"),
+        ("activation", "question"),
+    ]
     # One batched encode call per prompt: the questions like queries, the passages like passages.
     assert fake_embedder.calls == [(5, "query"), (5, "passage")]
 
@@ -116,7 +127,7 @@ def test_rebuild_switches_current_and_prunes_old_builds(make_index):
     assert len(set(ids)) == 5
     assert resolve(out).name == ids[-1]
     kept = sorted(p.name for p in (out / "builds").iterdir())
-    assert kept == sorted(ids[-1 - index_store.KEEP_OLD_BUILDS:])
+    assert kept == sorted(ids[-1 - index_store.KEEP_OLD_BUILDS :])
 
 
 @pytest.mark.parametrize("damage", ["truncate_vectors", "edit_passages", "drop_manifest", "old_format"])
@@ -145,11 +156,11 @@ def test_missing_index_says_what_to_run(tmp_path):
 
 
 def test_a_long_build_logs_progress_and_an_eta(make_index, fake_embedder, monkeypatch, caplog):
-    from service import build
+    from service.indexing import build
 
     monkeypatch.setattr(build, "PROGRESS_CHUNK", 2)
     monkeypatch.setattr(build, "PROGRESS_EVERY_SECONDS", 0.0)
-    with caplog.at_level("INFO", logger="service.build"):
+    with caplog.at_level("INFO", logger="service.indexing.build"):
         make_index()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("embedded ")]
     assert lines and all("/10 vectors" in line and "s left" in line for line in lines)
@@ -158,6 +169,7 @@ def test_a_long_build_logs_progress_and_an_eta(make_index, fake_embedder, monkey
 
 
 # ---- the index kind, chosen by size: approximate indexes against brute force ----
+
 
 def test_index_kind_is_chosen_by_size():
     assert index_store.choose_index_spec(10)["kind"] == "flat"
@@ -188,7 +200,7 @@ def test_approximate_indexes_find_the_exact_neighbours(kind, floor, tmp_path):
     exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]  # brute force
     index = VectorIndex.from_vectors(base, index_store.choose_index_spec(len(base), kind))
     _, ids = index.search(queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), exact.tolist())])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), exact.tolist(), strict=True)])
     assert recall >= floor, recall
     # stored rows come back (exactly, or within the 8-bit quantisation step), for the engine's exact rescoring
     rows = np.array([3, 4000, 17])
@@ -198,8 +210,11 @@ def test_approximate_indexes_find_the_exact_neighbours(kind, floor, tmp_path):
 def test_manifest_records_the_index_and_its_search_parameters(make_index):
     out = make_index(index_kind="hnsw", index_params={"efSearch": 40})
     stored = load_index(out)
-    assert stored.manifest["vector_index"] == {"kind": "hnsw", "factory": "HNSW32,Flat",
-                                               "params": {"M": 32, "efConstruction": 80, "efSearch": 40}}
+    assert stored.manifest["vector_index"] == {
+        "kind": "hnsw",
+        "factory": "HNSW32,Flat",
+        "params": {"M": 32, "efConstruction": 80, "efSearch": 40},
+    }
     assert stored.manifest["faiss"]["type"] == "IndexHNSWFlat"
     import faiss
 
@@ -208,7 +223,7 @@ def test_manifest_records_the_index_and_its_search_parameters(make_index):
 
 
 def test_engine_ranks_the_same_over_hnsw_as_over_flat(make_index, fake_embedder, tmp_path):
-    from service.engine import SearchEngine
+    from service.search.engine import SearchEngine
 
     flat = SearchEngine(fake_embedder, load_index(make_index(out=tmp_path / "flat")))
     hnsw = SearchEngine(fake_embedder, load_index(make_index(out=tmp_path / "hnsw", index_kind="hnsw")))

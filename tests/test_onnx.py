@@ -8,14 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, PARAPHRASES, assert_error
 
-from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, assert_error
-from paraphrases import PARAPHRASES
-from service import create_app
-from service.build import build_index
-from service.embedder import load_embedder, resolve_backend
+from service.encoders.loading import load_embedder, resolve_backend
+from service.encoders.onnx_encoder import FILES, ONNX_DIR, OnnxEmbedder
+from service.encoders.onnx_export import EXPORT_MARKER, export_onnx, is_exported
 from service.errors import ModelUnavailable
-from service.onnx_encoder import EXPORT_MARKER, FILES, ONNX_DIR, OnnxEmbedder, export_onnx, is_exported
+from service.http.app import create_app
+from service.indexing.build import build_index
 
 QUERIES = [q for q, _ in PARAPHRASES]
 
@@ -31,6 +31,7 @@ def onnx_embedders():
 
 
 # ---- fast: no model needed ----
+
 
 def test_missing_export_is_a_clear_model_error(tmp_path):
     with pytest.raises(ModelUnavailable, match="prepare_model.py"):
@@ -67,6 +68,7 @@ def test_export_refuses_a_directory_without_weights(tmp_path):
 
 
 # ---- slow: the real exported model ----
+
 
 @pytest.mark.slow
 def test_default_encoder_is_the_fp32_onnx_export(real_embedder):
@@ -130,8 +132,11 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
     served = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR)})
     assert isinstance(served.extensions["faq_engine"].embedder, OnnxEmbedder)
     assert served.test_client().post("/search", json={"query": "mot de passe"}).status_code == 200
-    for backend, code in (("torch", "index_model_mismatch"), ("onnx-int8", "index_model_mismatch"),
-                          ("gpu", "model_unavailable")):
+    for backend, code in (
+        ("torch", "index_model_mismatch"),
+        ("onnx-int8", "index_model_mismatch"),
+        ("gpu", "model_unavailable"),
+    ):
         app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": backend})
         assert app.extensions["faq_engine"] is None
         err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)

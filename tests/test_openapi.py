@@ -7,7 +7,7 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_spec_validator import validate
 
-from service.openapi import openapi_document
+from service.http.openapi import openapi_document
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +17,12 @@ def spec():
 
 def check(spec, response) -> None:
     """Validate a test-client response (status, content type, body) against the document."""
-    request = MockRequest("http://localhost", response.request.method, response.request.path,
-                          args=dict(response.request.args))
-    spec.validate_response(request, MockResponse(response.data, response.status_code, dict(response.headers),
-                                                 response.mimetype))
+    request = MockRequest(
+        "http://localhost", response.request.method, response.request.path, args=dict(response.request.args)
+    )
+    spec.validate_response(
+        request, MockResponse(response.data, response.status_code, dict(response.headers), response.mimetype)
+    )
 
 
 def test_the_document_is_valid_openapi_3_1(client):
@@ -69,7 +71,7 @@ def test_responses_conform_to_the_document(client, spec, method, url, kwargs):
 
 
 def test_an_unavailable_index_answers_a_documented_503(spec):
-    from service import create_app
+    from service.http.app import create_app
 
     client = create_app({"TESTING": True, "FAQ_INDEX": "/nonexistent/index"}).test_client()
     for url in ("/health", "/search?q=facture", "/faq/x"):

@@ -11,12 +11,12 @@ import threading
 import time
 
 import pytest
-
 from conftest import MINI_CORPUS, HashingEmbedder, assert_error, corpus_with
-from service import create_app
-from service.build import build_index
-from service.engine import SearchEngine
-from service.index_store import VECTORS, load_index, resolve
+
+from service.http.app import create_app
+from service.indexing.build import build_index
+from service.indexing.store import VECTORS, load_index, resolve
+from service.search.engine import SearchEngine
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,13 +45,22 @@ def _answer_of(client, faq_id: str) -> str:
 
 # ---- the admin surface ----
 
+
 @pytest.mark.parametrize("method,path", [("post", "/admin/reload"), ("get", "/admin/stats")])
 def test_admin_is_disabled_without_a_token(client, method, path):
     assert_error(getattr(client, method)(path, headers=AUTH), 403, "admin_disabled")
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                                     {"X-API-Key": "wrong"}, {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"X-API-Key": "wrong"},
+        {"Authorization": "Bearer "},
+    ],
+)
 def test_admin_needs_the_right_token(served, headers):
     make, _ = served
     client = make().test_client()
@@ -67,6 +76,7 @@ def test_admin_reload_body_is_validated(served):
 
 
 # ---- reloading ----
+
 
 def test_reload_switches_to_the_new_build(served, tmp_path, fake_embedder):
     make, out = served
@@ -140,15 +150,18 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path):
     embedder = _GatedEmbedder()
     out = tmp_path / "index"
     build_index(MINI_CORPUS, out, embedder, show_progress=False)
-    app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": 0},
-                     engine=SearchEngine(embedder, load_index(out)))
+    app = create_app(
+        {"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": 0},
+        engine=SearchEngine(embedder, load_index(out)),
+    )
     before = app.extensions["faq_engine"].index.index_id
     corpus, _ = _changed_corpus(tmp_path, "APRES")
     build_index(corpus, out, embedder, show_progress=False)
     embedder.gate = True
     answers = []
-    worker = threading.Thread(target=lambda: answers.append(
-        app.test_client().post("/search", json={"query": "mot de passe"}).get_json()))
+    worker = threading.Thread(
+        target=lambda: answers.append(app.test_client().post("/search", json={"query": "mot de passe"}).get_json())
+    )
     worker.start()
     assert embedder.entered.wait(10)
     embedder.gate = False
@@ -187,7 +200,7 @@ def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, 
         assert reloader.last["trigger"] == "watch" and app.extensions["faq_engine"].index.path == resolve(out)
         good = app.extensions["faq_engine"].index.index_id
         corpus, _ = _changed_corpus(tmp_path, "CASSE")
-        with caplog.at_level(logging.ERROR, logger="service.reloader"):
+        with caplog.at_level(logging.ERROR, logger="service.http.reloader"):
             build_index(corpus, out, fake_embedder, show_progress=False)
             (resolve(out) / VECTORS).write_bytes(b"not faiss")
             _wait(lambda: reloader.last["ok"] is False)
@@ -207,6 +220,7 @@ def _wait(condition, seconds: float = 10.0) -> None:
 
 # ---- API keys ----
 
+
 def test_search_routes_need_a_key_when_keys_are_configured(served, caplog):
     make, _ = served
     client = make(FAQ_API_KEYS="key-one, key-two").test_client()
@@ -215,8 +229,12 @@ def test_search_routes_need_a_key_when_keys_are_configured(served, caplog):
         assert_error(client.get("/search?q=mot", headers={"X-API-Key": "key-three"}), 401, "unauthorized")
         assert_error(client.post("/search/batch", json={"queries": ["a"]}), 401, "unauthorized")
         assert_error(client.get("/faq/whatever"), 401, "unauthorized")
-        assert client.post("/search", json={"query": "mot de passe"},
-                           headers={"Authorization": "Bearer key-one"}).status_code == 200
+        assert (
+            client.post(
+                "/search", json={"query": "mot de passe"}, headers={"Authorization": "Bearer key-one"}
+            ).status_code
+            == 200
+        )
         assert client.get("/search?q=mot", headers={"X-API-Key": "key-two"}).status_code == 200
     for open_path in ("/health", "/openapi.json", "/"):
         response = client.get(open_path)
@@ -231,6 +249,7 @@ def test_without_keys_search_is_open(client):
 
 # ---- the corpus round trip: what a rebuild will change ----
 
+
 def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fake_embedder):
     _, out = served
     rows = [json.loads(line) for line in MINI_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -241,9 +260,13 @@ def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fak
     corpus = tmp_path / "next.jsonl"
     corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     manifest = build_index(corpus, out, fake_embedder, show_progress=False)
-    assert manifest["changes"] == {"previous_index_id": previous, "added": ["nouvelle-entree"],
-                                   "changed": [rows[0]["id"]], "removed": [removed["id"]],
-                                   "unchanged": len(rows) - 2}
+    assert manifest["changes"] == {
+        "previous_index_id": previous,
+        "added": ["nouvelle-entree"],
+        "changed": [rows[0]["id"]],
+        "removed": [removed["id"]],
+        "unchanged": len(rows) - 2,
+    }
     first = build_index(MINI_CORPUS, tmp_path / "fresh", fake_embedder, show_progress=False)["changes"]
     assert first["previous_index_id"] is None and len(first["added"]) == 4 and not first["removed"]
 
@@ -256,20 +279,31 @@ def test_check_validates_without_building(served, tmp_path):
 
     _, out = served
     builds = sorted(p.name for p in (out / "builds").iterdir())
-    done = subprocess.run([sys.executable, "scripts/build_index.py", "--check", "--corpus", str(MINI_CORPUS),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "scripts/build_index.py", "--check", "--corpus", str(MINI_CORPUS), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["valid"] and report["entries"] == 4 and report["changes"]["unchanged"] == 4
     assert sorted(p.name for p in (out / "builds").iterdir()) == builds  # nothing written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q ?", "answer": "R."}\n{"id": "a", "question": "Q2 ?"}\n')
-    done = subprocess.run([sys.executable, "scripts/build_index.py", "--check", "--corpus", str(bad),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "scripts/build_index.py", "--check", "--corpus", str(bad), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and f"{bad}:2:" in done.stderr
 
 
 # ---- observability ----
+
 
 def test_request_ids_are_accepted_or_generated_and_echoed(client):
     given = client.get("/health", headers={"X-Request-ID": "abc-123"})
@@ -300,7 +334,7 @@ def test_metrics_count_requests_searches_and_the_index(client):
     assert 'faq_requests_total{method="POST",route="/search",status="200"}' in text
     assert 'faq_requests_total{method="POST",route="/search",status="400"}' in text
     assert "faq_encode_seconds_count" in text and 'faq_cache_total{result="hit"}' in text
-    assert 'faq_searches_total{answered=' in text and "faq_index_entries 4.0" in text
+    assert "faq_searches_total{answered=" in text and "faq_index_entries 4.0" in text
     served = client.get("/ready").get_json()["index_id"]
     assert f'faq_index_info{{index_id="{served}"}} 1.0' in text
 
@@ -313,6 +347,7 @@ def test_ready_says_whether_a_model_and_index_are_loaded(client, tmp_path):
 
 
 # ---- limits ----
+
 
 def test_rate_limit_answers_429_with_retry_after(served):
     make, _ = served
@@ -331,8 +366,10 @@ def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):
     embedder = _GatedEmbedder()
     out = tmp_path / "index"
     build_index(MINI_CORPUS, out, embedder, show_progress=False)
-    app = create_app({"TESTING": True, "FAQ_CACHE_SIZE": 0, "FAQ_MAX_CONCURRENT_SEARCHES": 1,
-                      "FAQ_SEARCH_TIMEOUT": 0.2}, engine=SearchEngine(embedder, load_index(out)))
+    app = create_app(
+        {"TESTING": True, "FAQ_CACHE_SIZE": 0, "FAQ_MAX_CONCURRENT_SEARCHES": 1, "FAQ_SEARCH_TIMEOUT": 0.2},
+        engine=SearchEngine(embedder, load_index(out)),
+    )
     embedder.gate = True
     holder = threading.Thread(target=lambda: app.test_client().post("/search", json={"query": "un"}))
     holder.start()

@@ -12,10 +12,10 @@ import time
 from collections import Counter
 
 import pytest
-
 from conftest import CHORUS_CORPUS, ROOT, corpus_with
-from service.build import build_index
 from test_cli_and_server import ENV, _free_port, _wait_http
+
+from service.indexing.build import build_index
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,12 @@ TOKEN = "load-test-admin-token"
 def _request(port: int, method: str, path: str, body=None, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(
+            method,
+            path,
+            body=json.dumps(body) if body is not None else None,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -37,10 +41,24 @@ def test_rebuilds_under_load_fail_no_request_and_every_worker_switches(tmp_path,
     out = tmp_path / "index"
     build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
     port = _free_port()
-    env = {**ENV, "FAQ_INDEX": str(out), "FAQ_PORT": str(port), "FAQ_WORKERS": "2", "FAQ_ADMIN_TOKEN": TOKEN,
-           "FAQ_WATCH_SECONDS": "0.5", "FAQ_CACHE_SIZE": "0", "FAQ_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **ENV,
+        "FAQ_INDEX": str(out),
+        "FAQ_PORT": str(port),
+        "FAQ_WORKERS": "2",
+        "FAQ_ADMIN_TOKEN": TOKEN,
+        "FAQ_WATCH_SECONDS": "0.5",
+        "FAQ_CACHE_SIZE": "0",
+        "FAQ_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     statuses: Counter = Counter()
     errors: list[str] = []
     stop = threading.Event()
@@ -71,8 +89,7 @@ def test_rebuilds_under_load_fail_no_request_and_every_worker_switches(tmp_path,
             corpus, faq_id = corpus_with(CHORUS_CORPUS, tmp_path, marker)
             build_index(corpus, out, real_embedder, show_progress=False)
             if round_ % 2 == 0:  # half the rounds by the admin endpoint, half left to the watcher
-                status, outcome = _request(port, "POST", "/admin/reload", {},
-                                           {"Authorization": f"Bearer {TOKEN}"})
+                status, outcome = _request(port, "POST", "/admin/reload", {}, {"Authorization": f"Bearer {TOKEN}"})
                 assert status == 200 and outcome["ok"], outcome
                 assert outcome["signalled_workers"] == 1
             time.sleep(2.5)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from paraphrases import PARAPHRASES, PASSAGE
+from conftest import PARAPHRASES, PASSAGE
 
 pytestmark = pytest.mark.slow
 
@@ -12,9 +11,9 @@ pytestmark = pytest.mark.slow
 #: strict xfails: the day one passes, the suite says so and it must be removed from here (issue: retrieval quality).
 KNOWN_MISSES = {
     "inscription chorus pro premiere fois": "chorus-pro-2 first: its question has 'inscription' (BM25 0.66 vs "
-                                            "0.08), which outweighs the dense lead of chorus-pro-1 (0.902 vs 0.874)",
+    "0.08), which outweighs the dense lead of chorus-pro-1 (0.902 vs 0.874)",
     "notre admin est parti sans passer la main": "right entry, but its section 'encore présent' is the closer "
-                                                 "passage (0.838 vs 0.832): no word links 'parti' to 'quitté'",
+    "passage (0.838 vs 0.832): no word links 'parti' to 'quitté'",
 }
 
 
@@ -45,8 +44,13 @@ def test_the_readme_example_finds_the_manager_transfer_entry(real_engine):
     assert response.results[0].question == "Comment transférer le rôle de gestionnaire principal de ma structure ?"
 
 
-OFF_TOPIC = ["recette de la tarte aux pommes", "quelle est la capitale du japon", "horaires de la piscine",
-             "comment soigner un rhume", "meilleur forfait mobile pas cher"]
+OFF_TOPIC = [
+    "recette de la tarte aux pommes",
+    "quelle est la capitale du japon",
+    "horaires de la piscine",
+    "comment soigner un rhume",
+    "meilleur forfait mobile pas cher",
+]
 
 
 def test_most_paraphrases_count_as_answered_and_off_topic_questions_do_not(real_engine):

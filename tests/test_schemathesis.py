@@ -6,7 +6,7 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from service.openapi import openapi_document
+from service.http.openapi import openapi_document
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 

@@ -8,12 +8,33 @@ import numpy as np
 import pytest
 
 from service.corpus import lexical_text
-from service.engine import SearchEngine
-from service.index_store import load_index
-from service.scoring import Scoring, fit_calibration
+from service.indexing.scoring import Scoring, fit_calibration
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
 
-WORDS = ("compte facture mandat siret mail activation gestionnaire structure portail fournisseur paiement "
-         "rejet statut avoir devis marché sous-traitant service exécutant engagement juridique").split()
+WORDS = [
+    "compte",
+    "facture",
+    "mandat",
+    "siret",
+    "mail",
+    "activation",
+    "gestionnaire",
+    "structure",
+    "portail",
+    "fournisseur",
+    "paiement",
+    "rejet",
+    "statut",
+    "avoir",
+    "devis",
+    "marché",
+    "sous-traitant",
+    "service",
+    "exécutant",
+    "engagement",
+    "juridique",
+]
 
 
 @pytest.fixture
@@ -23,8 +44,11 @@ def large_corpus(tmp_path):
     path = tmp_path / "large.jsonl"
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(300):
-            entry = {"id": f"e{i}", "question": " ".join(rng.choice(WORDS, 4)),
-                     "answer": "\n\n".join(" ".join(rng.choice(WORDS, 12)) for _ in range(rng.integers(1, 4)))}
+            entry = {
+                "id": f"e{i}",
+                "question": " ".join(rng.choice(WORDS, 4)),
+                "answer": "\n\n".join(" ".join(rng.choice(WORDS, 12)) for _ in range(rng.integers(1, 4))),
+            }
             if i % 3 == 0:
                 entry["alt_questions"] = [" ".join(rng.choice(WORDS, 3))]
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -49,8 +73,13 @@ def brute_force(engine: SearchEngine, query: str, vector: np.ndarray):
 def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corpus, scoring):
     engine = SearchEngine(fake_embedder, load_index(make_index(large_corpus)), scoring=scoring)
     assert len(engine.index.rows) > 3 * 100  # more vectors than the first pass looks at
-    for query in ("mandat siret", "paiement rejet fournisseur", "statut du devis", "engagement juridique service",
-                  "rien à voir"):
+    for query in (
+        "mandat siret",
+        "paiement rejet fournisseur",
+        "statut du devis",
+        "engagement juridique service",
+        "rien à voir",
+    ):
         vector = fake_embedder.encode([query])[0]
         truth = brute_force(engine, query, vector)
         expected = sorted(truth, key=lambda k: -truth[k])[:10]
@@ -99,8 +128,9 @@ def test_scoring_round_trips_and_ignores_unknown_keys():
     s = Scoring(question_weight=0.4, slope=12.0)
     assert Scoring.from_dict({**s.to_dict(), "future_field": 1}) == s
     assert Scoring.from_dict(None) == Scoring()
-    assert s.with_overrides(answer_threshold=None, lexical_weight=0.5) == Scoring(question_weight=0.4, slope=12.0,
-                                                                                     lexical_weight=0.5)
+    assert s.with_overrides(answer_threshold=None, lexical_weight=0.5) == Scoring(
+        question_weight=0.4, slope=12.0, lexical_weight=0.5
+    )
 
 
 def test_fit_calibration_recovers_a_known_logistic():

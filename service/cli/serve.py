@@ -1,0 +1,68 @@
+"""Serve the search API: gunicorn with the service's settings (production), or ``--dev``, Flask's own server in
+this process. Either loads the model and the index once, at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+#: gunicorn's ``-c`` and application for the service (the same as ``make run``).
+GUNICORN_ARGS = ["-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
+
+
+def main(argv: list[str] | None = None, prog: str = "faq-search serve") -> int:
+    """Parse options into the ``FAQ_*`` environment, then become gunicorn (or run the development server)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("FAQ_HOST", "127.0.0.1"),
+        help="address to listen on (env FAQ_HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("FAQ_PORT", "8000")), help="port (env FAQ_PORT, default 8000)"
+    )
+    parser.add_argument("--index", default=None, help="index directory (env FAQ_INDEX, default index/)")
+    parser.add_argument("--model", default=None, help="model directory or sentence-transformers name (env FAQ_MODEL)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (env FAQ_WORKERS; default: cores)")
+    parser.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=None,
+        help="switch to a new build of the index within this many seconds (env FAQ_WATCH_SECONDS; 0: off)",
+    )
+    parser.add_argument("--dev", action="store_true", help="Flask's development server, in this process")
+    args = parser.parse_args(argv)
+    options = {
+        "FAQ_HOST": args.host,
+        "FAQ_PORT": args.port,
+        "FAQ_INDEX": args.index,
+        "FAQ_MODEL": args.model,
+        "FAQ_WORKERS": args.workers,
+        "FAQ_WATCH_SECONDS": args.watch_seconds,
+    }
+    os.environ.update({name: str(value) for name, value in options.items() if value is not None})
+    if args.dev:
+        return _dev_server(args.host, args.port)
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS])
+    return 0  # not reached: execv replaces this process
+
+
+def _dev_server(host: str, port: int) -> int:
+    """Flask's threaded server; 2 with the reason on stderr when no index can be served."""
+    logging.basicConfig(
+        level=os.environ.get("FAQ_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from werkzeug.serving import run_simple
+
+    from ..http.app import create_app
+
+    app = create_app()
+    if app.extensions["faq_engine"] is None:
+        print(f"error: {app.extensions['faq_engine_failure'].message}", file=sys.stderr)
+        return 2
+    app.extensions["faq_reloader"].install_sighup()  # `kill -HUP <pid>` switches to a new index build
+    logging.getLogger(__name__).info("serving on http://%s:%d", host, port)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+    return 0

@@ -1,0 +1,65 @@
+"""The service's settings: defaults, and the environment variables that override them (no Flask here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: The checkout the package runs from (an editable install): default corpus, models and index live here.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    "FAQ_MODEL": None,  # model directory or sentence-transformers name (None: the converted e5)
+    "FAQ_INDEX": "index",  # index directory written by scripts/build_index.py
+    "FAQ_BACKEND": None,  # query encoder: torch, onnx, onnx-int8; None: the one the index was built with
+    "FAQ_MIN_SCORE": None,  # answer threshold; None: the one in the index manifest
+    "FAQ_MAX_QUERY_CHARS": 1000,
+    # 64 queries of 1,000 characters, accents included, fit in one batch request.
+    "MAX_CONTENT_LENGTH": 256 * 1024,
+    "FAQ_CORS_ORIGINS": None,  # browser origins allowed to call the API ("*" or a comma-separated list)
+    "FAQ_CACHE_SIZE": 1024,  # responses kept for repeated questions (0: no cache)
+    "FAQ_ADMIN_TOKEN": None,  # bearer token of /admin/*; None: the admin endpoints are disabled
+    "FAQ_API_KEYS": None,  # comma-separated keys the search routes require; None: open
+    "FAQ_WATCH_SECONDS": 0,  # poll index/current this often and reload a new build (0: off)
+    "FAQ_LOG_QUERIES": 0,  # log each query cut to this many characters (0: never; queries are personal)
+    "FAQ_RATE_LIMIT": None,  # per-client limit on the search routes, e.g. "600/minute" (None: off)
+    "FAQ_RATE_LIMIT_STORAGE": None,  # shared counter store (e.g. redis://host:6379); None: per worker, in memory
+    "FAQ_SEARCH_TIMEOUT": 10.0,  # seconds a search may wait for a free slot before 503 search_timeout
+    "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
+}
+#: Environment variables read by create_app, with the type each is parsed as.
+ENV_TYPES = {
+    "FAQ_MODEL": str,
+    "FAQ_INDEX": str,
+    "FAQ_BACKEND": str,
+    "FAQ_MIN_SCORE": float,
+    "FAQ_MAX_QUERY_CHARS": int,
+    "FAQ_MAX_BODY_BYTES": int,
+    "FAQ_CORS_ORIGINS": str,
+    "FAQ_CACHE_SIZE": int,
+    "FAQ_ADMIN_TOKEN": str,
+    "FAQ_API_KEYS": str,
+    "FAQ_WATCH_SECONDS": float,
+    "FAQ_LOG_QUERIES": int,
+    "FAQ_RATE_LIMIT": str,
+    "FAQ_RATE_LIMIT_STORAGE": str,
+    "FAQ_SEARCH_TIMEOUT": float,
+    "FAQ_MAX_CONCURRENT_SEARCHES": int,
+}
+
+
+def config_from_env(environ: Mapping[str, str] = os.environ) -> dict:
+    """Configuration values given as environment variables."""
+    out: dict[str, Any] = {}
+    for name, kind in ENV_TYPES.items():
+        if environ.get(name):
+            try:
+                value = kind(environ[name])
+            except ValueError:
+                raise ValueError(
+                    f"environment variable {name}={environ[name]!r} is not a valid {kind.__name__}"
+                ) from None
+            out["MAX_CONTENT_LENGTH" if name == "FAQ_MAX_BODY_BYTES" else name] = value
+    return out

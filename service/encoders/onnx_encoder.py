@@ -1,0 +1,90 @@
+"""The fast query encoder at run time: a model exported to ONNX, run with ONNX Runtime and ``tokenizer.json``.
+
+Neither torch, transformers nor sentence-transformers is imported here; the export itself (``onnx_export.py``)
+runs at set-up. Layout inside a model directory (written by ``scripts/prepare_model.py``)::
+
+    onnx/model_emb8.onnx     backend "onnx": fp32 layers with ONNX Runtime's fused BERT kernels; only the
+                             word-embedding table (250k x 384, 80 % of the weights) is stored in int8, per row:
+                             182 MB instead of 470, cosine to torch's vectors >= 0.9998
+    onnx/model_qint8.onnx    backend "onnx-int8": every MatMul in int8 too, per channel (dynamic quantisation):
+                             about twice as fast again, but lower R@1 on covid_quebec_fr (docs/performance.md)
+    onnx/export.json         what it was exported from (checksum of model.safetensors) and with which versions
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelUnavailable
+from .base import PromptsMixin, encoder_threads, model_id_for
+
+ONNX_DIR = "onnx"
+FILES = {"onnx": "model_emb8.onnx", "onnx-int8": "model_qint8.onnx"}
+
+
+class OnnxEmbedder(PromptsMixin):
+    """The ``Embedder`` protocol over an exported model: ONNX Runtime + the model's ``tokenizer.json``."""
+
+    def __init__(self, model_dir: str | os.PathLike, backend: str = "onnx-int8", threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if backend not in FILES:
+            raise ValueError(f"backend must be one of {sorted(FILES)}, not {backend!r}")
+        model_dir = Path(model_dir)
+        path = model_dir / ONNX_DIR / FILES[backend]
+        if not path.is_file():
+            raise ModelUnavailable(
+                f"{path} does not exist: run `python scripts/prepare_model.py --out {model_dir}` "
+                f"(or `make model`) to export it, or use the torch backend"
+            )
+        try:
+            st_config = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+            bert_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
+            config = json.loads((model_dir / "config.json").read_text())
+            self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads or encoder_threads() or (os.cpu_count() or 1)
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # OSError, ValueError, onnxruntime's own errors
+            raise ModelUnavailable(f"cannot load the ONNX model {path}: {exc}") from exc
+        self.backend, self.path = backend, path
+        self.model_id = model_id_for(str(model_dir))
+        self.dimension = int(config["hidden_size"])
+        self.prompts = dict(st_config.get("prompts") or {})
+        self.max_seq_length = int(bert_config.get("max_seq_length", 512))
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        self.tokenizer.no_padding()
+        self.pad_id = int(config.get("pad_token_id") or 0)
+
+    def encoder_info(self) -> dict:
+        """What the manifest records about the encoder that made the vectors."""
+        return {"backend": self.backend, "file": f"{ONNX_DIR}/{FILES[self.backend]}"}
+
+    def encode(
+        self, texts: Sequence[str], kind: str = "query", batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed texts with the prompt for ``kind``; batches are made of texts of similar length (less padding)."""
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        prompt = self.prompt_for(kind)
+        encodings = self.tokenizer.encode_batch([prompt + t.strip() for t in texts])
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            picked = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in picked)
+            ids = np.full((len(picked), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(picked), width), dtype=np.int64)
+            for row, i in enumerate(picked):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            out[picked] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out

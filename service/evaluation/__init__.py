@@ -1,0 +1,1 @@
+"""Measuring retrieval quality: evaluation sets, metrics, the compared methods, and fitting the scoring."""

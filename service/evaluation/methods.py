@@ -1,0 +1,242 @@
+"""The configurations of the service that ``scripts/evaluate.py`` compares, and how each is run on a set."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..corpus import FaqEntry
+from ..encoders.base import encoder_info
+from ..indexing.build import build_index
+from ..indexing.store import load_index
+from ..search.engine import SearchEngine
+from .datasets import EvalSet, entries_checksum, load_covid, user_questions, without_fifth, write_corpus
+from .metrics import answer_stats, ranking_metrics
+
+
+@dataclass(frozen=True)
+class Method:
+    """One configuration of the service to evaluate: what the index holds and how entries are scored."""
+
+    name: str
+    description: str
+    kinds: tuple[str, ...] = ("question", "alt_question", "passage")
+    passage_text: str = "question_answer"
+    scoring: dict = field(default_factory=dict)
+    decision: dict = field(default_factory=dict)
+    finetune: bool = False
+    adapt: bool = False
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the index's calibration applies (it was fitted for the default fusion and base model only)."""
+        return not self.scoring and not self.finetune and not self.adapt
+
+
+#: The configurations ``scripts/evaluate.py --compare`` knows, from the naive design to the default.
+METHODS = {
+    m.name: m
+    for m in (
+        Method(
+            "answer",
+            "embed the answer text only",
+            kinds=("passage",),
+            passage_text="answer",
+            scoring={"question_weight": 0.0, "lexical_weight": 0.0},
+        ),
+        Method(
+            "bm25", "BM25 on question + answer (French analyser)", scoring={"dense_weight": 0.0, "lexical_weight": 1.0}
+        ),
+        Method(
+            "qa", "embed question + answer", kinds=("passage",), scoring={"question_weight": 0.0, "lexical_weight": 0.0}
+        ),
+        Method(
+            "max",
+            "max of question (query prompt) and question + answer",
+            scoring={"combine": "max", "lexical_weight": 0.0},
+        ),
+        Method("weighted", "weighted question and question + answer", scoring={"lexical_weight": 0.0}),
+        Method("default", "weighted dense + BM25, calibrated (the service's default)"),
+        Method(
+            "strict", "default, answered only with a 0.1 lead over the second entry", decision={"answer_margin": 0.1}
+        ),
+        Method("finetuned", "default, with the model fine-tuned on the corpus's own pairs", finetune=True),
+        Method("adapted", "default, with the model adapted to covid_quebec_fr's user questions (held out)", adapt=True),
+    )
+}
+
+#: Folds of covid_quebec_fr's answers for the ``adapted`` method on that set (cross-fitting, see below).
+ADAPT_FOLDS = 2
+ADAPT_SEED = 7
+
+
+def adapt_folds(evalset: EvalSet, folds: int = ADAPT_FOLDS, seed: int = ADAPT_SEED) -> list[set[str]]:
+    """The entries that have queries, split into ``folds`` disjoint sets by a seeded shuffle."""
+    ids = sorted({r for q in evalset.queries for r in q.relevant})
+    random.Random(seed).shuffle(ids)
+    return [set(ids[k::folds]) for k in range(folds)]
+
+
+def evaluate_adapted(
+    evalset: EvalSet,
+    base_model: str,
+    data_dir: str | os.PathLike,
+    workdir: str | os.PathLike,
+    make_embedder,
+    settings=None,
+) -> dict:
+    """Ranking figures of the default method with the model adapted to covid_quebec_fr's user questions.
+
+    On covid_quebec_fr itself the figures are cross-fitted, so no query is ranked by a model that saw it: the
+    answers are split in ``ADAPT_FOLDS`` folds, and each fold's queries are ranked by a model trained on the other
+    folds' questions (and on every entry's own question). On any other set, one model trained on all of
+    covid_quebec_fr's questions ranks every query.
+
+    Args:
+        evalset: what to rank.
+        base_model: the model directory to adapt.
+        data_dir: the public sets (covid_quebec_fr is read from there).
+        workdir: where the trained models and indexes go.
+        make_embedder: builds an embedder from a model directory.
+        settings: ``FinetuneSettings`` (default: the module's defaults).
+    """
+    import time
+
+    from ..encoders.finetune import FinetuneSettings, finetune_model
+
+    settings = settings or FinetuneSettings()
+    workdir = Path(workdir)
+    covid = load_covid(data_dir, distractors=False, ood_sample=0)
+    training, checksum = user_questions(covid), entries_checksum(covid.entries)
+    if evalset.name == covid.name:
+        plans = [
+            (
+                f"fold{k}",
+                [(t, i) for t, i in training if i not in held_out],
+                [n for n, q in enumerate(evalset.queries) if q.relevant <= held_out],
+            )
+            for k, held_out in enumerate(adapt_folds(covid))
+        ]
+    else:
+        plans = [("all", training, list(range(len(evalset.queries))))]
+    rankings: list[list[str]] = [[] for _ in evalset.queries]
+    started = time.perf_counter()
+    for name, questions, positions in plans:
+        model = finetune_model(
+            base_model,
+            covid.entries,
+            workdir / f"adapted-{name}",
+            checksum,
+            settings,
+            questions=questions,
+            tuned_on=f"covid_quebec_fr user questions ({name})",
+        )
+        embedder = make_embedder(str(model))
+        engine = build_engine(evalset.entries, embedder, workdir / f"adapted-{name}-index", METHODS["default"])
+        responses = run_queries(engine, [evalset.queries[n].text for n in positions], embedder)
+        for n, response in zip(positions, responses, strict=True):
+            rankings[n] = [r.faq_id for r in response.results]
+    return {
+        "method": "adapted",
+        "description": METHODS["adapted"].description,
+        "queries": len(evalset.queries),
+        **ranking_metrics(evalset.queries, rankings),
+        "models": len(plans),
+        "train_s": round(time.perf_counter() - started, 1),
+    }
+
+
+class CachingEmbedder:
+    """Wraps an embedder so that each (prompt, text) is embedded once per run, across the builds it serves."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.model_id, self.dimension, self.prompts = inner.model_id, inner.dimension, inner.prompts
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def prompt_for(self, kind: str) -> str:
+        return self.inner.prompt_for(kind)
+
+    def encoder_info(self) -> dict | None:
+        return encoder_info(self.inner)
+
+    def encode(self, texts, kind: str = "query", batch_size: int = 32, show_progress: bool = False):
+        missing = sorted({t.strip() for t in texts if (kind, t.strip()) not in self._cache}, key=len)
+        if missing:
+            vectors = self.inner.encode(missing, kind=kind, batch_size=batch_size, show_progress=show_progress)
+            self._cache.update({(kind, t): v for t, v in zip(missing, vectors, strict=True)})
+        return np.stack([self._cache[(kind, t.strip())] for t in texts]).astype(np.float32)
+
+
+def build_engine(
+    entries: list[FaqEntry], embedder, workdir: str | os.PathLike, method: Method, scoring_overrides: dict | None = None
+):
+    """Build an index of ``entries`` with the service's own builder and return the service's engine over it."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus = write_corpus(entries, workdir / "corpus.jsonl")
+    build_index(
+        corpus, workdir / "index", embedder, show_progress=False, kinds=method.kinds, passage_text=method.passage_text
+    )
+    return SearchEngine(
+        embedder,
+        load_index(workdir / "index"),
+        scoring={**method.scoring, **method.decision, **(scoring_overrides or {})},
+        cache_size=0,
+    )
+
+
+def run_queries(engine, texts: list[str], embedder, top_k: int = 10) -> list:
+    """The engine's responses to ``texts``, embedded in one batch first (same vectors as one by one)."""
+    vectors = embedder.encode(texts, kind="query") if texts else []
+    return [engine.search_encoded(t, v, top_k=top_k) for t, v in zip(texts, vectors, strict=True)]
+
+
+def evaluate_method(
+    evalset: EvalSet,
+    method: Method,
+    embedder,
+    workdir: str | os.PathLike,
+    latency_sample: int = 30,
+    no_answer: bool = True,
+) -> dict:
+    """Every figure of one method on one set: ranking metrics, answer decision, build time, query latency."""
+    import statistics
+    import time
+
+    workdir = Path(workdir)
+    t0 = time.perf_counter()
+    engine = build_engine(evalset.entries, embedder, workdir / method.name, method)
+    build_seconds = time.perf_counter() - t0
+    responses = run_queries(engine, [q.text for q in evalset.queries], embedder)
+    rankings = [[r.faq_id for r in resp.results] for resp in responses]
+    out: dict = {
+        "method": method.name,
+        "description": method.description,
+        "queries": len(evalset.queries),
+        **ranking_metrics(evalset.queries, rankings),
+    }
+    if method.calibrated and no_answer:
+        out.update(answer_stats(responses, evalset.queries))
+        if evalset.ood_queries:
+            ood = run_queries(engine, evalset.ood_queries, embedder, top_k=2)
+            out["ood_unanswered"] = round(sum(not r.answered for r in ood) / len(ood), 4)
+        smaller, orphans = without_fifth(evalset)
+        if orphans:
+            small_engine = build_engine(smaller.entries, embedder, workdir / f"{method.name}-minus-fifth", method)
+            gone = run_queries(small_engine, [q.text for q in orphans], embedder, top_k=2)
+            out["removed_unanswered"] = round(sum(not r.answered for r in gone) / len(gone), 4)
+    # Latency of a fresh search (what SearchEngine.search does on a cache miss), with the real, uncached embedder.
+    uncached = getattr(embedder, "inner", embedder)
+    timings = []
+    for q in evalset.queries[:latency_sample]:
+        t = time.perf_counter()
+        engine.search_encoded(q.text, uncached.encode([q.text], kind="query")[0], top_k=10)
+        timings.append((time.perf_counter() - t) * 1000)
+    out["build_s"] = round(build_seconds, 2)
+    out["query_ms_p50"] = round(statistics.median(timings), 2) if timings else None
+    return out

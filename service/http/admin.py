@@ -1,0 +1,129 @@
+"""The admin surface (``/admin/reload``, ``/admin/stats``) and the optional API keys of the search routes.
+
+Admin routes need ``FAQ_ADMIN_TOKEN`` (sent as ``Authorization: Bearer <token>``); with no token configured they
+are disabled (403 ``admin_disabled``), never open. With ``FAQ_API_KEYS`` set (comma-separated), the search routes
+need one of those keys (``Authorization: Bearer <key>`` or ``X-API-Key``). Keys are compared in constant time and
+never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..errors import AdminDisabled, InvalidRequest, Unauthorized
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def presented_key() -> str | None:
+    """The key a request carries: ``Authorization: Bearer …``, else ``X-API-Key``."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+def _matches(given: str | None, allowed: list[str]) -> bool:
+    if not given:
+        return False
+    found = False
+    for key in allowed:  # no early exit: the time taken does not tell which key was close
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+def parse_keys(value) -> list[str]:
+    """``FAQ_API_KEYS`` as a list (a comma-separated string or a list)."""
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [k.strip() for k in items if k and k.strip()]
+
+
+def client_key() -> str:
+    """Who a rate limit counts against: the API key when one is sent (hashed, never stored raw), else the address."""
+    import hashlib
+
+    key = presented_key()
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "ip:" + (request.remote_addr or "unknown")
+
+
+def install_rate_limit(app) -> None:
+    """Per-client limit on the search routes (``FAQ_RATE_LIMIT``, e.g. ``"600/minute"``; off when unset).
+
+    Counted per worker in memory unless ``FAQ_RATE_LIMIT_STORAGE`` names a shared store (``redis://…``, any
+    storage URI of the `limits` library): with N workers and memory storage a client gets up to N times the limit.
+    A refused request gets 429 ``rate_limited`` in the usual error shape, with ``Retry-After``.
+    """
+    limit = app.config.get("FAQ_RATE_LIMIT")
+    if not limit:
+        return
+    from flask_limiter import Limiter
+
+    limiter = Limiter(
+        client_key,
+        app=app,
+        default_limits=[limit],
+        headers_enabled=True,
+        storage_uri=app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://",
+        default_limits_exempt_when=lambda: request.endpoint not in KEYED_ENDPOINTS,
+    )
+    app.extensions["faq_limiter"] = limiter
+
+
+#: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts; the page, the spec and
+#: the probes stay open.
+KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api.faq_entry"}
+
+
+def check_api_key() -> None:
+    """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
+    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
+    if keys and not _matches(presented_key(), keys):
+        raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
+
+
+@bp.before_request
+def _require_admin_token():
+    token = current_app.config.get("FAQ_ADMIN_TOKEN")
+    if not token:
+        raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")
+    if not _matches(presented_key(), [token]):
+        raise Unauthorized("send the admin token as `Authorization: Bearer <token>`")
+
+
+@bp.post("/reload")
+def reload():
+    """Switch to the build ``FAQ_INDEX`` points to now (every worker of this server), or say why not."""
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
+        raise InvalidRequest('the body, if any, is {"force": true|false}')
+    reloader = current_app.extensions["faq_reloader"]
+    outcome = reloader.reload("admin", force=body.get("force", False))
+    outcome["signalled_workers"] = reloader.signal_siblings()
+    response = jsonify(outcome)
+    response.status_code = 200 if outcome["ok"] else 409
+    return response
+
+
+@bp.get("/stats")
+def stats():
+    """This worker's index, cache, reloads and memory."""
+    engine = current_app.extensions.get("faq_engine")
+    out = {
+        "pid": os.getpid(),
+        "index": engine.summary() if engine is not None else None,
+        "reload": current_app.extensions["faq_reloader"].status(),
+    }
+    try:
+        import psutil
+
+        out["rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
+    except ImportError:  # pragma: no cover - psutil is in requirements.txt
+        pass
+    return jsonify(out)

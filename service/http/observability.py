@@ -1,0 +1,156 @@
+"""What operators see: a request id on every request and response, one JSON log line per request, and Prometheus
+metrics at ``/metrics``.
+
+Metrics are prometheus_client's, defined once per process as the library expects. Under gunicorn
+(``service/http/gunicorn_conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start) each worker writes its
+samples to that directory and ``/metrics`` adds up every worker's; in a single process the default registry is
+served. Queries can hold personal data: they are logged only when ``FAQ_LOG_QUERIES`` is a positive number of
+characters, and then cut to it. Keys and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("service.requests")
+
+_LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
+REQUESTS = Counter("faq_requests", "HTTP requests by route, method and status", ["route", "method", "status"])
+LATENCY = Histogram("faq_request_seconds", "HTTP request latency by route", ["route"], buckets=_LATENCY_BUCKETS)
+ENCODE = Histogram("faq_encode_seconds", "Query encoding time per search call", buckets=_LATENCY_BUCKETS)
+SEARCH = Histogram(
+    "faq_search_seconds", "Candidate search, rescoring and assembly per search call", buckets=_LATENCY_BUCKETS
+)
+CACHE = Counter("faq_cache", "Response cache lookups", ["result"])
+ANSWERED = Counter("faq_searches", "Searches by whether the best entry was an answer", ["answered"])
+INDEX_INFO = Gauge(
+    "faq_index_info",
+    "1 for the index this worker serves, 0 for one it served before",
+    ["index_id"],
+    multiprocess_mode="liveall",
+)
+INDEX_ENTRIES = Gauge("faq_index_entries", "Entries in the index this worker serves", multiprocess_mode="liveall")
+INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", multiprocess_mode="liveall")
+RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id() -> str:
+    """The current request's id (accepted from ``X-Request-ID`` when it is a sane token, else generated)."""
+    return getattr(g, "request_id", "-")
+
+
+def observe_search(event: dict) -> None:
+    """``SearchEngine.observer``: encode and search time, cache hits and misses, answered or not."""
+    if event["encode_seconds"] is not None:
+        ENCODE.observe(event["encode_seconds"])
+    for seconds in event["search_seconds"]:
+        SEARCH.observe(seconds)
+    if event["cache_hits"]:
+        CACHE.labels("hit").inc(event["cache_hits"])
+    if event["cache_misses"]:
+        CACHE.labels("miss").inc(event["cache_misses"])
+    for answered in event["answered"]:
+        ANSWERED.labels("true" if answered else "false").inc()
+
+
+def watch_engine(engine) -> None:
+    """Instrument an engine (at start and after each reload): search metrics and index gauges."""
+    if engine is not None:
+        engine.observer = observe_search
+    index_gauges(engine)
+
+
+_served_index: list[str] = []  # the index id this process last published
+
+
+def index_gauges(engine) -> None:
+    """Publish the served index's id and size (at start and after each reload).
+
+    Under gunicorn every sample lives in a file per worker, which a label's removal would not delete: the index
+    served before is set to 0 rather than removed, so ``faq_index_info == 1`` always picks the current one.
+    """
+    if engine is None:
+        return
+    for previous in _served_index:
+        INDEX_INFO.labels(previous).set(0)
+    _served_index[:] = [engine.index.index_id]
+    INDEX_INFO.labels(engine.index.index_id).set(1)
+    INDEX_ENTRIES.set(len(engine.index.entries))
+    INDEX_VECTORS.set(len(engine.index.rows))
+
+
+def install(app: Flask) -> None:
+    """Request ids, per-request JSON log lines and metrics for every route, and the ``/metrics`` route."""
+
+    @app.before_request
+    def _start() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = request_id()
+        seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        if route != "/metrics":
+            REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+            LATENCY.labels(route).observe(seconds)
+        extra = {
+            "request_id": request_id(),
+            "method": request.method,
+            "route": route,
+            "status": response.status_code,
+            "ms": round(seconds * 1000, 2),
+            "remote": request.remote_addr,
+        }
+        keep = int(current_app.config.get("FAQ_LOG_QUERIES") or 0)
+        query = getattr(g, "logged_query", None)
+        if keep > 0 and query:
+            extra["query"] = query[:keep]
+        log.info("%s %s %s", request.method, route, response.status_code, extra=extra)
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus text format: every worker's samples when running under gunicorn."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            body = generate_latest(registry)
+        else:
+            from prometheus_client import REGISTRY
+
+            body = generate_latest(REGISTRY)
+        return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Root logging: one JSON object per line (``fmt="json"``) with time, level, logger, message, request fields."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried, at every start

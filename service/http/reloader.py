@@ -1,0 +1,178 @@
+"""Switching a running service to a new index build without a restart, and keeping the old one when it is bad.
+
+Three triggers, all ending in ``Reloader.reload``: ``POST /admin/reload``, SIGHUP to a serving process (each
+gunicorn worker installs the handler), and a watcher thread that notices when ``<index>/current`` points to a
+new build (``FAQ_WATCH_SECONDS``). The new engine is built beside the old one (same model, new index) and swapped
+in with one assignment: a request that already holds the old engine finishes on it, the next one gets the new.
+A build that is missing, truncated, corrupted or made for another model or encoder is refused: the old index
+keeps serving, and the reason is logged and shown in ``/health``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from flask import Flask
+
+from ..errors import ServiceError
+from ..indexing.store import load_index, resolve
+from ..search.loading import engine_for, load_engine
+from . import observability
+
+log = logging.getLogger(__name__)
+
+
+class Reloader:
+    """Owns the swap of ``app.extensions["faq_engine"]``; one per app (so one per gunicorn worker)."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._refused: str | None = None  # a build already refused: the watcher does not retry it every tick
+        self.last: dict[str, Any] | None = None
+        self.reloads = 0
+        #: The gunicorn master's pid, set in each worker by ``gunicorn_conf.post_worker_init``: an admin reload
+        #: in one worker then signals its sibling workers, so that every worker switches.
+        self.gunicorn_master: int | None = None
+
+    @property
+    def engine(self):
+        return self.app.extensions.get("faq_engine")
+
+    def _current_build(self) -> str:
+        return str(resolve(self.app.config["FAQ_INDEX"]))
+
+    def reload(self, trigger: str, force: bool = False) -> dict:
+        """Load the index ``FAQ_INDEX`` points to now and switch to it if it is new and sound.
+
+        Args:
+            trigger: what asked for it (``admin``, ``sighup``, ``watch``), for the log and ``/health``.
+            force: reload even when the build is the one already served.
+        Returns:
+            ``{"ok", "changed", "index_id", "previous_index_id", "trigger", "at"[, "error"]}``; never raises for a
+            bad index (that is ``ok: false`` with the reason).
+        """
+        with self._lock:  # one reload at a time per process; searches never wait for this lock
+            old = self.engine
+            previous = old.index.index_id if old is not None else None
+            outcome: dict[str, Any] = {
+                "trigger": trigger,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "previous_index_id": previous,
+            }
+            started = time.perf_counter()
+            try:
+                build = self._current_build()
+                if old is not None and not force and str(old.index.path) == build:
+                    return {**outcome, "ok": True, "changed": False, "index_id": previous}
+                engine = self._new_engine(old)
+            except ServiceError as exc:
+                self._refused = self._safe_build()
+                outcome.update(
+                    ok=False, changed=False, index_id=previous, error={"code": exc.code, "message": exc.message}
+                )
+                log.error("reload (%s) refused, still serving %s: %s", trigger, previous, exc.message)
+                observability.RELOADS.labels("refused").inc()
+                self.last = outcome
+                return outcome
+            observability.watch_engine(engine)  # instrumented before it serves
+            self.app.extensions["faq_engine"] = engine
+            self.app.extensions["faq_engine_failure"] = None
+            observability.RELOADS.labels("switched").inc()
+            self._refused = None
+            self.reloads += 1
+            outcome.update(
+                ok=True, changed=True, index_id=engine.index.index_id, seconds=round(time.perf_counter() - started, 3)
+            )
+            log.info(
+                "reload (%s): now serving %s (was %s), in %.2f s",
+                trigger,
+                engine.index.index_id,
+                previous,
+                outcome["seconds"],
+            )
+            self.last = outcome
+            return outcome
+
+    def _safe_build(self) -> str | None:
+        try:
+            return self._current_build()
+        except ServiceError:
+            return None
+
+    def _new_engine(self, old):
+        """The new index with the model already loaded (the model does not change on a reload); the engine
+        refuses an index made with another model or encoder."""
+
+        if old is None:  # started without a usable index: load everything now
+            return load_engine(self.app.config)
+        return engine_for(self.app.config, old.embedder, load_index(self.app.config["FAQ_INDEX"]))
+
+    # ---- triggers ----
+
+    def install_sighup(self) -> bool:
+        """Reload on SIGHUP (only possible from the main thread; gunicorn workers call this after fork)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        # The handler only starts a thread: a signal handler must not take locks the interrupted code may hold.
+        signal.signal(
+            signal.SIGHUP,
+            lambda signum, frame: threading.Thread(
+                target=self.reload, args=("sighup",), name="faq-reload", daemon=True
+            ).start(),
+        )
+        return True
+
+    def signal_siblings(self) -> int:
+        """SIGHUP the other workers of this gunicorn master (none outside gunicorn); returns how many."""
+        if not self.gunicorn_master or self.gunicorn_master != os.getppid():
+            return 0
+        import psutil
+
+        try:
+            workers = psutil.Process(self.gunicorn_master).children()
+        except psutil.Error:
+            return 0
+        signalled = 0
+        for worker in workers:
+            if worker.pid != os.getpid():
+                try:
+                    os.kill(worker.pid, signal.SIGHUP)
+                    signalled += 1
+                except ProcessLookupError:  # exited meanwhile
+                    pass
+        return signalled
+
+    def watch(self, every_seconds: float) -> threading.Thread:
+        """Poll ``<index>/current`` every ``every_seconds`` and reload when it points to another build."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    build = self._current_build()
+                except ServiceError:
+                    continue  # no index at all right now: keep serving what we have
+                engine = self.engine
+                if (engine is None or str(engine.index.path) != build) and build != self._refused:
+                    self.reload("watch")
+
+        thread = threading.Thread(target=loop, name="faq-index-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict:
+        """For ``/health``: the last reload and how many succeeded."""
+        return {
+            "reloads": self.reloads,
+            "last": self.last,
+            "watch_seconds": self.app.config.get("FAQ_WATCH_SECONDS") or 0,
+        }

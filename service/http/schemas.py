@@ -1,0 +1,290 @@
+"""Request schemas (pydantic) and their translation into the service's stable error codes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequest
+
+MAX_TOP_K = 50
+
+
+class SearchRequest(BaseModel):
+    """Body of ``POST /search`` (and the parameters of ``GET /search``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="The user's question, in their own words.",
+        examples=["notre admin est parti sans passer la main"],
+    )
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Number of FAQ entries to return.")
+    min_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Answer threshold for this request: the calibrated score (0 to 1) "
+        "the best entry must reach to count as an answer.",
+    )
+
+
+#: Most queries in one ``POST /search/batch``.
+MAX_BATCH = 64
+
+
+class BatchRequest(BaseModel):
+    """Body of ``POST /search/batch``: several searches, answered in one request (queries embedded together)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="Up to 64 searches, each a search request object (see SearchRequest) or just the query "
+        "string. Each is validated on its own: an invalid one gets its error in its slot of the "
+        "response and does not fail the others.",
+        examples=[["pas reçu le mail d'activation", {"query": "notre admin est parti", "top_k": 3}]],
+    )
+
+
+_TYPE_ERRORS = {
+    "string_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "model_type",
+    "dict_type",
+    "int_from_float",
+    "float_parsing",
+    "int_parsing",
+}
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"}
+
+
+def _clean_text(text: str) -> str:
+    """Replace lone surrogates (legal in JSON escapes, not in UTF-8) so that any string can be encoded."""
+    return text.encode("utf-8", "replace").decode("utf-8") if any(0xD800 <= ord(c) < 0xE000 for c in text) else text
+
+
+def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
+    """Validate a decoded search request.
+
+    Raises:
+        InvalidRequest: with code ``invalid_body``, ``missing_query``, ``empty_query``, ``query_too_long``,
+            ``invalid_type``, ``out_of_range`` or ``unknown_field`` (and ``field`` set when one is at fault).
+    """
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+    data = dict(data)
+    if isinstance(data.get("query"), str):
+        data["query"] = _clean_text(data["query"])
+    top_k = data.get("top_k")
+    if isinstance(top_k, float) and top_k.is_integer():
+        data["top_k"] = int(top_k)  # JSON Schema counts 5.0 as an integer, and so do we
+    try:
+        request = SearchRequest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        kind = err["type"]
+        if kind == "missing" and field == "query":
+            raise InvalidRequest("'query' is required", code="missing_query", field="query") from None
+        if field == "query" and kind in ("string_too_short", "string_pattern_mismatch"):
+            raise InvalidRequest("'query' is empty", code="empty_query", field="query") from None
+        if kind == "extra_forbidden":
+            raise InvalidRequest(
+                f"unknown field '{field}'; accepted: query, top_k, min_score", code="unknown_field", field=field
+            ) from None
+        if kind in _RANGE_ERRORS:
+            limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from 0 to 1"}
+            raise InvalidRequest(
+                f"'{field}' must be {limits.get(field, 'in range')}", code="out_of_range", field=field
+            ) from None
+        if kind in _TYPE_ERRORS:
+            wanted = {"query": "a string", "top_k": "an integer", "min_score": "a number or null"}
+            raise InvalidRequest(
+                f"'{field}' must be {wanted.get(field, 'of another type')}", code="invalid_type", field=field
+            ) from None
+        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code="invalid_request", field=field) from None
+    if len(request.query) > max_query_chars:
+        raise InvalidRequest(
+            f"'query' is longer than {max_query_chars} characters", code="query_too_long", field="query"
+        )
+    return request.model_copy(update={"query": request.query.strip()})
+
+
+def search_args_from_query_string(args) -> dict:
+    """Turn ``GET /search?q=…&top_k=…&min_score=…`` parameters into the JSON body's types.
+
+    Raises:
+        InvalidRequest: a parameter is not a number where one is expected, or is unknown.
+    """
+    data: dict[str, Any] = {}
+    for key in args:
+        if key not in ("q", "query", "top_k", "min_score"):
+            raise InvalidRequest(
+                f"unknown parameter '{key}'; accepted: q, top_k, min_score", code="unknown_field", field=key
+            )
+    if "q" in args or "query" in args:
+        data["query"] = args.get("q", args.get("query"))
+    if "top_k" in args:
+        raw = args["top_k"].strip()
+        if not raw.lstrip("+-").isdigit():
+            raise InvalidRequest("'top_k' must be an integer", code="invalid_type", field="top_k")
+        data["top_k"] = int(raw)
+    if "min_score" in args:
+        try:
+            value = float(args["min_score"])
+        except ValueError:
+            raise InvalidRequest("'min_score' must be a number", code="invalid_type", field="min_score") from None
+        if not math.isfinite(value):
+            raise InvalidRequest("'min_score' must be a number from 0 to 1", code="out_of_range", field="min_score")
+        data["min_score"] = value
+    return data
+
+
+def parse_batch(data: Any, max_query_chars: int) -> list[SearchRequest | InvalidRequest]:
+    """Validate a batch body; each query is validated on its own, so one bad query does not fail the others.
+
+    Returns:
+        For each query, in order, its validated request or the error it gets.
+    Raises:
+        InvalidRequest: the body itself is wrong: not an object (``invalid_body``), an unknown field
+            (``unknown_field``), no ``queries`` (``missing_queries``), not a list (``invalid_type``), or
+            empty or longer than ``MAX_BATCH`` (``out_of_range``).
+    """
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+    for key in data:
+        if key != "queries":
+            raise InvalidRequest(f"unknown field '{key}'; accepted: queries", code="unknown_field", field=key)
+    if "queries" not in data:
+        raise InvalidRequest("'queries' is required", code="missing_queries", field="queries")
+    queries = data["queries"]
+    if not isinstance(queries, list):
+        raise InvalidRequest("'queries' must be a list", code="invalid_type", field="queries")
+    if not 1 <= len(queries) <= MAX_BATCH:
+        raise InvalidRequest(
+            f"'queries' must hold 1 to {MAX_BATCH} queries, not {len(queries)}", code="out_of_range", field="queries"
+        )
+    out: list[SearchRequest | InvalidRequest] = []
+    for item in queries:
+        try:
+            out.append(parse_search({"query": item} if isinstance(item, str) else item, max_query_chars))
+        except InvalidRequest as exc:
+            out.append(exc)
+    return out
+
+
+# ---- Response shapes: they document the API (``openapi.py``); tests validate real responses against them. ----
+
+
+class Match(BaseModel):
+    """Why an entry matched."""
+
+    by: Literal["question", "alt_question", "passage"] = Field(
+        description="The representation that matched best: the official question, an alternative question, or "
+        "an answer passage."
+    )
+    matched_question: str = Field(description="The entry's question (official or alternative) closest to the query.")
+    question_similarity: float = Field(description="Cosine between the query and that question.")
+    passage_similarity: float = Field(description="Cosine between the query and the best passage.")
+    lexical_score: float = Field(ge=0, le=1, description="BM25 of the entry, normalised per query to 0..1.")
+    terms: list[str] = Field(description="The query's words (lower case, accents removed) found in the entry.")
+
+
+class SearchResult(BaseModel):
+    """One FAQ entry, shown by its best passage."""
+
+    rank: int = Field(ge=1)
+    score: float = Field(ge=0, le=1, description="Calibrated: estimated probability that this entry answers.")
+    faq_id: str
+    passage_id: str
+    question: str
+    text: str = Field(description="The passage's text.")
+    section: str | None = Field(description="The sub-heading the passage sits under, if any.")
+    match: Match
+
+
+class IndexInfo(BaseModel):
+    """Which index answered."""
+
+    id: str
+    model: str
+
+
+class SearchResponse(BaseModel):
+    """Answer to a search."""
+
+    query: str = Field(description="The query as searched (trimmed).")
+    answered: bool = Field(
+        description="True when the first result is confident enough to be shown as the answer; "
+        "otherwise show the results as suggestions."
+    )
+    min_score: float = Field(description="The threshold that decided `answered`.")
+    results: list[SearchResult]
+    index: IndexInfo
+    took_ms: float
+
+
+class ErrorBody(BaseModel):
+    """What went wrong."""
+
+    status: int
+    code: str = Field(description="Stable code to switch on, e.g. `empty_query`, `out_of_range`.")
+    message: str
+    field: str | None = Field(None, description="The parameter at fault, when there is one.")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape."""
+
+    error: ErrorBody
+
+
+class BatchResponse(BaseModel):
+    """Answer to a batch: one item per query, in order."""
+
+    results: list[SearchResponse | ErrorResponse]
+    took_ms: float
+
+
+class HealthResponse(BaseModel):
+    """Liveness, and a summary of the loaded index's manifest."""
+
+    status: Literal["ok"]
+    index: dict[str, Any]
+    reload: dict[str, Any] = Field(
+        description="Reloads of this worker: how many succeeded, and the last one "
+        "(with the reason when a new build was refused)."
+    )
+
+
+class PassageOut(BaseModel):
+    """An answer passage."""
+
+    passage_id: str
+    faq_id: str
+    question: str
+    section: str | None
+    text: str
+
+
+class FaqEntryResponse(BaseModel):
+    """A whole FAQ entry as in the corpus (extra corpus fields are kept), with its passages."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    question: str
+    answer: str
+    source: str | None = None
+    tags: list[str]
+    alt_questions: list[str] = []
+    passages: list[PassageOut]

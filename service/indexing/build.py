@@ -1,0 +1,236 @@
+"""Building an index from a corpus: read, split into passages, embed every representation of each entry, write."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import REPO_ROOT
+from ..corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
+from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
+from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
+from ..encoders.loading import load_embedder, resolve_backend
+from .scoring import Scoring
+from .store import choose_index_spec, new_index_id, read_entries, write_index
+
+log = logging.getLogger(__name__)
+
+
+def build_index(
+    corpus: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: str | Embedder | None = None,
+    batch_size: int = 32,
+    show_progress: bool | None = None,
+    scoring: Scoring | None = None,
+    kinds: tuple[str, ...] = tuple(ROW_KINDS),
+    passage_text: str = "question_answer",
+    finetune: FinetuneSettings | None = None,
+    finetune_root: str | os.PathLike | None = None,
+    backend: str | None = None,
+    index_kind: str = "auto",
+    index_params: dict | None = None,
+) -> dict:
+    """Build and atomically publish an index of ``corpus`` under ``out_dir``.
+
+    Args:
+        corpus: JSONL corpus file (format in ``service/corpus.py`` and docs/corpus.md).
+        out_dir: index directory; its ``current`` link is replaced only when the build succeeded.
+        model: an embedder, or a model directory / sentence-transformers name (default ``FAQ_MODEL``).
+        batch_size: passages per encoding batch.
+        show_progress: progress bar while embedding (default: when stderr is a terminal).
+        scoring: fusion weights, calibration and answer decision stored in the manifest (default: ``Scoring()``,
+            fitted on covid_quebec_fr).
+        kinds: which representations to index (see ``corpus.entry_rows``); all by default.
+        passage_text: ``"question_answer"`` (default) or ``"answer"`` (a baseline for evaluation).
+        finetune: first fine-tune ``model`` on this corpus's own pairs (``service/encoders/finetune.py``) and index with
+            the tuned model, saved under ``finetune_root/<corpus checksum>-<settings>`` (default
+            ``models/finetuned``) and reused when it already exists; the manifest names it, and the service
+            loads it in place of its base model.
+        backend: encoder for a model given by name: ``torch``, ``onnx``, ``onnx-int8`` or ``auto`` (default
+            ``FAQ_BACKEND``, else auto: fp32 ONNX when the model directory has that export). The manifest records
+            it in ``model.encoder`` and the service encodes queries with the same one.
+        index_kind: FAISS index: ``auto`` (exact up to ``index_store.EXACT_MAX_VECTORS`` vectors, then HNSW),
+            ``flat``, ``hnsw``, ``hnsw-sq8`` (a quarter of the memory) or ``ivf-sq8``; recorded in the manifest.
+        index_params: overrides of ``index_store.DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``…).
+    Returns:
+        The manifest written.
+    Raises:
+        CorpusError: the corpus is invalid (file, line, reason).
+        ModelUnavailable: the model cannot be loaded.
+    """
+    started = time.time()
+    entries = load_corpus(corpus)
+    passages = split_passages(entries)
+    checksum = corpus_checksum(corpus)
+    changes = corpus_changes(entries, out_dir)
+    log.info("against the current index: %s", describe_changes(changes))
+    tuned = None
+    if finetune is not None:
+        if model is not None and not isinstance(model, str):
+            raise ValueError("fine-tuning needs a model directory or name, not an embedder object")
+        base = model or default_model()
+        backend = resolve_backend(base, backend or default_backend())
+        tuned = _finetuned_model(base, entries, checksum, finetune, finetune_root)
+        model = str(tuned["path"])
+        if backend != "torch":  # the tuned model gets the same kind of encoder as its base
+            from ..encoders.onnx_export import export_onnx  # set-up code: only when fine-tuning
+
+            export_onnx(model)
+    embedder = model if model is not None and not isinstance(model, str) else load_embedder(model, backend)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    rows, texts = entry_rows(entries, passages, kinds, passage_text)
+    vector_index = choose_index_spec(len(rows), index_kind, **(index_params or {}))  # bad options fail before encoding
+    log.info(
+        "embedding %d vectors (%d passages) of %d entries with %s",
+        len(rows),
+        len(passages),
+        len(entries),
+        embedder.model_id,
+    )
+    t0 = time.perf_counter()
+    vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
+    progress = _Progress(len(rows), enabled=not show_progress)
+    for prompt in ("query", "passage"):
+        picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt]
+        for start in range(0, len(picked), PROGRESS_CHUNK):
+            chunk = picked[start : start + PROGRESS_CHUNK]
+            encoded = embedder.encode(
+                [texts[i] for i in chunk], kind=prompt, batch_size=batch_size, show_progress=show_progress
+            )
+            if encoded.shape != (len(chunk), embedder.dimension):
+                raise ValueError(
+                    f"embedder returned shape {encoded.shape}, expected {(len(chunk), embedder.dimension)}"
+                )
+            vectors[chunk] = encoded
+            progress.done(len(chunk))
+    embed_seconds = time.perf_counter() - t0
+    manifest = {
+        "index_id": new_index_id(checksum, embedder.model_id),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "model": {
+            "name": embedder.model_id,
+            "dimension": embedder.dimension,
+            "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
+            "encoder": encoder_info(embedder) or {"backend": "custom", "file": None},
+        },
+        "corpus": {"file": Path(corpus).name, "sha256": checksum},
+        "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
+        "passage_text": (
+            "question\\n[section heading\\n]section text"
+            if passage_text == "question_answer"
+            else "[section heading\\n]section text"
+        ),
+        "lexical": {"method": "bm25s lucene", "stemmer": "snowball french", "unit": "entry"},
+        "scoring": (scoring or Scoring()).to_dict(),
+        "vector_index": vector_index,
+        "changes": changes,
+    }
+    if tuned is None and isinstance(model, str):
+        tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
+    if tuned is not None:
+        # The service configured with the base model loads this one for this index (app.load_engine).
+        manifest["model"]["finetuned"] = tuned
+        # Fine-tuning moves every cosine; a calibration fitted for the base model does not hold for it.
+        manifest["scoring"]["calibrated_for"] = tuned["base"]
+        log.warning(
+            "the answer threshold was calibrated for %s, not for the fine-tuned model: `answered` is "
+            "unreliable until refitted on labelled questions (scripts/evaluate.py --fit)",
+            tuned["base"],
+        )
+    manifest["build_seconds"] = {"embed": round(embed_seconds, 3), "before_write": round(time.time() - started, 3)}
+    written = write_index(out_dir, vectors, rows, passages, entries, manifest)
+    log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
+    return written
+
+
+def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
+    """Entries added, changed and removed by ``entries`` against the index ``index_dir`` serves now.
+
+    Returns:
+        ``{"previous_index_id", "added", "changed", "removed", "unchanged"}`` (id lists sorted, and a count of
+        unchanged entries); ``previous_index_id`` is None and everything is "added" when there is no index yet.
+    """
+    from .store import read_manifest
+
+    before = read_entries(index_dir) or {}
+    after = {e.id: e.to_dict() for e in entries}
+    previous = read_manifest(index_dir)["index_id"] if before else None
+    changed = sorted(i for i in after.keys() & before.keys() if after[i] != before[i])
+    return {
+        "previous_index_id": previous,
+        "added": sorted(after.keys() - before.keys()),
+        "changed": changed,
+        "removed": sorted(before.keys() - after.keys()),
+        "unchanged": len(after.keys() & before.keys()) - len(changed),
+    }
+
+
+def describe_changes(changes: dict, limit: int = 10) -> str:
+    """One line for an operator: counts, and the first ids of each kind of change."""
+    if changes["previous_index_id"] is None:
+        return f"no current index; {len(changes['added'])} entries to add"
+
+    def ids(kind: str) -> str:
+        items = changes[kind]
+        shown = ", ".join(items[:limit]) + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+        return f"{len(items)} {kind}" + (f" ({shown})" if items else "")
+
+    return (
+        f"{ids('added')}, {ids('changed')}, {ids('removed')}, {changes['unchanged']} unchanged "
+        f"(current index {changes['previous_index_id']})"
+    )
+
+
+#: Texts per encoding call; between calls a long build logs its progress and ETA (a tqdm bar does on a terminal).
+PROGRESS_CHUNK = 2048
+#: Least time between two progress lines.
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+class _Progress:
+    """Logs "embedded n/total, rate, ETA" after each chunk of a build that runs long enough to need it."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.every = total, enabled, PROGRESS_EVERY_SECONDS
+        self.count = 0
+        self.started = self.last = time.perf_counter()
+
+    def done(self, n: int) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < self.every or self.count >= self.total:
+            return
+        self.last = now
+        rate = self.count / (now - self.started)
+        log.info(
+            "embedded %d/%d vectors (%.0f/s), about %.0f s left",
+            self.count,
+            self.total,
+            rate,
+            (self.total - self.count) / rate,
+        )
+
+
+def _finetuned_model(
+    base: str, entries, corpus_sha256: str, settings: FinetuneSettings, root: str | os.PathLike | None
+) -> dict:
+    """The fine-tuned model for this corpus and these settings: reused if already made, else trained now."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    key = hashlib.sha256(json.dumps([model_id_for(base), asdict(settings)], sort_keys=True).encode()).hexdigest()
+    out = Path(root or REPO_ROOT / "models" / "finetuned") / f"{corpus_sha256[:12]}-{key[:8]}"
+    if not (out / "faq_model.json").is_file():
+        log.info("fine-tuning %s on the corpus (%s); this takes minutes on a CPU", base, settings)
+        finetune_model(base, entries, out, corpus_sha256, settings)
+    else:
+        log.info("reusing the fine-tuned model %s", out)
+    return tuned_info(out)

@@ -1,0 +1,87 @@
+"""How an FAQ entry is scored against a query, and when the best entry counts as an answer.
+
+An entry has several vectors: its question and alternative questions (embedded with the *query* prompt, so a
+user's question is compared with a question) and its answer passages (question + section + text, embedded with
+the *passage* prompt). Its fused score is::
+
+    fused = question_weight * best question cosine + (1 - question_weight) * best passage cosine
+            + lexical_weight * normalised BM25 of the whole entry
+
+and the score the API returns is ``sigmoid(slope * fused + intercept)``: an estimate, fitted on the development
+set, of the probability that this entry answers the query. It is comparable across queries and thresholdable.
+The best entry is an answer when its score reaches ``answer_threshold`` and leads the second by ``answer_margin``.
+All of these live in the index manifest; ``scripts/evaluate.py --fit`` refits them on covid_quebec_fr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Fusion weights, calibration and answer decision of an index."""
+
+    # Fitted on covid_quebec_fr by `scripts/evaluate.py --dataset covid_quebec_fr --fit` (docs/quality.md).
+    question_weight: float = 0.2
+    lexical_weight: float = 0.025
+    combine: str = "weighted"
+    dense_weight: float = 1.0
+    slope: float = 74.151
+    intercept: float = -65.698
+    answer_threshold: float = 0.16
+    answer_margin: float = 0.0
+    fitted_on: str = "covid_quebec_fr (662 queries, 1000 out-of-domain)"
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Scoring:
+        """Scoring from a manifest's ``scoring`` object; missing keys take the defaults, unknown ones are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict for the manifest."""
+        return asdict(self)
+
+    def with_overrides(self, **values) -> Scoring:
+        """A copy with the given non-None fields replaced."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def fuse(self, question: np.ndarray, passage: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """Fused scores from best question cosine, best passage cosine and normalised BM25 (arrays alike).
+
+        ``combine="max"`` takes the better of the two cosines instead of weighing them (a baseline).
+        """
+        if self.combine == "max":
+            dense = np.maximum(question, passage)
+        else:
+            dense = self.question_weight * question + (1.0 - self.question_weight) * passage
+        return self.dense_weight * dense + self.lexical_weight * lexical
+
+    def calibrate(self, fused: np.ndarray | float) -> np.ndarray:
+        """Probability-like score in [0, 1] from fused scores."""
+        z = np.clip(self.slope * np.asarray(fused, dtype=np.float64) + self.intercept, -50, 50)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def answered(self, scores: list[float], threshold: float | None = None) -> bool:
+        """Whether the first of the ranked calibrated ``scores`` is an answer."""
+        if not scores:
+            return False
+        threshold = self.answer_threshold if threshold is None else threshold
+        second = scores[1] if len(scores) > 1 else 0.0
+        return scores[0] >= threshold and scores[0] - second >= self.answer_margin
+
+
+def fit_calibration(fused_top: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of a logistic regression of "the first entry is right" on its fused score.
+
+    Args:
+        fused_top: fused score of each query's first entry (in-domain and out-of-domain queries).
+        correct: 1 where that entry answers the query, else 0.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e4, max_iter=10_000).fit(np.asarray(fused_top)[:, None], np.asarray(correct))
+    return float(model.coef_[0][0]), float(model.intercept_[0])

@@ -1,0 +1,449 @@
+"""The on-disk index format. Only this module writes or reads index files.
+
+Layout of an index directory (``index/`` by default)::
+
+    index/
+      current -> builds/<index_id>      symlink, swapped atomically by each build
+      builds/<index_id>/
+        manifest.json                   written last; lists every other file with its SHA-256
+        vectors.faiss                   FAISS index over L2-normalised float32 vectors (inner product = cosine):
+                                        exact (Flat) up to EXACT_MAX_VECTORS, else HNSW (see choose_index_spec)
+        rows.jsonl                      line i says what vector i represents: an entry's question, one of its
+                                        alternative questions, or one of its answer passages
+        passages.jsonl                  the answer passages (what a result shows)
+        entries.jsonl                   the corpus entries, for GET /faq/<id>
+
+A build is written into a hidden temporary directory, renamed into ``builds/``, then published by
+replacing the ``current`` symlink with ``os.replace``: a reader sees the old index or the new one, never a
+mix, and a failed build leaves ``current`` untouched. ``load_index`` also accepts a build directory itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..corpus import FaqEntry, Passage, Row
+from ..errors import IndexMismatch, IndexUnavailable
+from ..files import sha256_file
+
+#: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest.
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+ROWS = "rows.jsonl"
+PASSAGES = "passages.jsonl"
+ENTRIES = "entries.jsonl"
+CURRENT = "current"
+BUILDS = "builds"
+#: Older builds kept beside the current one (for rollback and for readers still on them).
+KEEP_OLD_BUILDS = 2
+
+
+#: Up to this many vectors the index is exact: a flat search of 10,000 384-d vectors takes 0.6 ms on one core
+#: here and 50,000 take 4 ms (``scripts/bench.py ann``), so 20,000 (about 1.5 ms) keeps exact search within the
+#: 2 ms that HNSW needs at a million. An FAQ (two or three vectors per entry) stays far below it.
+EXACT_MAX_VECTORS = 20_000
+#: Index kinds and their FAISS factory strings; parameters below.
+INDEX_KINDS = {"flat": "Flat", "hnsw": "HNSW{M},Flat", "hnsw-sq8": "HNSW{M},SQ8", "ivf-sq8": "IVF{nlist},SQ8"}
+#: Build and search parameters (measured on 1M synthetic and on PIAF's real vectors: docs/performance.md).
+DEFAULT_PARAMS = {
+    "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 96},
+    "hnsw-sq8": {"M": 32, "efConstruction": 80, "efSearch": 96},
+    "ivf-sq8": {"nlist": None, "nprobe": 64},  # nlist None: 4·sqrt(n), as FAISS's guidelines suggest
+}
+
+
+def choose_index_spec(n: int, kind: str = "auto", **params) -> dict:
+    """The vector index for ``n`` vectors: ``{"kind", "factory", "params"}``, as recorded in the manifest.
+
+    Args:
+        n: number of vectors.
+        kind: ``auto`` (exact up to ``EXACT_MAX_VECTORS``, then HNSW), or one of ``INDEX_KINDS``.
+        params: overrides of ``DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``, ``nlist``, ``nprobe``).
+    """
+    if kind == "auto":
+        kind = "flat" if n <= EXACT_MAX_VECTORS else "hnsw"
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+    merged = {**DEFAULT_PARAMS.get(kind, {}), **{k: v for k, v in params.items() if v is not None}}
+    unknown = set(merged) - set(DEFAULT_PARAMS.get(kind, {}))
+    if unknown:
+        raise ValueError(f"{kind} takes no parameter {sorted(unknown)}")
+    if kind == "ivf-sq8" and not merged["nlist"]:
+        merged["nlist"] = max(1, min(n // 39, int(4 * np.sqrt(n))))  # FAISS wants >= 39 training points a list
+    return {"kind": kind, "factory": INDEX_KINDS[kind].format(**merged), "params": merged}
+
+
+def _apply_search_params(index: faiss.Index, spec: dict) -> None:
+    params = spec.get("params", {})
+    if "efSearch" in params:
+        faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])
+    if "nprobe" in params:
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+        faiss.extract_index_ivf(index).make_direct_map()  # reconstruct() of IVF rows, for exact rescoring
+
+
+class VectorIndex:
+    """Inner-product search over L2-normalised vectors (cosine similarity), exact or approximate."""
+
+    def __init__(self, faiss_index: faiss.Index, spec: dict | None = None):
+        self._index = faiss_index
+        self.spec = spec or {"kind": "flat", "factory": "Flat", "params": {}}
+        _apply_search_params(faiss_index, self.spec)
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, spec: dict | None = None) -> VectorIndex:
+        """Build an index; ``vectors`` must be (n, d) float32 rows of unit norm.
+
+        Args:
+            spec: from ``choose_index_spec`` (default: chosen by size).
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] == 0:
+            raise ValueError(f"expected a non-empty (n, d) matrix, got shape {vectors.shape}")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            raise ValueError("vectors must be L2-normalised (inner product = cosine)")
+        spec = spec or choose_index_spec(len(vectors))
+        index = faiss.index_factory(vectors.shape[1], spec["factory"], faiss.METRIC_INNER_PRODUCT)
+        if "efConstruction" in spec["params"]:
+            faiss.downcast_index(index).hnsw.efConstruction = int(spec["params"]["efConstruction"])
+        if not index.is_trained:  # IVF lists and SQ8 ranges are learnt from (a sample of) the vectors
+            rng = np.random.default_rng(0)
+            sample = vectors if len(vectors) <= 200_000 else vectors[rng.choice(len(vectors), 200_000, replace=False)]
+            index.train(sample)
+        index.add(vectors)
+        return cls(index, spec)
+
+    @property
+    def dimension(self) -> int:
+        return self._index.d
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows`` as (len(rows), d) float32: exact for flat and HNSW, decoded for SQ8."""
+        return self._index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows for each query.
+
+        Args:
+            queries: (m, d) float32, L2-normalised.
+            k: number of neighbours; capped at the index size.
+        Returns:
+            ``(scores, ids)``, each (m, min(k, n)), best first; scores are cosine similarities.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        k = min(int(k), len(self))
+        return self._index.search(queries, k)
+
+
+@dataclass
+class StoredIndex:
+    """A loaded index: its manifest, vectors, what each vector represents, passages and entries by id."""
+
+    path: Path
+    manifest: dict
+    vectors: VectorIndex
+    rows: list[Row]
+    passages: list[Passage]
+    entries: dict[str, FaqEntry]
+
+    @property
+    def index_id(self) -> str:
+        return self.manifest["index_id"]
+
+    @property
+    def encoder_backend(self) -> str:
+        """The encoder that made the vectors (``model.encoder.backend``; "torch" for indexes older than it,
+        "custom" for one built with an embedder object)."""
+        return (self.manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
+
+    def check_encoder(self, backend: str | None) -> None:
+        """Refuse queries from another encoder than the one that made the vectors (int8 and fp32 differ by ~0.01
+        cosine). ``backend`` None (an embedder without a named backend) is not checked.
+
+        Raises:
+            IndexMismatch: the message says how to rebuild, or which encoder serves this index.
+        """
+        built = self.encoder_backend
+        if backend is not None and built != "custom" and backend != built:
+            raise IndexMismatch(
+                f"index {self.path} was built with the {built} encoder, but queries would be encoded with "
+                f"{backend}: rebuild it with `python scripts/build_index.py --backend {backend} …`, or serve it with "
+                f"its own encoder (unset FAQ_BACKEND, or FAQ_BACKEND={built}, and restart)."
+            )
+
+    def check_model(self, model_id: str, dimension: int) -> None:
+        """Refuse an index built for another model.
+
+        Raises:
+            IndexMismatch: model name or dimension differ; the message says what to run.
+        """
+        built = self.manifest["model"]
+        if built["name"] != model_id or built["dimension"] != dimension:
+            raise IndexMismatch(
+                f"index {self.path} was built with model {built['name']!r} (dimension {built['dimension']}) "
+                f"but the service uses {model_id!r} (dimension {dimension}). Rebuild it with "
+                f"`python scripts/build_index.py --model <that model> --out <index dir>`, or set FAQ_MODEL "
+                f"to the model the index was built with."
+            )
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that shape the vectors and the index file."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "faiss": faiss.__version__, "numpy": np.__version__}
+    for dist in ("sentence-transformers", "transformers", "torch", "tokenizers"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def new_index_id(corpus_sha256: str, model_name: str) -> str:
+    """A sortable id: UTC build time plus a short hash of what went in."""
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000)) + f"{now // 1000 % 1_000_000:06d}Z"
+    digest = hashlib.sha256(f"{corpus_sha256}\0{model_name}\0{now}".encode()).hexdigest()[:8]
+    return f"{stamp}-{digest}"
+
+
+def write_index(
+    out_dir: str | os.PathLike,
+    vectors: np.ndarray,
+    rows: list[Row],
+    passages: list[Passage],
+    entries: list[FaqEntry],
+    manifest: dict,
+) -> dict:
+    """Write a new build and publish it atomically as ``out_dir/current``.
+
+    Args:
+        out_dir: the index directory (created if missing).
+        vectors: (n, d) float32, L2-normalised, vector i for ``rows[i]``.
+        rows: what each vector represents, aligned with ``vectors``.
+        passages: the answer passages.
+        entries: the corpus entries.
+        manifest: fields describing the build (``index_id``, ``model``, ``corpus``, …); format version,
+            counts, file checksums and library versions are added here.
+    Returns:
+        The manifest as written.
+    """
+    if len(vectors) != len(rows):
+        raise ValueError(f"{len(vectors)} vectors for {len(rows)} rows")
+    out = Path(out_dir)
+    builds = out / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    index_id = manifest["index_id"]
+    final = builds / index_id
+    if final.exists():
+        raise FileExistsError(f"build {final} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{index_id}-", dir=builds))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+        vector_index = VectorIndex.from_vectors(vectors, manifest.get("vector_index"))
+        try:
+            faiss.write_index(vector_index._index, str(tmp / VECTORS))
+        except RuntimeError as exc:  # FAISS reports a failed write (a full disk…) as a RuntimeError
+            raise OSError(f"cannot write {tmp / VECTORS}: {str(exc).splitlines()[-1]}") from exc
+        with open(tmp / VECTORS, "rb+") as fh:
+            os.fsync(fh.fileno())
+        _write_jsonl(tmp / ROWS, (r.to_dict() for r in rows))
+        _write_jsonl(tmp / PASSAGES, (p.to_dict() for p in passages))
+        _write_jsonl(tmp / ENTRIES, (e.to_dict() for e in entries))
+        full = {
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "metric": "inner_product",
+            "normalized": True,
+            "faiss": {"type": type(faiss.downcast_index(vector_index._index)).__name__, "ntotal": len(vector_index)},
+            "vector_index": vector_index.spec,
+            "counts": {
+                "entries": len(entries),
+                "passages": len(passages),
+                "vectors": len(rows),
+                "vectors_by_kind": _count_kinds(rows),
+            },
+            "files": {name: sha256_file(tmp / name) for name in (VECTORS, ROWS, PASSAGES, ENTRIES)},
+            "versions": library_versions(),
+        }
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+            json.dump(full, fh, ensure_ascii=False, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        tmp.rename(final)
+        _fsync_dir(builds)
+        link_tmp = out / f".{CURRENT}.tmp-{os.getpid()}"
+        if link_tmp.is_symlink() or link_tmp.exists():
+            link_tmp.unlink()
+        os.symlink(Path(BUILDS) / index_id, link_tmp)
+        os.replace(link_tmp, out / CURRENT)
+        _fsync_dir(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(builds, keep=final)
+    return full
+
+
+def _count_kinds(rows: list[Row]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.kind] = counts.get(row.kind, 0) + 1
+    return counts
+
+
+def _prune(builds: Path, keep: Path) -> None:
+    """Remove old builds beyond KEEP_OLD_BUILDS (and stale temporary dirs of crashed builds)."""
+    done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    for old in [p for p in done if p != keep][KEEP_OLD_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
+    cutoff = time.time() - 24 * 3600
+    for stale in builds.glob(".tmp-*"):
+        if stale.stat().st_mtime < cutoff:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve(index_dir: str | os.PathLike) -> Path:
+    """The build directory an index path points to: ``index_dir/current`` or ``index_dir`` itself."""
+    path = Path(index_dir)
+    if (path / MANIFEST).is_file():
+        return path
+    current = path / CURRENT
+    if current.exists():
+        return current.resolve()
+    raise IndexUnavailable(
+        f"no index at {path}: build one with `python scripts/build_index.py --out {path}` (or `make index`)"
+    )
+
+
+def read_manifest(index_dir: str | os.PathLike) -> dict:
+    """The manifest of the build ``index_dir`` points to."""
+    build = resolve(index_dir)
+    try:
+        return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexUnavailable(f"unreadable manifest in {build}: {exc}") from exc
+
+
+def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
+    """The corpus entries of the build ``index_dir`` points to, by id (None when there is no index yet)."""
+    try:
+        build = resolve(index_dir)
+    except IndexUnavailable:
+        return None
+    try:
+        lines = (build / ENTRIES).read_text(encoding="utf-8").splitlines()
+        return {obj["id"]: obj for obj in (json.loads(line) for line in lines if line)}
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexUnavailable(f"cannot read the entries of index {build}: {exc}") from exc
+
+
+def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex:
+    """Load and check a build.
+
+    Raises:
+        IndexUnavailable: missing, from another format version, truncated or corrupted (checksums), or
+            inconsistent (counts, dimension).
+    """
+    build = resolve(index_dir)
+    manifest = read_manifest(build)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexUnavailable(
+            f"index {build} has format version {manifest.get('format_version')}, this service "
+            f"reads version {FORMAT_VERSION}: rebuild it with `python scripts/build_index.py`"
+        )
+    try:
+        if verify:
+            for name, digest in manifest["files"].items():
+                if sha256_file(build / name) != digest:
+                    raise IndexUnavailable(
+                        f"index file {build / name} does not match its manifest checksum "
+                        "(truncated or modified): rebuild the index"
+                    )
+        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)), manifest.get("vector_index"))
+        rows = [Row(**json.loads(line)) for line in (build / ROWS).read_text(encoding="utf-8").splitlines() if line]
+        passages = [
+            Passage(**json.loads(line)) for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line
+        ]
+        entries = {}
+        for line in (build / ENTRIES).read_text(encoding="utf-8").splitlines():
+            if line:
+                obj = json.loads(line)
+                entries[obj["id"]] = _entry_from_dict(obj)
+    except IndexUnavailable:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexUnavailable(f"cannot read index {build}: {exc}") from exc
+    counts = manifest["counts"]
+    if (
+        len(vectors) != len(rows)
+        or len(rows) != counts["vectors"]
+        or len(passages) != counts["passages"]
+        or len(entries) != counts["entries"]
+    ):
+        raise IndexUnavailable(
+            f"index {build} is inconsistent: {len(vectors)} vectors, {len(rows)} rows, "
+            f"{len(passages)} passages, {len(entries)} entries; manifest says {counts}"
+        )
+    known_passages = {p.passage_id for p in passages}
+    for row in rows:
+        if row.faq_id not in entries or (row.kind == "passage" and row.ref not in known_passages):
+            raise IndexUnavailable(
+                f"index {build} is inconsistent: a vector refers to {row.faq_id!r} "
+                f"{row.kind} {row.ref!r}, which the index does not hold"
+            )
+    if vectors.dimension != manifest["model"]["dimension"]:
+        raise IndexUnavailable(
+            f"index {build} holds {vectors.dimension}-d vectors, manifest says {manifest['model']['dimension']}"
+        )
+    return StoredIndex(build, manifest, vectors, rows, passages, entries)
+
+
+def _entry_from_dict(obj: dict) -> FaqEntry:
+    known = {"id", "question", "answer", "source", "tags", "alt_questions"}
+    return FaqEntry(
+        id=obj["id"],
+        question=obj["question"],
+        answer=obj["answer"],
+        source=obj.get("source"),
+        tags=tuple(obj.get("tags", ())),
+        alt_questions=tuple(obj.get("alt_questions", ())),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )

@@ -1,0 +1,152 @@
+"""MCP server for LLM assistants: the ``search_faq`` and ``get_faq_entry`` tools, over stdio or streamable HTTP.
+
+    python -m service.mcp                                  # stdio, loads the model and index in-process
+    python -m service.mcp --url http://127.0.0.1:8000      # stdio, calls a running service instead
+    python -m service.mcp --transport streamable-http --port 8001
+
+Both tools return the HTTP API's JSON (docs/api.md), so an assistant reads the same fields a program does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Protocol
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from ..config import DEFAULTS, config_from_env
+from ..errors import ServiceError
+from ..http.schemas import MAX_TOP_K, parse_search
+from ..search.loading import load_engine
+from .client import FaqSearchClient, FaqSearchError
+
+SEARCH_DESCRIPTION = (
+    "Search the organisation's official FAQ (French) for the entries that answer a user's question. Use it "
+    "whenever the user asks how to do something, or about a problem, that the FAQ may cover; pass the user's "
+    "question as they wrote it, in French, typos included. The result lists entries best first, each with its "
+    "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true, "
+    "answer from results[0] (quote or paraphrase its text, and name its question); if it is false, the FAQ has "
+    "no sure answer: do not present results[0] as the answer, offer the results as possibly related entries or "
+    "say the FAQ does not cover it. Call get_faq_entry for an entry's full text."
+)
+ENTRY_DESCRIPTION = (
+    "The whole text of one FAQ entry (question, full answer, its passages), by the `faq_id` a "
+    "search_faq result gave. Use it when a passage is not enough to answer."
+)
+
+
+class Backend(Protocol):
+    """Where the tools get their answers: the engine in this process, or a running service."""
+
+    def search(self, query: str, top_k: int) -> dict: ...
+
+    def entry(self, faq_id: str) -> dict: ...
+
+
+class EngineBackend:
+    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does."""
+
+    def __init__(self, engine, max_query_chars: int = 1000):
+        self.engine, self.max_query_chars = engine, max_query_chars
+
+    def search(self, query: str, top_k: int) -> dict:
+        req = parse_search({"query": query, "top_k": top_k}, self.max_query_chars)
+        return self.engine.search(req.query, req.top_k).to_dict()
+
+    def entry(self, faq_id: str) -> dict:
+        return self.engine.entry(faq_id)
+
+
+class HttpBackend:
+    """Calls a running service through the Python client."""
+
+    def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
+        self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
+
+    def search(self, query: str, top_k: int) -> dict:
+        return self.client.call("POST", "/search", {"query": query, "top_k": top_k})
+
+    def entry(self, faq_id: str) -> dict:
+        return self.client.entry(faq_id)
+
+
+def _tool_error(exc: Exception) -> ToolError:
+    """An error the MCP client shows the model: the service's code and message, nothing internal."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    return ToolError(f"{code}: {message}" if code else message)
+
+
+def build_server(backend: Backend) -> MCPServer:
+    """The MCP server with its two tools, answering from ``backend``."""
+    server = MCPServer("faq-search", instructions="Recherche dans la FAQ officielle : " + SEARCH_DESCRIPTION)
+
+    @server.tool(name="search_faq", description=SEARCH_DESCRIPTION)
+    def search_faq(query: str, top_k: int = 5) -> dict[str, Any]:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
+        try:
+            return backend.search(query, top_k)
+        except (ServiceError, FaqSearchError) as exc:
+            raise _tool_error(exc) from None
+
+    @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
+    def get_faq_entry(faq_id: str) -> dict[str, Any]:
+        try:
+            return backend.entry(faq_id)
+        except (ServiceError, FaqSearchError) as exc:
+            raise _tool_error(exc) from None
+
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.mcp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="call the service running at this URL instead of loading the model here")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("FAQ_API_KEY"),
+        help="with --url: the service's API key, if it requires one (env FAQ_API_KEY)",
+    )
+    parser.add_argument("--index", help="index directory when loading in-process (env FAQ_INDEX, default index/)")
+    parser.add_argument("--model", help="model when loading in-process (env FAQ_MODEL)")
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "streamable-http"),
+        default="stdio",
+        help="stdio (default, for a local MCP client) or streamable-http",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8001, help="streamable-http: port (default 8001)")
+    args = parser.parse_args(argv)
+    # stdout carries the protocol on stdio: every log line goes to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.url:
+        backend: Backend = HttpBackend(args.url, api_key=args.api_key)
+    else:
+        config = {**DEFAULTS, **config_from_env()}
+        if args.index:
+            config["FAQ_INDEX"] = args.index
+        if args.model:
+            config["FAQ_MODEL"] = args.model
+        try:
+            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"])
+        except ServiceError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+    server = build_server(backend)
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

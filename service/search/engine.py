@@ -1,0 +1,272 @@
+"""The search engine: embeds a query once, gathers candidate entries, scores them, decides if one answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..corpus import lexical_text
+from ..encoders.base import Embedder, encoder_info
+from ..errors import NotFound
+from ..indexing.scoring import Scoring
+from ..indexing.store import StoredIndex
+from .cache import ResponseCache, normalise_query
+from .lexical import LexicalIndex, LexicalScores
+
+#: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
+MIN_CANDIDATE_ROWS = 100
+
+
+@dataclass(frozen=True)
+class RankedEntry:
+    """One FAQ entry in a result list, shown by its best passage, with what made it match."""
+
+    rank: int
+    score: float
+    faq_id: str
+    passage_id: str
+    question: str
+    text: str
+    section: str | None
+    match: dict
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """The engine's answer to one query; ``to_dict()`` is the JSON of ``POST /search`` (its wire schema is
+    ``http.schemas.SearchResponse``)."""
+
+    query: str
+    answered: bool
+    min_score: float
+    results: list[RankedEntry]
+    index: dict
+    took_ms: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict in the API's field order."""
+        return {
+            "query": self.query,
+            "answered": self.answered,
+            "min_score": self.min_score,
+            "results": [asdict(r) for r in self.results],
+            "index": self.index,
+            "took_ms": self.took_ms,
+        }
+
+
+class SearchEngine:
+    """Joins an embedder, a stored index and its lexical leg; one instance per process, shared by all requests.
+
+    Args:
+        embedder: the model the index was built with.
+        index: the loaded index.
+        scoring: overrides of the manifest's scoring settings (None fields keep the manifest's).
+        cache_size: responses kept for repeated questions (least recently used first out; 0: no cache).
+    """
+
+    def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None, cache_size: int = 1024):
+        index.check_model(embedder.model_id, embedder.dimension)
+        index.check_encoder((encoder_info(embedder) or {}).get("backend"))
+        self.embedder = embedder
+        self.index = index
+        self.scoring = Scoring.from_dict(index.manifest.get("scoring")).with_overrides(**(scoring or {}))
+        self._entry_ids = list(index.entries)
+        position = {faq_id: i for i, faq_id in enumerate(self._entry_ids)}
+        self._row_entry = np.array([position[row.faq_id] for row in index.rows], dtype=np.int64)
+        self._entry_rows: list[list[int]] = [[] for _ in self._entry_ids]
+        for i, row in enumerate(index.rows):
+            self._entry_rows[position[row.faq_id]].append(i)
+        self._is_question = np.array([row.kind != "passage" for row in index.rows])
+        self._passages = {p.passage_id: p for p in index.passages}
+        self._entry_passages: dict[str, list] = {faq_id: [] for faq_id in self._entry_ids}
+        for passage in index.passages:  # in index order, so an entry's passages keep their order
+            self._entry_passages[passage.faq_id].append(passage)
+        self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
+        self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
+        self.cache = ResponseCache(cache_size)
+        #: Called after each search call with its timings, cache hits and answers (the service's metrics).
+        self.observer: Callable[[dict], None] | None = None
+
+    @property
+    def answer_threshold(self) -> float:
+        """Default calibrated score at which the best entry counts as an answer."""
+        return self.scoring.answer_threshold
+
+    def search(self, query: str, top_k: int = 5, min_score: float | None = None) -> SearchOutcome:
+        """The ``top_k`` best FAQ entries for ``query``, best first, with calibrated scores.
+
+        Candidates are the entries of the nearest vectors and the best lexical matches; each candidate is then
+        scored exactly from all its vectors (``Scoring.fuse``), so the ranking does not depend on which of its
+        vectors the approximate first pass happened to return.
+
+        Args:
+            query: the user's question, as typed.
+            top_k: number of distinct entries to return.
+            min_score: answer threshold for this request (default: the index's).
+        """
+        return self.search_batch([(query, top_k, min_score)])[0]
+
+    def _cache_key(self, query: str, top_k: int, min_score: float | None) -> tuple:
+        # The index id is in the key so that a cache never serves another index's answers.
+        return (self.index.index_id, normalise_query(query), top_k, min_score)
+
+    @staticmethod
+    def _from_cache(response: SearchOutcome, query: str, started: float) -> SearchOutcome:
+        return replace(response, query=query, took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def search_batch(self, requests: list[tuple[str, int, float | None]]) -> list[SearchOutcome]:
+        """Several searches, their queries embedded in one batch.
+
+        Args:
+            requests: ``(query, top_k, min_score)`` for each search.
+        Returns:
+            One response per request, in order; each ``took_ms`` counts from the start of the batch.
+        """
+        started = time.perf_counter()
+        keys = [self._cache_key(*request) for request in requests]
+        out: list[SearchOutcome | None] = []
+        for (query, _, _), key in zip(requests, keys, strict=True):
+            cached = self.cache.get(key)
+            out.append(None if cached is None else self._from_cache(cached, query, started))
+        missing = [i for i, response in enumerate(out) if response is None]
+        encode_started = time.perf_counter()
+        vectors = self.embedder.encode([requests[i][0] for i in missing], kind="query") if missing else []
+        encode_seconds = time.perf_counter() - encode_started if missing else None
+        search_seconds = []
+        for i, vector in zip(missing, vectors, strict=True):
+            query, top_k, min_score = requests[i]
+            t = time.perf_counter()
+            out[i] = self.search_encoded(query, vector, top_k, min_score, started)
+            search_seconds.append(time.perf_counter() - t)
+            self.cache.put(keys[i], out[i])
+        if self.observer is not None:
+            self.observer(
+                {
+                    "encode_seconds": encode_seconds,
+                    "search_seconds": search_seconds,
+                    "cache_hits": len(out) - len(missing),
+                    "cache_misses": len(missing),
+                    "answered": [r.answered for r in out],
+                }
+            )
+        return out
+
+    def search_encoded(
+        self,
+        query: str,
+        vector: np.ndarray,
+        top_k: int = 5,
+        min_score: float | None = None,
+        started: float | None = None,
+    ) -> SearchOutcome:
+        """``search`` for a query already embedded with the query prompt (batch callers, evaluation).
+
+        Args:
+            query: the query's text (for the lexical leg and the response).
+            vector: its (dimension,) L2-normalised embedding.
+            top_k: number of distinct entries to return.
+            min_score: answer threshold for this request (default: the index's).
+            started: ``time.perf_counter()`` when the request began (default: now).
+        """
+        started = time.perf_counter() if started is None else started
+        threshold = self.answer_threshold if min_score is None else float(min_score)
+        lexical = self.lexical.scores(query)
+        entries = self._candidates(vector, lexical, top_k)
+        question, passage = self._best_vectors(entries, vector)
+        fused = self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries])
+        calibrated = self.scoring.calibrate(fused)
+        results = []
+        for rank, i in enumerate(np.argsort(-fused, kind="stable")[:top_k].tolist(), start=1):
+            results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
+        answered = self.scoring.answered([r.score for r in results], threshold)
+        took_ms = round((time.perf_counter() - started) * 1000, 2)
+        return SearchOutcome(query, answered, threshold, results, self.index_info(), took_ms)
+
+    def _candidates(self, vector: np.ndarray, lexical: LexicalScores, top_k: int) -> np.ndarray:
+        """Positions of the entries owning the nearest vectors, plus the best lexical matches."""
+        depth = max(MIN_CANDIDATE_ROWS, 4 * top_k * self._max_rows_per_entry)
+        _, ids = self.index.vectors.search(vector[None, :], depth)
+        candidates = set(self._row_entry[ids[0][ids[0] >= 0]].tolist())
+        if lexical.scores.any():
+            best_lexical = np.argsort(-lexical.scores)[: 2 * top_k]
+            candidates.update(int(i) for i in best_lexical if lexical.scores[i] > 0)
+        return np.array(sorted(candidates), dtype=np.int64)
+
+    def _best_vectors(self, entries: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each entry, its best question-like vector and its best passage vector, exactly.
+
+        Returns:
+            Two (len(entries), 2) arrays of (cosine, row). An index built without question vectors (an
+            evaluation baseline) uses the best passage for both.
+        """
+        rows = np.concatenate([self._entry_rows[e] for e in entries])
+        # Looked up from the index (no second copy of the vectors in memory); exact for flat and HNSW indexes.
+        cosines = self.index.vectors.reconstruct(rows) @ vector
+        best: dict[tuple[bool, int], tuple[float, int]] = {}
+        for row, cosine in zip(rows.tolist(), cosines.tolist(), strict=True):
+            key = (bool(self._is_question[row]), int(self._row_entry[row]))
+            if key not in best or cosine > best[key][0]:
+                best[key] = (cosine, row)
+        passage = np.array([best[(False, e)] for e in entries.tolist()])
+        question = np.array([best.get((True, e), best[(False, e)]) for e in entries.tolist()])
+        return question, passage
+
+    def _result(
+        self, rank: int, score: float, entry: int, question: np.ndarray, passage: np.ndarray, lexical: LexicalScores
+    ) -> RankedEntry:
+        """One result: the entry's best passage, and which of its representations matched and how."""
+        question_row = self.index.rows[int(question[1])]
+        shown = self._passages[self.index.rows[int(passage[1])].ref]
+        is_question = question_row.kind != "passage"
+        match = {
+            "by": question_row.kind if is_question and question[0] >= passage[0] else "passage",
+            "matched_question": question_row.ref if is_question else shown.question,
+            "question_similarity": round(float(question[0]), 4),
+            "passage_similarity": round(float(passage[0]), 4),
+            "lexical_score": round(float(lexical.scores[entry]), 4),
+            "terms": self.lexical.matched(lexical, entry),
+        }
+        return RankedEntry(
+            rank, round(score, 6), shown.faq_id, shown.passage_id, shown.question, shown.text, shown.section, match
+        )
+
+    def entry(self, faq_id: str) -> dict:
+        """The whole entry with its passages.
+
+        Raises:
+            NotFound: no entry has this id (code ``faq_not_found``).
+        """
+        entry = self.index.entries.get(faq_id)
+        if entry is None:
+            raise NotFound(f"no FAQ entry with id {faq_id!r}", code="faq_not_found")
+        out = entry.to_dict()
+        out["passages"] = [p.to_dict() for p in self._entry_passages[faq_id]]
+        return out
+
+    def index_info(self) -> dict:
+        """The ``index`` object of a search response."""
+        return {"id": self.index.index_id, "model": self.index.manifest["model"]["name"]}
+
+    def summary(self) -> dict:
+        """Manifest summary for ``GET /health``."""
+        m = self.index.manifest
+        return {
+            "id": m["index_id"],
+            "model": m["model"]["name"],
+            "dimension": m["model"]["dimension"],
+            "metric": m["metric"],
+            "entries": m["counts"]["entries"],
+            "passages": m["counts"]["passages"],
+            "built_at": m["built_at"],
+            "corpus": m["corpus"],
+            "format_version": m["format_version"],
+            "vectors": m["counts"]["vectors"],
+            "scoring": self.scoring.to_dict(),
+            "cache": self.cache.stats(),
+            "encoder": m["model"].get("encoder"),
+            "vector_index": m.get("vector_index"),
+        }

@@ -1,0 +1,45 @@
+"""Loading the search engine a configuration names: the index, then the model that made it (no Flask here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULTS
+from ..encoders.base import BACKENDS, default_model, model_id_for
+from ..encoders.loading import load_embedder
+from ..indexing.store import load_index
+from .engine import SearchEngine
+
+
+def load_engine(config: Mapping[str, Any]) -> SearchEngine:
+    """Load the model and the index named by ``config`` and join them.
+
+    Raises:
+        ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
+    """
+    index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
+    model = config.get("FAQ_MODEL") or default_model()
+    tuned = index.manifest["model"].get("finetuned")
+    if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():
+        # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
+        model = tuned["path"]
+    # Queries are encoded by the encoder that made the index's vectors; the engine refuses any other.
+    built_with = index.encoder_backend
+    embedder = load_embedder(model, config.get("FAQ_BACKEND") or (built_with if built_with in BACKENDS else "auto"))
+    return engine_for(config, embedder, index)
+
+
+def engine_for(config: Mapping[str, Any], embedder, index) -> SearchEngine:
+    """The service's engine over a loaded index: the configured threshold override and response cache size.
+
+    Raises:
+        IndexMismatch: the index was built with another model or encoder than ``embedder``.
+    """
+    return SearchEngine(
+        embedder,
+        index,
+        scoring={"answer_threshold": config.get("FAQ_MIN_SCORE")},
+        cache_size=int(config.get("FAQ_CACHE_SIZE", DEFAULTS["FAQ_CACHE_SIZE"])),
+    )
