@@ -46,7 +46,7 @@ format: $(STAMP)
 
 install: $(STAMP)
 
-# The benchmark harness (README, "Performance"; about 45 minutes with the soak and the million-vector indexes);
+# The benchmark harness (docs/performance.md; about 45 minutes with the soak and the million-vector indexes);
 # wrk is the load generator.
 bench: $(INDEX)
 	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk

@@ -8,7 +8,12 @@ each with what happened and whether anything was lost. Prints a table and writes
     model-missing      gunicorn started with a model directory that does not exist
     disk-full          a build into an index directory on a full filesystem (a 64 KB tmpfs; needs root to mount)
     bad-bodies         non-UTF-8 and 1 MB bodies sent while wrk loads the server
-    slow-clients       16 connections that send their headers one byte a second while wrk loads the server
+    slow-clients       100 connections that never finish their request (half a header; a trickled body) under wrk
+    heavy-batches      the heaviest accepted batches and refused ones from 4 clients while wrk searches; memory
+    corrupted-build-worker-killed / deleted-build-worker-killed
+                       the current build damaged on disk, then a worker killed: the replacement serves the last
+                       good build and says so in /health; the server stays up
+    cache-equality     the real model, cached against fresh answers over case and spacing variants
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ def _post(url: str, body: bytes, headers: dict | None = None, timeout: float = 3
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+    except OSError:  # no answer at all: reset, refused, timed out
+        return 0, {}
 
 
 def _search_ok(url: str) -> bool:
@@ -59,10 +66,10 @@ def _health(url: str) -> dict:
         return json.loads(response.read())
 
 
-def _under_load(url: str, script: Path, seconds: int, action, at: float = 3.0) -> tuple[dict, object]:
+def _under_load(url: str, script: Path, seconds: int, action, at: float = 3.0, timeout: int = 2) -> tuple[dict, object]:
     """Run wrk for ``seconds`` and ``action()`` ``at`` seconds in; returns wrk's figures and the action's result."""
     result: dict = {}
-    load = threading.Thread(target=lambda: result.update(wrk(url + "/search", 4, seconds, script)))
+    load = threading.Thread(target=lambda: result.update(wrk(url + "/search", 4, seconds, script, timeout)))
     load.start()
     time.sleep(at)
     outcome = action()
@@ -74,10 +81,15 @@ def _reload(url: str) -> tuple[int, dict]:
     return _post(url + "/admin/reload", b'{"force": true}', {"Authorization": f"Bearer {TOKEN}"})
 
 
+def _fresh_build(ctx) -> None:
+    """A new build of the corpus, published and reloaded by the server."""
+    build_index(ctx["corpus"], ctx["out"], ctx["embedder"], show_progress=False)
+    _reload(ctx["url"])
+
+
 def fault_index_damaged(ctx, kind: str) -> dict:
     url, out = ctx["url"], ctx["out"]
-    build_index(ctx["corpus"], out, ctx["embedder"], show_progress=False)  # a fresh build to damage
-    _reload(url)
+    _fresh_build(ctx)  # a fresh build to damage
     served = _health(url)["index"]["id"]
     build = resolve(out)
 
@@ -92,8 +104,7 @@ def fault_index_damaged(ctx, kind: str) -> dict:
     load, (status, body) = _under_load(url, ctx["script"], 8, damage)
     health = _health(url)
     nothing_lost = load["non_2xx"] + load["socket_errors"] == 0 and _search_ok(url) and health["index"]["id"] == served
-    build_index(ctx["corpus"], out, ctx["embedder"], show_progress=False)  # repair for the next fault
-    _reload(url)
+    _fresh_build(ctx)  # repair for the next fault
     return {
         "what_happened": f"searches went on; forced reload answered {status} "
         f"{body.get('error', {}).get('code')}; /health reload.last.error = "
@@ -200,33 +211,187 @@ def fault_bad_bodies(ctx) -> dict:
     }
 
 
-def fault_slow_clients(ctx) -> dict:
+def _workers(ctx) -> list:
+    import psutil
+
+    return psutil.Process(ctx["server"].pid).children()
+
+
+def _rss_mb(ctx) -> list[float]:
+    return [round(w.memory_info().rss / 2**20) for w in _workers(ctx)]
+
+
+def fault_damaged_build_worker_killed(ctx, kind: str) -> dict:
+    """The current build damaged on disk, then a worker dies: its replacement must start on the last good build."""
+    url, out = ctx["url"], ctx["out"]
+    _fresh_build(ctx)  # the build to damage
+    build = resolve(out)
+    before = len(_workers(ctx))
+
+    def damage_and_kill():
+        if kind == "deleted":
+            shutil.rmtree(build)
+        else:
+            (build / VECTORS).write_bytes((build / VECTORS).read_bytes()[:100])
+        victim = _workers(ctx)[0].pid
+        os.kill(victim, signal.SIGKILL)
+        return victim
+
+    load, pid = _under_load(url, ctx["script"], 12, damage_and_kill)
+    time.sleep(3)
+    alive = ctx["server"].poll() is None
+    fallbacks = set()
+    for _ in range(20):  # every worker answers in turn; the replacement says it serves an earlier build
+        try:
+            fallback = _health(url)["index"].get("fallback")
+        except OSError:
+            fallback = {"error": "no answer"}
+        fallbacks.add(json.dumps(fallback, sort_keys=True))
+    ready = all(_get(url + "/ready")[0] == 200 for _ in range(10))
+    errors = load["non_2xx"] + load["socket_errors"]
+    _fresh_build(ctx)  # repair for the next fault
+    return {
+        "what_happened": f"build {kind}, worker {pid} killed: server alive {alive}, {len(_workers(ctx))} of {before} "
+        f"workers, /ready 200 x10 {ready}; /health fallbacks seen {sorted(fallbacks)}; "
+        f"{errors} of {load['requests']} requests failed (in flight on the killed worker)",
+        "load": load,
+        "nothing_lost": alive and ready and len(_workers(ctx)) == before and _search_ok(url),
+    }
+
+
+def _get(url: str, timeout: float = 8) -> tuple[int, float]:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read()
+            return response.status, (time.perf_counter() - started) * 1000
+    except urllib.error.HTTPError as exc:
+        return exc.code, (time.perf_counter() - started) * 1000
+    except OSError:
+        return 0, (time.perf_counter() - started) * 1000
+
+
+def fault_slow_clients(ctx, count: int = 100) -> dict:
+    """``count`` connections that never finish their request (half a request line, or a body trickled one byte a
+    second), against wrk's p99 without them, measured just before."""
     port = int(ctx["url"].rsplit(":", 1)[1])
-    sockets = []
+    baseline = wrk(ctx["url"] + "/search", 4, 8, ctx["script"])
+    sockets: list[socket.socket] = []
+    stop = threading.Event()
 
     def slowloris():
-        for _ in range(16):
+        for n in range(count):
             s = socket.create_connection(("127.0.0.1", port), timeout=30)
-            s.send(b"POST /search HTTP/1.1\r\nHost: x\r\n")
+            if n % 2:
+                s.send(b"GET /health HTTP/1.1\r\nHo")  # a request line and half a header, then nothing
+            else:
+                s.send(
+                    b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n{"
+                )  # a body that trickles, one byte a second
             sockets.append(s)
-        for _ in range(8):  # one byte a second per connection, never finishing the headers
-            for s in sockets:
-                try:
-                    s.send(b"X")
-                except OSError:
-                    pass
-            time.sleep(1)
+
+        def trickle():
+            while not stop.wait(1.0):
+                for s in sockets[::2]:
+                    try:
+                        s.send(b" ")
+                    except OSError:
+                        pass
+
+        threading.Thread(target=trickle, daemon=True).start()
         return len(sockets)
 
     load, n = _under_load(ctx["url"], ctx["script"], 12, slowloris, at=1.0)
+    probes = [_get(ctx["url"] + "/health") for _ in range(20)]
+    stop.set()
     for s in sockets:
         s.close()
     errors = load["non_2xx"] + load["socket_errors"]
+    probe_ok = sum(code == 200 for code, _ in probes)
     return {
-        "what_happened": f"{n} slow connections held open; wrk: {load['qps']:.0f} QPS, p99 {load['p99_ms']} ms, "
-        f"{errors} errors of {load['requests']}",
+        "what_happened": f"{n} slow connections held open (half of them trickling a body); wrk: {load['qps']:.0f} QPS, "
+        f"p99 {load['p99_ms']} ms against {baseline['p99_ms']} ms without them, {errors} errors of "
+        f"{load['requests']}; /health probes {probe_ok}/20 answered, slowest {max(ms for _, ms in probes):.0f} ms",
         "load": load,
-        "nothing_lost": errors == 0 and _search_ok(ctx["url"]),
+        "baseline": baseline,
+        "nothing_lost": errors == 0 and probe_ok == 20 and _search_ok(ctx["url"]),
+    }
+
+
+def fault_heavy_batches(ctx) -> dict:
+    """Clients sending the heaviest batches the service accepts, and some it must refuse, while wrk searches:
+    refusals are fast, plain searches get an answer or a fast 503 search_timeout, and memory comes back."""
+    url = ctx["url"]
+    alphabet = "abcdefghijklmnopqrstuvwxyzéèàç0123456789#@!?€$%&*()[]{}<>~^"
+    rng = __import__("random").Random(7)
+
+    def nasty(n: int) -> str:  # 1,000 characters that tokenise into 512 tokens: the costliest query
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    too_big = json.dumps({"queries": [nasty(1000) for _ in range(64)]}).encode()
+    heaviest = json.dumps({"queries": [nasty(1000) for _ in range(7)]}).encode()  # 7 x 512 tokens: within 4,096
+    rss_before = _rss_mb(ctx)
+    codes: dict[str, int] = {}
+    seconds: list[float] = []
+    stop = threading.Event()
+
+    def sender(body: bytes):
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, _ = _post(url + "/search/batch", body, timeout=120)
+            seconds.append(time.perf_counter() - started)
+            codes[str(status)] = codes.get(str(status), 0) + 1
+
+    def start():
+        for body in (too_big, heaviest, heaviest, heaviest):
+            threading.Thread(target=sender, args=(body,), daemon=True).start()
+        return True
+
+    # wrk waits up to 15 s, longer than FAQ_SEARCH_TIMEOUT (10 s): a search that cannot start shows as a 503.
+    load, _ = _under_load(url, ctx["script"], 15, start, at=1.0, timeout=15)
+    stop.set()
+    time.sleep(5)
+    rss_after = _rss_mb(ctx)
+    errors = load["socket_errors"]
+    return {
+        "what_happened": f"batches answered {codes}, slowest {max(seconds):.1f} s; wrk's plain searches: "
+        f"{load['qps']:.0f} QPS, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, {load['non_2xx']} non-2xx "
+        f"(503 search_timeout) and {load['socket_errors']} socket errors of {load['requests']}; worker RSS "
+        f"{rss_before} MB before, {rss_after} MB after",
+        "load": load,
+        "rss_mb": {"before": rss_before, "after": rss_after},
+        "nothing_lost": errors == 0
+        and set(codes) <= {"200", "413", "503"}
+        and max(a - b for a, b in zip(rss_after, rss_before, strict=False)) < 200
+        and _search_ok(url),
+    }
+
+
+def fault_cache_equality(ctx) -> dict:
+    """With the real model: every answer served from the cache equals a fresh search, byte for byte but took_ms,
+    over the team's paraphrases in case and spacing variants (FACTURE / facture, extra spaces, -0.0)."""
+    from service.evaluation.datasets import chorus_questions
+    from service.indexing.store import load_index
+    from service.search.engine import SearchEngine
+
+    index = load_index(ctx["out"])
+    cached = SearchEngine(ctx["embedder"], index, cache_size=4096)
+    fresh = SearchEngine(ctx["embedder"], index, cache_size=0)
+    asked = different = 0
+    for query, _ in chorus_questions():
+        for variant in (query, query.upper(), query.capitalize(), f"  {query} ", query.replace(" ", "  ")):
+            for min_score in (None, 0.0, -0.0):
+                for _ in range(2):  # the second time, from the cache
+                    got = cached.search(variant, min_score=min_score).to_dict()
+                    want = fresh.search(variant, min_score=min_score).to_dict()
+                    got.pop("took_ms"), want.pop("took_ms")
+                    different += json.dumps(got, ensure_ascii=False) != json.dumps(want, ensure_ascii=False)
+                    asked += 1
+    return {
+        "what_happened": f"{asked} searches ({cached.cache.stats()['hits']} from the cache): {different} cached "
+        f"answers differ from a fresh search",
+        "nothing_lost": different == 0,
     }
 
 
@@ -238,6 +403,10 @@ FAULTS = {
     "disk-full": fault_disk_full,
     "bad-bodies": fault_bad_bodies,
     "slow-clients": fault_slow_clients,
+    "heavy-batches": fault_heavy_batches,
+    "corrupted-build-worker-killed": lambda ctx: fault_damaged_build_worker_killed(ctx, "corrupted"),
+    "deleted-build-worker-killed": lambda ctx: fault_damaged_build_worker_killed(ctx, "deleted"),
+    "cache-equality": fault_cache_equality,
 }
 
 

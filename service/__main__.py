@@ -9,7 +9,7 @@ from .cli.serve import main as serve
 
 def main(argv: list[str] | None = None) -> int:
     """``faq-search serve --dev`` with these arguments; exit 2 with the reason when no index can be served."""
-    return serve(["--dev", *(sys.argv[1:] if argv is None else argv)], prog="python -m service")
+    return serve(sys.argv[1:] if argv is None else argv, prog="python -m service", dev_only=True)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULTS: dict[str, Any] = {
     "FAQ_MODEL": None,  # model directory or sentence-transformers name (None: the converted e5)
-    "FAQ_INDEX": "index",  # index directory written by scripts/build_index.py
+    # The index directory written by `faq-search build`: the checkout's index/ wherever the service starts from,
+    # as for the build (a relative FAQ_INDEX is relative to the working directory).
+    "FAQ_INDEX": str(REPO_ROOT / "index"),
     "FAQ_BACKEND": None,  # query encoder: torch, onnx, onnx-int8; None: the one the index was built with
     "FAQ_MIN_SCORE": None,  # answer threshold; None: the one in the index manifest
     "FAQ_MAX_QUERY_CHARS": 1000,
+    # Tokens the encoder may read for one request (a search, or a whole batch): 64 typical questions of 20 to 40
+    # tokens fit; 64 queries of 1,000 characters (200 to 512 tokens each, 4 to 13 s of encoding) do not.
+    "FAQ_MAX_REQUEST_TOKENS": 4096,
     # 64 queries of 1,000 characters, accents included, fit in one batch request.
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "FAQ_CORS_ORIGINS": None,  # browser origins allowed to call the API ("*" or a comma-separated list)
@@ -36,6 +41,7 @@ ENV_TYPES = {
     "FAQ_BACKEND": str,
     "FAQ_MIN_SCORE": float,
     "FAQ_MAX_QUERY_CHARS": int,
+    "FAQ_MAX_REQUEST_TOKENS": int,
     "FAQ_MAX_BODY_BYTES": int,
     "FAQ_CORS_ORIGINS": str,
     "FAQ_CACHE_SIZE": int,

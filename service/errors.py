@@ -2,6 +2,50 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+#: An absolute file path inside a message (``/srv/faq/index/builds/2026…``).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/'\"`:,;()]+/)*([^\s/'\"`:,;()]+)")
+
+
+def redact_paths(value: Any) -> Any:
+    """``value`` with every absolute path in its strings cut to ``…/<last part>``, for open endpoints such as
+    ``/health``: the build's name is what an operator needs there, the host's directory layout is nobody's
+    business (the service log and ``/admin/stats`` keep the full paths)."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda m: "…/" + m.group(1), value)
+    if isinstance(value, dict):
+        return {k: redact_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_paths(v) for v in value]
+    return value
+
+
+#: The code of an error the HTTP layer answers by itself (Flask's routing, gunicorn's request parsing), by status.
+HTTP_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    417: "expectation_failed",
+    429: "rate_limited",
+    431: "headers_too_large",
+    501: "not_implemented",
+}
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None) -> dict:
+    """The one JSON error shape: ``{"error": {"status", "code", "message"[, "field"]}}``."""
+    body = {"status": status, "code": code, "message": message}
+    if field:
+        body["field"] = field
+    return {"error": body}
+
 
 class ServiceError(Exception):
     """Base class: ``status`` is the HTTP status, ``code`` the stable code clients switch on."""
@@ -19,11 +63,8 @@ class ServiceError(Exception):
         self.field = field
 
     def to_dict(self) -> dict:
-        """The one JSON error shape: ``{"error": {"status", "code", "message"[, "field"]}}``."""
-        body = {"status": self.status, "code": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return {"error": body}
+        """The one JSON error shape (``error_body``)."""
+        return error_body(self.status, self.code, self.message, self.field)
 
 
 class InvalidRequest(ServiceError):

@@ -194,6 +194,9 @@ BAD_REQUESTS = [
     ("unknown path", "get", "/nope", {}, 404, "not_found"),
     ("wrong method search", "put", "/search", {"json": {"query": "x"}}, 405, "method_not_allowed"),
     ("wrong method health", "post", "/health", {}, 405, "method_not_allowed"),
+    ("top_k superscript two", "get", "/search?q=a&top_k=%C2%B2", {}, 400, "invalid_type"),
+    ("only control separators", "post", "/search", {"json": {"query": "\x1c\x1d\x1e\x1f"}}, 400, "empty_query"),
+    ("get only control separators", "get", "/search?q=%1C%1F", {}, 400, "empty_query"),
 ]
 
 
@@ -269,3 +272,27 @@ def test_environment_configures_the_app(engine, monkeypatch):
     monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "many")
     with pytest.raises(ValueError, match="FAQ_MAX_QUERY_CHARS"):
         create_app({"TESTING": True}, engine=engine)
+
+
+def test_a_made_up_method_is_one_metrics_series(client):
+    for n in range(5):
+        client.open("/search", method=f"BREW{n}")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "BREW" not in metrics and 'method="other"' in metrics
+
+
+def test_every_static_file_has_the_page_csp_and_no_sniffing(client):
+    for path in ("/", "/static/index.html", "/static/app.js", "/static/style.css"):
+        r = client.get(path)
+        r.close()  # a static file is streamed
+        assert r.status_code == 200 and "default-src 'self'" in r.headers["Content-Security-Policy"], path
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_no_redirect_echoes_the_host_header(client):
+    """Werkzeug would redirect //health to http://<Host>/health (an HTML 308 built from the Host header); the
+    service redirects nothing."""
+    for path in ("/faq//x", "/faq//factures", "//health"):
+        r = client.get("/", headers={"Host": "evil.example"}, environ_overrides={"PATH_INFO": path})
+        assert r.status_code < 300 or r.status_code >= 400, path
+        assert r.mimetype == "application/json" and "Location" not in r.headers and b"evil" not in r.data

@@ -65,10 +65,22 @@ def test_a_bad_batch_body_is_refused_whole(client, body, code):
     assert_error(client.post("/search/batch", json=body), 400, code)
 
 
-def test_a_full_batch_of_long_queries_fits_the_default_body_limit(client):
-    queries = ["é" * 1000] * MAX_BATCH
-    r = client.post("/search/batch", json={"queries": queries})
+def test_a_batch_is_bounded_by_tokens_not_by_the_body_limit(client):
+    """64 queries of 1,000 accented characters fit the body limit, but not the token budget (they would hold the
+    worker for seconds): 413 too_many_tokens. 64 questions as people ask them fit."""
+    err = assert_error(client.post("/search/batch", json={"queries": ["é" * 1000] * MAX_BATCH}), 413, "too_many_tokens")
+    assert "4096" in err["message"]
+    typical = ["je n'ai pas reçu le mail pour activer mon compte chorus pro"] * MAX_BATCH
+    r = client.post("/search/batch", json={"queries": typical})
     assert r.status_code == 200 and len(r.get_json()["results"]) == MAX_BATCH
+
+
+def test_the_token_budget_is_configurable_and_counts_single_searches_too(engine):
+    client = create_app({"TESTING": True, "FAQ_MAX_REQUEST_TOKENS": 10}, engine=engine).test_client()
+    assert client.post("/search", json={"query": "facture"}).status_code == 200
+    long_one = {"query": "facture de sous-traitance validée par le titulaire du marché"}
+    assert_error(client.post("/search", json=long_one), 413, "too_many_tokens")
+    assert_error(client.get("/search", query_string={"q": long_one["query"]}), 413, "too_many_tokens")
 
 
 def test_batch_needs_json(client):
@@ -103,3 +115,35 @@ def test_cors_allows_configured_origins_only(engine):
     # Errors carry the header too, so a widget can read the error code.
     err = client.post("/search", json={"query": ""}, headers={"Origin": "https://aide.example.fr"})
     assert err.status_code == 400 and err.headers["Access-Control-Allow-Origin"] == "https://aide.example.fr"
+
+
+def test_a_cross_site_widget_can_send_an_api_key(engine):
+    """The preflight is answered without a key and without spending the rate limit; it allows the key headers."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "FAQ_CORS_ORIGINS": "https://aide.example.fr",
+            "FAQ_API_KEYS": "widget-key",
+            "FAQ_RATE_LIMIT": "2/minute",
+        },
+        engine=engine,
+    )
+    client = app.test_client()
+    ask = {
+        "Origin": "https://aide.example.fr",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Content-Type, X-API-Key, Authorization",
+    }
+    for _ in range(4):  # more preflights than the limit allows searches
+        preflight = client.options("/search", headers=ask)
+        assert preflight.status_code == 200, preflight.get_data(as_text=True)
+        allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"content-type", "x-api-key", "authorization"} <= allowed
+    headers = {"Origin": "https://aide.example.fr", "X-API-Key": "widget-key"}
+    for _ in range(2):
+        ok = client.post("/search", json={"query": "facture"}, headers=headers)
+        assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "https://aide.example.fr"
+    assert "X-Request-ID" in ok.headers["Access-Control-Expose-Headers"]
+    assert_error(client.post("/search", json={"query": "facture"}, headers=headers), 429, "rate_limited")
+    refused = client.post("/search", json={"query": "facture"}, headers={"Origin": "https://aide.example.fr"})
+    assert refused.status_code in (401, 429) and refused.headers["Access-Control-Allow-Origin"]

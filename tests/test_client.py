@@ -55,9 +55,9 @@ def _codes_the_service_emits() -> set[str]:
     """Every error code in the service's source: the error classes, the codes raised, the HTTP layer's own map."""
     import re
 
-    from service.http.app import _HTTP_CODES
+    from service.errors import HTTP_STATUS_CODES
 
-    codes = set(_HTTP_CODES.values()) | {"http_error"}
+    codes = set(HTTP_STATUS_CODES.values()) | {"http_error"}
     for path in (ROOT / "service").rglob("*.py"):
         codes |= set(re.findall(r'\bcode\s*=\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
     return codes

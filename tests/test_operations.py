@@ -13,6 +13,7 @@ import time
 import pytest
 from conftest import MINI_CORPUS, HashingEmbedder, assert_error, corpus_with
 
+from service.errors import IndexUnavailable, redact_paths
 from service.http.app import create_app
 from service.indexing.build import build_index
 from service.indexing.store import VECTORS, load_index, resolve
@@ -73,6 +74,13 @@ def test_admin_reload_body_is_validated(served):
     client = served[0]().test_client()
     assert_error(client.post("/admin/reload", json={"force": "yes"}, headers=AUTH), 400, "invalid_request")
     assert_error(client.post("/admin/reload", json=[1], headers=AUTH), 400, "invalid_request")
+    deep = {"data": "[" * 983 + "]" * 983, "content_type": "application/json", "headers": AUTH}
+    assert_error(client.post("/admin/reload", **deep), 400, "invalid_request")
+    assert_error(
+        client.post("/admin/reload", data=b"\xff{", content_type="application/json", headers=AUTH),
+        400,
+        "invalid_request",
+    )
 
 
 # ---- reloading ----
@@ -125,7 +133,9 @@ def test_a_bad_build_is_refused_and_the_old_index_keeps_serving(served, tmp_path
     assert refused.status_code == 409 and body["ok"] is False and body["changed"] is False
     assert body["error"]["code"] == ("index_model_mismatch" if damage == "other_model" else "index_unavailable")
     health = client.get("/health").get_json()
-    assert health["index"]["id"] == before and health["reload"]["last"]["error"] == body["error"]
+    assert health["index"]["id"] == before and health["reload"]["last"]["error"] == redact_paths(body["error"])
+    # /health is open: it names builds, never the host's directories (the admin answer keeps the full reason).
+    assert str(tmp_path) in json.dumps(body) and str(tmp_path) not in json.dumps(health)
     search = client.post("/search", json={"query": "mot de passe"})
     assert search.status_code == 200 and search.get_json()["index"]["id"] == before
     assert "JAMAIS-SERVI" not in _answer_of(client, faq_id)
@@ -358,8 +368,22 @@ def test_rate_limit_answers_429_with_retry_after(served):
     assert_error(refused, 429, "rate_limited")
     assert int(refused.headers["Retry-After"]) > 0
     assert client.get("/health").status_code == 200  # probes are not counted
-    other = client.post("/search", json={"query": "mot"}, headers={"X-API-Key": "another-client"})
-    assert other.status_code == 200  # counted per client
+
+
+def test_a_made_up_key_is_no_new_client_for_the_rate_limit(served):
+    """Only a valid key is an identity: 12 requests with 12 invented keys share the address's 5."""
+    make, _ = served
+    open_service = make(FAQ_RATE_LIMIT="5/minute").test_client()
+    codes = [
+        open_service.post("/search", json={"query": "mot"}, headers={"X-API-Key": f"made-up-{n}"}).status_code
+        for n in range(12)
+    ]
+    assert codes == [200] * 5 + [429] * 7
+    keyed = make(FAQ_RATE_LIMIT="5/minute", FAQ_API_KEYS="good-key,other-key").test_client()
+    guesses = [keyed.post("/search", json={"query": "mot"}, headers={"X-API-Key": f"guess-{n}"}) for n in range(8)]
+    assert [g.status_code for g in guesses] == [401] * 5 + [429] * 3  # guessing keys is limited too
+    for key in ("good-key", "other-key"):  # each valid key is a client of its own, with its own allowance
+        assert keyed.post("/search", json={"query": "mot"}, headers={"X-API-Key": key}).status_code == 200
 
 
 def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):
@@ -382,3 +406,96 @@ def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):
     embedder.release.set()
     holder.join(10)
     assert app.test_client().post("/search", json={"query": "trois"}).status_code == 200
+
+
+def test_the_admin_token_is_only_a_bearer_token(served):
+    client = served[0]().test_client()
+    assert_error(client.get("/admin/stats", headers={"X-API-Key": TOKEN}), 401, "unauthorized")
+    assert client.get("/admin/stats", headers=AUTH).status_code == 200
+
+
+# ---- builds a reload must survive ----
+
+
+@pytest.mark.parametrize("damage", ["no_counts", "manifest_is_a_list", "files_not_a_dict", "build_is_a_file"])
+def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_path, fake_embedder, damage):
+    """A manifest missing a field or of the wrong shape, or a build that is not a directory: 409 with the reason
+    in /health, never a 500, and the watcher still picks up the next good build."""
+    make, out = served
+    app = make(FAQ_WATCH_SECONDS=0.1)
+    client = app.test_client()
+    before = client.get("/health").get_json()["index"]["id"]
+    build_index(_changed_corpus(tmp_path, "ABIME")[0], out, fake_embedder, show_progress=False)
+    build = resolve(out)
+    manifest = json.loads((build / "manifest.json").read_text())
+    if damage == "no_counts":
+        del manifest["counts"]
+    elif damage == "files_not_a_dict":
+        manifest["files"] = ["vectors.faiss"]
+    if damage == "manifest_is_a_list":
+        (build / "manifest.json").write_text(json.dumps([manifest]))
+    elif damage == "build_is_a_file":
+        for child in build.iterdir():
+            child.unlink()
+        build.rmdir()
+        build.write_text("not a build")
+    else:
+        (build / "manifest.json").write_text(json.dumps(manifest))
+    refused = client.post("/admin/reload", headers=AUTH)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "index_unavailable"
+    health = client.get("/health").get_json()
+    assert health["index"]["id"] == before and health["reload"]["last"]["ok"] is False
+    corpus, faq_id = _changed_corpus(tmp_path, "REPARE")
+    good = build_index(corpus, out, fake_embedder, show_progress=False)["index_id"]
+    deadline = time.time() + 10
+    while client.get("/health").get_json()["index"]["id"] != good and time.time() < deadline:
+        time.sleep(0.1)
+    assert client.get("/health").get_json()["index"]["id"] == good, "the watcher died on the bad build"
+    assert "REPARE" in _answer_of(client, faq_id)
+    app.extensions["faq_reloader"].stop()
+
+
+def test_a_worker_starts_on_the_last_good_build_when_the_current_one_is_damaged(served, tmp_path, fake_embedder):
+    """What a gunicorn worker does when it (re)starts: the current build is damaged, the previous one serves,
+    and /health says so; only when no build loads does it refuse."""
+    make, out = served
+    first = load_index(out).index_id
+    build_index(_changed_corpus(tmp_path, "ABIME")[0], out, fake_embedder, show_progress=False)
+    damaged = resolve(out)
+    (damaged / VECTORS).write_bytes(b"truncated")
+    from service.indexing.store import load_latest_sound  # what load_engine reads, as a worker starts
+
+    index = load_latest_sound(out)
+    assert index.index_id == first and index.fallback["wanted"] == damaged.name
+    assert "checksum" in index.fallback["reason"]
+    engine = SearchEngine(fake_embedder, index)
+    client = create_app({"TESTING": True, "FAQ_INDEX": str(out)}, engine=engine).test_client()
+    fallback = client.get("/health").get_json()["index"]["fallback"]
+    assert fallback["serving"] == first and fallback["wanted"] == damaged.name and str(tmp_path) not in str(fallback)
+    assert client.post("/search", json={"query": "mot de passe"}).status_code == 200
+    for build in (out / "builds").iterdir():
+        if build.is_dir():
+            (build / VECTORS).write_bytes(b"truncated")
+    with pytest.raises(IndexUnavailable) as failure:
+        load_latest_sound(out)
+    assert damaged.name in failure.value.message  # the current build's own reason
+
+
+def test_a_build_that_cannot_be_published_leaves_nothing_behind(served, tmp_path, fake_embedder, monkeypatch):
+    """No inode left for the `current` link: the build fails, and neither its directory nor a link stays."""
+    import errno
+
+    from service.indexing import store
+
+    _, out = served
+    before = sorted(p.name for p in (out / "builds").iterdir())
+    current = resolve(out)
+
+    def no_inodes(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "symlink", no_inodes)
+    with pytest.raises(OSError):
+        build_index(_changed_corpus(tmp_path, "SANS-INODE")[0], out, fake_embedder, show_progress=False)
+    assert sorted(p.name for p in (out / "builds").iterdir()) == before
+    assert resolve(out) == current and not [p for p in out.iterdir() if p.name.startswith(".current")]

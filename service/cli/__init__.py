@@ -1,6 +1,6 @@
 """``faq-search``: one command for the service's tools (``faq-search COMMAND --help`` for each).
 
-faq-search serve           the production server (gunicorn), or --dev for Flask's
+faq-search serve           the production server (gunicorn); --dev: Flask's development server
 faq-search build           build the index of a corpus (scripts/build_index.py)
 faq-search evaluate        measure retrieval quality (scripts/evaluate.py)
 faq-search prepare-model   convert the offline model and export it to ONNX (scripts/prepare_model.py)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         choices=("auto", *INDEX_KINDS),
         help=f"FAISS index: auto (exact up to {EXACT_MAX_VECTORS:,} vectors, then HNSW), flat, hnsw, "
-        "hnsw-sq8 (vectors in 8 bits: a quarter of the memory) or ivf-sq8 (default auto)",
+        "hnsw-sq8 (vectors in 8 bits: about a third of the memory) or ivf-sq8 (default auto)",
     )
     parser.add_argument(
         "--index-param",

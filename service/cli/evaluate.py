@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    if args.fit and args.dataset == "cnil_faq":  # refused before anything is read: the data may not even be here
+        parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
     try:
         if args.dataset == "piaf":
             evalset = load_piaf(args.data_dir, sample=args.sample)
@@ -111,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
             evalset = DATASETS[args.dataset](args.data_dir, ood_sample=args.sample)
         else:
             evalset = load_custom(args.corpus, args.queries, args.ood)
-        if args.fit and evalset.name == "cnil_faq":
-            parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
         base = CachingEmbedder(load_embedder(args.model, args.backend))
     except (OSError, ValueError, KeyError, ModelUnavailable) as exc:  # a missing or bad file, or no model
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)

@@ -12,9 +12,14 @@ import sys
 GUNICORN_ARGS = ["-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
 
 
-def main(argv: list[str] | None = None, prog: str = "faq-search serve") -> int:
-    """Parse options into the ``FAQ_*`` environment, then become gunicorn (or run the development server)."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only: bool = False) -> int:
+    """Parse options into the ``FAQ_*`` environment, then become gunicorn (or run the development server).
+
+    Args:
+        dev_only: ``python -m service``: always the development server, without the production options.
+    """
+    description = "The development server, in one process (production: faq-search serve)." if dev_only else __doc__
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--host",
         default=os.environ.get("FAQ_HOST", "127.0.0.1"),
@@ -25,15 +30,21 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve") -> int:
     )
     parser.add_argument("--index", default=None, help="index directory (env FAQ_INDEX, default index/)")
     parser.add_argument("--model", default=None, help="model directory or sentence-transformers name (env FAQ_MODEL)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (env FAQ_WORKERS; default: cores)")
     parser.add_argument(
         "--watch-seconds",
         type=float,
         default=None,
-        help="switch to a new build of the index within this many seconds (env FAQ_WATCH_SECONDS; 0: off)",
+        help="switch to a new build of the index within this many seconds (env FAQ_WATCH_SECONDS; 0: off, the "
+        "default; `make run` uses 5)",
     )
-    parser.add_argument("--dev", action="store_true", help="Flask's development server, in this process")
+    if not dev_only:
+        parser.add_argument(
+            "--workers", type=int, default=None, help="worker processes (env FAQ_WORKERS; default: cores)"
+        )
+        parser.add_argument("--dev", action="store_true", help="Flask's development server, in this process")
     args = parser.parse_args(argv)
+    args.dev = dev_only or args.dev
+    args.workers = None if dev_only else args.workers
     options = {
         "FAQ_HOST": args.host,
         "FAQ_PORT": args.port,

@@ -64,6 +64,14 @@ def default_backend() -> str:
     return os.environ.get("FAQ_BACKEND") or "auto"
 
 
+def count_tokens(embedder, texts: Sequence[str], kind: str = "query") -> list[int]:
+    """The embedder's own token counts, or for one that cannot count (tests' fakes) a rough estimate: one token per
+    three characters plus the prompt, which is what French text takes with e5's tokenizer on average."""
+    if hasattr(embedder, "count_tokens"):
+        return embedder.count_tokens(texts, kind)
+    return [2 + len(embedder.prompt_for(kind) + t.strip()) // 3 for t in texts]
+
+
 def encoder_info(embedder) -> dict | None:
     """``{"backend", "file"}`` of an embedder, or None for one without a named backend (tests' fakes)."""
     return embedder.encoder_info() if hasattr(embedder, "encoder_info") else None
@@ -97,6 +105,10 @@ class Embedder(Protocol):
 
     def prompt_for(self, kind: str) -> str:
         """The text prepended to texts of this kind ("" if none)."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str], kind: str = "query") -> list[int]:
+        """Tokens the model reads for each text (optional: the request budget estimates without it)."""
         ...
 
     def encoder_info(self) -> dict:

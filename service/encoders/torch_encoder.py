@@ -44,6 +44,14 @@ class SentenceTransformerEmbedder(PromptsMixin):
         self.prompts = dict(self.model.prompts or {})
         self.max_seq_length = self.model.max_seq_length
 
+    def count_tokens(self, texts: Sequence[str], kind: str = "query") -> list[int]:
+        """Tokens the model reads for each text (prompt included, at most ``max_seq_length``)."""
+        prompt = self.prompt_for(kind)
+        encoded = self.model.tokenizer(
+            [prompt + t.strip() for t in texts], truncation=True, max_length=self.max_seq_length
+        )["input_ids"]
+        return [len(ids) for ids in encoded]
+
     def encoder_info(self) -> dict:
         """What the manifest records about the encoder that made the vectors."""
         return {"backend": "torch", "file": None}

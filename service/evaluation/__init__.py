@@ -1,1 +1,2 @@
-"""Measuring retrieval quality: evaluation sets, metrics, the compared methods, and fitting the scoring."""
+"""Measuring: evaluation sets, retrieval metrics, the compared methods, fitting the scoring, and (``serving``)
+starting the production server under load for the speed and fault benchmarks."""

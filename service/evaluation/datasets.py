@@ -2,7 +2,7 @@
 
 An evaluation set is a list of FAQ entries (what gets indexed), in-domain queries with the ids of the entries that
 answer them, and optionally out-of-domain queries that no entry answers. Loaders cover the three public French sets
-under ``shared/data`` and a generic format for a user's own FAQ (docs/quality.md, "Measure your own FAQ").
+under ``../shared/data`` and a generic format for a user's own FAQ (docs/quality.md, "Measure your own FAQ").
 """
 
 from __future__ import annotations

@@ -21,13 +21,27 @@ from ..config import REPO_ROOT
 GUNICORN_CONF = "python:service.http.gunicorn_conf"
 
 
-def wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict:
-    """Run wrk against ``url`` and parse its summary (requests/s, latency percentiles, errors)."""
+def wrk(url: str, concurrency: int, seconds: int, script: Path, timeout: int = 2) -> dict:
+    """Run wrk against ``url`` and parse its summary (requests/s, latency percentiles, errors).
+
+    Args:
+        timeout: seconds after which wrk gives up on a request (counted as a socket error).
+    """
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
     threads = min(2, concurrency)
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            f"--timeout={timeout}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 60,

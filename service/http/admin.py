@@ -8,7 +8,9 @@ never logged or echoed.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import os
 
 from flask import Blueprint, current_app, jsonify, request
@@ -18,12 +20,15 @@ from ..errors import AdminDisabled, InvalidRequest, Unauthorized
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def presented_key() -> str | None:
-    """The key a request carries: ``Authorization: Bearer …``, else ``X-API-Key``."""
+def bearer_token() -> str | None:
+    """The token of ``Authorization: Bearer …``, if any."""
     auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return request.headers.get("X-API-Key") or None
+    return (auth[7:].strip() or None) if auth[:7].lower() == "bearer " else None
+
+
+def presented_key() -> str | None:
+    """The API key a request carries: ``Authorization: Bearer …``, else ``X-API-Key``."""
+    return bearer_token() or request.headers.get("X-API-Key") or None
 
 
 def _matches(given: str | None, allowed: list[str]) -> bool:
@@ -44,11 +49,13 @@ def parse_keys(value) -> list[str]:
 
 
 def client_key() -> str:
-    """Who a rate limit counts against: the API key when one is sent (hashed, never stored raw), else the address."""
-    import hashlib
+    """Who a rate limit counts against: a *valid* API key (hashed, never stored raw), else the address.
 
+    An unchecked key is no identity: counting by whatever key a request sends would give every request with a
+    new made-up key a fresh allowance, and would never limit someone guessing keys.
+    """
     key = presented_key()
-    if key:
+    if key and _matches(key, parse_keys(current_app.config.get("FAQ_API_KEYS"))):
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return "ip:" + (request.remote_addr or "unknown")
 
@@ -71,7 +78,8 @@ def install_rate_limit(app) -> None:
         default_limits=[limit],
         headers_enabled=True,
         storage_uri=app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://",
-        default_limits_exempt_when=lambda: request.endpoint not in KEYED_ENDPOINTS,
+        # CORS preflights (OPTIONS) carry no key and do no search: they spend nothing.
+        default_limits_exempt_when=lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS",
     )
     app.extensions["faq_limiter"] = limiter
 
@@ -84,6 +92,8 @@ KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api
 def check_api_key() -> None:
     """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
     keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
+    if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
+        return
     if keys and not _matches(presented_key(), keys):
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
 
@@ -93,14 +103,17 @@ def _require_admin_token():
     token = current_app.config.get("FAQ_ADMIN_TOKEN")
     if not token:
         raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")
-    if not _matches(presented_key(), [token]):
+    if not _matches(bearer_token(), [token]):  # only there: X-API-Key is for the search keys
         raise Unauthorized("send the admin token as `Authorization: Bearer <token>`")
 
 
 @bp.post("/reload")
 def reload():
     """Switch to the build ``FAQ_INDEX`` points to now (every worker of this server), or say why not."""
-    body = request.get_json(silent=True) if request.content_length else {}
+    try:
+        body = json.loads(request.get_data(cache=False) or b"{}") if request.content_length else {}
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the decoder's stack
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
         raise InvalidRequest('the body, if any, is {"force": true|false}')
     reloader = current_app.extensions["faq_reloader"]

@@ -6,12 +6,13 @@ import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..config import DEFAULTS, config_from_env
-from ..errors import ServiceError
+from ..errors import HTTP_STATUS_CODES, ServiceError, redact_paths
 from ..search.loading import load_engine
 from . import observability
 from .admin import bp as admin_bp
@@ -21,19 +22,30 @@ from .routes import bp
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-}
+
+#: A refused body of up to this size is read to its end before the answer, so that a client still sending it reads
+#: the 413 instead of a connection reset (gunicorn's gevent workers close without draining it).
+DRAIN_REFUSED_BODY_BYTES = 4 * 2**20
+
+
+def _drain_refused_body() -> None:
+    length = request.content_length or 0
+    stream = request.environ.get("wsgi.input")
+    if stream is None or not 0 < length <= DRAIN_REFUSED_BODY_BYTES:
+        return
+    try:
+        while length > 0 and (chunk := stream.read(min(65536, length))):
+            length -= len(chunk)
+    except OSError:  # the client went away meanwhile
+        pass
 
 
 def _error_response(error: ServiceError):
-    response = jsonify(error.to_dict())
+    # A 5xx tells what is wrong with the service (a missing index, a model): anyone may read it, so without paths.
+    body = error.to_dict() if error.status < 500 else redact_paths(error.to_dict())
+    if error.status == 413:
+        _drain_refused_body()
+    response = jsonify(body)
     response.status_code = error.status
     return response
 
@@ -50,10 +62,15 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         status = error.code or 500
-        wrapped = ServiceError(error.description or error.name, code=_HTTP_CODES.get(status, "http_error"))
+        wrapped = ServiceError(error.description or error.name, code=HTTP_STATUS_CODES.get(status, "http_error"))
         wrapped.status = status
         response = _error_response(wrapped)
         for key, value in error.get_headers():
+            if key.lower() == "location":
+                # Werkzeug builds the redirect (/search/ -> /search) from the request's Host header: keep only the
+                # path and query, so that a forged Host is never sent back.
+                parts = urlsplit(value)
+                value = parts.path + (f"?{parts.query}" if parts.query else "")
             if key.lower() not in ("content-type", "content-length"):
                 response.headers[key] = value
         return response
@@ -78,6 +95,9 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
     app.config.from_mapping(config_from_env())
     if config:
         app.config.from_mapping(config)
+    # No redirects: Werkzeug would answer //health with an HTML 308 to http://<Host header>/health (a reflected
+    # host, and outside the error handler).
+    app.url_map.merge_slashes = False
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["faq_engine_failure"] = None
@@ -97,13 +117,31 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
 
     # At most FAQ_MAX_CONCURRENT_SEARCHES searches run at once in this process; the others wait in line.
     app.extensions["faq_search_slots"] = threading.BoundedSemaphore(int(app.config["FAQ_MAX_CONCURRENT_SEARCHES"]))
+    # Heavy requests (long batches) one at a time per process, so that plain searches interleave with them.
+    app.extensions["faq_heavy_slots"] = threading.BoundedSemaphore(1)
 
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     install_rate_limit(app)
     register_error_handlers(app)
     _enable_cors(app)
+    _secure_page(app)
     return app
+
+
+#: The search page and its files load nothing from elsewhere; their responses say so to the browser.
+PAGE_CSP = "default-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+
+
+def _secure_page(app: Flask) -> None:
+    """The page's Content-Security-Policy on the page and on every static file, and no MIME sniffing anywhere."""
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.endpoint in ("static", "api.search_page"):
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+        return response
 
 
 def _enable_cors(app: Flask) -> None:
@@ -115,4 +153,12 @@ def _enable_cors(app: Flask) -> None:
 
     if isinstance(origins, str):
         origins = "*" if origins.strip() == "*" else [o.strip() for o in origins.split(",") if o.strip()]
-    CORS(app, origins=origins, methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=3600)
+    # A widget may send an API key (Authorization or X-API-Key) and read the request id and Retry-After back.
+    CORS(
+        app,
+        origins=origins,
+        methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=3600,
+    )

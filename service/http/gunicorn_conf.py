@@ -1,18 +1,38 @@
-"""gunicorn settings for the service, from the environment (docs/performance.md).
+"""gunicorn settings for the service, from the environment (docs/performance.md, docs/reliability.md).
 
 Defaults for a CPU-only machine: one worker process per core, each with its own copy of the model (loaded after
 the fork: neither torch nor ONNX Runtime thread pools survive a fork) and the encoder limited to cores ÷ workers
-threads, so workers do not fight over cores; a few threads per worker overlap network I/O with encoding.
+threads, so workers do not fight over cores.
+
+Connections are cheap: gevent workers hold each connection in a greenlet, so clients that send their request
+slowly (or never finish it) cost a socket each, not one of a few threads. With gthread workers, 4 connections
+holding a half-sent request line took every thread of `make run` and every other client timed out
+(docs/reliability.md has both measured). The encoding itself is CPU work that does not yield: the token budget
+of a request (``FAQ_MAX_BATCH_TOKENS``) bounds how long one search holds its worker.
 """
 
+import json
 import os
 import tempfile
 
+from gunicorn import util as _gunicorn_util
+
+from service.errors import HTTP_STATUS_CODES, error_body
+
 _cores = os.cpu_count() or 1
-bind = f"{os.environ.get('FAQ_HOST', '127.0.0.1')}:{os.environ.get('FAQ_PORT', '8000')}"
+_port = os.environ.get("FAQ_PORT", "8000")
+bind = f"{os.environ.get('FAQ_HOST', '127.0.0.1')}:{_port}"
 workers = int(os.environ.get("FAQ_WORKERS", _cores))
-threads = int(os.environ.get("FAQ_THREADS", 2))
-worker_class = "gthread"
+worker_class = os.environ.get("FAQ_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("FAQ_WORKER_CONNECTIONS", 1000))  # open connections per gevent worker
+threads = int(os.environ.get("FAQ_THREADS", 2))  # gthread workers only
+# A GET /search of 1,000 accented characters is about 6,000 bytes of request line once percent-encoded.
+limit_request_line = 8190
+# One control socket per instance (gunicorn's default, ~/.gunicorn/gunicorn.ctl, is shared by every instance of a
+# user: stopping one removed the others').
+control_socket = os.environ.get("FAQ_CONTROL_SOCKET") or os.path.join(
+    tempfile.gettempdir(), f"faq-gunicorn-{os.getuid()}-{_port}.ctl"
+)
 preload_app = False
 timeout = int(os.environ.get("FAQ_WORKER_TIMEOUT", 120))  # model loading takes several seconds
 graceful_timeout = 30
@@ -24,7 +44,7 @@ encoder_threads = int(
 
 
 def post_fork(server, worker):
-    """Limit the encoder's threads in each worker before the model is loaded (``embedder.encoder_threads``)."""
+    """Limit the encoder's threads in each worker before the model is loaded (``encoders.base.encoder_threads``)."""
     os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)
 
 
@@ -49,3 +69,32 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's own error answers (a malformed request line, headers too large, a bad chunk size…) in the
+    service's JSON error shape instead of gunicorn's HTML page."""
+    code = HTTP_STATUS_CODES.get(status_int, "http_error")
+    body = json.dumps(error_body(status_int, code, f"{reason}: {mesg}" if mesg else reason)).encode("utf-8")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    _gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+_gunicorn_util.write_error = _write_json_error
+
+
+def pre_request(worker, req):
+    """gevent workers: before each request, a short sleep that lets the event loop look at the other connections.
+
+    Without it a keep-alive connection whose next request is already in the socket buffer is served again and
+    again without yielding (a greenlet yields only when it would block), and the worker's other connections wait:
+    at concurrency 4, p50 11 ms but p90 590 ms and p99 1.2 s; with it, 22, 24 and 33 ms (docs/reliability.md).
+    ``gevent.sleep(0)`` is not enough: it resumes this greenlet before the loop polls for I/O.
+    """
+    if worker_class.startswith("gevent"):
+        import gevent
+
+        gevent.sleep(0.0002)

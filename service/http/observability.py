@@ -20,6 +20,7 @@ from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("service.requests")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 
 _LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
 REQUESTS = Counter("faq_requests", "HTTP requests by route, method and status", ["route", "method", "status"])
@@ -103,7 +104,9 @@ def install(app: Flask) -> None:
         seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         if route != "/metrics":
-            REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+            # Only the methods HTTP defines get their own label: a made-up one must not make a new series each time.
+            method = request.method if request.method in _METHODS else "other"
+            REQUESTS.labels(route, method, str(response.status_code)).inc()
             LATENCY.labels(route).observe(seconds)
         extra = {
             "request_id": request_id(),

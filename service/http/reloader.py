@@ -72,7 +72,10 @@ class Reloader:
                 if old is not None and not force and str(old.index.path) == build:
                     return {**outcome, "ok": True, "changed": False, "index_id": previous}
                 engine = self._new_engine(old)
-            except ServiceError as exc:
+            except Exception as exc:  # a bad build of any kind is refused, never a 500 nor a dead watcher
+                if not isinstance(exc, ServiceError):
+                    log.exception("reload (%s): unexpected error while loading the new build", trigger)
+                    exc = ServiceError(f"the new build could not be loaded: {type(exc).__name__}: {exc}")
                 self._refused = self._safe_build()
                 outcome.update(
                     ok=False, changed=False, index_id=previous, error={"code": exc.code, "message": exc.message}
@@ -158,9 +161,12 @@ class Reloader:
                     build = self._current_build()
                 except ServiceError:
                     continue  # no index at all right now: keep serving what we have
-                engine = self.engine
-                if (engine is None or str(engine.index.path) != build) and build != self._refused:
-                    self.reload("watch")
+                try:
+                    engine = self.engine
+                    if (engine is None or str(engine.index.path) != build) and build != self._refused:
+                        self.reload("watch")
+                except Exception:  # the watcher outlives anything a build can do to one tick
+                    log.exception("index watcher: unexpected error; still watching")
 
         thread = threading.Thread(target=loop, name="faq-index-watch", daemon=True)
         thread.start()

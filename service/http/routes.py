@@ -7,7 +7,14 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..errors import IndexUnavailable, InvalidRequest, PayloadTooLarge, SearchTimeout, UnsupportedMediaType
+from ..errors import (
+    IndexUnavailable,
+    InvalidRequest,
+    PayloadTooLarge,
+    SearchTimeout,
+    UnsupportedMediaType,
+    redact_paths,
+)
 from .admin import KEYED_ENDPOINTS, check_api_key
 from .openapi import openapi_document
 from .schemas import SearchRequest, parse_batch, parse_search, search_args_from_query_string
@@ -31,20 +38,35 @@ def _engine():
     return engine
 
 
-def _searching(call):
+#: A request whose queries are longer than this many tokens in all (more than any single query can be) is heavy.
+HEAVY_REQUEST_TOKENS = 512
+
+
+def _searching(call, tokens: int = 0):
     """Run ``call()`` once a search slot is free; give up with 503 ``search_timeout`` after FAQ_SEARCH_TIMEOUT.
 
     Encoding cannot be interrupted half-way, so the bound is on waiting: under overload, requests fail fast with
     a clear error (and ``Retry-After``) instead of piling up behind each other until every client times out.
+    A heavy request (a long batch) also needs the process's one heavy slot: heavy batches run one at a time per
+    process and wait, or get the 503, among themselves, while plain searches go on between their encoding runs.
     """
     timeout = float(current_app.config["FAQ_SEARCH_TIMEOUT"])
-    gate = current_app.extensions["faq_search_slots"]  # made by create_app
-    if not gate.acquire(timeout=timeout):
-        raise SearchTimeout(f"the service is saturated: no search could start within {timeout:g} s; retry later")
+    gates = [current_app.extensions["faq_search_slots"]]  # made by create_app
+    if tokens > HEAVY_REQUEST_TOKENS:
+        gates.insert(0, current_app.extensions["faq_heavy_slots"])
+    deadline = time.monotonic() + timeout
+    taken = []
     try:
+        for gate in gates:
+            if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise SearchTimeout(
+                    f"the service is saturated: no search could start within {timeout:g} s; retry later"
+                )
+            taken.append(gate)
         return call()
     finally:
-        gate.release()
+        for gate in taken:
+            gate.release()
 
 
 def _reject_constant(name: str):
@@ -53,7 +75,12 @@ def _reject_constant(name: str):
 
 def _json_body():
     """The request body decoded as strict JSON (no NaN/Infinity)."""
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except Exception as exc:  # the server could not read the body: a malformed chunk size or terminator, a reset
+        if isinstance(exc, PayloadTooLarge) or getattr(exc, "code", None) == 413:
+            raise
+        raise InvalidRequest(f"the request body could not be read: {exc}", code="bad_request") from None
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit by Werkzeug rather than refused.
@@ -76,7 +103,23 @@ def search_post():
     req = parse_search(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     g.logged_query = req.query
     engine = _engine()
-    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score)).to_dict())
+    tokens = _within_token_budget(engine, [req.query])
+    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict())
+
+
+def _within_token_budget(engine, queries: list[str]) -> int:
+    """Refuse a request whose queries would make the encoder read more than ``FAQ_MAX_REQUEST_TOKENS`` tokens
+    (413 ``too_many_tokens``): characters say little of the cost (1,000 of them are 200 tokens of French, or 512
+    of symbols), and one search holds its worker for as long as its encoding takes."""
+    limit = int(current_app.config["FAQ_MAX_REQUEST_TOKENS"])
+    tokens = sum(engine.count_tokens(queries))
+    if tokens > limit:
+        raise PayloadTooLarge(
+            f"the request's queries are {tokens} tokens long, over the limit of {limit}: send fewer or shorter "
+            "queries (split a batch)",
+            code="too_many_tokens",
+        )
+    return tokens
 
 
 @bp.post("/search/batch")
@@ -88,9 +131,9 @@ def search_batch():
     items = parse_batch(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
     engine = _engine()
-    responses = (
-        _searching(lambda: engine.search_batch([(r.query, r.top_k, r.min_score) for _, r in valid])) if valid else []
-    )
+    tokens = _within_token_budget(engine, [r.query for _, r in valid])
+    requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
+    responses = _searching(lambda: engine.search_batch(requests), tokens) if valid else []
     results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
     for (i, _), response in zip(valid, responses, strict=True):
         results[i] = response.to_dict()
@@ -104,7 +147,8 @@ def search_get():
     req = parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"])
     g.logged_query = req.query
     engine = _engine()
-    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score)).to_dict())
+    tokens = _within_token_budget(engine, [req.query])
+    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict())
 
 
 @bp.get("/faq/<faq_id>")
@@ -116,9 +160,7 @@ def faq_entry(faq_id: str):
 @bp.get("/")
 def search_page():
     """The search page for support agents (``service/http/static/``): everything it loads comes from this service."""
-    response = current_app.send_static_file("index.html")
-    response.headers["Content-Security-Policy"] = "default-src 'self'; connect-src 'self'"
-    return response
+    return current_app.send_static_file("index.html")  # with the page's CSP, like every static file
 
 
 @bp.get("/openapi.json")
@@ -138,6 +180,5 @@ def ready():
 def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
     engine = _engine()
-    return jsonify(
-        {"status": "ok", "index": engine.summary(), "reload": current_app.extensions["faq_reloader"].status()}
-    )
+    status = {"status": "ok", "index": engine.summary(), "reload": current_app.extensions["faq_reloader"].status()}
+    return jsonify(redact_paths(status))  # open to anyone: build names, not the host's paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -116,7 +117,10 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
         raise InvalidRequest(
             f"'query' is longer than {max_query_chars} characters", code="query_too_long", field="query"
         )
-    return request.model_copy(update={"query": request.query.strip()})
+    query = request.query.strip()
+    if not query:  # only characters Python strips but the pattern does not see as spaces (U+001C–U+001F)
+        raise InvalidRequest("'query' is empty", code="empty_query", field="query")
+    return request.model_copy(update={"query": query})
 
 
 def search_args_from_query_string(args) -> dict:
@@ -135,7 +139,7 @@ def search_args_from_query_string(args) -> dict:
         data["query"] = args.get("q", args.get("query"))
     if "top_k" in args:
         raw = args["top_k"].strip()
-        if not raw.lstrip("+-").isdigit():
+        if not re.fullmatch(r"[+-]?[0-9]+", raw):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
             raise InvalidRequest("'top_k' must be an integer", code="invalid_type", field="top_k")
         data["top_k"] = int(raw)
     if "min_score" in args:

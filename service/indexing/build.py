@@ -15,8 +15,9 @@ from ..corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_
 from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
+from ..errors import IndexUnavailable
 from .scoring import Scoring
-from .store import choose_index_spec, new_index_id, read_entries, write_index
+from .store import choose_index_spec, new_index_id, read_entries, read_manifest, write_index
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def build_index(
         backend: encoder for a model given by name: ``torch``, ``onnx``, ``onnx-int8`` or ``auto`` (default
             ``FAQ_BACKEND``, else auto: fp32 ONNX when the model directory has that export). The manifest records
             it in ``model.encoder`` and the service encodes queries with the same one.
-        index_kind: FAISS index: ``auto`` (exact up to ``index_store.EXACT_MAX_VECTORS`` vectors, then HNSW),
-            ``flat``, ``hnsw``, ``hnsw-sq8`` (a quarter of the memory) or ``ivf-sq8``; recorded in the manifest.
-        index_params: overrides of ``index_store.DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``…).
+        index_kind: FAISS index: ``auto`` (exact up to ``store.EXACT_MAX_VECTORS`` vectors, then HNSW),
+            ``flat``, ``hnsw``, ``hnsw-sq8`` (about a third of the memory) or ``ivf-sq8``; recorded in the manifest.
+        index_params: overrides of ``store.DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``…).
     Returns:
         The manifest written.
     Raises:
@@ -68,7 +69,18 @@ def build_index(
     entries = load_corpus(corpus)
     passages = split_passages(entries)
     checksum = corpus_checksum(corpus)
-    changes = corpus_changes(entries, out_dir)
+    try:
+        changes = corpus_changes(entries, out_dir)
+    except IndexUnavailable as exc:  # a damaged current build must never stop the build that replaces it
+        log.warning("the current index is unreadable (%s): building as if there were none", exc.message)
+        changes = {
+            "previous_index_id": None,
+            "current_unreadable": exc.message,
+            "added": sorted(e.id for e in entries),
+            "changed": [],
+            "removed": [],
+            "unchanged": 0,
+        }
     log.info("against the current index: %s", describe_changes(changes))
     tuned = None
     if finetune is not None:
@@ -135,7 +147,7 @@ def build_index(
     if tuned is None and isinstance(model, str):
         tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
     if tuned is not None:
-        # The service configured with the base model loads this one for this index (app.load_engine).
+        # The service configured with the base model loads this one for this index (search.loading.load_engine).
         manifest["model"]["finetuned"] = tuned
         # Fine-tuning moves every cosine; a calibration fitted for the base model does not hold for it.
         manifest["scoring"]["calibrated_for"] = tuned["base"]
@@ -157,11 +169,12 @@ def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
         ``{"previous_index_id", "added", "changed", "removed", "unchanged"}`` (id lists sorted, and a count of
         unchanged entries); ``previous_index_id`` is None and everything is "added" when there is no index yet.
     """
-    from .store import read_manifest
-
     before = read_entries(index_dir) or {}
     after = {e.id: e.to_dict() for e in entries}
-    previous = read_manifest(index_dir)["index_id"] if before else None
+    try:
+        previous = read_manifest(index_dir)["index_id"] if before else None
+    except (KeyError, TypeError) as exc:
+        raise IndexUnavailable(f"the current index's manifest is malformed: {type(exc).__name__}: {exc}") from exc
     changed = sorted(i for i in after.keys() & before.keys() if after[i] != before[i])
     return {
         "previous_index_id": previous,
@@ -174,6 +187,8 @@ def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
 
 def describe_changes(changes: dict, limit: int = 10) -> str:
     """One line for an operator: counts, and the first ids of each kind of change."""
+    if changes.get("current_unreadable"):
+        return f"the current index is unreadable; {len(changes['added'])} entries to add"
     if changes["previous_index_id"] is None:
         return f"no current index; {len(changes['added'])} entries to add"
 

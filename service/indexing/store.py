@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -37,6 +38,8 @@ import numpy as np
 from ..corpus import FaqEntry, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
+
+log = logging.getLogger(__name__)
 
 #: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest.
 FORMAT_VERSION = 2
@@ -164,6 +167,9 @@ class StoredIndex:
     rows: list[Row]
     passages: list[Passage]
     entries: dict[str, FaqEntry]
+    #: Set when this is an earlier build loaded because the one ``current`` points to does not load:
+    #: ``{"wanted", "serving", "reason"}`` (build names, not paths), shown in ``/health``.
+    fallback: dict | None = None
 
     @property
     def index_id(self) -> str:
@@ -274,6 +280,8 @@ def write_index(
     if final.exists():
         raise FileExistsError(f"build {final} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{index_id}-", dir=builds))
+    link_tmp = out / f".{CURRENT}.tmp-{os.getpid()}"
+    renamed = published = False
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
         vector_index = VectorIndex.from_vectors(vectors, manifest.get("vector_index"))
@@ -308,15 +316,22 @@ def write_index(
             os.fsync(fh.fileno())
         _fsync_dir(tmp)
         tmp.rename(final)
+        renamed = True
         _fsync_dir(builds)
-        link_tmp = out / f".{CURRENT}.tmp-{os.getpid()}"
         if link_tmp.is_symlink() or link_tmp.exists():
             link_tmp.unlink()
-        os.symlink(Path(BUILDS) / index_id, link_tmp)
+        os.symlink(Path(BUILDS) / index_id, link_tmp)  # a symlink takes an inode: it can fail when the build did not
         os.replace(link_tmp, out / CURRENT)
+        published = True
         _fsync_dir(out)
     except BaseException:
+        # Nothing of a failed build stays behind: not its temporary directory, not a build that was never
+        # published (a full disk or no inodes left at the symlink), not a half-made link.
         shutil.rmtree(tmp, ignore_errors=True)
+        if renamed and not published:
+            shutil.rmtree(final, ignore_errors=True)
+        if link_tmp.is_symlink():
+            link_tmp.unlink(missing_ok=True)
         raise
     _prune(builds, keep=final)
     return full
@@ -343,11 +358,14 @@ def _prune(builds: Path, keep: Path) -> None:
 def resolve(index_dir: str | os.PathLike) -> Path:
     """The build directory an index path points to: ``index_dir/current`` or ``index_dir`` itself."""
     path = Path(index_dir)
-    if (path / MANIFEST).is_file():
-        return path
-    current = path / CURRENT
-    if current.exists():
-        return current.resolve()
+    try:
+        if (path / MANIFEST).is_file():
+            return path
+        current = path / CURRENT
+        if current.exists():
+            return current.resolve()
+    except OSError as exc:  # an unreadable directory, a link loop…
+        raise IndexUnavailable(f"cannot read the index directory {path}: {exc.strerror or exc}") from exc
     raise IndexUnavailable(
         f"no index at {path}: build one with `python scripts/build_index.py --out {path}` (or `make index`)"
     )
@@ -384,6 +402,55 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
     """
     build = resolve(index_dir)
     manifest = read_manifest(build)
+    try:
+        return _load_build(build, manifest, verify)
+    except IndexUnavailable:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        # A manifest without a field it must have, a field of the wrong type, a file that vanished meanwhile:
+        # a damaged build like any other, refused with the reason (never a 500, never a dead watcher).
+        raise IndexUnavailable(f"index {build} is malformed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex:
+    """The build ``index_dir`` points to or, when it does not load, the newest other build of ``index_dir`` that
+    does (the previous builds are kept for this): a worker that starts while the current build is damaged or
+    deleted serves the last good one and says so (``StoredIndex.fallback``) instead of stopping the server.
+
+    Raises:
+        IndexUnavailable: the current build's own error, when no build at all loads.
+    """
+    try:
+        return load_index(index_dir, verify)
+    except IndexUnavailable as exc:
+        failure = exc
+    builds = Path(index_dir) / BUILDS
+    try:
+        wanted = (Path(index_dir) / CURRENT).resolve()
+        candidates = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    except OSError:
+        raise failure from None
+    for build in candidates:  # build names start with their UTC build time: newest first
+        if build.resolve() == wanted:
+            continue
+        try:
+            index = load_index(build, verify)
+        except IndexUnavailable:
+            continue
+        index.fallback = {"wanted": wanted.name, "serving": build.name, "reason": failure.message}
+        log.warning(
+            "the current build %s does not load (%s): serving the earlier build %s",
+            wanted.name,
+            failure.message,
+            build.name,
+        )
+        return index
+    raise failure
+
+
+def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
+    if not isinstance(manifest, dict):
+        raise IndexUnavailable(f"index {build} has a manifest that is not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexUnavailable(
             f"index {build} has format version {manifest.get('format_version')}, this service "

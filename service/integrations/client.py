@@ -38,7 +38,7 @@ class NotFoundError(FaqSearchError):
 
 
 class PayloadTooLargeError(FaqSearchError):
-    """413: the body is over the service's limit."""
+    """413: the body is over the service's limit, or its queries over its token budget (``too_many_tokens``)."""
 
 
 class UnauthorizedError(FaqSearchError):
@@ -84,18 +84,22 @@ BY_CODE = {
             "bad_request",
             "method_not_allowed",
             "unsupported_media_type",
+            "request_timeout",
+            "uri_too_long",
+            "expectation_failed",
+            "headers_too_large",
         ),
         InvalidRequestError,
     ),
     **dict.fromkeys(("faq_not_found", "not_found"), NotFoundError),
-    "payload_too_large": PayloadTooLargeError,
+    **dict.fromkeys(("payload_too_large", "too_many_tokens"), PayloadTooLargeError),
     "unauthorized": UnauthorizedError,
     "admin_disabled": ForbiddenError,
     "rate_limited": RateLimitedError,
     **dict.fromkeys(
         ("index_unavailable", "index_model_mismatch", "model_unavailable", "search_timeout"), ServiceUnavailableError
     ),
-    "internal_error": ServerError,
+    **dict.fromkeys(("internal_error", "not_implemented"), ServerError),
 }
 _BY_STATUS = {
     400: InvalidRequestError,

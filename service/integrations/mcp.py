@@ -106,7 +106,9 @@ def build_server(backend: Backend) -> MCPServer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.mcp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=sys.argv[0] if sys.argv[0].startswith("faq-search") else "python -m service.mcp",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", help="call the service running at this URL instead of loading the model here")
     parser.add_argument(

@@ -1,21 +1,12 @@
-"""A bounded, thread-safe LRU cache of search responses, keyed by the normalised query and the request options."""
+"""A bounded, thread-safe LRU cache of search responses (the engine keys it by index, query and options)."""
 
 from __future__ import annotations
 
-import re
 import threading
-import unicodedata
 from collections.abc import Hashable
 from typing import Any
 
 from cachetools import LRUCache
-
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_query(query: str) -> str:
-    """The cache's view of a query: Unicode NFKC, case-folded, runs of whitespace collapsed."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", query).casefold()).strip()
 
 
 class ResponseCache:

@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..corpus import lexical_text
-from ..encoders.base import Embedder, encoder_info
+from ..encoders.base import Embedder, count_tokens, encoder_info
 from ..errors import NotFound
 from ..indexing.scoring import Scoring
 from ..indexing.store import StoredIndex
-from .cache import ResponseCache, normalise_query
+from .cache import ResponseCache
 from .lexical import LexicalIndex, LexicalScores
 
 #: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
@@ -111,8 +111,10 @@ class SearchEngine:
         return self.search_batch([(query, top_k, min_score)])[0]
 
     def _cache_key(self, query: str, top_k: int, min_score: float | None) -> tuple:
-        # The index id is in the key so that a cache never serves another index's answers.
-        return (self.index.index_id, normalise_query(query), top_k, min_score)
+        # Exactly what the search depends on, no more folded than the encoder folds: it is case-sensitive, so
+        # "FACTURE" and "facture" are two searches. The index id keeps another index's answers out; repr()
+        # keeps -0.0 apart from 0.0 (the response echoes min_score as given).
+        return (self.index.index_id, query.strip(), top_k, repr(min_score))
 
     @staticmethod
     def _from_cache(response: SearchOutcome, query: str, started: float) -> SearchOutcome:
@@ -234,6 +236,10 @@ class SearchEngine:
             rank, round(score, 6), shown.faq_id, shown.passage_id, shown.question, shown.text, shown.section, match
         )
 
+    def count_tokens(self, queries: list[str]) -> list[int]:
+        """Tokens the encoder reads for each query: the work a search costs (its request budget counts these)."""
+        return count_tokens(self.embedder, queries, "query")
+
     def entry(self, faq_id: str) -> dict:
         """The whole entry with its passages.
 
@@ -269,4 +275,6 @@ class SearchEngine:
             "cache": self.cache.stats(),
             "encoder": m["model"].get("encoder"),
             "vector_index": m.get("vector_index"),
+            # Not None when the current build did not load and this earlier one serves instead.
+            "fallback": self.index.fallback,
         }

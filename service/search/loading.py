@@ -9,7 +9,7 @@ from typing import Any
 from ..config import DEFAULTS
 from ..encoders.base import BACKENDS, default_model, model_id_for
 from ..encoders.loading import load_embedder
-from ..indexing.store import load_index
+from ..indexing.store import load_latest_sound
 from .engine import SearchEngine
 
 
@@ -19,7 +19,9 @@ def load_engine(config: Mapping[str, Any]) -> SearchEngine:
     Raises:
         ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
     """
-    index = load_index(config["FAQ_INDEX"])  # cheap: fail before loading the model if there is no index
+    # Cheap: fail before loading the model if no build loads. A damaged current build falls back on the newest
+    # earlier one that loads (a worker restarted by gunicorn keeps serving instead of stopping the server).
+    index = load_latest_sound(config["FAQ_INDEX"])
     model = config.get("FAQ_MODEL") or default_model()
     tuned = index.manifest["model"].get("finetuned")
     if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():

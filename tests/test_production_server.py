@@ -1,0 +1,169 @@
+"""The production server (gunicorn with the service's settings, real model) where its own behaviour matters:
+its error answers, connections that never finish, a worker restarting on a damaged build, its control socket."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import psutil
+import pytest
+from conftest import CHORUS_CORPUS, ROOT
+from test_cli_and_server import ENV, _free_port, _wait_http
+
+from service.indexing.build import build_index
+from service.indexing.store import VECTORS, resolve
+
+pytestmark = pytest.mark.slow
+
+
+def _start(index_dir, workers: int = 2, **env):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        cwd=ROOT,
+        env={**ENV, "FAQ_INDEX": str(index_dir), "FAQ_PORT": str(port), "FAQ_WORKERS": str(workers), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_http(f"http://127.0.0.1:{port}/ready", proc)
+    return proc, port
+
+
+def _stop(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)[1]
+
+
+def _raw(port: int, data: bytes, timeout: float = 10) -> tuple[int, dict]:
+    """Send bytes as they are; the status and the JSON body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                length = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+                if length and len(body) >= length[0]:
+                    break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), answer[:300]
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, real_embedder):
+    out = tmp_path_factory.mktemp("prod") / "index"
+    build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
+    proc, port = _start(out)
+    yield port
+    _stop(proc)
+
+
+@pytest.mark.parametrize(
+    "request_bytes,status,code",
+    [
+        (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\n{}\r\n0\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"-5\r\n{}\r\n0\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'2\r\n{"query": "facture"}\r\n0\r\n\r\n',
+            400,
+            "bad_request",
+        ),
+    ],
+    ids=["request line", "header too large", "uri too long", "chunk size zz", "chunk size -5", "chunk too small"],
+)
+def test_the_server_answers_malformed_requests_in_the_error_shape(server, request_bytes, status, code):
+    got_status, body = _raw(server, request_bytes)
+    assert (got_status, body["error"]["status"]) == (status, status)
+    assert body["error"]["code"] in (code, "invalid_json"), body
+
+
+def test_a_get_of_1000_accented_characters_is_answered(server):
+    query = urllib.parse.quote("é" * 995 + " mot")
+    with urllib.request.urlopen(f"http://127.0.0.1:{server}/search?q={query}", timeout=60) as r:
+        assert r.status == 200 and json.loads(r.read())["results"]
+
+
+def test_connections_that_never_finish_do_not_take_the_workers(server):
+    """100 connections holding half a request or trickling a body; everyone else is still answered."""
+    held = []
+    for n in range(100):
+        s = socket.create_connection(("127.0.0.1", server), timeout=10)
+        s.send(b"GET /health HTTP/1.1\r\nHo" if n % 2 else b"POST /search HTTP/1.1\r\nContent-Length: 9999\r\n\r\n{")
+        held.append(s)
+    try:
+        for _ in range(10):
+            with urllib.request.urlopen(f"http://127.0.0.1:{server}/health", timeout=5) as r:
+                assert r.status == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_worker_restarted_on_a_damaged_build_serves_the_last_good_one(tmp_path, real_embedder, damage):
+    out = tmp_path / "index"
+    first = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)["index_id"]
+    build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
+    proc, port = _start(out)
+    try:
+        current = resolve(out)
+        if damage == "deleted":
+            shutil.rmtree(current)
+        else:
+            (current / VECTORS).write_bytes((current / VECTORS).read_bytes()[:100])
+        workers = psutil.Process(proc.pid).children()
+        os.kill(workers[0].pid, signal.SIGKILL)
+        deadline = time.time() + 60
+        seen = set()
+        while time.time() < deadline and len(seen) < 2:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    fallback = json.loads(r.read())["index"]["fallback"]
+                    seen.add(fallback["serving"] if fallback else "current")
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert proc.poll() is None, "the server stopped"
+        assert seen == {"current", first}, seen  # the old worker from memory, the new one from the earlier build
+        assert len(psutil.Process(proc.pid).children()) == 2
+    finally:
+        _stop(proc)
+
+
+def test_each_instance_has_its_own_control_socket(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # loading the settings would make one otherwise
+    paths = set()
+    for port in ("8101", "8102"):
+        monkeypatch.setenv("FAQ_PORT", port)
+        monkeypatch.delenv("FAQ_CONTROL_SOCKET", raising=False)
+        import service.http.gunicorn_conf as conf
+
+        paths.add(importlib.reload(conf).control_socket)
+    assert len(paths) == 2 and all(not p.startswith(os.path.expanduser("~/.gunicorn")) for p in paths)
