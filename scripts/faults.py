@@ -416,12 +416,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=default_model(), help="model directory (env FAQ_MODEL)")
     parser.add_argument("--corpus", default=str(ROOT / "corpus" / "chorus_pro_faq.jsonl"), help="corpus to index")
     parser.add_argument("--json", default="faults.json", help="JSON output (default faults.json)")
+    parser.add_argument(
+        "--worker-class",
+        default=None,
+        help="gunicorn worker class instead of the settings' default (e.g. gthread, to compare; env FAQ_WORKER_CLASS)",
+    )
     args = parser.parse_args(argv)
     embedder = load_embedder(args.model)
     out = Path(tempfile.mkdtemp(prefix="faq-faults-")) / "index"
     build_index(args.corpus, out, embedder, show_progress=False)
     script = wrk_post_script(out.parent / "post.lua", QUERY)
-    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_ADMIN_TOKEN": TOKEN})  # cache off
+    extra = {"FAQ_ADMIN_TOKEN": TOKEN, **({"FAQ_WORKER_CLASS": args.worker_class} if args.worker_class else {})}
+    server, url = start_gunicorn(out, args.model, extra_env=extra)  # cache off
     ctx = {"url": url, "out": out, "corpus": args.corpus, "embedder": embedder, "script": script, "server": server}
     report = {}
     try:
