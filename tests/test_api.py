@@ -206,7 +206,7 @@ BAD_REQUESTS = [
 def test_bad_requests_get_one_error_shape(client, method, path, kwargs, status, code):
     err = assert_error(getattr(client, method)(path, **kwargs), status, code)
     if code in ("invalid_type", "out_of_range", "missing_query", "empty_query", "query_too_long"):
-        assert err["field"] in ("query", "top_k", "min_score")
+        assert err["field"] in ("query", "q", "top_k", "min_score")
 
 
 def test_405_keeps_the_allow_header(client):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import MINI_CORPUS, HashingEmbedder, assert_error, corpus_with
@@ -211,8 +213,14 @@ def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, 
         good = app.extensions["faq_engine"].index.index_id
         corpus, _ = _changed_corpus(tmp_path, "CASSE")
         with caplog.at_level(logging.ERROR, logger="service.http.reloader"):
-            build_index(corpus, out, fake_embedder, show_progress=False)
-            (resolve(out) / VECTORS).write_bytes(b"not faiss")
+            # The bad build is damaged before it is published (damaged after, the watcher could load it first).
+            staging = tmp_path / "staging"
+            build_index(corpus, staging, fake_embedder, show_progress=False)
+            bad = resolve(staging)
+            (bad / VECTORS).write_bytes(b"not faiss")
+            shutil.move(str(bad), str(out / "builds" / bad.name))
+            os.symlink(Path("builds") / bad.name, out / ".current.tmp-test")
+            os.replace(out / ".current.tmp-test", out / "current")
             _wait(lambda: reloader.last["ok"] is False)
             time.sleep(0.3)  # several more ticks: the refused build is not retried over and over
         assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1

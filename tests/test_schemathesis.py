@@ -12,6 +12,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomised: the same examples every run, so that CI never fails on a draw the last run did not make.
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_description(case, live_url):
     case.call_and_validate(base_url=live_url)

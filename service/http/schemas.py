@@ -137,6 +137,8 @@ def search_args_from_query_string(args) -> dict:
             )
     if "q" in args or "query" in args:
         data["query"] = args.get("q", args.get("query"))
+    else:  # named as the GET form names it
+        raise InvalidRequest("'q' is required: GET /search?q=<question>", code="missing_query", field="q")
     if "top_k" in args:
         raw = args["top_k"].strip()
         if not re.fullmatch(r"[+-]?[0-9]+", raw):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
