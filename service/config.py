@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "FAQ_RATE_LIMIT": None,  # per-client limit on the search routes, e.g. "600/minute" (None: off)
     "FAQ_RATE_LIMIT_STORAGE": None,  # shared counter store (e.g. redis://host:6379); None: per worker, in memory
     "FAQ_SEARCH_TIMEOUT": 10.0,  # seconds a search may wait for a free slot before 503 search_timeout
+    "FAQ_BODY_TIMEOUT": 10.0,  # seconds a request body may take to arrive before 408 request_timeout (gevent)
     "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
 }
 #: Environment variables read by create_app, with the type each is parsed as.
@@ -52,6 +53,7 @@ ENV_TYPES = {
     "FAQ_RATE_LIMIT": str,
     "FAQ_RATE_LIMIT_STORAGE": str,
     "FAQ_SEARCH_TIMEOUT": float,
+    "FAQ_BODY_TIMEOUT": float,
     "FAQ_MAX_CONCURRENT_SEARCHES": int,
 }
 

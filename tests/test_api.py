@@ -197,6 +197,23 @@ BAD_REQUESTS = [
     ("top_k superscript two", "get", "/search?q=a&top_k=%C2%B2", {}, 400, "invalid_type"),
     ("only control separators", "post", "/search", {"json": {"query": "\x1c\x1d\x1e\x1f"}}, 400, "empty_query"),
     ("get only control separators", "get", "/search?q=%1C%1F", {}, 400, "empty_query"),
+    ("top_k of 5,000 digits", "get", "/search?q=a&top_k=" + "9" * 5000, {}, 400, "out_of_range"),
+    (
+        "a surrogate key",
+        "post",
+        "/search",
+        {"data": '{"query": "x", "\\ud800": 1}', "content_type": "application/json"},
+        400,
+        "unknown_field",
+    ),
+    (
+        "batch with a surrogate key",
+        "post",
+        "/search/batch",
+        {"data": '{"queries": ["x"], "\\ud800": 1}', "content_type": "application/json"},
+        400,
+        "unknown_field",
+    ),
 ]
 
 

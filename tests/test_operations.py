@@ -416,6 +416,25 @@ def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):
     assert app.test_client().post("/search", json={"query": "trois"}).status_code == 200
 
 
+def test_a_valid_key_counts_whichever_header_carries_it(served):
+    client = served[0](FAQ_API_KEYS="good-key").test_client()
+    both = {"Authorization": "Bearer something-else", "X-API-Key": "good-key"}
+    assert client.post("/search", json={"query": "mot"}, headers=both).status_code == 200
+
+
+def test_a_current_link_loop_falls_back_on_the_last_good_build(served):
+    from service.indexing.store import load_latest_sound
+
+    _, out = served
+    good = resolve(out).name
+    (out / "current").unlink()
+    (out / "current").symlink_to("current")  # a link to itself
+    with pytest.raises(IndexUnavailable):
+        load_index(out)
+    index = load_latest_sound(out)
+    assert index.path.name == good and index.fallback["serving"] == good
+
+
 def test_the_admin_token_is_only_a_bearer_token(served):
     client = served[0]().test_client()
     assert_error(client.get("/admin/stats", headers={"X-API-Key": TOKEN}), 401, "unauthorized")
@@ -425,7 +444,20 @@ def test_the_admin_token_is_only_a_bearer_token(served):
 # ---- builds a reload must survive ----
 
 
-@pytest.mark.parametrize("damage", ["no_counts", "manifest_is_a_list", "files_not_a_dict", "build_is_a_file"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "no_counts",
+        "manifest_is_a_list",
+        "files_not_a_dict",
+        "build_is_a_file",
+        "no_index_id",
+        "scoring_is_a_string",
+        "slope_is_text",
+        "slope_is_nan",
+        "threshold_out_of_range",
+    ],
+)
 def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_path, fake_embedder, damage):
     """A manifest missing a field or of the wrong shape, or a build that is not a directory: 409 with the reason
     in /health, never a 500, and the watcher still picks up the next good build."""
@@ -440,6 +472,16 @@ def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_pa
         del manifest["counts"]
     elif damage == "files_not_a_dict":
         manifest["files"] = ["vectors.faiss"]
+    elif damage == "no_index_id":
+        del manifest["index_id"]
+    elif damage == "scoring_is_a_string":
+        manifest["scoring"] = "x"
+    elif damage == "slope_is_text":
+        manifest["scoring"]["slope"] = "abc"
+    elif damage == "slope_is_nan":
+        manifest["scoring"]["slope"] = float("nan")
+    elif damage == "threshold_out_of_range":
+        manifest["scoring"]["answer_threshold"] = 2.5
     if damage == "manifest_is_a_list":
         (build / "manifest.json").write_text(json.dumps([manifest]))
     elif damage == "build_is_a_file":

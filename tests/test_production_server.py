@@ -66,7 +66,7 @@ def _raw(port: int, data: bytes, timeout: float = 10) -> tuple[int, dict]:
 def server(tmp_path_factory, real_embedder):
     out = tmp_path_factory.mktemp("prod") / "index"
     build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
-    proc, port = _start(out)
+    proc, port = _start(out, FAQ_BODY_TIMEOUT="2")
     yield port
     _stop(proc)
 
@@ -167,3 +167,34 @@ def test_each_instance_has_its_own_control_socket(monkeypatch, tmp_path):
 
         paths.add(importlib.reload(conf).control_socket)
     assert len(paths) == 2 and all(not p.startswith(os.path.expanduser("~/.gunicorn")) for p in paths)
+
+
+def test_a_reload_signal_to_an_idle_gevent_worker_keeps_it(server):
+    """SIGHUP runs in a gevent worker's event loop: the handler must not start a thread there (it killed the
+    worker); an admin reload signals the sibling workers the same way."""
+    master = next(p for p in psutil.process_iter(["cmdline"]) if f"FAQ_PORT={server}" in " ".join(_env_of(p)))
+    before = sorted(w.pid for w in master.children())
+    for pid in before:
+        os.kill(pid, signal.SIGHUP)
+    time.sleep(2)
+    assert sorted(w.pid for w in master.children()) == before
+    with urllib.request.urlopen(f"http://127.0.0.1:{server}/ready", timeout=10) as r:
+        assert r.status == 200
+
+
+def _env_of(process) -> list[str]:
+    try:
+        return [f"{k}={v}" for k, v in process.environ().items()]
+    except (psutil.Error, OSError):
+        return []
+
+
+def test_a_body_that_stalls_gets_408(server):
+    """A body announced and never finished holds its connection for FAQ_BODY_TIMEOUT (2 s here), then 408."""
+    started = time.monotonic()
+    status, body = _raw(
+        server,
+        b'POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"que',
+    )
+    assert (status, body["error"]["code"]) == (408, "request_timeout")
+    assert 1.5 < time.monotonic() - started < 10

@@ -16,6 +16,7 @@ import os
 from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import AdminDisabled, InvalidRequest, Unauthorized
+from .bodies import read_body
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,9 +27,9 @@ def bearer_token() -> str | None:
     return (auth[7:].strip() or None) if auth[:7].lower() == "bearer " else None
 
 
-def presented_key() -> str | None:
-    """The API key a request carries: ``Authorization: Bearer …``, else ``X-API-Key``."""
-    return bearer_token() or request.headers.get("X-API-Key") or None
+def presented_keys() -> list[str]:
+    """The API keys a request carries: ``Authorization: Bearer …`` and ``X-API-Key`` (either may be the key)."""
+    return [k for k in (bearer_token(), request.headers.get("X-API-Key")) if k]
 
 
 def _matches(given: str | None, allowed: list[str]) -> bool:
@@ -54,9 +55,10 @@ def client_key() -> str:
     An unchecked key is no identity: counting by whatever key a request sends would give every request with a
     new made-up key a fresh allowance, and would never limit someone guessing keys.
     """
-    key = presented_key()
-    if key and _matches(key, parse_keys(current_app.config.get("FAQ_API_KEYS"))):
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
+    for key in presented_keys():
+        if _matches(key, keys):
+            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return "ip:" + (request.remote_addr or "unknown")
 
 
@@ -94,7 +96,7 @@ def check_api_key() -> None:
     keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
     if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
         return
-    if keys and not _matches(presented_key(), keys):
+    if keys and not any(_matches(key, keys) for key in presented_keys()):
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
 
 
@@ -111,7 +113,7 @@ def _require_admin_token():
 def reload():
     """Switch to the build ``FAQ_INDEX`` points to now (every worker of this server), or say why not."""
     try:
-        body = json.loads(request.get_data(cache=False) or b"{}") if request.content_length else {}
+        body = json.loads(read_body() or b"{}") if request.content_length else {}
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the decoder's stack
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):

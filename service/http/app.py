@@ -17,34 +17,18 @@ from ..search.loading import load_engine
 from . import observability
 from .admin import bp as admin_bp
 from .admin import install_rate_limit
+from .bodies import drain_refused_body
 from .reloader import Reloader
 from .routes import bp
 
 log = logging.getLogger(__name__)
 
 
-#: A refused body of up to this size is read to its end before the answer, so that a client still sending it reads
-#: the 413 instead of a connection reset (gunicorn's gevent workers close without draining it).
-DRAIN_REFUSED_BODY_BYTES = 4 * 2**20
-
-
-def _drain_refused_body() -> None:
-    length = request.content_length or 0
-    stream = request.environ.get("wsgi.input")
-    if stream is None or not 0 < length <= DRAIN_REFUSED_BODY_BYTES:
-        return
-    try:
-        while length > 0 and (chunk := stream.read(min(65536, length))):
-            length -= len(chunk)
-    except OSError:  # the client went away meanwhile
-        pass
-
-
 def _error_response(error: ServiceError):
     # A 5xx tells what is wrong with the service (a missing index, a model): anyone may read it, so without paths.
     body = error.to_dict() if error.status < 500 else redact_paths(error.to_dict())
     if error.status == 413:
-        _drain_refused_body()
+        drain_refused_body()
     response = jsonify(body)
     response.status_code = error.status
     return response

@@ -8,7 +8,7 @@ Connections are cheap: gevent workers hold each connection in a greenlet, so cli
 slowly (or never finish it) cost a socket each, not one of a few threads. With gthread workers, 4 connections
 holding a half-sent request line took every thread of `make run` and every other client timed out
 (docs/reliability.md has both measured). The encoding itself is CPU work that does not yield: the token budget
-of a request (``FAQ_MAX_BATCH_TOKENS``) bounds how long one search holds its worker.
+of a request (``FAQ_MAX_REQUEST_TOKENS``) bounds how long one search holds its worker.
 """
 
 import json

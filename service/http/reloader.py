@@ -72,6 +72,7 @@ class Reloader:
                 if old is not None and not force and str(old.index.path) == build:
                     return {**outcome, "ok": True, "changed": False, "index_id": previous}
                 engine = self._new_engine(old)
+                observability.watch_engine(engine)  # instrumented before it serves (and it reads the manifest)
             except Exception as exc:  # a bad build of any kind is refused, never a 500 nor a dead watcher
                 if not isinstance(exc, ServiceError):
                     log.exception("reload (%s): unexpected error while loading the new build", trigger)
@@ -84,7 +85,6 @@ class Reloader:
                 observability.RELOADS.labels("refused").inc()
                 self.last = outcome
                 return outcome
-            observability.watch_engine(engine)  # instrumented before it serves
             self.app.extensions["faq_engine"] = engine
             self.app.extensions["faq_engine_failure"] = None
             observability.RELOADS.labels("switched").inc()
@@ -123,13 +123,19 @@ class Reloader:
         """Reload on SIGHUP (only possible from the main thread; gunicorn workers call this after fork)."""
         if threading.current_thread() is not threading.main_thread():
             return False
-        # The handler only starts a thread: a signal handler must not take locks the interrupted code may hold.
-        signal.signal(
-            signal.SIGHUP,
-            lambda signum, frame: threading.Thread(
-                target=self.reload, args=("sighup",), name="faq-reload", daemon=True
-            ).start(),
-        )
+        # The handler only sets an event that a waiting thread (a greenlet in a gevent worker) acts on: a signal
+        # handler must neither take locks the interrupted code may hold nor block, and under gevent it runs in the
+        # event loop, where starting a thread (which waits for it to start) kills the worker.
+        wanted = threading.Event()
+
+        def waiter() -> None:
+            while not self._stop.is_set():
+                if wanted.wait(1.0):
+                    wanted.clear()
+                    self.reload("sighup")
+
+        threading.Thread(target=waiter, name="faq-sighup", daemon=True).start()
+        signal.signal(signal.SIGHUP, lambda signum, frame: wanted.set())
         return True
 
     def signal_siblings(self) -> int:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..errors import (
     IndexUnavailable,
-    InvalidRequest,
     PayloadTooLarge,
     SearchTimeout,
     UnsupportedMediaType,
     redact_paths,
 )
 from .admin import KEYED_ENDPOINTS, check_api_key
+from .bodies import json_body
 from .openapi import openapi_document
 from .schemas import SearchRequest, parse_batch, parse_search, search_args_from_query_string
 
@@ -69,38 +68,12 @@ def _searching(call, tokens: int = 0):
             gate.release()
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json_body():
-    """The request body decoded as strict JSON (no NaN/Infinity)."""
-    try:
-        raw = request.get_data(cache=False)
-    except Exception as exc:  # the server could not read the body: a malformed chunk size or terminator, a reset
-        if isinstance(exc, PayloadTooLarge) or getattr(exc, "code", None) == 413:
-            raise
-        raise InvalidRequest(f"the request body could not be read: {exc}", code="bad_request") from None
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length is None and len(raw) >= limit:
-        # A chunked body (no Content-Length) is cut at the limit by Werkzeug rather than refused.
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:  # e.g. [[[[…]]]] 100,000 deep: the decoder runs out of stack before the end
-        raise InvalidRequest("the body is nested too deeply to be a search request", code="invalid_json") from None
-
-
 @bp.post("/search")
 def search_post():
     """Search with a JSON body ``{"query", "top_k", "min_score"}``."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
-    req = parse_search(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    req = parse_search(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     g.logged_query = req.query
     engine = _engine()
     tokens = _within_token_budget(engine, [req.query])
@@ -128,7 +101,7 @@ def search_batch():
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
     started = time.perf_counter()
-    items = parse_batch(_json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    items = parse_batch(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
     engine = _engine()
     tokens = _within_token_budget(engine, [r.query for _, r in valid])

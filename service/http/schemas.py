@@ -82,7 +82,8 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
     """
     if not isinstance(data, dict):
         raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
-    data = dict(data)
+    # Keys too may hold lone surrogates (legal in JSON escapes): cleaned, so that an error can name them.
+    data = {_clean_text(k) if isinstance(k, str) else k: v for k, v in data.items()}
     if isinstance(data.get("query"), str):
         data["query"] = _clean_text(data["query"])
     top_k = data.get("top_k")
@@ -143,6 +144,10 @@ def search_args_from_query_string(args) -> dict:
         raw = args["top_k"].strip()
         if not re.fullmatch(r"[+-]?[0-9]+", raw):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
             raise InvalidRequest("'top_k' must be an integer", code="invalid_type", field="top_k")
+        if len(raw.lstrip("+-").lstrip("0")) > 9:  # int() of thousands of digits is slow, then refused
+            raise InvalidRequest(
+                f"'top_k' must be an integer from 1 to {MAX_TOP_K}", code="out_of_range", field="top_k"
+            )
         data["top_k"] = int(raw)
     if "min_score" in args:
         try:
@@ -169,6 +174,7 @@ def parse_batch(data: Any, max_query_chars: int) -> list[SearchRequest | Invalid
         raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
     for key in data:
         if key != "queries":
+            key = _clean_text(key)
             raise InvalidRequest(f"unknown field '{key}'; accepted: queries", code="unknown_field", field=key)
     if "queries" not in data:
         raise InvalidRequest("'queries' is required", code="missing_queries", field="queries")

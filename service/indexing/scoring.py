@@ -15,6 +15,7 @@ All of these live in the index manifest; ``scripts/evaluate.py --fit`` refits th
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -38,8 +39,31 @@ class Scoring:
     @classmethod
     def from_dict(cls, data: dict | None) -> Scoring:
         """Scoring from a manifest's ``scoring`` object; missing keys take the defaults, unknown ones are ignored."""
+        if data is not None and not isinstance(data, dict):
+            raise TypeError(f"scoring settings must be an object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def check(self) -> Scoring:
+        """This, if every setting has its type and range; else ValueError or TypeError saying which does not."""
+        numbers = (
+            "question_weight",
+            "lexical_weight",
+            "dense_weight",
+            "slope",
+            "intercept",
+            "answer_threshold",
+            "answer_margin",
+        )
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
+        if self.combine not in ("weighted", "max"):
+            raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
+        if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
+            raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
+        return self
 
     def to_dict(self) -> dict:
         """JSON-ready dict for the manifest."""

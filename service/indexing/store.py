@@ -38,6 +38,7 @@ import numpy as np
 from ..corpus import FaqEntry, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
+from .scoring import Scoring
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +365,10 @@ def resolve(index_dir: str | os.PathLike) -> Path:
         current = path / CURRENT
         if current.exists():
             return current.resolve()
-    except OSError as exc:  # an unreadable directory, a link loop…
-        raise IndexUnavailable(f"cannot read the index directory {path}: {exc.strerror or exc}") from exc
+    except (OSError, RuntimeError) as exc:  # an unreadable directory; a link loop (RuntimeError before Python 3.13)
+        raise IndexUnavailable(
+            f"cannot read the index directory {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     raise IndexUnavailable(
         f"no index at {path}: build one with `python scripts/build_index.py --out {path}` (or `make index`)"
     )
@@ -428,19 +431,26 @@ def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> Stor
     try:
         wanted = (Path(index_dir) / CURRENT).resolve()
         candidates = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-    except OSError:
-        raise failure from None
+    except (OSError, RuntimeError):  # no builds directory; a `current` that is a link loop
+        wanted = None
+        try:
+            candidates = sorted(
+                (p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True
+            )
+        except OSError:
+            raise failure from None
     for build in candidates:  # build names start with their UTC build time: newest first
-        if build.resolve() == wanted:
+        if wanted is not None and build.resolve() == wanted:
             continue
         try:
             index = load_index(build, verify)
         except IndexUnavailable:
             continue
-        index.fallback = {"wanted": wanted.name, "serving": build.name, "reason": failure.message}
+        wanted_name = wanted.name if wanted is not None else CURRENT
+        index.fallback = {"wanted": wanted_name, "serving": build.name, "reason": failure.message}
         log.warning(
             "the current build %s does not load (%s): serving the earlier build %s",
-            wanted.name,
+            wanted_name,
             failure.message,
             build.name,
         )
@@ -448,9 +458,45 @@ def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> Stor
     raise failure
 
 
-def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
+#: What a manifest must hold for the service to serve it, field by field, and the type of each.
+_MANIFEST_FIELDS = {
+    "index_id": str,
+    "built_at": str,
+    "metric": str,
+    "model": dict,
+    "corpus": dict,
+    "counts": dict,
+    "files": dict,
+}
+
+
+def _check_manifest(build: Path, manifest) -> None:
+    """Refuse a manifest the service could not serve from: a missing field, a field of the wrong type, scoring
+    settings that are not finite numbers in their range (a tampered ``slope`` would turn every search into a 500,
+    a NaN into invalid JSON, an ``answer_threshold`` of 2.5 into a service that never answers)."""
+
+    def bad(what: str) -> IndexUnavailable:
+        return IndexUnavailable(f"index {build} has a malformed manifest: {what}")
+
     if not isinstance(manifest, dict):
-        raise IndexUnavailable(f"index {build} has a manifest that is not a JSON object")
+        raise bad("not a JSON object")
+    for field, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(field), kind):
+            raise bad(f"'{field}' is missing or not a {kind.__name__}")
+    model, counts = manifest["model"], manifest["counts"]
+    if not isinstance(model.get("name"), str) or not isinstance(model.get("dimension"), int):
+        raise bad("'model' needs a 'name' (string) and a 'dimension' (integer)")
+    if not all(isinstance(counts.get(k), int) and counts[k] >= 0 for k in ("entries", "passages", "vectors")):
+        raise bad("'counts' needs 'entries', 'passages' and 'vectors' (integers)")
+    if "scoring" in manifest:
+        try:
+            Scoring.from_dict(manifest["scoring"]).check()
+        except (TypeError, ValueError) as exc:
+            raise bad(f"'scoring': {exc}") from None
+
+
+def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
+    _check_manifest(build, manifest)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexUnavailable(
             f"index {build} has format version {manifest.get('format_version')}, this service "
