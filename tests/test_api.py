@@ -313,3 +313,12 @@ def test_no_redirect_echoes_the_host_header(client):
         r = client.get("/", headers={"Host": "evil.example"}, environ_overrides={"PATH_INFO": path})
         assert r.status_code < 300 or r.status_code >= 400, path
         assert r.mimetype == "application/json" and "Location" not in r.headers and b"evil" not in r.data
+
+
+def test_the_frameworks_errors_say_what_was_wrong_in_the_services_words(engine):
+    client = create_app({"TESTING": True, "MAX_CONTENT_LENGTH": 1000}, engine=engine).test_client()
+    assert "GET /nowhere" in assert_error(client.get("/nowhere"), 404, "not_found")["message"]
+    wrong = assert_error(client.delete("/search"), 405, "method_not_allowed")["message"]
+    assert "DELETE is not allowed on /search" in wrong and "GET" in wrong and "POST" in wrong
+    big = assert_error(client.post("/search", json={"query": "x" * 2000}), 413, "payload_too_large")["message"]
+    assert "1000 bytes" in big

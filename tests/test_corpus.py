@@ -111,3 +111,26 @@ def test_utf8_bom_and_numeric_ids_are_accepted(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b'{"id": 7, "question": "Q ?", "answer": "R."}\n')
     assert [e.id for e in load_corpus(path)] == ["7"]
+
+
+def test_every_bad_line_is_reported_at_once(tmp_path):
+    good = '{"id": "a", "question": "Q ?", "answer": "R."}'
+    lines = [good, "{not json", '{"id": "b", "question": "", "answer": "R."}', good, '{"id": "c", "answer": "R."}']
+    path = tmp_path / "faq.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(path)
+    reported = str(caught.value).splitlines()
+    assert [line.split(": ", 1)[0] for line in reported] == [f"{path}:{n}" for n in (2, 3, 4, 5)]
+    assert "duplicate id 'a'" in reported[2] and "invalid JSON" in reported[0]
+
+
+def test_a_long_list_of_errors_is_capped_and_counted(tmp_path):
+    from service.corpus import MAX_REPORTED_ERRORS
+
+    path = tmp_path / "faq.jsonl"
+    path.write_text("{bad\n" * (MAX_REPORTED_ERRORS + 5), encoding="utf-8")
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(path)
+    reported = str(caught.value).splitlines()
+    assert len(reported) == MAX_REPORTED_ERRORS + 1 and reported[-1] == "… and 5 more errors"

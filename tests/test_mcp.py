@@ -36,6 +36,8 @@ def test_tools_are_listed_with_guidance_for_the_model(engine):
     assert "answered" in description and "results[0]" in description and "get_faq_entry" in description
     assert set(by_name["search_faq"].input_schema["properties"]) == {"query", "top_k"}
     assert by_name["search_faq"].input_schema["required"] == ["query"]
+    top_k = by_name["search_faq"].input_schema["properties"]["top_k"]
+    assert (top_k["minimum"], top_k["maximum"], top_k["default"]) == (1, 50, 5)
 
 
 def test_search_and_entry_tools_answer_from_the_engine(engine):
@@ -58,7 +60,8 @@ def test_search_and_entry_tools_answer_from_the_engine(engine):
     assert _payload(entry)["passages"][1]["section"] == "Si le gestionnaire a quitté la structure"
     assert empty.is_error and "empty_query" in empty.content[0].text
     assert missing.is_error and "faq_not_found" in missing.content[0].text
-    assert bad_k.is_error and "out_of_range" in bad_k.content[0].text
+    # The schema declares the bounds, so the SDK refuses 500 before the tool runs, naming the field and the bound.
+    assert bad_k.is_error and "top_k" in bad_k.content[0].text and "50" in bad_k.content[0].text
     assert "Traceback" not in empty.content[0].text + missing.content[0].text
 
 
@@ -110,3 +113,26 @@ def test_streamable_http_transport(live_url):
         proc.terminate()
         proc.wait(timeout=30)
         proc.stderr.close()
+
+
+def test_the_documented_mcp_client_example_runs(live_url, tmp_path):
+    """docs/integration.md's Python MCP client, run as it is written, against a running service."""
+    import os
+    import re
+    import subprocess
+
+    doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", doc, re.S) if "StdioServerParameters" in block]
+    script = tmp_path / "mcp_client.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env={**os.environ, "FAQ_URL": live_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "['search_faq', 'get_faq_entry']" and lines[1].split(" ", 1)[0] in ("True", "False")

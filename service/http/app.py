@@ -34,6 +34,19 @@ def _error_response(error: ServiceError):
     return response
 
 
+def _http_message(status: int, error: HTTPException, app: Flask) -> str:
+    """The framework's own errors in the service's words: what was wrong, and the limit or the way out."""
+    if status == 404:
+        return f"no such route: {request.method} {request.path} (the routes are listed at /openapi.json)"
+    if status == 405:
+        allowed = ", ".join(sorted(m for m in (getattr(error, "valid_methods", None) or []) if m != "OPTIONS"))
+        return f"{request.method} is not allowed on {request.path}" + (f"; use {allowed}" if allowed else "")
+    if status == 413:
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        return f"the body is larger than the limit of {limit} bytes (FAQ_MAX_BODY_BYTES)"
+    return error.description or error.name
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render every error, Flask's own included, as ``{"error": {"status", "code", "message"}}``."""
 
@@ -46,7 +59,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         status = error.code or 500
-        wrapped = ServiceError(error.description or error.name, code=HTTP_STATUS_CODES.get(status, "http_error"))
+        message = _http_message(status, error, app)
+        wrapped = ServiceError(message, code=HTTP_STATUS_CODES.get(status, "http_error"))
         wrapped.status = status
         response = _error_response(wrapped)
         for key, value in error.get_headers():

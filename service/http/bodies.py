@@ -65,7 +65,7 @@ def read_body() -> bytes:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit by Werkzeug rather than refused.
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes (FAQ_MAX_BODY_BYTES)")
     return raw
 
 

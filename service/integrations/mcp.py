@@ -13,10 +13,11 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
 
 from ..config import DEFAULTS, config_from_env
 from ..errors import ServiceError
@@ -86,7 +87,10 @@ def build_server(backend: Backend) -> MCPServer:
     server = MCPServer("faq-search", instructions="Recherche dans la FAQ officielle : " + SEARCH_DESCRIPTION)
 
     @server.tool(name="search_faq", description=SEARCH_DESCRIPTION)
-    def search_faq(query: str, top_k: int = 5) -> dict[str, Any]:
+    def search_faq(
+        query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
+        top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many FAQ entries to return.")] = 5,
+    ) -> dict[str, Any]:
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
         try:

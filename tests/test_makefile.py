@@ -1,0 +1,49 @@
+"""The Makefile honours the configuration variables: the environment's FAQ_* values, its own only as defaults."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import MINI_CORPUS, ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+
+
+def _dry_run(target: str, **env: str) -> str:
+    """What `make -n TARGET` would run with these variables in the environment (nothing is run)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_") and k not in ("HOST", "PORT")}
+    done = subprocess.run(
+        ["make", "-n", target], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_run_builds_and_serves_what_the_environment_names(tmp_path):
+    index = tmp_path / "my-index"
+    out = _dry_run(
+        "run",
+        FAQ_CORPUS=str(MINI_CORPUS),
+        FAQ_INDEX=str(index),
+        FAQ_HOST="127.0.0.2",
+        FAQ_PORT="8021",
+        FAQ_WATCH_SECONDS="0",
+    )
+    assert f"faq-search build --corpus {MINI_CORPUS} --out {index}" in out  # stale (absent): built first
+    assert f"FAQ_HOST=127.0.0.2 FAQ_PORT=8021 FAQ_INDEX={index} FAQ_WATCH_SECONDS=0" in out
+    assert "gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app" in out
+
+
+def test_the_makefile_defaults_and_the_older_names(tmp_path):
+    default = _dry_run("run")
+    assert "FAQ_HOST=127.0.0.1 FAQ_PORT=8000 FAQ_INDEX=index FAQ_WATCH_SECONDS=5" in default
+    older = _dry_run("run", PORT="8031", HOST="127.0.0.3")
+    assert "FAQ_HOST=127.0.0.3 FAQ_PORT=8031" in older
+
+
+def test_index_force_builds_the_named_corpus(tmp_path):
+    out = _dry_run("index-force", FAQ_CORPUS=str(MINI_CORPUS), FAQ_INDEX=str(tmp_path / "i"))
+    assert f"--corpus {MINI_CORPUS} --out {tmp_path / 'i'}" in out
