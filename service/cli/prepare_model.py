@@ -9,6 +9,7 @@ Idempotent: does nothing when the output already holds this conversion and expor
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = convert(args.out, args.source or default_source(), force=args.force)
         if not args.no_onnx:
+            gc.collect()  # the conversion's weights, before the export loads its own (the set-up's memory peak)
             export_onnx(out, force=args.force)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
