@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from service.config import GUNICORN_ARGS
 from service.config import REPO_ROOT as ROOT
 from service.encoders.base import default_model
 from service.encoders.loading import load_embedder
@@ -103,7 +104,7 @@ def fault_index_damaged(ctx, kind: str) -> dict:
 
     load, (status, body) = _under_load(url, ctx["script"], 8, damage)
     health = _health(url)
-    nothing_lost = load["non_2xx"] + load["socket_errors"] == 0 and _search_ok(url) and health["index"]["id"] == served
+    nothing_lost = _failed(load) == 0 and _search_ok(url) and health["index"]["id"] == served
     _fresh_build(ctx)  # repair for the next fault
     return {
         "what_happened": f"searches went on; forced reload answered {status} "
@@ -115,10 +116,8 @@ def fault_index_damaged(ctx, kind: str) -> dict:
 
 
 def fault_worker_killed(ctx) -> dict:
-    import psutil
-
     url = ctx["url"]
-    workers = psutil.Process(ctx["server"].pid).children()
+    workers = _workers(ctx)
 
     def kill():
         os.kill(workers[0].pid, signal.SIGKILL)
@@ -126,8 +125,8 @@ def fault_worker_killed(ctx) -> dict:
 
     load, pid = _under_load(url, ctx["script"], 10, kill)
     time.sleep(5)
-    now = psutil.Process(ctx["server"].pid).children()
-    errors = load["non_2xx"] + load["socket_errors"]
+    now = _workers(ctx)
+    errors = _failed(load)
     return {
         "what_happened": f"worker {pid} killed; gunicorn started a new one ({len(now)} workers after 5 s); "
         f"{errors} of {load['requests']} requests failed (the ones in flight on that worker); "
@@ -146,7 +145,7 @@ def fault_model_missing(ctx) -> dict:
         "FAQ_WORKERS": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -207,8 +206,13 @@ def fault_bad_bodies(ctx) -> dict:
         "what_happened": f"bad bodies answered {counts}; wrk's valid searches: "
         f"{load['non_2xx'] + load['socket_errors']} errors of {load['requests']}",
         "load": load,
-        "nothing_lost": set(codes) <= {400, 413} and load["non_2xx"] + load["socket_errors"] == 0,
+        "nothing_lost": set(codes) <= {400, 413} and _failed(load) == 0,
     }
+
+
+def _failed(load: dict) -> int:
+    """Requests of a wrk run that got no 2xx answer: a non-2xx status or a socket error (reset, timeout)."""
+    return load["non_2xx"] + load["socket_errors"]
 
 
 def _workers(ctx) -> list:
@@ -248,7 +252,7 @@ def fault_damaged_build_worker_killed(ctx, kind: str) -> dict:
             fallback = {"error": "no answer"}
         fallbacks.add(json.dumps(fallback, sort_keys=True))
     ready = all(_get(url + "/ready")[0] == 200 for _ in range(10))
-    errors = load["non_2xx"] + load["socket_errors"]
+    errors = _failed(load)
     _fresh_build(ctx)  # repair for the next fault
     return {
         "what_happened": f"build {kind}, worker {pid} killed: server alive {alive}, {len(_workers(ctx))} of {before} "
@@ -307,7 +311,7 @@ def fault_slow_clients(ctx, count: int = 100) -> dict:
     stop.set()
     for s in sockets:
         s.close()
-    errors = load["non_2xx"] + load["socket_errors"]
+    errors = _failed(load)
     probe_ok = sum(code == 200 for code, _ in probes)
     return {
         "what_happened": f"{n} slow connections held open (half of them trickling a body); wrk: {load['qps']:.0f} QPS, "

@@ -71,3 +71,7 @@ def config_from_env(environ: Mapping[str, str] = os.environ) -> dict:
                 ) from None
             out["MAX_CONTENT_LENGTH" if name == "FAQ_MAX_BODY_BYTES" else name] = value
     return out
+
+
+#: How the production server is started (after ``python -m gunicorn``): the service's settings and its WSGI app.
+GUNICORN_ARGS = ["-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]

@@ -8,8 +8,7 @@ import logging
 import os
 import sys
 
-#: gunicorn's ``-c`` and application for the service (the same as ``make run``).
-GUNICORN_ARGS = ["-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
+from ..config import GUNICORN_ARGS
 
 
 def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only: bool = False) -> int:

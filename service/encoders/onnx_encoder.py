@@ -77,8 +77,12 @@ class OnnxEmbedder(PromptsMixin):
 
     def count_tokens(self, texts: Sequence[str], kind: str = "query") -> list[int]:
         """Tokens the model reads for each text (prompt included, at most ``max_seq_length``): what encoding costs."""
+        return [len(e.ids) for e in self._encodings(texts, kind)]
+
+    def _encodings(self, texts: Sequence[str], kind: str) -> list:
+        """The tokenizer's encodings of ``texts`` with the prompt for ``kind`` (stripped, truncated)."""
         prompt = self.prompt_for(kind)
-        return [len(e.ids) for e in self.tokenizer.encode_batch([prompt + t.strip() for t in texts])]
+        return self.tokenizer.encode_batch([prompt + t.strip() for t in texts])
 
     def encode(
         self, texts: Sequence[str], kind: str = "query", batch_size: int = 32, show_progress: bool = False
@@ -87,8 +91,7 @@ class OnnxEmbedder(PromptsMixin):
         of at most ``batch_size`` texts and ``MAX_RUN_TOKENS`` padded tokens (bounded memory per run)."""
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-        prompt = self.prompt_for(kind)
-        encodings = self.tokenizer.encode_batch([prompt + t.strip() for t in texts])
+        encodings = self._encodings(texts, kind)
         order = [int(i) for i in np.argsort([len(e.ids) for e in encodings], kind="stable")]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         start = 0

@@ -15,10 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..config import REPO_ROOT
-
-#: gunicorn's ``-c`` for the service's settings, as a module (works wherever the package is installed).
-GUNICORN_CONF = "python:service.http.gunicorn_conf"
+from ..config import GUNICORN_ARGS, REPO_ROOT
 
 
 def wrk(url: str, concurrency: int, seconds: int, script: Path, timeout: int = 2) -> dict:
@@ -92,7 +89,7 @@ def start_gunicorn(index_dir: Path, model: str, port: int = 8799, extra_env: dic
         **(extra_env or {}),
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "service.http.wsgi:app"],
+        [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

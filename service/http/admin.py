@@ -49,17 +49,20 @@ def parse_keys(value) -> list[str]:
     return [k.strip() for k in items if k and k.strip()]
 
 
+def valid_key() -> str | None:
+    """The request's key if it is one of ``FAQ_API_KEYS`` (in either header), else None."""
+    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
+    return next((key for key in presented_keys() if _matches(key, keys)), None)
+
+
 def client_key() -> str:
     """Who a rate limit counts against: a *valid* API key (hashed, never stored raw), else the address.
 
     An unchecked key is no identity: counting by whatever key a request sends would give every request with a
     new made-up key a fresh allowance, and would never limit someone guessing keys.
     """
-    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
-    for key in presented_keys():
-        if _matches(key, keys):
-            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    return "ip:" + (request.remote_addr or "unknown")
+    key = valid_key()
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else "ip:" + (request.remote_addr or "unknown")
 
 
 def install_rate_limit(app) -> None:
@@ -93,10 +96,9 @@ KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api
 
 def check_api_key() -> None:
     """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
-    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
     if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
         return
-    if keys and not any(_matches(key, keys) for key in presented_keys()):
+    if parse_keys(current_app.config.get("FAQ_API_KEYS")) and valid_key() is None:
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
 
 

@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -64,11 +63,6 @@ def register_error_handlers(app: Flask) -> None:
         wrapped.status = status
         response = _error_response(wrapped)
         for key, value in error.get_headers():
-            if key.lower() == "location":
-                # Werkzeug builds the redirect (/search/ -> /search) from the request's Host header: keep only the
-                # path and query, so that a forged Host is never sent back.
-                parts = urlsplit(value)
-                value = parts.path + (f"?{parts.query}" if parts.query else "")
             if key.lower() not in ("content-type", "content-length"):
                 response.headers[key] = value
         return response

@@ -73,7 +73,11 @@ def search_post():
     """Search with a JSON body ``{"query", "top_k", "min_score"}``."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
-    req = parse_search(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    return _search_one(parse_search(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"]))
+
+
+def _search_one(req: SearchRequest):
+    """One validated search, within the token budget and a search slot: the JSON of its outcome."""
     g.logged_query = req.query
     engine = _engine()
     tokens = _within_token_budget(engine, [req.query])
@@ -117,11 +121,7 @@ def search_batch():
 def search_get():
     """Search with ``?q=…&top_k=…&min_score=…``."""
     data = search_args_from_query_string(request.args)
-    req = parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"])
-    g.logged_query = req.query
-    engine = _engine()
-    tokens = _within_token_budget(engine, [req.query])
-    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict())
+    return _search_one(parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"]))
 
 
 @bp.get("/faq/<faq_id>")

@@ -430,15 +430,12 @@ def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> Stor
     builds = Path(index_dir) / BUILDS
     try:
         wanted = (Path(index_dir) / CURRENT).resolve()
-        candidates = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-    except (OSError, RuntimeError):  # no builds directory; a `current` that is a link loop
+    except (OSError, RuntimeError):  # a `current` that is a link loop
         wanted = None
-        try:
-            candidates = sorted(
-                (p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True
-            )
-        except OSError:
-            raise failure from None
+    try:
+        candidates = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    except OSError:  # no builds directory
+        raise failure from None
     for build in candidates:  # build names start with their UTC build time: newest first
         if wanted is not None and build.resolve() == wanted:
             continue
