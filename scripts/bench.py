@@ -12,6 +12,7 @@ Scenarios so far:
                 vectors and on PIAF's real vectors: recall@10 against exact, median search, build time, memory.
     cache       a repeated question (served from the response cache) against a fresh one, in-process.
     http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
+    check       a search with the answer check against the same search without it, in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
@@ -163,6 +164,32 @@ def scenario_http(args) -> dict:
         server.wait(timeout=60)
     a, b = summary(in_process), summary(over_http)
     return {"variants": {"in-process": a, "http": b}, "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 4)}
+
+
+def scenario_check(args) -> dict:
+    """A search with the answer check against the same search without it (score threshold alone), in-process,
+    query by query alternating, over the Chorus Pro paraphrases and uncovered questions (response cache off)."""
+    from service.evaluation.datasets import chorus_gaps
+
+    embedder, out = model_and_index(args, threads=1)  # as in a gunicorn worker
+    index = load_index(out)
+    with_check = SearchEngine(embedder, index, cache_size=0)
+    without = SearchEngine(embedder, index, scoring={"answerability": False}, cache_size=0)
+    queries = [q for q, _ in chorus_questions()] + chorus_gaps()
+    times: dict[str, list[float]] = {"without the check": [], "with the check": []}
+    for round_ in range(args.rounds + 1):
+        for query in queries:
+            for name, engine in (("without the check", without), ("with the check", with_check)):
+                t = time.perf_counter()
+                engine.search(query)
+                if round_:  # the first pass warms both
+                    times[name].append((time.perf_counter() - t) * 1000)
+    a, b = summary(times["without the check"]), summary(times["with the check"])
+    return {
+        "variants": {"without the check": a, "with the check": b},
+        "added_p50_ms": round(b["p50_ms"] - a["p50_ms"], 4),
+        "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 4),
+    }
 
 
 def scenario_startup(args) -> dict:
@@ -490,6 +517,7 @@ SCENARIOS = {
     "encoder": scenario_encoder,
     "cache": scenario_cache,
     "http": scenario_http,
+    "check": scenario_check,
     "throughput": scenario_throughput,
     "startup": scenario_startup,
     "build": scenario_build,

@@ -25,7 +25,7 @@ MINI_CORPUS = DATA / "mini_faq.jsonl"
 CHORUS_CORPUS = ROOT / "corpus" / "chorus_pro_faq.jsonl"
 #: Chorus Pro questions as users type them (no accents, typos, synonyms), each with the entry that answers it and,
 #: for a question about one sub-section, the passage that must come first; written by the team, none copied.
-CHORUS_QUESTIONS = ROOT / "corpus" / "chorus_pro_questions.jsonl"
+CHORUS_QUESTIONS = ROOT / "tests" / "data" / "chorus_paraphrases.jsonl"
 _ROWS = [json.loads(line) for line in CHORUS_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
 PARAPHRASES: list[tuple[str, str]] = [(r["query"], r["faq_id"]) for r in _ROWS]
 PASSAGE: dict[str, str] = {r["query"]: r["passage_id"] for r in _ROWS if "passage_id" in r}

@@ -28,8 +28,9 @@ def test_search_returns_typed_results(live_url):
     assert isinstance(response.answered, bool) and response.index_id and response.model == "test/hashing-embedder"
 
 
-def test_min_score_is_sent(live_url):
-    assert FaqSearchClient(live_url).search("lien d'activation", min_score=1.0).answered is False
+def test_min_score_is_sent_and_the_reason_comes_back(live_url):
+    response = FaqSearchClient(live_url).search("lien d'activation", min_score=1.0)
+    assert response.answered is False and response.reason["code"] == "no_close_entry"
 
 
 def test_batch_keeps_errors_in_place(live_url):

@@ -456,6 +456,7 @@ def test_the_admin_token_is_only_a_bearer_token(served):
         "slope_is_text",
         "slope_is_nan",
         "threshold_out_of_range",
+        "answer_check_damaged",
     ],
 )
 def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_path, fake_embedder, damage):
@@ -482,6 +483,8 @@ def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_pa
         manifest["scoring"]["slope"] = float("nan")
     elif damage == "threshold_out_of_range":
         manifest["scoring"]["answer_threshold"] = 2.5
+    elif damage == "answer_check_damaged":
+        manifest["scoring"]["answerability"]["thresholds"] = [[5, "high"]]
     if damage == "manifest_is_a_list":
         (build / "manifest.json").write_text(json.dumps([manifest]))
     elif damage == "build_is_a_file":

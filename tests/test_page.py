@@ -3,6 +3,7 @@ labels, keyboard use, results with scores and why they matched, the full entry o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -70,10 +71,25 @@ def test_search_with_the_keyboard_and_open_an_entry(page):
     assert (OUTPUT / "search-page.png").stat().st_size > 10_000
 
 
-def test_an_unanswered_query_shows_suggestions_and_an_error_is_readable(page):
+#: What the page says for each ``reason.code`` of the API (in French).
+REASONS_FR = {
+    "no_close_entry": "aucune entrée n'est assez proche de la question",
+    "ambiguous": "deux entrées sont trop proches pour choisir",
+    "not_covered": "la FAQ ne parle pas de : ",
+}
+
+
+def test_an_unanswered_query_shows_suggestions_and_an_error_is_readable(page, live_url):
+    import urllib.request
+
+    body = json.dumps({"query": "recette de la tarte aux pommes"}).encode()
+    request = urllib.request.Request(live_url + "/search", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as r:
+        code = json.load(r)["reason"]["code"]
     page.get_by_label("Votre question").fill("recette de la tarte aux pommes")
     page.get_by_role("button", name="Rechercher").click()
     expect(page.get_by_role("status")).to_contain_text("aucune réponse sûre")
+    expect(page.get_by_role("status")).to_contain_text(REASONS_FR[code])
     assert page.locator("#liste .badge.reponse").count() == 0
     page.get_by_label("Votre question").fill("   ")
     page.get_by_role("button", name="Rechercher").click()
@@ -88,3 +104,23 @@ def test_the_page_asks_for_nothing_outside_the_service(live_url):
         html = r.read().decode()
         assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.slow
+def test_the_page_says_in_french_which_words_the_faq_does_not_cover(browser, real_engine):
+    """The real model on the Chorus Pro FAQ: a question about logging in names what no entry covers."""
+    from conftest import serving
+
+    from service.http.app import create_app
+
+    with serving(create_app({"TESTING": False}, engine=real_engine)) as url:
+        context = browser.new_context(locale="fr-FR")
+        page = context.new_page()
+        page.goto(url + "/")
+        page.get_by_label("Votre question").fill("je narrive plus a me connecter a chorus")
+        page.get_by_role("button", name="Rechercher").click()
+        status = page.get_by_role("status")
+        expect(status).to_contain_text("aucune réponse sûre (la FAQ ne parle pas de : narrive, connecter)")
+        assert page.locator("#liste .badge.reponse").count() == 0
+        assert page.locator("#liste > li").count() > 0, "the nearest entries are still shown as suggestions"
+        context.close()

@@ -1,11 +1,12 @@
 """``faq-search``: one command for the service's tools (``faq-search COMMAND --help`` for each).
 
-faq-search serve           the production server (gunicorn); --dev: Flask's development server
-faq-search build           build the index of a corpus (scripts/build_index.py)
-faq-search evaluate        measure retrieval quality (scripts/evaluate.py)
-faq-search prepare-model   convert the offline model and export it to ONNX (scripts/prepare_model.py)
-faq-search adapt           fine-tune the model on labelled user questions (scripts/adapt_model.py)
-faq-search mcp             the MCP server for LLM assistants (python -m service.mcp)
+faq-search serve             the production server (gunicorn); --dev: Flask's development server
+faq-search build             build the index of a corpus (scripts/build_index.py)
+faq-search evaluate          measure retrieval quality (scripts/evaluate.py)
+faq-search prepare-model     convert the offline model and export it to ONNX (scripts/prepare_model.py)
+faq-search adapt             fine-tune the model on labelled user questions (scripts/adapt_model.py)
+faq-search fit-answerability fit the answer check on covid_quebec_fr (scripts/fit_answerability.py)
+faq-search mcp               the MCP server for LLM assistants (python -m service.mcp)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COMMANDS = {
     "evaluate": "service.cli.evaluate",
     "prepare-model": "service.cli.prepare_model",
     "adapt": "service.cli.adapt",
+    "fit-answerability": "service.cli.fit_answerability",
     "mcp": "service.integrations.mcp",
 }
 

@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {Scoring.answer_margin})",
     )
     parser.add_argument(
+        "--no-answer-check",
+        action="store_true",
+        help="decide `answered` on the threshold and margin alone, without the answer check that refuses an "
+        "entry which does not cover the question (docs/quality.md)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="only validate the corpus and print what a build would add, change and remove against "
@@ -132,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.model,
             batch_size=args.batch_size,
-            scoring=Scoring(answer_threshold=args.answer_threshold, answer_margin=args.answer_margin),
+            scoring=Scoring(answer_threshold=args.answer_threshold, answer_margin=args.answer_margin).with_overrides(
+                answerability=False if args.no_answer_check else None
+            ),
             finetune=FinetuneSettings(epochs=args.finetune_epochs) if args.finetune else None,
             backend=args.backend,
             index_kind=args.index_kind,

@@ -20,7 +20,9 @@ from ..corpus import FaqEntry, load_corpus
 
 #: Chorus Pro questions as users type them (no accents, typos, synonyms), each with its entry (and, for a question
 #: about one sub-section, the passage that must come first); written by the team, none copied from the FAQ.
-CHORUS_QUESTIONS = REPO_ROOT / "corpus" / "chorus_pro_questions.jsonl"
+CHORUS_QUESTIONS = REPO_ROOT / "tests" / "data" / "chorus_paraphrases.jsonl"
+#: Questions about Chorus Pro that none of its five entries answers (the answer check's dev set), written by the team.
+CHORUS_GAPS = REPO_ROOT / "tests" / "data" / "chorus_gaps.jsonl"
 
 
 @dataclass(frozen=True)
@@ -206,3 +208,8 @@ def entries_checksum(entries: list[FaqEntry]) -> str:
 def chorus_questions(path: str | os.PathLike = CHORUS_QUESTIONS) -> list[tuple[str, str]]:
     """The team's Chorus Pro paraphrases as ``(query, faq_id)`` pairs (the benchmarks' and tests' queries)."""
     return [(row["query"], row["faq_id"]) for row in _read_jsonl(path)]
+
+
+def chorus_gaps(path: str | os.PathLike = CHORUS_GAPS) -> list[str]:
+    """The team's Chorus Pro questions that no entry answers."""
+    return [row["query"] for row in _read_jsonl(path)]

@@ -60,7 +60,12 @@ METHODS = {
             scoring={"combine": "max", "lexical_weight": 0.0},
         ),
         Method("weighted", "weighted question and question + answer", scoring={"lexical_weight": 0.0}),
-        Method("default", "weighted dense + BM25, calibrated (the service's default)"),
+        Method(
+            "threshold",
+            "default ranking, answered on the score threshold alone (no answer check)",
+            decision={"answerability": False},
+        ),
+        Method("default", "weighted dense + BM25, calibrated, with the answer check (the service's default)"),
         Method(
             "strict", "default, answered only with a 0.1 lead over the second entry", decision={"answer_margin": 0.1}
         ),

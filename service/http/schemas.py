@@ -231,15 +231,41 @@ class IndexInfo(BaseModel):
     model: str
 
 
+class Reason(BaseModel):
+    """Why the first result is not an answer."""
+
+    code: Literal["no_close_entry", "ambiguous", "not_covered"] = Field(
+        description="Stable code: `no_close_entry` (no entry is close enough: off topic, or a question the FAQ "
+        "never addresses), `ambiguous` (two entries are too close to choose), `not_covered` (the nearest entry does "
+        "not cover the question's key words, listed in `terms`)."
+    )
+    message: str = Field(description="The same in English, for logs and developers.")
+    terms: list[str] = Field(
+        description="The query's content words (lower case, accents removed) that the nearest entry lacks; for "
+        "`not_covered`, what the FAQ does not talk about."
+    )
+    confidence: float | None = Field(
+        ge=0,
+        le=1,
+        description="The answer check's estimated probability that the first entry answers (None when the "
+        "threshold or margin refused before the check).",
+    )
+
+
 class SearchResponse(BaseModel):
     """Answer to a search."""
 
     query: str = Field(description="The query as searched (trimmed).")
     answered: bool = Field(
-        description="True when the first result is confident enough to be shown as the answer; "
-        "otherwise show the results as suggestions."
+        description="True when the first result answers the question and can be shown as the answer. When false, "
+        "do not present a result as the answer: show them as suggestions, or hand over to a human (`reason` says "
+        "why)."
     )
-    min_score: float = Field(description="The threshold that decided `answered`.")
+    reason: Reason | None = Field(description="Why `answered` is false; null when it is true.")
+    min_score: float = Field(
+        description="The score threshold of this search (`answered` also needs the lead over the second entry and "
+        "the answer check)."
+    )
     results: list[SearchResult]
     index: IndexInfo
     took_ms: float

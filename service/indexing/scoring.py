@@ -9,16 +9,25 @@ the *passage* prompt). Its fused score is::
 
 and the score the API returns is ``sigmoid(slope * fused + intercept)``: an estimate, fitted on the development
 set, of the probability that this entry answers the query. It is comparable across queries and thresholdable.
-The best entry is an answer when its score reaches ``answer_threshold`` and leads the second by ``answer_margin``.
-All of these live in the index manifest; ``scripts/evaluate.py --fit`` refits them on covid_quebec_fr.
+The best entry is an answer when its score reaches ``answer_threshold``, leads the second by ``answer_margin``,
+and passes the answer check (``answerability.py``: does this entry cover *this* question?). All of these live in
+the index manifest; ``scripts/evaluate.py --fit`` refits the weights and calibration on covid_quebec_fr, and
+``scripts/fit_answerability.py`` the answer check.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
+
+from .answerability import Answerability, default_answerability
+
+
+def _default_check() -> dict | None:
+    check = default_answerability()
+    return None if check is None else check.to_dict()
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Scoring:
     answer_threshold: float = 0.16
     answer_margin: float = 0.0
     fitted_on: str = "covid_quebec_fr (662 queries, 1000 out-of-domain)"
+    #: The answer check after the threshold (``answerability.py``); None or False: the threshold and margin decide.
+    answerability: dict | None = field(default_factory=_default_check)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Scoring:
@@ -63,7 +74,12 @@ class Scoring:
             raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
         if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
             raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
+        self.answer_check()
         return self
+
+    def answer_check(self) -> Answerability | None:
+        """The answer check of these settings (None: none); ValueError if it is not a fitted check."""
+        return Answerability.from_dict(self.answerability) if self.answerability else None
 
     def to_dict(self) -> dict:
         """JSON-ready dict for the manifest."""
@@ -90,12 +106,19 @@ class Scoring:
         return 1.0 / (1.0 + np.exp(-z))
 
     def answered(self, scores: list[float], threshold: float | None = None) -> bool:
-        """Whether the first of the ranked calibrated ``scores`` is an answer."""
+        """Whether the first of the ranked calibrated ``scores`` passes the threshold and the margin."""
+        return self.closeness_refusal(scores, threshold) is None
+
+    def closeness_refusal(self, scores: list[float], threshold: float | None = None) -> str | None:
+        """None when the first of the ranked calibrated ``scores`` reaches the threshold and leads by the margin;
+        else the reason code: ``no_close_entry`` or ``ambiguous``."""
         if not scores:
-            return False
+            return "no_close_entry"
         threshold = self.answer_threshold if threshold is None else threshold
         second = scores[1] if len(scores) > 1 else 0.0
-        return scores[0] >= threshold and scores[0] - second >= self.answer_margin
+        if scores[0] < threshold:
+            return "no_close_entry"
+        return None if scores[0] - second >= self.answer_margin else "ambiguous"
 
 
 def fit_calibration(fused_top: np.ndarray, correct: np.ndarray) -> tuple[float, float]:

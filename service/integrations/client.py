@@ -166,6 +166,8 @@ class SearchResponse:
     index_id: str
     model: str
     took_ms: float
+    #: Why ``answered`` is false (``{"code", "message", "terms", "confidence"}``); None when it is true.
+    reason: dict | None = None
 
     @classmethod
     def from_dict(cls, body: dict) -> SearchResponse:
@@ -179,6 +181,7 @@ class SearchResponse:
             body["index"]["id"],
             body["index"]["model"],
             body["took_ms"],
+            body.get("reason"),
         )
 
 

@@ -30,9 +30,11 @@ SEARCH_DESCRIPTION = (
     "whenever the user asks how to do something, or about a problem, that the FAQ may cover; pass the user's "
     "question as they wrote it, in French, typos included. The result lists entries best first, each with its "
     "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true, "
-    "answer from results[0] (quote or paraphrase its text, and name its question); if it is false, the FAQ has "
-    "no sure answer: do not present results[0] as the answer, offer the results as possibly related entries or "
-    "say the FAQ does not cover it. Call get_faq_entry for an entry's full text."
+    "answer from results[0] (quote or paraphrase its text, and name its question). If it is false, the FAQ does "
+    "not answer this question (`reason.code` says why: no_close_entry, ambiguous, or not_covered with the words "
+    "the nearest entry lacks in `reason.terms`): do not present results[0] as the answer and do not make one up; "
+    "say the FAQ does not cover it and hand over to a human (the organisation's support), offering the results "
+    "only as possibly related entries. Call get_faq_entry for an entry's full text."
 )
 ENTRY_DESCRIPTION = (
     "The whole text of one FAQ entry (question, full answer, its passages), by the `faq_id` a "

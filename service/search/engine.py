@@ -11,6 +11,7 @@ import numpy as np
 from ..corpus import lexical_text
 from ..encoders.base import Embedder, count_tokens, encoder_info
 from ..errors import NotFound
+from ..indexing.answerability import Features, features, reason
 from ..indexing.scoring import Scoring
 from ..indexing.store import StoredIndex
 from .cache import ResponseCache
@@ -18,6 +19,8 @@ from .lexical import LexicalIndex, LexicalScores
 
 #: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
 MIN_CANDIDATE_ROWS = 100
+#: Rows averaged at most for the FAQ's centroid (evenly spaced; the answer check's ``specificity``).
+CENTROID_SAMPLE = 20_000
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,17 @@ class SearchOutcome:
     results: list[RankedEntry]
     index: dict
     took_ms: float
+    #: Why the best entry is not an answer (``answerability.reason``); None when ``answered``.
+    reason: dict | None = None
+    #: The answer check's inputs (evaluation and fitting read them; not part of the JSON).
+    features: Features | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict in the API's field order."""
         return {
             "query": self.query,
             "answered": self.answered,
+            "reason": self.reason,
             "min_score": self.min_score,
             "results": [asdict(r) for r in self.results],
             "index": self.index,
@@ -74,6 +82,7 @@ class SearchEngine:
         self.embedder = embedder
         self.index = index
         self.scoring = Scoring.from_dict(index.manifest.get("scoring")).with_overrides(**(scoring or {}))
+        self.answer_check = self.scoring.answer_check()
         self._entry_ids = list(index.entries)
         position = {faq_id: i for i, faq_id in enumerate(self._entry_ids)}
         self._row_entry = np.array([position[row.faq_id] for row in index.rows], dtype=np.int64)
@@ -86,6 +95,7 @@ class SearchEngine:
         for passage in index.passages:  # in index order, so an entry's passages keep their order
             self._entry_passages[passage.faq_id].append(passage)
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
+        self._centroid = self._mean_vector()
         self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
         self.cache = ResponseCache(cache_size)
         #: Called after each search call with its timings, cache hits and answers (the service's metrics).
@@ -181,12 +191,56 @@ class SearchEngine:
         question, passage = self._best_vectors(entries, vector)
         fused = self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries])
         calibrated = self.scoring.calibrate(fused)
+        order = np.argsort(-fused, kind="stable")
         results = []
-        for rank, i in enumerate(np.argsort(-fused, kind="stable")[:top_k].tolist(), start=1):
+        for rank, i in enumerate(order[:top_k].tolist(), start=1):
             results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
-        answered = self.scoring.answered([r.score for r in results], threshold)
+        found = self._features(vector, entries, order, fused, question, passage, lexical)
+        refusal = self.scoring.closeness_refusal([r.score for r in results], threshold)
+        if refusal is not None:
+            why = reason(refusal, terms=found.uncovered)
+        else:
+            why = self.answer_check.refusal(found) if self.answer_check is not None else None
         took_ms = round((time.perf_counter() - started) * 1000, 2)
-        return SearchOutcome(query, answered, threshold, results, self.index_info(), took_ms)
+        return SearchOutcome(query, why is None, threshold, results, self.index_info(), took_ms, why, found)
+
+    def _features(
+        self,
+        vector: np.ndarray,
+        entries: np.ndarray,
+        order: np.ndarray,
+        fused: np.ndarray,
+        question: np.ndarray,
+        passage: np.ndarray,
+        lexical: LexicalScores,
+    ) -> Features:
+        """The answer check's features of the best-ranked candidate (``answerability.features``)."""
+        best = int(order[0])
+        lexical_best = float(lexical.scores[entries[best]])
+        top = (float(fused[best]), float(question[best, 0]), float(passage[best, 0]), lexical_best)
+        others = np.arange(len(order)) != best
+        margins = tuple(
+            float(leg[best, 0] - (leg[others, 0].max() if others.any() else 0.0)) for leg in (question, passage)
+        )
+        return features(
+            top,
+            float(fused[order[1]]) if len(order) > 1 else None,
+            margins,
+            int(np.argmax(question[:, 0])) == int(np.argmax(passage[:, 0])),
+            float(self._centroid @ vector),
+            lexical.terms,
+            self.lexical.terms_of(int(entries[best])),
+            self.lexical.idf,
+            len(self._entry_ids),
+        )
+
+    def _mean_vector(self) -> np.ndarray:
+        """The unit-length mean of the index's vectors (of an evenly spaced sample of at most CENTROID_SAMPLE)."""
+        n = len(self.index.vectors)
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, CENTROID_SAMPLE)).astype(np.int64))
+        mean = self.index.vectors.reconstruct(rows).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return (mean / norm if norm > 0 else mean).astype(np.float32)
 
     def _candidates(self, vector: np.ndarray, lexical: LexicalScores, top_k: int) -> np.ndarray:
         """Positions of the entries owning the nearest vectors, plus the best lexical matches."""

@@ -159,6 +159,15 @@ class LexicalIndex:
         ceiling = sum(self._idf[t] for t in known)
         return LexicalScores(np.clip(raw / ceiling, 0.0, 1.0), terms)
 
+    @property
+    def idf(self) -> dict[str, float]:
+        """Every term of the documents with its idf (Lucene's)."""
+        return self._idf
+
+    def terms_of(self, doc: int) -> frozenset[str]:
+        """The terms of document ``doc``."""
+        return self._doc_terms[doc]
+
     def matched(self, lexical: LexicalScores, doc: int) -> list[str]:
         """The query's words whose terms occur in document ``doc``."""
         present = self._doc_terms[doc]

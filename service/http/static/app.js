@@ -77,7 +77,21 @@ function afficher(reponse) {
   const n = reponse.results.length;
   annoncer(reponse.answered
     ? `${n} résultat${n > 1 ? "s" : ""} ; le premier répond à la question.`
-    : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre, voici des entrées proches.`);
+    : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre (${raison(reponse.reason)}), voici des entrées proches.`);
+}
+
+// Les raisons d'une absence de réponse, par code stable de l'API (docs/api.md).
+function raison(r) {
+  if (!r) return "raison inconnue";
+  if (r.code === "not_covered") {
+    return r.terms.length
+      ? `la FAQ ne parle pas de : ${r.terms.join(", ")}`
+      : "l'entrée la plus proche ne couvre pas la question";
+  }
+  return {
+    no_close_entry: "aucune entrée n'est assez proche de la question",
+    ambiguous: "deux entrées sont trop proches pour choisir",
+  }[r.code] || r.message;
 }
 
 formulaire.addEventListener("submit", async (evenement) => {

@@ -1,0 +1,315 @@
+"""The answer check: does the first entry answer *this* question? Its model file, its features, the ``reason`` of
+a refusal, and (slow tier, real model) the team's Chorus Pro dev sets: uncovered questions refused, paraphrases
+answered, an entry removed and its questions refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import CHORUS_CORPUS, PARAPHRASES
+
+from service.corpus import load_corpus
+from service.evaluation.datasets import CHORUS_GAPS, chorus_gaps, write_corpus
+from service.indexing.answerability import FEATURES, Answerability, default_answerability, features
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
+
+GAPS = chorus_gaps()
+
+
+def _check(weights: dict | None = None, thresholds=((5, 0.5), (500, 0.2)), bias: float = 0.0) -> dict:
+    """A check in its JSON form: zero weights (probability sigmoid(bias)) unless given."""
+    return {
+        "weights": {f: (weights or {}).get(f, 0.0) for f in FEATURES},
+        "mean": dict.fromkeys(FEATURES, 0.0),
+        "scale": dict.fromkeys(FEATURES, 1.0),
+        "bias": bias,
+        "thresholds": [list(t) for t in thresholds],
+    }
+
+
+def test_the_shipped_check_loads_and_covers_every_feature():
+    check = default_answerability()
+    assert check is not None, "service/indexing/answerability.json is missing: scripts/fit_answerability.py"
+    assert set(check.weights) == set(FEATURES)
+    sizes = [n for n, _ in check.thresholds]
+    assert sizes == sorted(sizes) and all(0 <= t <= 1 for _, t in check.thresholds)
+    assert "covid_quebec_fr" in check.fitted_on
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["not_a_dict", "missing_feature", "unknown_feature", "nan_weight", "zero_scale", "unsorted", "above_one", "empty"],
+)
+def test_a_damaged_check_is_refused(damage):
+    data = _check()
+    if damage == "not_a_dict":
+        data = [data]
+    elif damage == "missing_feature":
+        del data["weights"]["coverage"]
+    elif damage == "unknown_feature":
+        data["mean"]["nonsense"] = 1.0
+    elif damage == "nan_weight":
+        data["weights"]["margin"] = float("nan")
+    elif damage == "zero_scale":
+        data["scale"]["fused"] = 0.0
+    elif damage == "unsorted":
+        data["thresholds"] = [[500, 0.2], [5, 0.5]]
+    elif damage == "above_one":
+        data["thresholds"] = [[5, 1.5]]
+    elif damage == "empty":
+        data["thresholds"] = []
+    with pytest.raises(ValueError):
+        Answerability.from_dict(data)
+
+
+def test_the_threshold_follows_the_faq_size_in_log_scale_and_is_clamped():
+    check = Answerability.from_dict(_check(thresholds=((5, 0.5), (500, 0.2))))
+    assert check.threshold(5) == pytest.approx(0.5) and check.threshold(500) == pytest.approx(0.2)
+    assert check.threshold(50) == pytest.approx(0.35)  # halfway in log(size)
+    assert check.threshold(1) == pytest.approx(0.5) and check.threshold(10**6) == pytest.approx(0.2)
+
+
+def test_features_measure_how_much_of_the_query_the_entry_covers():
+    found = features(
+        top=(0.9, 0.92, 0.88, 0.4),
+        second_fused=None,
+        leg_margins=(0.05, 0.02),
+        agree=True,
+        centroid_cosine=0.85,
+        query_terms={"navig": "navigateur", "chorus": "chorus", "utilis": "utiliser"},
+        entry_terms=frozenset({"chorus", "compt"}),
+        idf={"chorus": 0.1, "compt": 0.9, "utilis": 1.2},
+        entries=5,
+    )
+    v = found.values
+    assert found.uncovered == ("navigateur", "utiliser") and found.entries == 5
+    assert v["coverage"] == pytest.approx(1 / 3) and v["unknown"] == pytest.approx(1 / 3)
+    # "chorus" is in every entry (low idf): covering it is worth little.
+    assert v["idf_coverage"] < v["coverage"]
+    assert v["margin"] == pytest.approx(0.9), "one entry: the lead is the score itself"
+    assert v["specificity"] == pytest.approx(0.92 - 0.85)
+    assert v["agree"] == 1.0 and v["terms"] == pytest.approx(3 / 8)
+    assert set(v) == set(FEATURES)
+
+
+def _found(uncovered=("navigateur",)):
+    """Features of a query with the word "chorus" (covered) and ``uncovered`` words, in a five-entry FAQ."""
+    return features(
+        top=(0.0, 0.0, 0.0, 0.0),
+        second_fused=0.0,
+        leg_margins=(0.0, 0.0),
+        agree=False,
+        centroid_cosine=0.0,
+        query_terms={w: w for w in ("chorus", *uncovered)},
+        entry_terms=frozenset({"chorus"}),
+        idf={"chorus": 1.0},
+        entries=5,
+    )
+
+
+def test_a_refusal_names_the_words_the_entry_lacks_else_the_strongest_pull():
+    lenient = Answerability.from_dict(_check({"coverage": 4.0}, thresholds=((1, 0.5),)))
+    assert lenient.refusal(_found()) is None  # coverage 0.5, mean 0: logit +2, p 0.88
+    data = _check({"coverage": 4.0}, thresholds=((1, 0.5),))
+    data["mean"]["coverage"] = 1.0  # half the words missing now pulls the logit to -2
+    why = Answerability.from_dict(data).refusal(_found())
+    assert why["code"] == "not_covered" and why["terms"] == ["navigateur"] and "navigateur" in why["message"]
+    assert why["confidence"] == pytest.approx(1 / (1 + 2.718281828**2), abs=1e-3)
+    # Every word covered: the group that pulled the probability down most names the reason.
+    data = _check({"margin": 2.0, "fused": 1.0}, thresholds=((1, 0.99),))
+    data["mean"]["margin"] = 1.0  # margin 0 is far below: a pull of -2
+    assert Answerability.from_dict(data).refusal(_found(uncovered=()))["code"] == "ambiguous"
+    data["mean"].update(margin=0.0, fused=3.0)  # now the score is what is far below
+    found = _found(uncovered=())
+    assert Answerability.from_dict(data).refusal(found)["code"] == "no_close_entry"
+
+
+def test_every_refusal_of_the_engine_carries_a_reason_and_an_answer_none(make_index, fake_embedder):
+    index = load_index(make_index())
+    accepting = SearchEngine(fake_embedder, index, scoring={"answerability": _check(bias=10.0)})
+    answered = accepting.search("transférer le rôle de gestionnaire principal", min_score=0.0)
+    assert answered.answered is True and answered.reason is None
+    assert answered.to_dict()["reason"] is None
+    far = accepting.search("transférer le rôle de gestionnaire principal", min_score=1.0)
+    assert far.answered is False and far.reason["code"] == "no_close_entry" and far.reason["confidence"] is None
+    tied = SearchEngine(fake_embedder, index, scoring={"answer_margin": 1.0})
+    assert tied.search("gestionnaire principal", min_score=0.0).reason["code"] == "ambiguous"
+    # A check that wants every word covered: the query's word found in no entry is named.
+    wants_all = _check({"coverage": 4.0}, thresholds=((1, 0.5),))
+    wants_all["mean"]["coverage"] = 1.0
+    strict = SearchEngine(fake_embedder, index, scoring={"answerability": wants_all, "answer_threshold": 0.0})
+    why = strict.search("gestionnaire principal navigateur").reason
+    assert why["code"] == "not_covered" and why["terms"] == ["navigateur"]
+    assert why["message"] == "the best entry does not cover the question's key words: navigateur"
+    assert 0 < why["confidence"] < 0.5
+
+
+def test_the_build_can_leave_the_check_out(make_index, fake_embedder, tmp_path):
+    """``build_index.py --no-answer-check`` writes ``answerability: false``: the threshold and margin alone decide."""
+    from service.indexing.scoring import Scoring
+
+    out = tmp_path / "no-check"
+    scoring = Scoring().with_overrides(answerability=False)
+    build_index(CHORUS_CORPUS, out, fake_embedder, show_progress=False, scoring=scoring)
+    index = load_index(out)
+    assert index.manifest["scoring"]["answerability"] is False
+    assert SearchEngine(fake_embedder, index).answer_check is None
+    assert SearchEngine(fake_embedder, load_index(make_index())).answer_check is not None
+
+
+# ---- slow tier: the real model on the Chorus Pro FAQ ----
+
+#: Questions no entry answers that the service still answers today (strict xfails: the day one is refused, the
+#: suite says so and it leaves this list). Measured with scripts/fit_answerability.py (docs/quality.md).
+GAPS_ANSWERED = {
+    "j'ai oublié mon mot de passe chorus pro",
+    "mon compte est bloqué apres 3 essais de connexion",
+    "comment changer l'adresse mail de mon compte",
+    "supprimer mon compte chorus pro definitivement",
+    "comment faire un avoir sur chorus pro",
+    "ma facture a été rejetée, pourquoi ?",
+    "facture rejetee motif code service manquant que faire",
+    "j'ai envoyé une facture en double, comment l'annuler",
+    "ma facture est au statut suspendue c'est quoi",
+    "suivre le traitement de mes factures envoyees",
+    "ou trouver le siret de l'administration a facturer",
+    "quels formats de facture sont acceptes (pdf, xml, factur-x) ?",
+    "comment envoyer mes factures par EDI",
+    "raccordement api chorus pro via piste",
+    "ou trouver la documentation des api chorus",
+    "mon logiciel de facturation peut il envoyer direct a chorus",
+    "facture avec autoliquidation de la tva",
+    "retenue de garantie sur facture de travaux",
+    "comment suivre ma sollicitation au support",
+    "la plateforme est en panne ? impossible d'acceder au site",
+    "changer la raison sociale de mon entreprise sur chorus",
+    "fusion de deux societes que deviennent les factures",
+    "modifier les coordonnées bancaires rib de la structure",
+    "je suis un particulier, puis je utiliser chorus pro ?",
+    "arreter de recevoir les mails de chorus pro",
+    "comment recycler une facture rejetee",
+    "numerotation des factures, peut on reutiliser un numero",
+    "je suis une collectivite comment je recois les factures",
+    "valider une facture en tant que service facturier",
+    "comment creer un bon de commande dans chorus",
+    "chorus pro marche pas sur mon telephone portable",
+    "combien coute chorus pro, c'est payant ?",
+}
+#: Paraphrases not answered with their entry first today (the ranking misses of test_retrieval.py among them).
+PARAPHRASES_MISSED = {
+    "inscription chorus pro premiere fois",
+    "je vois pas l'espace factures émises, comment l'avoir ?",
+    "notre admin est parti sans passer la main",
+    "mon administrateur est parti à la retraite et personne n'a les droits",
+    "passer les droits d'administrateur à quelqu'un d'autre",
+}
+
+
+def test_the_dev_sets_are_large_enough_and_apart():
+    assert len(GAPS) >= 60 and len(PARAPHRASES) >= 50
+    assert len(set(GAPS)) == len(GAPS)
+    issue_examples = {
+        "Quel navigateur faut-il utiliser pour Chorus Pro ?",
+        "Comment ajouter un nouvel utilisateur à ma structure ?",
+        "Comment créer une facture de situation ?",
+    }
+    assert not issue_examples & set(GAPS), "the issue's examples are not part of the dev set"
+    assert set(GAPS) >= GAPS_ANSWERED and {q for q, _ in PARAPHRASES} >= PARAPHRASES_MISSED
+
+
+def _xfail_if(listed: bool, why: str):
+    return [pytest.mark.xfail(strict=True, reason=why)] if listed else []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query", [pytest.param(q, marks=_xfail_if(q in GAPS_ANSWERED, "answered today"), id=q) for q in GAPS]
+)
+def test_a_question_no_entry_answers_is_refused(real_engine, query):
+    response = real_engine.search(query)
+    assert response.answered is False, response.results[0].faq_id
+    assert response.reason["code"] in ("no_close_entry", "ambiguous", "not_covered")
+    assert response.results, "suggestions are still returned"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query,faq_id",
+    [
+        pytest.param(q, f, marks=_xfail_if(q in PARAPHRASES_MISSED, "not answered with its entry today"), id=q)
+        for q, f in PARAPHRASES
+    ],
+)
+def test_a_paraphrase_is_answered_with_its_entry(real_engine, query, faq_id):
+    response = real_engine.search(query)
+    assert response.answered is True, response.reason
+    assert response.results[0].faq_id == faq_id and response.reason is None
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue target missed: 36 of 68 refused (53 %), target 90 %")
+def test_the_target_share_of_uncovered_questions_is_refused(real_engine):
+    refused = sum(not real_engine.search(q).answered for q in GAPS)
+    assert refused / len(GAPS) >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue target missed: 45 of 50 answered with their entry (90 %), target 95 %")
+def test_the_target_share_of_paraphrases_is_answered_with_their_entry(real_engine):
+    right = 0
+    for query, faq_id in PARAPHRASES:
+        response = real_engine.search(query)
+        right += response.answered and response.results[0].faq_id == faq_id
+    assert right / len(PARAPHRASES) >= 0.95
+
+
+@pytest.mark.slow
+def test_leave_entry_out_the_questions_of_a_removed_entry_are_mostly_refused(real_embedder, tmp_path):
+    """Each Chorus entry removed in turn, its paraphrases asked of the other four (measured: 34 of 50 refused)."""
+    entries = load_corpus(CHORUS_CORPUS)
+    refused = 0
+    for gone in entries:
+        corpus = write_corpus([e for e in entries if e.id != gone.id], tmp_path / f"minus-{gone.id}.jsonl")
+        out = build_index(corpus, tmp_path / f"index-{gone.id}", real_embedder, show_progress=False)
+        assert out["counts"]["entries"] == 4
+        engine = SearchEngine(real_embedder, load_index(tmp_path / f"index-{gone.id}"))
+        for query, faq_id in PARAPHRASES:
+            if faq_id == gone.id:
+                response = engine.search(query)
+                refused += not response.answered
+                assert response.results[0].faq_id != gone.id
+    assert refused >= 34, f"{refused} of {len(PARAPHRASES)} refused"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query,code,word",
+    [
+        ("recette de la tarte aux pommes", "no_close_entry", "recette"),
+        ("je narrive plus a me connecter a chorus", "not_covered", "connecter"),
+    ],
+)
+def test_each_kind_of_refusal_says_why(real_engine, query, code, word):
+    reason = real_engine.search(query).reason
+    assert reason is not None and reason["code"] == code
+    assert word in reason["terms"]
+    assert (word in reason["message"]) == (code == "not_covered")
+
+
+@pytest.mark.slow
+def test_two_entries_too_close_are_ambiguous_at_the_strict_operating_point(real_embedder, real_index_dir):
+    """With ``--answer-margin 0.1`` (docs/quality.md), a question between sign-up and activation is not decided."""
+    strict = SearchEngine(real_embedder, load_index(real_index_dir), scoring={"answer_margin": 0.1})
+    response = strict.search("inscription chorus pro premiere fois")
+    assert response.answered is False and response.reason["code"] == "ambiguous"
+    assert {r.faq_id for r in response.results[:2]} == {"chorus-pro-1", "chorus-pro-2"}
+
+
+def test_the_dev_set_file_is_valid_jsonl():
+    lines = CHORUS_GAPS.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    assert all(set(r) == {"query", "topic"} and r["query"].strip() for r in rows)
+    assert [r["query"] for r in rows] == GAPS
