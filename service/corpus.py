@@ -2,11 +2,12 @@
 
 Format, one JSON object per line (blank lines are ignored):
     required: ``id`` (string, no spaces or slashes), ``question`` (non-empty string), ``answer`` (non-empty string)
-    optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings); any other
-    field is kept and returned by ``GET /faq/<id>``.
+    optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings: other ways users
+    ask what this entry answers), ``not_questions`` (list of strings: questions users asked that this entry does
+    *not* answer, known non-answers); any other field is kept and returned by ``GET /faq/<id>``.
 In ``answer``, paragraphs are separated by a blank line and a line starting with ``## `` is a sub-heading: each
-sub-section becomes its own passage, whose ``section`` is the heading. The question and each alternative
-question get a vector of their own (``entry_rows``).
+sub-section becomes its own passage, whose ``section`` is the heading. The question, each alternative question and
+each known non-answer get a vector of their own (``entry_rows``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class FaqEntry:
     source: str | None = None
     tags: tuple[str, ...] = ()
     alt_questions: tuple[str, ...] = ()
+    not_questions: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -69,6 +71,8 @@ class FaqEntry:
         out["tags"] = list(self.tags)
         if self.alt_questions:
             out["alt_questions"] = list(self.alt_questions)
+        if self.not_questions:
+            out["not_questions"] = list(self.not_questions)
         out.update(self.extra)
         return out
 
@@ -103,13 +107,14 @@ class Passage:
         }
 
 
-#: What a vector of an entry represents, and the prompt it is embedded with.
-ROW_KINDS = {"question": "query", "alt_question": "query", "passage": "passage"}
+#: What a vector of an entry represents, and the prompt it is embedded with. A ``not_question`` (a question the
+#: entry does not answer) is never a match of its entry: the answer check reads it (``search.engine``).
+ROW_KINDS = {"question": "query", "alt_question": "query", "not_question": "query", "passage": "passage"}
 
 
 @dataclass(frozen=True)
 class Row:
-    """One vector of an entry: its question, an alternative question, or an answer passage.
+    """One vector of an entry: its question, an alternative question, a known non-answer, or an answer passage.
 
     ``ref`` is the question's text for question kinds and the ``passage_id`` for passages.
     """
@@ -153,6 +158,10 @@ def entry_rows(
             for alt in entry.alt_questions:
                 rows.append(Row(entry.id, "alt_question", alt))
                 texts.append(alt)
+        if "not_question" in kinds:
+            for other in entry.not_questions:
+                rows.append(Row(entry.id, "not_question", other))
+                texts.append(other)
         for passage in by_entry.get(entry.id, []):
             rows.append(Row(entry.id, "passage", passage.passage_id))
             texts.append(
@@ -164,7 +173,8 @@ def entry_rows(
 
 
 def lexical_text(entry: FaqEntry) -> str:
-    """What the lexical leg indexes for an entry: all its questions and its answer."""
+    """What the lexical leg indexes for an entry: its question, alternative questions and answer (not its known
+    non-answers)."""
     return "\n".join([entry.question, *entry.alt_questions, entry.answer])
 
 
@@ -207,7 +217,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     source = obj.get("source")
     if source is not None:
         source = _text(source, "source", path, line)
-    known = {*REQUIRED, "source", "tags", "alt_questions"}
+    known = {*REQUIRED, "source", "tags", "alt_questions", "not_questions"}
     return FaqEntry(
         id=entry_id,
         question=_text(obj["question"], "question", path, line).strip(),
@@ -215,6 +225,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
         source=source,
         tags=_text_list(obj.get("tags", []), "tags", path, line),
         alt_questions=_text_list(obj.get("alt_questions", []), "alt_questions", path, line),
+        not_questions=_text_list(obj.get("not_questions", []), "not_questions", path, line),
         extra={k: v for k, v in obj.items() if k not in known},
     )
 

@@ -80,6 +80,18 @@ CORPUS_ERRORS = [
     ("not an object", [GOOD, '["a", "b"]'], 2, "expected a JSON object"),
     ("bad id", ['{"id": "a b/c", "question": "Q ?", "answer": "R."}'], 1, "id 'a b/c' must be"),
     ("tags not a list", ['{"id": "a", "question": "Q ?", "answer": "R.", "tags": "x"}'], 1, "'tags' must be a list"),
+    (
+        "not_questions not text",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "not_questions": ["ok", 3]}'],
+        1,
+        "field 'not_questions[1]' must be a string",
+    ),
+    (
+        "not_questions empty item",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "not_questions": [" "]}'],
+        1,
+        "field 'not_questions[0]' is empty",
+    ),
 ]
 
 

@@ -25,7 +25,7 @@ from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.errors import ModelUnavailable
 from service.evaluation import answerability as fitting
-from service.evaluation.datasets import CHORUS_GAPS, chorus_gaps, chorus_questions
+from service.evaluation.datasets import CHORUS_GAPS, CHORUS_GAPS_SEEN, chorus_gaps, chorus_questions
 from service.evaluation.methods import CachingEmbedder
 from service.indexing.answerability import MODEL_FILE
 
@@ -90,18 +90,37 @@ def main(argv: list[str] | None = None) -> int:
         "threshold only": fitting.summary(chorus, fitting.decisions(None, chorus)),
         "with the check": fitting.summary(chorus, fitting.decisions(check, chorus)),
     }
+    review = fitting.known_non_answers(args.data_dir, embedder, workdir)
+    corpus = REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl"
+    chorus_marked = fitting.chorus_review(
+        corpus, chorus_questions(), chorus_gaps(CHORUS_GAPS_SEEN), chorus_gaps(), embedder, workdir
+    )
     print(f"covid_quebec_fr, cross-fitted by answer ({fitting.FOLDS} folds):")
     print(table(covid))
     gaps = CHORUS_GAPS.relative_to(REPO_ROOT)
     print(f"\nChorus Pro FAQ: tests/data/chorus_paraphrases.jsonl and {gaps} (never fitted on):")
     print(table(dev))
+    print("\nKnown non-answers: the review queue simulated on covid_quebec_fr (half of each uncovered answer's")
+    print("questions marked when answered, the other half asked after; mean over the FAQs):")
+    for key, value in review.items():
+        print(f"  {key:44s} {value:8.3f}")
+    print(f"\nThe same on the Chorus Pro FAQ: {CHORUS_GAPS_SEEN.relative_to(REPO_ROOT)} marked, the dev sets asked:")
+    for key, value in chorus_marked.items():
+        print(f"  {key:44s} {value:8.3f}")
     sizes = ", ".join(f"{n}: {t:.3f}" for n, t in check.thresholds)
     print(f"\nscore threshold {fitting.SCORE_THRESHOLD}; check thresholds by FAQ size: {sizes}")
     if not args.dry_run:
         Path(args.out).write_text(json.dumps(check.to_dict(), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     if args.json:
-        report = {"covid_quebec_fr": covid, "chorus": dev, "check": check.to_dict(), "seconds": time.time() - started}
+        report = {
+            "covid_quebec_fr": covid,
+            "chorus": dev,
+            "known_non_answers": review,
+            "chorus_known_non_answers": chorus_marked,
+            "check": check.to_dict(),
+            "seconds": time.time() - started,
+        }
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..corpus import FaqEntry, load_corpus
 from ..indexing.answerability import FEATURES, Answerability
 from ..indexing.scoring import Scoring
+from ..search.engine import SearchEngine
 from .datasets import EvalQuery, EvalSet, load_covid
 from .methods import Method, build_engine, run_queries
 
@@ -44,6 +45,8 @@ SMALL_OOD = 30
 KEEP_RIGHT = 0.92
 #: Regularisation of the logistic regression (sklearn's C, on standardised features).
 REGULARISATION = 1.0
+#: Margins tried for known non-answers (``Scoring.non_answer_margin``) in the review-queue simulation.
+NON_ANSWER_MARGINS = (0.0, 0.03, 0.05, 0.07, 0.1)
 #: The calibrated score the first entry must reach before the check (the default index's ``answer_threshold``).
 SCORE_THRESHOLD = Scoring.answer_threshold
 
@@ -220,3 +223,85 @@ def chorus_examples(corpus: str | os.PathLike, paraphrases, gaps: list[str], emb
     evalset = EvalSet("chorus", entries, queries)
     examples = _in_domain(evalset, queries, engine, embedder, "chorus", {e.id: 0 for e in entries})
     return examples + _negatives(gaps, [0] * len(gaps), engine, embedder, "chorus", "gap")
+
+
+def _with_not_questions(entries: list[FaqEntry], marked: dict[str, list[str]]) -> list[FaqEntry]:
+    return [replace(e, not_questions=(*e.not_questions, *marked[e.id])) if e.id in marked else e for e in entries]
+
+
+def _review(entries, seen, unseen, inside, embedder, workdir: Path, margins) -> dict[str, float]:
+    """Ask the ``seen`` questions (no entry answers them); each one answered is marked by the FAQ owner as not
+    answered by its first entry (``not_questions``); then ask the ``unseen`` ones and the ``inside`` ones (labelled
+    questions an entry answers) before, and after at each ``non_answer_margin`` of ``margins``."""
+    before = build_engine(entries, embedder, workdir / "before", Method("before", ""))
+    marked: dict[str, list[str]] = {}
+    for response in run_queries(before, seen, embedder, top_k=1):
+        if response.answered:
+            marked.setdefault(response.results[0].faq_id, []).append(response.query)
+    after = build_engine(_with_not_questions(entries, marked), embedder, workdir / "after", Method("after", ""))
+    out = {"marked": float(sum(len(v) for v in marked.values()))}
+    engines = [("before", before)] + [
+        (f"after, margin {m}", SearchEngine(embedder, after.index, scoring={"non_answer_margin": m}, cache_size=0))
+        for m in margins
+    ]
+    for name, engine in engines:
+        gaps = run_queries(engine, unseen, embedder, top_k=1)
+        answers = run_queries(engine, [q.text for q in inside], embedder, top_k=1)
+        right = [r.answered for r, q in zip(answers, inside, strict=True) if r.results[0].faq_id in q.relevant]
+        out[f"{name}/refused-unseen"] = float(np.mean([not r.answered for r in gaps])) if gaps else float("nan")
+        out[f"{name}/answered-right"] = float(np.mean(right)) if right else float("nan")
+    return out
+
+
+def known_non_answers(
+    data_dir: str | os.PathLike, embedder, workdir: str | os.PathLike, margins=NON_ANSWER_MARGINS
+) -> dict[str, float]:
+    """The review queue simulated on covid_quebec_fr: how much marking wrong answers as known non-answers helps.
+
+    Questions no entry answers are split by answer, every other question "seen" (asked, and marked by the FAQ
+    owner as not answered by the entry the service answered with) and the rest "unseen" (new wordings, asked
+    after): ``gone``, the 50 answers with distractors and a fifth removed (five times); ``small-5``, FAQs of 5
+    answers (the other answers' questions). Returns the shares refused and right first entries answered, before
+    and after, averaged over the FAQs.
+    """
+    workdir = Path(workdir)
+    covid = load_covid(data_dir)
+    answers = sorted({r for q in covid.queries for r in q.relevant})
+    by_answer: dict[str, list[str]] = {}
+    for q in covid.queries:
+        by_answer.setdefault(min(q.relevant), []).append(q.text)
+    rng = random.Random(SEED)
+    shuffled = list(answers)
+    rng.shuffle(shuffled)
+    runs: dict[str, list[dict]] = {"gone": [], "small-5": []}
+    by_id = {e.id: e for e in covid.entries}
+    for k in range(5):
+        removed = set(shuffled[k::5])
+        kept = [e for e in covid.entries if e.id not in removed]
+        seen = [t for a in sorted(removed) for t in by_answer[a][0::2]]
+        unseen = [t for a in sorted(removed) for t in by_answer[a][1::2]]
+        inside = [q for q in covid.queries if not q.relevant & removed]
+        runs["gone"].append(_review(kept, seen, unseen, inside, embedder, workdir / f"review-gone{k}", margins))
+    for draw in range(SMALL_DRAWS // 2):
+        chosen = set(rng.sample(answers, 5))
+        outside = [a for a in answers if a not in chosen]
+        seen = [t for a in outside for t in by_answer[a][0::2]]
+        unseen = [t for a in outside for t in by_answer[a][1::2]]
+        inside = [q for q in covid.queries if q.relevant <= chosen]
+        entries = [by_id[i] for i in sorted(chosen)]
+        review = _review(entries, seen, unseen, inside, embedder, workdir / f"review-small{draw}", margins)
+        runs["small-5"].append(review)
+    return {
+        f"{scenario}/{key}": round(float(np.mean([r[key] for r in results])), 4)
+        for scenario, results in runs.items()
+        for key in results[0]
+    }
+
+
+def chorus_review(corpus, paraphrases, seen: list[str], unseen: list[str], embedder, workdir) -> dict[str, float]:
+    """The review queue on the Chorus Pro FAQ: the ``seen`` questions (the team's second set, never the dev set)
+    marked as known non-answers where the service answered them, then the dev set's questions asked."""
+    entries = load_corpus(corpus)
+    inside = [EvalQuery(str(n), text, frozenset([faq_id])) for n, (text, faq_id) in enumerate(paraphrases)]
+    margin = Scoring.non_answer_margin
+    return _review(entries, seen, unseen, inside, embedder, Path(workdir) / "chorus-review", (margin,))

@@ -23,6 +23,8 @@ from ..corpus import FaqEntry, load_corpus
 CHORUS_QUESTIONS = REPO_ROOT / "tests" / "data" / "chorus_paraphrases.jsonl"
 #: Questions about Chorus Pro that none of its five entries answers (the answer check's dev set), written by the team.
 CHORUS_GAPS = REPO_ROOT / "tests" / "data" / "chorus_gaps.jsonl"
+#: A second such set, other wordings written apart from the dev set: the questions a review queue would have seen.
+CHORUS_GAPS_SEEN = REPO_ROOT / "tests" / "data" / "chorus_gaps_seen.jsonl"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class Method:
 
     name: str
     description: str
-    kinds: tuple[str, ...] = ("question", "alt_question", "passage")
+    kinds: tuple[str, ...] = ("question", "alt_question", "not_question", "passage")
     passage_text: str = "question_answer"
     scoring: dict = field(default_factory=dict)
     decision: dict = field(default_factory=dict)

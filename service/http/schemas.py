@@ -234,10 +234,11 @@ class IndexInfo(BaseModel):
 class Reason(BaseModel):
     """Why the first result is not an answer."""
 
-    code: Literal["no_close_entry", "ambiguous", "not_covered"] = Field(
+    code: Literal["no_close_entry", "ambiguous", "not_covered", "known_non_answer"] = Field(
         description="Stable code: `no_close_entry` (no entry is close enough: off topic, or a question the FAQ "
         "never addresses), `ambiguous` (two entries are too close to choose), `not_covered` (the nearest entry does "
-        "not cover the question's key words, listed in `terms`)."
+        "not cover the question's key words, listed in `terms`), `known_non_answer` (the FAQ owner marked a question "
+        "like this one as not answered by the nearest entry: its `not_questions`)."
     )
     message: str = Field(description="The same in English, for logs and developers.")
     terms: list[str] = Field(

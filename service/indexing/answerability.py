@@ -68,6 +68,7 @@ REASONS = {
     "no_close_entry": "no entry is close enough to the question",
     "ambiguous": "two entries are too close to choose between",
     "not_covered": "the best entry does not cover the question's key words",
+    "known_non_answer": "a question marked as not answered by the best entry is closer than its own questions",
 }
 
 MODEL_FILE = Path(__file__).with_name("answerability.json")
@@ -228,12 +229,18 @@ class Answerability:
         return reason(min(by_reason, key=by_reason.get), probability, found.uncovered)
 
 
-def reason(code: str, confidence: float | None = None, terms: tuple[str, ...] = ()) -> dict:
+def reason(code: str, confidence: float | None = None, terms: tuple[str, ...] = (), marked: str | None = None) -> dict:
     """The ``reason`` object of a refused answer: a stable code, an English message, the query's words the nearest
-    entry lacks (named in the message for ``not_covered``), and the check's probability when it ran."""
+    entry lacks (named in the message for ``not_covered``), and the check's probability when it ran.
+
+    Args:
+        marked: for ``known_non_answer``, the entry's known non-answer the query is nearest (quoted in the message).
+    """
     message = REASONS[code]
     if terms and code == "not_covered":
         message += ": " + ", ".join(terms)
+    if marked is not None:
+        message += f": {marked!r}"
     return {
         "code": code,
         "message": message,

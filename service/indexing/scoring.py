@@ -43,6 +43,10 @@ class Scoring:
     intercept: float = -65.698
     answer_threshold: float = 0.16
     answer_margin: float = 0.0
+    #: How much nearer one of the first entry's known non-answers (``not_questions``) than its own questions a query
+    #: must be for the entry to be refused (``known_non_answer``). Chosen by the review-queue simulation on
+    #: covid_quebec_fr (``scripts/fit_answerability.py``): the largest gain costing at most 0.01 of right answers.
+    non_answer_margin: float = 0.07
     fitted_on: str = "covid_quebec_fr (662 queries, 1000 out-of-domain)"
     #: The answer check after the threshold (``answerability.py``); None or False: the threshold and margin decide.
     answerability: dict | None = field(default_factory=_default_check)
@@ -65,6 +69,7 @@ class Scoring:
             "intercept",
             "answer_threshold",
             "answer_margin",
+            "non_answer_margin",
         )
         for name in numbers:
             value = getattr(self, name)
@@ -74,6 +79,8 @@ class Scoring:
             raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
         if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
             raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
+        if self.non_answer_margin < 0:
+            raise ValueError("non_answer_margin must not be negative")
         self.answer_check()
         return self
 

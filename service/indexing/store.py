@@ -547,7 +547,7 @@ def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
 
 
 def _entry_from_dict(obj: dict) -> FaqEntry:
-    known = {"id", "question", "answer", "source", "tags", "alt_questions"}
+    known = {"id", "question", "answer", "source", "tags", "alt_questions", "not_questions"}
     return FaqEntry(
         id=obj["id"],
         question=obj["question"],
@@ -555,5 +555,6 @@ def _entry_from_dict(obj: dict) -> FaqEntry:
         source=obj.get("source"),
         tags=tuple(obj.get("tags", ())),
         alt_questions=tuple(obj.get("alt_questions", ())),
+        not_questions=tuple(obj.get("not_questions", ())),
         extra={k: v for k, v in obj.items() if k not in known},
     )

@@ -31,8 +31,9 @@ SEARCH_DESCRIPTION = (
     "question as they wrote it, in French, typos included. The result lists entries best first, each with its "
     "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true, "
     "answer from results[0] (quote or paraphrase its text, and name its question). If it is false, the FAQ does "
-    "not answer this question (`reason.code` says why: no_close_entry, ambiguous, or not_covered with the words "
-    "the nearest entry lacks in `reason.terms`): do not present results[0] as the answer and do not make one up; "
+    "not answer this question (`reason.code` says why: no_close_entry, ambiguous, not_covered with the words "
+    "the nearest entry lacks in `reason.terms`, or known_non_answer): do not present results[0] as the answer "
+    "and do not make one up; "
     "say the FAQ does not cover it and hand over to a human (the organisation's support), offering the results "
     "only as possibly related entries. Call get_faq_entry for an entry's full text."
 )

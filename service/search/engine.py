@@ -21,6 +21,9 @@ from .lexical import LexicalIndex, LexicalScores
 MIN_CANDIDATE_ROWS = 100
 #: Rows averaged at most for the FAQ's centroid (evenly spaced; the answer check's ``specificity``).
 CENTROID_SAMPLE = 20_000
+#: The leg each kind of row scores in: an entry's questions, its passages, and its known non-answers (never a match).
+QUESTION, PASSAGE, NOT_QUESTION = 0, 1, 2
+LEG_OF_KIND = {"question": QUESTION, "alt_question": QUESTION, "passage": PASSAGE, "not_question": NOT_QUESTION}
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class SearchEngine:
         self._entry_rows: list[list[int]] = [[] for _ in self._entry_ids]
         for i, row in enumerate(index.rows):
             self._entry_rows[position[row.faq_id]].append(i)
-        self._is_question = np.array([row.kind != "passage" for row in index.rows])
+        self._row_leg = np.array([LEG_OF_KIND[row.kind] for row in index.rows], dtype=np.int8)
         self._passages = {p.passage_id: p for p in index.passages}
         self._entry_passages: dict[str, list] = {faq_id: [] for faq_id in self._entry_ids}
         for passage in index.passages:  # in index order, so an entry's passages keep their order
@@ -188,7 +191,7 @@ class SearchEngine:
         threshold = self.answer_threshold if min_score is None else float(min_score)
         lexical = self.lexical.scores(query)
         entries = self._candidates(vector, lexical, top_k)
-        question, passage = self._best_vectors(entries, vector)
+        question, passage, unanswered = self._best_vectors(entries, vector)
         fused = self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries])
         calibrated = self.scoring.calibrate(fused)
         order = np.argsort(-fused, kind="stable")
@@ -197,8 +200,13 @@ class SearchEngine:
             results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
         found = self._features(vector, entries, order, fused, question, passage, lexical)
         refusal = self.scoring.closeness_refusal([r.score for r in results], threshold)
+        best = int(order[0])
         if refusal is not None:
             why = reason(refusal, terms=found.uncovered)
+        elif unanswered[best, 0] > question[best, 0] + self.scoring.non_answer_margin:
+            # Nearer one of the entry's known non-answers than any of its own questions: the FAQ owner said no.
+            marked = self.index.rows[int(unanswered[best, 1])].ref
+            why = reason("known_non_answer", terms=found.uncovered, marked=marked)
         else:
             why = self.answer_check.refusal(found) if self.answer_check is not None else None
         took_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -252,24 +260,28 @@ class SearchEngine:
             candidates.update(int(i) for i in best_lexical if lexical.scores[i] > 0)
         return np.array(sorted(candidates), dtype=np.int64)
 
-    def _best_vectors(self, entries: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each entry, its best question-like vector and its best passage vector, exactly.
+    def _best_vectors(self, entries: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each entry, its best question-like vector, its best passage vector and its best known non-answer,
+        exactly.
 
         Returns:
-            Two (len(entries), 2) arrays of (cosine, row). An index built without question vectors (an
-            evaluation baseline) uses the best passage for both.
+            Three (len(entries), 2) arrays of (cosine, row). An index built without question vectors (an
+            evaluation baseline) uses the best passage for both; an entry without known non-answers has
+            (-inf, -1) for the third.
         """
         rows = np.concatenate([self._entry_rows[e] for e in entries])
         # Looked up from the index (no second copy of the vectors in memory); exact for flat and HNSW indexes.
         cosines = self.index.vectors.reconstruct(rows) @ vector
-        best: dict[tuple[bool, int], tuple[float, int]] = {}
+        best: dict[tuple[int, int], tuple[float, int]] = {}
         for row, cosine in zip(rows.tolist(), cosines.tolist(), strict=True):
-            key = (bool(self._is_question[row]), int(self._row_entry[row]))
+            key = (int(self._row_leg[row]), int(self._row_entry[row]))
             if key not in best or cosine > best[key][0]:
                 best[key] = (cosine, row)
-        passage = np.array([best[(False, e)] for e in entries.tolist()])
-        question = np.array([best.get((True, e), best[(False, e)]) for e in entries.tolist()])
-        return question, passage
+        ids = entries.tolist()
+        passage = np.array([best[(PASSAGE, e)] for e in ids])
+        question = np.array([best.get((QUESTION, e), best[(PASSAGE, e)]) for e in ids])
+        unanswered = np.array([best.get((NOT_QUESTION, e), (float("-inf"), -1)) for e in ids])
+        return question, passage, unanswered
 
     def _result(
         self, rank: int, score: float, entry: int, question: np.ndarray, passage: np.ndarray, lexical: LexicalScores

@@ -91,6 +91,7 @@ function raison(r) {
   return {
     no_close_entry: "aucune entrée n'est assez proche de la question",
     ambiguous: "deux entrées sont trop proches pour choisir",
+    known_non_answer: "une question semblable est signalée comme sans réponse dans cette entrée",
   }[r.code] || r.message;
 }
 
