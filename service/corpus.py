@@ -5,6 +5,8 @@ Format, one JSON object per line (blank lines are ignored):
     optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings: other ways users
     ask what this entry answers), ``not_questions`` (list of strings: questions users asked that this entry does
     *not* answer, known non-answers); any other field is kept and returned by ``GET /faq/<id>``.
+An optional first line ``{"faq": {"name", "language", "examples", "support"}}`` gives the FAQ's identity
+(``FaqIdentity``): it travels with the index to the search page, ``/health``, OpenAPI and the MCP server.
 In ``answer``, paragraphs are separated by a blank line and a line starting with ``## `` is a sub-heading: each
 sub-section becomes its own passage, whose ``section`` is the heading. The question, each alternative question and
 each known non-answer get a vector of their own (``entry_rows``).
@@ -75,6 +77,69 @@ class FaqEntry:
             out["not_questions"] = list(self.not_questions)
         out.update(self.extra)
         return out
+
+
+#: Limits of the identity header's fields (characters, and examples).
+MAX_NAME_CHARS, MAX_SUPPORT_CHARS, MAX_EXAMPLES, MAX_EXAMPLE_CHARS = 100, 500, 10, 200
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+@dataclass(frozen=True)
+class FaqIdentity:
+    """Who the FAQ belongs to: its name, language, example questions and where to turn when it has no answer."""
+
+    name: str | None = None
+    language: str = "fr"
+    examples: tuple[str, ...] = ()
+    support: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the manifest's ``faq`` and the header's value)."""
+        return {"name": self.name, "language": self.language, "examples": list(self.examples), "support": self.support}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FaqIdentity:
+        """The identity from a manifest's ``faq`` object (already checked at build time; types checked again)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"'faq' must be an object, not {type(data).__name__}")
+        identity = cls(
+            name=data.get("name"),
+            language=data.get("language", "fr"),
+            examples=tuple(data.get("examples") or ()),
+            support=data.get("support"),
+        )
+        texts = [identity.language, *identity.examples]
+        optional = [identity.name, identity.support]
+        if not all(isinstance(t, str) for t in texts) or not all(t is None or isinstance(t, str) for t in optional):
+            raise ValueError("'faq' fields must be strings (examples a list of strings)")
+        return identity
+
+
+def parse_identity(obj, path: str | os.PathLike, line: int) -> FaqIdentity:
+    """Validate the corpus's identity header (the value of its ``faq`` key).
+
+    Raises:
+        CorpusError: not an object, an unknown key, a field of the wrong type, empty or over its limit.
+    """
+    if not isinstance(obj, dict):
+        raise CorpusError(path, line, f"'faq' must be an object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - {"name", "language", "examples", "support"})
+    if unknown:
+        raise CorpusError(path, line, f"unknown field(s) {unknown} in 'faq'; known: name, language, examples, support")
+    name = _text(obj["name"], "faq.name", path, line).strip() if "name" in obj else None
+    support = _text(obj["support"], "faq.support", path, line).strip() if "support" in obj else None
+    language = _text(obj.get("language", "fr"), "faq.language", path, line).strip()
+    examples = tuple(e.strip() for e in _text_list(obj.get("examples", []), "faq.examples", path, line))
+    if not LANGUAGE.match(language):
+        raise CorpusError(path, line, f"'faq.language' must be a tag such as 'fr' or 'fr-CA', not {language!r}")
+    for field_name, value, limit in (("name", name, MAX_NAME_CHARS), ("support", support, MAX_SUPPORT_CHARS)):
+        if value is not None and len(value) > limit:
+            raise CorpusError(path, line, f"'faq.{field_name}' is longer than {limit} characters")
+    if len(examples) > MAX_EXAMPLES or any(len(e) > MAX_EXAMPLE_CHARS for e in examples):
+        raise CorpusError(
+            path, line, f"'faq.examples' holds at most {MAX_EXAMPLES} questions of {MAX_EXAMPLE_CHARS} characters"
+        )
+    return FaqIdentity(name, language, examples, support)
 
 
 @dataclass(frozen=True)
@@ -218,23 +283,42 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     if source is not None:
         source = _text(source, "source", path, line)
     known = {*REQUIRED, "source", "tags", "alt_questions", "not_questions"}
+    question = _text(obj["question"], "question", path, line).strip()
+    alt_questions = _text_list(obj.get("alt_questions", []), "alt_questions", path, line)
+    not_questions = tuple(q.strip() for q in _text_list(obj.get("not_questions", []), "not_questions", path, line))
+    own = {q.strip().casefold() for q in (question, *alt_questions)}
+    for i, other in enumerate(not_questions):
+        if other.casefold() in own:
+            raise CorpusError(
+                path, line, f"'not_questions[{i}]' is also this entry's question or one of its alt_questions"
+            )
     return FaqEntry(
         id=entry_id,
-        question=_text(obj["question"], "question", path, line).strip(),
+        question=question,
         answer=_text(obj["answer"], "answer", path, line).strip(),
         source=source,
         tags=_text_list(obj.get("tags", []), "tags", path, line),
-        alt_questions=_text_list(obj.get("alt_questions", []), "alt_questions", path, line),
-        not_questions=_text_list(obj.get("not_questions", []), "not_questions", path, line),
+        alt_questions=alt_questions,
+        not_questions=not_questions,
         extra={k: v for k, v in obj.items() if k not in known},
     )
 
 
 def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
-    """Read and validate a JSONL corpus.
+    """Read and validate a JSONL corpus: its entries (``read_corpus`` also gives its identity header).
 
     Raises:
         CorpusError: unreadable file, bad UTF-8 or JSON, a bad entry, a duplicate id, or no entry at all.
+    """
+    return read_corpus(path)[1]
+
+
+def read_corpus(path: str | os.PathLike) -> tuple[FaqIdentity, list[FaqEntry]]:
+    """Read and validate a JSONL corpus: its identity (the optional ``{"faq": …}`` first line) and its entries.
+
+    Raises:
+        CorpusError: unreadable file, bad UTF-8 or JSON, a bad header or entry, a header after the first line,
+            a duplicate id, or no entry at all.
     """
     path = Path(path)
     try:
@@ -242,6 +326,8 @@ def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
     except OSError as exc:
         raise CorpusError(path, None, f"cannot read corpus: {exc.strerror or exc}") from exc
     entries: list[FaqEntry] = []
+    identity = FaqIdentity()
+    first_line = True  # the identity header may only be the first non-blank line
     seen: dict[str, int] = {}
     errors: list[CorpusError] = []
     for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
@@ -250,6 +336,12 @@ def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
         try:
             entry = _entry_of_line(line_bytes, path, number)
             if entry is None:
+                continue
+            was_first, first_line = first_line, False
+            if isinstance(entry, FaqIdentity):
+                if not was_first:
+                    raise CorpusError(path, number, "the 'faq' header must be the file's first line")
+                identity = entry
                 continue
             if entry.id in seen:
                 raise CorpusError(path, number, f"duplicate id {entry.id!r} (first on line {seen[entry.id]})")
@@ -263,11 +355,11 @@ def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
         raise CorpusError(first.path, first.line, first.reason, rest, max(0, len(errors) - MAX_REPORTED_ERRORS))
     if not entries:
         raise CorpusError(path, None, "the corpus has no entry")
-    return entries
+    return identity, entries
 
 
-def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | None:
-    """The entry on one line of a corpus, None for a blank line; CorpusError for a bad one."""
+def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | FaqIdentity | None:
+    """The entry (or identity header) on one line of a corpus, None for a blank line; CorpusError for a bad one."""
     try:
         line = line_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -278,6 +370,8 @@ def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | Non
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
+    if isinstance(obj, dict) and set(obj) == {"faq"}:
+        return parse_identity(obj["faq"], path, number)
     return parse_entry(obj, path, number)
 
 

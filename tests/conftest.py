@@ -144,10 +144,11 @@ def corpus_with(source: Path, out_dir: Path, marker: str) -> tuple[Path, str]:
     import json
 
     rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows[0]["answer"] = f"{rows[0]['answer']}\n\nRévision {marker}."
+    first = next(r for r in rows if "id" in r)  # after the corpus's "faq" header, if it has one
+    first["answer"] = f"{first['answer']}\n\nRévision {marker}."
     path = out_dir / f"corpus-{marker}.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path, rows[0]["id"]
+    return path, first["id"]
 
 
 def assert_error(response, status: int, code: str) -> dict:

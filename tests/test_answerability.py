@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CHORUS_CORPUS, PARAPHRASES
 
@@ -344,7 +345,7 @@ def test_the_fit_reports_cross_fitted_figures_and_refuses_more_than_the_threshol
 
 def _with_not_questions(tmp_path, not_questions: list[str]) -> object:
     lines = [json.loads(line) for line in CHORUS_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    lines[0]["not_questions"] = not_questions  # chorus-pro-1, "Comment créer mon compte Chorus Pro ?"
+    lines[1]["not_questions"] = not_questions  # chorus-pro-1 (line 0 is the "faq" header)
     corpus = tmp_path / "with-not-questions.jsonl"
     corpus.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
     return corpus
@@ -391,3 +392,57 @@ def test_a_known_non_answer_refuses_its_rewordings_not_the_entry_s_paraphrases(t
         if faq_id == "chorus-pro-1" and query not in PARAPHRASES_MISSED:
             response = engine.search(query)
             assert response.answered and response.results[0].faq_id == faq_id, query
+
+
+def test_answered_does_not_depend_on_top_k(make_index, fake_embedder):
+    """The margin compares the two best candidates even when one result is asked for."""
+    engine = SearchEngine(fake_embedder, load_index(make_index()), scoring={"answer_margin": 0.5}, cache_size=0)
+    for query in ("gestionnaire principal", "facture sous-traitant", "lien d'activation"):
+        one, five = engine.search(query, top_k=1, min_score=0.0), engine.search(query, top_k=5, min_score=0.0)
+        assert (one.answered, one.reason) == (five.answered, five.reason), query
+
+
+def test_a_question_naming_only_what_every_entry_shares_is_ambiguous(fake_embedder, tmp_path):
+    build_index(CHORUS_CORPUS, tmp_path / "index", fake_embedder, show_progress=False)
+    engine = SearchEngine(fake_embedder, load_index(tmp_path / "index"), scoring={"answerability": _check(bias=9.0)})
+    vague = engine.search("Chorus Pro ?", min_score=0.0)
+    assert vague.answered is False and vague.reason["code"] == "ambiguous"
+    assert "no word that tells the entries apart" in vague.reason["message"]
+    assert engine.search("compte chorus pro", min_score=0.0).answered, "'compte' is in three entries of five"
+
+
+def test_known_non_answers_leave_the_centroid_alone_and_are_quoted_briefly(tmp_path, fake_embedder):
+    from service.indexing.answerability import MAX_QUOTED, reason
+
+    plain = SearchEngine(fake_embedder, load_index(build_index_dir(tmp_path / "a", CHORUS_CORPUS, fake_embedder)))
+    marked_corpus = _with_not_questions(tmp_path, [f"question hors sujet numéro {n}" for n in range(200)])
+    marked = SearchEngine(fake_embedder, load_index(build_index_dir(tmp_path / "b", marked_corpus, fake_embedder)))
+    assert np.allclose(plain._centroid, marked._centroid, atol=1e-6)
+    long = reason("known_non_answer", marked="x" * 10_000)
+    assert len(long["message"]) < len(reason("known_non_answer")["message"]) + MAX_QUOTED + 10
+    assert long["message"].endswith("…'")
+
+
+def build_index_dir(out, corpus, embedder):
+    build_index(corpus, out, embedder, show_progress=False)
+    return out
+
+
+@pytest.mark.slow
+def test_a_copy_of_a_known_non_answer_is_refused_even_near_the_entry_s_question(tmp_path, real_embedder):
+    """ "Comment supprimer mon compte Chorus Pro ?" is within the margin of "Comment créer mon compte Chorus Pro ?"
+    (0.96): marked on that entry, the same question (or a near copy) is refused all the same."""
+    corpus = _with_not_questions(tmp_path, ["Comment supprimer mon compte Chorus Pro ?"])
+    build_index(corpus, tmp_path / "index", real_embedder, show_progress=False)
+    engine = SearchEngine(real_embedder, load_index(tmp_path / "index"), cache_size=0)
+    for query in ("Comment supprimer mon compte Chorus Pro ?", "comment supprimer mon compte chorus pro"):
+        response = engine.search(query)
+        assert response.reason is not None and response.reason["code"] == "known_non_answer", query
+    assert engine.search("Comment créer mon compte Chorus Pro ?").answered is True
+
+
+@pytest.mark.slow
+def test_the_product_name_alone_is_not_an_answer(real_engine):
+    for query in ("chorus pro", "Chorus Pro ?"):
+        response = real_engine.search(query)
+        assert response.answered is False and response.reason["code"] == "ambiguous", query

@@ -87,6 +87,12 @@ CORPUS_ERRORS = [
         "field 'not_questions[1]' must be a string",
     ),
     (
+        "not_questions contradicts",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "alt_questions": ["F ?"], "not_questions": [" f ? "]}'],
+        1,
+        "'not_questions[0]' is also this entry's question or one of its alt_questions",
+    ),
+    (
         "not_questions empty item",
         ['{"id": "a", "question": "Q ?", "answer": "R.", "not_questions": [" "]}'],
         1,

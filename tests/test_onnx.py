@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, PARAPHRASES, assert_error
 
+from service.corpus import load_corpus
 from service.encoders.loading import load_embedder, resolve_backend
 from service.encoders.onnx_encoder import FILES, ONNX_DIR, OnnxEmbedder
 from service.encoders.onnx_export import EXPORT_MARKER, export_onnx, is_exported
@@ -21,8 +22,7 @@ QUERIES = [q for q, _ in PARAPHRASES]
 
 
 def _passages() -> list[str]:
-    rows = [json.loads(line) for line in CHORUS_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [f"{r['question']}\n{r['answer']}" for r in rows]
+    return [f"{e.question}\n{e.answer}" for e in load_corpus(CHORUS_CORPUS)]
 
 
 @pytest.fixture(scope="module")

@@ -457,6 +457,8 @@ def test_the_admin_token_is_only_a_bearer_token(served):
         "slope_is_nan",
         "threshold_out_of_range",
         "answer_check_damaged",
+        "margin_too_large_for_a_float",
+        "answer_check_bias_is_a_bool",
     ],
 )
 def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_path, fake_embedder, damage):
@@ -485,6 +487,10 @@ def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_pa
         manifest["scoring"]["answer_threshold"] = 2.5
     elif damage == "answer_check_damaged":
         manifest["scoring"]["answerability"]["thresholds"] = [[5, "high"]]
+    elif damage == "margin_too_large_for_a_float":  # float() of it raises OverflowError, not ValueError
+        manifest["scoring"]["non_answer_margin"] = 10**400
+    elif damage == "answer_check_bias_is_a_bool":
+        manifest["scoring"]["answerability"]["bias"] = True
     if damage == "manifest_is_a_list":
         (build / "manifest.json").write_text(json.dumps([manifest]))
     elif damage == "build_is_a_file":

@@ -75,7 +75,7 @@ def test_search_with_the_keyboard_and_open_an_entry(page):
 REASONS_FR = {
     "no_close_entry": "aucune entrée n'est assez proche de la question",
     "ambiguous": "deux entrées sont trop proches pour choisir",
-    "not_covered": "la FAQ ne parle pas de : ",
+    "not_covered": "l'entrée la plus proche ne parle pas de : ",
 }
 
 
@@ -117,10 +117,18 @@ def test_the_page_says_in_french_which_words_the_faq_does_not_cover(browser, rea
         context = browser.new_context(locale="fr-FR")
         page = context.new_page()
         page.goto(url + "/")
+        # The FAQ's name and first example question come from its corpus's "faq" header, through /health.
+        expect(page).to_have_title("Recherche dans la FAQ Chorus Pro")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Recherche dans la FAQ Chorus Pro")
+        expect(page.get_by_label("Votre question")).to_have_attribute(
+            "placeholder", "ex. : pas reçu le mail d'activation"
+        )
         page.get_by_label("Votre question").fill("je narrive plus a me connecter a chorus")
         page.get_by_role("button", name="Rechercher").click()
         status = page.get_by_role("status")
-        expect(status).to_contain_text("aucune réponse sûre (la FAQ ne parle pas de : narrive, connecter)")
+        why = "aucune réponse sûre (l'entrée la plus proche ne parle pas de : narrive, connecter)"
+        expect(status).to_contain_text(why)
+        expect(status).to_contain_text("Pour obtenir une réponse : le support Chorus Pro, depuis votre compte")
         assert page.locator("#liste .badge.reponse").count() == 0
         assert page.locator("#liste > li").count() > 0, "the nearest entries are still shown as suggestions"
         context.close()

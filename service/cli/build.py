@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-answer-check",
         action="store_true",
-        help="decide `answered` on the threshold and margin alone, without the answer check that refuses an "
-        "entry which does not cover the question (docs/quality.md)",
+        help="decide `answered` without the answer check that refuses an entry which does not cover the question "
+        "(the threshold, the margin and known non-answers still apply; docs/quality.md)",
     )
     parser.add_argument(
         "--check",

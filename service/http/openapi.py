@@ -68,12 +68,15 @@ def _search_parameters(max_query_chars: int) -> list[dict]:
     ]
 
 
-def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
+def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=None) -> dict:
     """The whole API as an OpenAPI 3.1 document (a JSON-ready dict).
 
     Args:
         max_query_chars: the service's configured query length limit (``FAQ_MAX_QUERY_CHARS``).
+        identity: the loaded FAQ's ``FaqIdentity`` (its name titles the document; its support contact is named).
     """
+    name = identity.name if identity is not None else None
+    support = identity.support if identity is not None else None
     _, defs = models_json_schema(
         [(m, "validation") for m in (schemas.SearchRequest, schemas.BatchRequest)]
         + [
@@ -96,11 +99,12 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1") -> dict:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "Recherche sémantique dans une FAQ",
+            "title": f"Recherche dans la FAQ {name}" if name else "Recherche sémantique dans une FAQ",
             "version": version,
             "description": "Trouve, pour une question posée avec les mots de l'usager, les entrées de la FAQ "
             "officielle qui y répondent, avec un score calibré et l'indication `answered` "
-            "(la première entrée est-elle une réponse sûre ?).",
+            "(la première entrée répond-elle à la question ? sinon `reason` dit pourquoi)."
+            + (f" Quand la FAQ n'a pas de réponse : {support}." if support else ""),
         },
         "paths": {
             "/search": {

@@ -138,8 +138,10 @@ def search_page():
 
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI 3.1 description of this API."""
-    return jsonify(openapi_document(current_app.config["FAQ_MAX_QUERY_CHARS"]))
+    """The OpenAPI 3.1 description of this API (titled with the loaded FAQ's name, when it has one)."""
+    engine = current_app.extensions.get("faq_engine")
+    identity = engine.index.identity if engine is not None else None
+    return jsonify(openapi_document(current_app.config["FAQ_MAX_QUERY_CHARS"], identity=identity))
 
 
 @bp.get("/ready")

@@ -71,6 +71,11 @@ REASONS = {
     "known_non_answer": "a question marked as not answered by the best entry is closer than its own questions",
 }
 
+#: The message of an ``ambiguous`` refusal for a query whose every content word is in every entry.
+VAGUE = "the question has no word that tells the entries apart (each of its words is in every entry)"
+#: A known non-answer quoted in a message is cut to this many characters.
+MAX_QUOTED = 200
+
 MODEL_FILE = Path(__file__).with_name("answerability.json")
 
 
@@ -155,25 +160,41 @@ class Answerability:
         """
         if not isinstance(data, dict):
             raise ValueError(f"answerability must be an object, not {type(data).__name__}")
+
+        def number(value) -> float:  # a JSON number, finite and within float's range; no bool, no string
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{str(value)[:20]!r} is not a number")
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValueError("a number is out of range") from None
+            if not math.isfinite(value):
+                raise ValueError("a number is not finite")
+            return value
+
+        def size(value) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**12:
+                raise ValueError(f"{str(value)[:20]!r} is not a number of entries")
+            return value
+
         try:
             check = cls(
-                weights={k: float(v) for k, v in data["weights"].items()},
-                mean={k: float(v) for k, v in data["mean"].items()},
-                scale={k: float(v) for k, v in data["scale"].items()},
-                bias=float(data["bias"]),
-                thresholds=tuple((int(n), float(t)) for n, t in data["thresholds"]),
+                weights={k: number(v) for k, v in data["weights"].items()},
+                mean={k: number(v) for k, v in data["mean"].items()},
+                scale={k: number(v) for k, v in data["scale"].items()},
+                bias=number(data["bias"]),
+                thresholds=tuple((size(n), number(t)) for n, t in data["thresholds"]),
                 fitted_on=str(data.get("fitted_on", "")),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"answerability is not a fitted check ({exc!r})") from None
+            raise ValueError(f"answerability is not a fitted check ({exc})") from None
         for table in (check.weights, check.mean, check.scale):
             if set(table) != set(FEATURES):
                 raise ValueError(f"answerability must give every feature of {FEATURES}, and only those")
-        numbers = [*check.weights.values(), *check.mean.values(), *check.scale.values(), check.bias]
-        if not all(math.isfinite(x) for x in numbers) or any(s <= 0 for s in check.scale.values()):
-            raise ValueError("answerability's numbers must be finite and its scales positive")
+        if any(s <= 0 for s in check.scale.values()):
+            raise ValueError("answerability's scales must be positive")
         sizes = [n for n, _ in check.thresholds]
-        if not sizes or sizes != sorted(set(sizes)) or sizes[0] < 1:
+        if not sizes or sizes != sorted(set(sizes)):
             raise ValueError("answerability's thresholds must be [entries, probability] pairs by increasing size")
         if not all(0.0 <= t <= 1.0 for _, t in check.thresholds):
             raise ValueError("answerability's thresholds must be within 0..1")
@@ -229,18 +250,23 @@ class Answerability:
         return reason(min(by_reason, key=by_reason.get), probability, found.uncovered)
 
 
-def reason(code: str, confidence: float | None = None, terms: tuple[str, ...] = (), marked: str | None = None) -> dict:
+def reason(
+    code: str, confidence: float | None = None, terms: tuple[str, ...] = (), marked: str | None = None, vague=False
+) -> dict:
     """The ``reason`` object of a refused answer: a stable code, an English message, the query's words the nearest
     entry lacks (named in the message for ``not_covered``), and the check's probability when it ran.
 
     Args:
-        marked: for ``known_non_answer``, the entry's known non-answer the query is nearest (quoted in the message).
+        marked: for ``known_non_answer``, the entry's known non-answer the query is nearest (quoted in the message,
+            cut to ``MAX_QUOTED`` characters).
+        vague: for ``ambiguous``, the query has no word that tells the entries apart.
     """
-    message = REASONS[code]
+    message = VAGUE if vague else REASONS[code]
     if terms and code == "not_covered":
         message += ": " + ", ".join(terms)
     if marked is not None:
-        message += f": {marked!r}"
+        quoted = marked if len(marked) <= MAX_QUOTED else marked[: MAX_QUOTED - 1].rstrip() + "…"
+        message += f": {quoted!r}"
     return {
         "code": code,
         "message": message,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import REPO_ROOT
-from ..corpus import ROW_KINDS, corpus_checksum, entry_rows, load_corpus, split_passages
+from ..corpus import ROW_KINDS, corpus_checksum, entry_rows, read_corpus, split_passages
 from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
@@ -66,7 +66,7 @@ def build_index(
         ModelUnavailable: the model cannot be loaded.
     """
     started = time.time()
-    entries = load_corpus(corpus)
+    identity, entries = read_corpus(corpus)
     passages = split_passages(entries)
     checksum = corpus_checksum(corpus)
     try:
@@ -133,6 +133,7 @@ def build_index(
             "encoder": encoder_info(embedder) or {"backend": "custom", "file": None},
         },
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
+        "faq": identity.to_dict(),
         "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
         "passage_text": (
             "question\\n[section heading\\n]section text"

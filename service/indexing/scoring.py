@@ -48,7 +48,8 @@ class Scoring:
     #: covid_quebec_fr (``scripts/fit_answerability.py``): the largest gain costing at most 0.01 of right answers.
     non_answer_margin: float = 0.07
     fitted_on: str = "covid_quebec_fr (662 queries, 1000 out-of-domain)"
-    #: The answer check after the threshold (``answerability.py``); None or False: the threshold and margin decide.
+    #: The answer check after the threshold (``answerability.py``); None or False: no check (the threshold, the
+    #: margin and known non-answers decide).
     answerability: dict | None = field(default_factory=_default_check)
 
     @classmethod
@@ -73,20 +74,27 @@ class Scoring:
         )
         for name in numbers:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, not {value!r}")
+            try:
+                finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            except OverflowError:  # an integer too large for a float (a 400-digit JSON number)
+                finite = False
+            if not finite:
+                raise ValueError(f"{name} must be a finite number, not {str(value)[:40]!r}")
         if self.combine not in ("weighted", "max"):
             raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
         if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
             raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
-        if self.non_answer_margin < 0:
-            raise ValueError("non_answer_margin must not be negative")
-        self.answer_check()
+        if not 0 <= self.non_answer_margin <= 2:
+            raise ValueError("non_answer_margin must be within 0..2 (a difference of cosines)")
+        if self.answerability is not None and self.answerability is not False:
+            self.answer_check()  # raises ValueError if it is not a fitted check
         return self
 
     def answer_check(self) -> Answerability | None:
         """The answer check of these settings (None: none); ValueError if it is not a fitted check."""
-        return Answerability.from_dict(self.answerability) if self.answerability else None
+        if self.answerability is None or self.answerability is False:
+            return None
+        return Answerability.from_dict(self.answerability)  # {}, [] or 0 are refused, not taken for "off"
 
     def to_dict(self) -> dict:
         """JSON-ready dict for the manifest."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..corpus import FaqEntry, Passage, Row
+from ..corpus import FaqEntry, FaqIdentity, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
 from .scoring import Scoring
@@ -175,6 +175,11 @@ class StoredIndex:
     @property
     def index_id(self) -> str:
         return self.manifest["index_id"]
+
+    @property
+    def identity(self) -> FaqIdentity:
+        """The FAQ's name, language, examples and support contact (``faq`` of the manifest; empty before it)."""
+        return FaqIdentity.from_dict(self.manifest.get("faq") or {})
 
     @property
     def encoder_backend(self) -> str:
@@ -409,7 +414,7 @@ def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex
         return _load_build(build, manifest, verify)
     except IndexUnavailable:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError, OSError, RuntimeError) as exc:
         # A manifest without a field it must have, a field of the wrong type, a file that vanished meanwhile:
         # a damaged build like any other, refused with the reason (never a 500, never a dead watcher).
         raise IndexUnavailable(f"index {build} is malformed: {type(exc).__name__}: {exc}") from exc
@@ -488,8 +493,13 @@ def _check_manifest(build: Path, manifest) -> None:
     if "scoring" in manifest:
         try:
             Scoring.from_dict(manifest["scoring"]).check()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise bad(f"'scoring': {exc}") from None
+    if "faq" in manifest:
+        try:
+            FaqIdentity.from_dict(manifest["faq"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
 
 
 def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from typing import Annotated, Any, Protocol
 
@@ -20,21 +21,25 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from ..config import DEFAULTS, config_from_env
+from ..corpus import FaqIdentity
 from ..errors import ServiceError
 from ..http.schemas import MAX_TOP_K, parse_search
+from ..search.lexical import fold
 from ..search.loading import load_engine
 from .client import FaqSearchClient, FaqSearchError
 
 SEARCH_DESCRIPTION = (
-    "Search the organisation's official FAQ (French) for the entries that answer a user's question. Use it "
+    "Search {faq} (French) for the entries that answer a user's question. Use it "
     "whenever the user asks how to do something, or about a problem, that the FAQ may cover; pass the user's "
     "question as they wrote it, in French, typos included. The result lists entries best first, each with its "
-    "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true, "
-    "answer from results[0] (quote or paraphrase its text, and name its question). If it is false, the FAQ does "
+    "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true and "
+    "results[0]'s text addresses what the user asked, answer from it (quote or paraphrase its text, and name its "
+    "question); `answered` true is not a guarantee (some questions the FAQ does not cover get through), so if the "
+    "text does not address the question, treat it as false. If it is false, the FAQ does "
     "not answer this question (`reason.code` says why: no_close_entry, ambiguous, not_covered with the words "
     "the nearest entry lacks in `reason.terms`, or known_non_answer): do not present results[0] as the answer "
     "and do not make one up; "
-    "say the FAQ does not cover it and hand over to a human (the organisation's support), offering the results "
+    "say the FAQ does not cover it and hand over to a human ({support}), offering the results "
     "only as possibly related entries. Call get_faq_entry for an entry's full text."
 )
 ENTRY_DESCRIPTION = (
@@ -43,12 +48,27 @@ ENTRY_DESCRIPTION = (
 )
 
 
+def search_description(identity: FaqIdentity) -> str:
+    """The ``search_faq`` tool's description, naming the FAQ and where to hand over when it has no answer."""
+    faq = f"the official FAQ of {identity.name}" if identity.name else "the organisation's official FAQ"
+    support = identity.support or "the organisation's support"
+    return SEARCH_DESCRIPTION.format(faq=faq, support=support)
+
+
+def server_name(identity: FaqIdentity) -> str:
+    """``faq-<name>`` in lower-case ASCII words joined by dashes (``faq-chorus-pro``), else ``faq-search``."""
+    words = re.findall(r"[a-z0-9]+", fold(identity.name or ""))
+    return "faq-" + "-".join(words) if words else "faq-search"
+
+
 class Backend(Protocol):
     """Where the tools get their answers: the engine in this process, or a running service."""
 
     def search(self, query: str, top_k: int) -> dict: ...
 
     def entry(self, faq_id: str) -> dict: ...
+
+    def identity(self) -> FaqIdentity: ...
 
 
 class EngineBackend:
@@ -64,6 +84,9 @@ class EngineBackend:
     def entry(self, faq_id: str) -> dict:
         return self.engine.entry(faq_id)
 
+    def identity(self) -> FaqIdentity:
+        return self.engine.index.identity
+
 
 class HttpBackend:
     """Calls a running service through the Python client."""
@@ -77,6 +100,14 @@ class HttpBackend:
     def entry(self, faq_id: str) -> dict:
         return self.client.entry(faq_id)
 
+    def identity(self) -> FaqIdentity:
+        """The service's FAQ identity (``/health``); an unnamed one if the service cannot say (it may start later)."""
+        try:
+            return FaqIdentity.from_dict(self.client.health()["index"].get("faq") or {})
+        except (FaqSearchError, KeyError, TypeError, ValueError) as exc:
+            logging.getLogger(__name__).warning("FAQ identity unknown (%s): the tools describe a generic FAQ", exc)
+            return FaqIdentity()
+
 
 def _tool_error(exc: Exception) -> ToolError:
     """An error the MCP client shows the model: the service's code and message, nothing internal."""
@@ -86,10 +117,12 @@ def _tool_error(exc: Exception) -> ToolError:
 
 
 def build_server(backend: Backend) -> MCPServer:
-    """The MCP server with its two tools, answering from ``backend``."""
-    server = MCPServer("faq-search", instructions="Recherche dans la FAQ officielle : " + SEARCH_DESCRIPTION)
+    """The MCP server with its two tools, answering from ``backend``, named and described after its FAQ."""
+    identity = backend.identity()
+    description = search_description(identity)
+    server = MCPServer(server_name(identity), instructions=description)
 
-    @server.tool(name="search_faq", description=SEARCH_DESCRIPTION)
+    @server.tool(name="search_faq", description=description)
     def search_faq(
         query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
         top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many FAQ entries to return.")] = 5,

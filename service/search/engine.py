@@ -21,6 +21,9 @@ from .lexical import LexicalIndex, LexicalScores
 MIN_CANDIDATE_ROWS = 100
 #: Rows averaged at most for the FAQ's centroid (evenly spaced; the answer check's ``specificity``).
 CENTROID_SAMPLE = 20_000
+#: A query at least this near a known non-answer is a copy of it (typos, a word moved): refused when nearer it than
+#: the entry's own questions, whatever the margin.
+NEAR_COPY = 0.98
 #: The leg each kind of row scores in: an entry's questions, its passages, and its known non-answers (never a match).
 QUESTION, PASSAGE, NOT_QUESTION = 0, 1, 2
 LEG_OF_KIND = {"question": QUESTION, "alt_question": QUESTION, "passage": PASSAGE, "not_question": NOT_QUESTION}
@@ -199,18 +202,32 @@ class SearchEngine:
         for rank, i in enumerate(order[:top_k].tolist(), start=1):
             results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
         found = self._features(vector, entries, order, fused, question, passage, lexical)
-        refusal = self.scoring.closeness_refusal([r.score for r in results], threshold)
+        # The two best candidates, whatever top_k: answered must not depend on how many results are shown.
+        refusal = self.scoring.closeness_refusal(calibrated[order[:2]].tolist(), threshold)
         best = int(order[0])
         if refusal is not None:
             why = reason(refusal, terms=found.uncovered)
-        elif unanswered[best, 0] > question[best, 0] + self.scoring.non_answer_margin:
+        elif self._known_non_answer(unanswered[best, 0], question[best, 0]):
             # Nearer one of the entry's known non-answers than any of its own questions: the FAQ owner said no.
             marked = self.index.rows[int(unanswered[best, 1])].ref
             why = reason("known_non_answer", terms=found.uncovered, marked=marked)
+        elif self._vague(lexical.terms):
+            why = reason("ambiguous", terms=(), vague=True)
         else:
             why = self.answer_check.refusal(found) if self.answer_check is not None else None
         took_ms = round((time.perf_counter() - started) * 1000, 2)
         return SearchOutcome(query, why is None, threshold, results, self.index_info(), took_ms, why, found)
+
+    def _known_non_answer(self, marked: float, own: float) -> bool:
+        """Whether a query this near one of the first entry's known non-answers (and this near its own best
+        question) is refused: nearer the mark by ``non_answer_margin``, or a near-copy of the mark and nearer it."""
+        return marked > own + self.scoring.non_answer_margin or (marked >= NEAR_COPY and marked > own)
+
+    def _vague(self, terms: dict[str, str]) -> bool:
+        """Whether the query has no word that tells the entries apart: every content word it has is in every entry
+        (it only names the product: "chorus pro"), and the FAQ has several entries."""
+        n = len(self._entry_ids)
+        return n > 1 and bool(terms) and all(self.lexical.document_frequency(t) == n for t in terms)
 
     def _features(
         self,
@@ -243,9 +260,11 @@ class SearchEngine:
         )
 
     def _mean_vector(self) -> np.ndarray:
-        """The unit-length mean of the index's vectors (of an evenly spaced sample of at most CENTROID_SAMPLE)."""
-        n = len(self.index.vectors)
-        rows = np.unique(np.linspace(0, n - 1, num=min(n, CENTROID_SAMPLE)).astype(np.int64))
+        """The unit-length mean of the index's question and passage vectors (an evenly spaced sample of at most
+        CENTROID_SAMPLE)."""
+        eligible = np.flatnonzero(self._row_leg != NOT_QUESTION)  # known non-answers say nothing about the FAQ
+        n = len(eligible)
+        rows = eligible[np.unique(np.linspace(0, n - 1, num=min(n, CENTROID_SAMPLE)).astype(np.int64))]
         mean = self.index.vectors.reconstruct(rows).mean(axis=0)
         norm = float(np.linalg.norm(mean))
         return (mean / norm if norm > 0 else mean).astype(np.float32)
@@ -335,6 +354,7 @@ class SearchEngine:
             "passages": m["counts"]["passages"],
             "built_at": m["built_at"],
             "corpus": m["corpus"],
+            "faq": self.index.identity.to_dict(),
             "format_version": m["format_version"],
             "vectors": m["counts"]["vectors"],
             "scoring": self.scoring.to_dict(),

@@ -130,6 +130,7 @@ class LexicalIndex:
         tokens = [self.analyzer.terms(d) for d in documents]
         self._doc_terms = [frozenset(t) for t in tokens]
         df = Counter(term for terms in self._doc_terms for term in terms)
+        self._df = dict(df)
         n = len(documents)
         # Lucene's idf, as bm25s computes it; used to normalise scores per query.
         self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
@@ -163,6 +164,10 @@ class LexicalIndex:
     def idf(self) -> dict[str, float]:
         """Every term of the documents with its idf (Lucene's)."""
         return self._idf
+
+    def document_frequency(self, term: str) -> int:
+        """How many documents hold ``term``."""
+        return self._df.get(term, 0)
 
     def terms_of(self, doc: int) -> frozenset[str]:
         """The terms of document ``doc``."""

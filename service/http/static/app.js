@@ -1,4 +1,5 @@
-// The search page: calls POST /search and GET /faq/<id> of this service; no external resource.
+// The search page: calls POST /search, GET /faq/<id> and GET /health (the FAQ's name, examples and support
+// contact, from its corpus) of this service; no external resource.
 "use strict";
 
 const formulaire = document.getElementById("recherche");
@@ -34,6 +35,25 @@ async function appeler(url, options) {
   }
   return corps;
 }
+
+// L'identité de la FAQ (son nom, des exemples de questions, où s'adresser quand elle n'a pas de réponse).
+let soutien = null;
+
+async function identifier() {
+  try {
+    const faq = (await appeler("/health")).index.faq || {};
+    if (faq.name) {
+      document.title = `Recherche dans la FAQ ${faq.name}`;
+      document.querySelector("h1").textContent = `Recherche dans la FAQ ${faq.name}`;
+    }
+    if (faq.examples && faq.examples.length) champ.placeholder = `ex. : ${faq.examples[0]}`;
+    soutien = faq.support || null;
+  } catch (e) {
+    // Sans index chargé, la page reste générique ; la recherche dira l'erreur.
+  }
+}
+
+identifier();
 
 async function ouvrir(bouton, resultat, zone) {
   const ouvert = bouton.getAttribute("aria-expanded") === "true";
@@ -77,7 +97,8 @@ function afficher(reponse) {
   const n = reponse.results.length;
   annoncer(reponse.answered
     ? `${n} résultat${n > 1 ? "s" : ""} ; le premier répond à la question.`
-    : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre (${raison(reponse.reason)}), voici des entrées proches.`);
+    : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre (${raison(reponse.reason)}), voici des entrées proches.`
+      + (soutien ? ` Pour obtenir une réponse : ${soutien}.` : ""));
 }
 
 // Les raisons d'une absence de réponse, par code stable de l'API (docs/api.md).
@@ -85,7 +106,7 @@ function raison(r) {
   if (!r) return "raison inconnue";
   if (r.code === "not_covered") {
     return r.terms.length
-      ? `la FAQ ne parle pas de : ${r.terms.join(", ")}`
+      ? `l'entrée la plus proche ne parle pas de : ${r.terms.join(", ")}`
       : "l'entrée la plus proche ne couvre pas la question";
   }
   return {
