@@ -15,6 +15,7 @@ Scenarios so far:
     check       a search with the answer check against the same search without it, in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
+    incremental one cnil_faq entry changed: a build reusing the current index's vectors against a full build.
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -270,6 +271,45 @@ def scenario_build(args) -> dict:
     }
 
 
+def scenario_incremental(args) -> dict:
+    """The cnil_faq corpus with one entry's answer changed: a build that reuses the current index's vectors
+    against a full build of the same corpus, alternating; and whether both indexes hold the same vectors."""
+    from dataclasses import replace
+
+    from service.evaluation.datasets import load_cnil, write_corpus
+
+    entries = load_cnil(ROOT.parent / "shared" / "data", ood_sample=0).entries
+    work = Path(tempfile.mkdtemp(prefix="faq-bench-"))
+    embedder = load_embedder(args.model, args.backend)
+    embedder.encode(["échauffement"], kind="passage")
+    times: dict[str, list[float]] = {"full build": [], "incremental": []}
+    reused = []
+    for round_ in range(args.build_rounds):
+        before = write_corpus(entries, work / f"before-{round_}.jsonl")
+        changed = [replace(e, answer=f"{e.answer} (révision {round_})") if i == 7 else e for i, e in enumerate(entries)]
+        after = write_corpus(changed, work / f"after-{round_}.jsonl")
+        build_index(before, work / f"inc-{round_}", embedder, show_progress=False)  # the index being edited
+        t = time.perf_counter()
+        full = build_index(after, work / f"full-{round_}", embedder, show_progress=False, reuse=False)
+        times["full build"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        incremental = build_index(after, work / f"inc-{round_}", embedder, show_progress=False)
+        times["incremental"].append(time.perf_counter() - t)
+        reused.append(incremental["vectors_reused"])
+    n = full["counts"]["vectors"]
+    a = load_index(work / f"full-{args.build_rounds - 1}").vectors.reconstruct(np.arange(n))
+    b = load_index(work / f"inc-{args.build_rounds - 1}").vectors.reconstruct(np.arange(n))
+    variants = {name: {"n": len(v), "median_s": round(statistics.median(v), 3)} for name, v in times.items()}
+    return {
+        "vectors": n,
+        "vectors_reused": reused[-1],
+        "max_abs_difference": float(np.abs(a - b).max()),
+        "min_cosine": float((a * b).sum(axis=1).min()),
+        "variants": variants,
+        "ratio": round(variants["incremental"]["median_s"] / variants["full build"]["median_s"], 4),
+    }
+
+
 def _encoder_worker(variant: str, model: str, conn) -> None:
     """One encoder in its own process (so that no library's idle thread pool slows another's), driven by pipe."""
     import os
@@ -521,6 +561,7 @@ SCENARIOS = {
     "throughput": scenario_throughput,
     "startup": scenario_startup,
     "build": scenario_build,
+    "incremental": scenario_incremental,
 }
 
 
@@ -613,6 +654,15 @@ def main(argv: list[str] | None = None) -> int:
             for variant, v in result["variants"].items():
                 print(f"build: {variant:12} {v['median_s']:>8.2f} s  {v['per_s']:>7.1f} texts/s  (median of {v['n']})")
             print(f"build: {result['texts']} texts, build_index / raw encode = {result['ratio']}")
+            continue
+        if name == "incremental":
+            for variant, v in result["variants"].items():
+                print(f"incremental: {variant:12} {v['median_s']:>8.3f} s  (median of {v['n']})")
+            print(
+                f"incremental: {result['vectors']} vectors, {result['vectors_reused']['reused']} reused, "
+                f"{result['vectors_reused']['embedded']} embedded; incremental / full = {result['ratio']}; "
+                f"max |difference| {result['max_abs_difference']:.2e}, min cosine {result['min_cosine']:.6f}"
+            )
             continue
         if name == "startup":
             print(

@@ -53,6 +53,7 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
         "dimension": 384,
         "prompts": {"query": "", "passage": ""},
         "encoder": {"backend": "custom", "file": None},
+        "weights_sha256": None,
     }  # an embedder object, not a named backend
     assert m["metric"] == "inner_product" and m["normalized"] is True
     assert m["counts"] == {
@@ -243,3 +244,102 @@ def test_a_failed_vector_write_is_an_os_error_and_changes_nothing(make_index, mo
     with pytest.raises(OSError, match="No space left on device"):
         make_index()
     assert resolve(out) == before and not [p for p in (out / "builds").iterdir() if p.name.startswith(".tmp")]
+
+
+# ---- incremental builds: vectors reused by content hash ----
+
+
+def _edited(tmp_path, source, faq_id: str, suffix: str):
+    from service.corpus import read_corpus
+
+    identity, entries = read_corpus(source)
+    lines = [json.dumps({"faq": identity.to_dict()}, ensure_ascii=False)] if identity.name else []
+    for entry in entries:
+        data = entry.to_dict()
+        if entry.id == faq_id:
+            data["answer"] += suffix
+        lines.append(json.dumps(data, ensure_ascii=False))
+    path = tmp_path / f"edited-{faq_id}.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class CountingEmbedder:
+    """The fake embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.texts = inner, 0
+        self.model_id, self.dimension, self.prompts = inner.model_id, inner.dimension, inner.prompts
+
+    def prompt_for(self, kind):
+        return self.inner.prompt_for(kind)
+
+    def encode(self, texts, **kwargs):
+        self.texts += len(texts)
+        return self.inner.encode(texts, **kwargs)
+
+
+def test_an_edit_re_embeds_only_what_changed_and_equals_a_full_build(tmp_path, fake_embedder):
+    from service.search.engine import SearchEngine
+
+    counting = CountingEmbedder(fake_embedder)
+    first = build_index(MINI_CORPUS, tmp_path / "index", counting, show_progress=False)
+    assert first["vectors_reused"] == {"reused": 0, "embedded": first["counts"]["vectors"], "from": None}
+    edited = _edited(tmp_path, MINI_CORPUS, "gestionnaire", " Le support répond sous deux jours.")
+    counting.texts = 0
+    second = build_index(edited, tmp_path / "index", counting, show_progress=False)
+    # The text is added to the entry's last section: that passage alone is new (its question and first section are not).
+    changed_rows = 1
+    assert second["vectors_reused"]["embedded"] == counting.texts == changed_rows
+    assert second["vectors_reused"]["reused"] == second["counts"]["vectors"] - changed_rows
+    assert second["vectors_reused"]["from"] == first["index_id"]
+    full = build_index(edited, tmp_path / "full", fake_embedder, show_progress=False, reuse=False)
+    assert full["vectors_reused"]["reused"] == 0
+    incremental, scratch = load_index(tmp_path / "index"), load_index(tmp_path / "full")
+    assert [r.to_dict() for r in incremental.rows] == [r.to_dict() for r in scratch.rows]
+    n = len(incremental.rows)
+    np.testing.assert_allclose(
+        incremental.vectors.reconstruct(np.arange(n)), scratch.vectors.reconstruct(np.arange(n)), atol=1e-6
+    )
+    a, b = SearchEngine(fake_embedder, incremental), SearchEngine(fake_embedder, scratch)
+    for query in ("gestionnaire principal parti", "lien d'activation", "facture sous-traitant", "créer un compte"):
+        assert [r.faq_id for r in a.search(query).results] == [r.faq_id for r in b.search(query).results]
+
+
+def test_vectors_are_not_reused_across_models_or_lossy_storage(tmp_path, fake_embedder):
+    build_index(MINI_CORPUS, tmp_path / "index", fake_embedder, show_progress=False)
+
+    class Other(CountingEmbedder):
+        model_id = "test/another-model"
+
+    other = Other(fake_embedder)
+    other.model_id = "test/another-model"
+    rebuilt = build_index(MINI_CORPUS, tmp_path / "index", other, show_progress=False)
+    assert rebuilt["vectors_reused"]["reused"] == 0 and other.texts == rebuilt["counts"]["vectors"]
+    build_index(MINI_CORPUS, tmp_path / "sq8", fake_embedder, show_progress=False, index_kind="hnsw-sq8")
+    again = build_index(MINI_CORPUS, tmp_path / "sq8", fake_embedder, show_progress=False, index_kind="hnsw-sq8")
+    assert again["vectors_reused"]["reused"] == 0, "SQ8 stores approximations: embed again"
+
+
+@pytest.mark.slow
+def test_with_the_real_encoder_an_incremental_build_equals_a_full_one(tmp_path, real_embedder):
+    """The ONNX encoder batches differently when it embeds one text instead of all: the vectors stay within
+    float tolerance and every paraphrase ranks the same."""
+    from conftest import CHORUS_CORPUS, PARAPHRASES
+
+    from service.search.engine import SearchEngine
+
+    build_index(CHORUS_CORPUS, tmp_path / "index", real_embedder, show_progress=False)
+    edited = _edited(tmp_path, CHORUS_CORPUS, "chorus-pro-5", " Un guide pas à pas est disponible.")
+    incremental = build_index(edited, tmp_path / "index", real_embedder, show_progress=False)
+    assert incremental["vectors_reused"]["embedded"] == 1  # the one passage of the edited entry
+    assert incremental["vectors_reused"]["reused"] == incremental["counts"]["vectors"] - 1
+    build_index(edited, tmp_path / "full", real_embedder, show_progress=False, reuse=False)
+    a, b = load_index(tmp_path / "index"), load_index(tmp_path / "full")
+    n = len(a.rows)
+    np.testing.assert_allclose(a.vectors.reconstruct(np.arange(n)), b.vectors.reconstruct(np.arange(n)), atol=1e-5)
+    ea, eb = SearchEngine(real_embedder, a, cache_size=0), SearchEngine(real_embedder, b, cache_size=0)
+    for query, _ in PARAPHRASES:
+        ra, rb = ea.search(query), eb.search(query)
+        assert [r.faq_id for r in ra.results] == [r.faq_id for r in rb.results], query
+        assert ra.answered == rb.answered, query

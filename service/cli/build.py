@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {Scoring.answer_margin})",
     )
     parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="embed every text again, even those the current index already holds with the same model and weights "
+        "(by default their vectors are reused, and the manifest's vectors_reused counts them)",
+    )
+    parser.add_argument(
         "--no-answer-check",
         action="store_true",
         help="decide `answered` without the answer check that refuses an entry which does not cover the question "
@@ -145,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             backend=args.backend,
             index_kind=args.index_kind,
             index_params=params,
+            reuse=not args.no_reuse,
         )
     except CorpusError as exc:
         print(f"corpus error: {exc}", file=sys.stderr)
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["encoder"] = manifest["model"]["encoder"]["backend"]
     summary["vector_index"] = manifest["vector_index"]
     summary["changes"] = describe_changes(manifest["changes"])
+    summary["vectors_reused"] = manifest["vectors_reused"]
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 

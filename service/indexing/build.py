@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -16,8 +17,9 @@ from ..encoders.base import Embedder, default_backend, default_model, encoder_in
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
 from ..errors import IndexUnavailable
+from ..files import sha256_file
 from .scoring import Scoring
-from .store import choose_index_spec, new_index_id, read_entries, read_manifest, write_index
+from .store import choose_index_spec, load_index, new_index_id, read_entries, read_manifest, write_index
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ def build_index(
     backend: str | None = None,
     index_kind: str = "auto",
     index_params: dict | None = None,
+    reuse: bool = True,
 ) -> dict:
     """Build and atomically publish an index of ``corpus`` under ``out_dir``.
 
@@ -59,6 +62,9 @@ def build_index(
         index_kind: FAISS index: ``auto`` (exact up to ``store.EXACT_MAX_VECTORS`` vectors, then HNSW),
             ``flat``, ``hnsw``, ``hnsw-sq8`` (about a third of the memory) or ``ivf-sq8``; recorded in the manifest.
         index_params: overrides of ``store.DEFAULT_PARAMS`` (``M``, ``efConstruction``, ``efSearch``…).
+        reuse: take the vector of every text the current index already embedded with the same model, weights,
+            encoder and prompts (``reusable_vectors``) instead of embedding it again; the manifest's
+            ``vectors_reused`` says how many. False: embed everything.
     Returns:
         The manifest written.
     Raises:
@@ -108,9 +114,15 @@ def build_index(
     )
     t0 = time.perf_counter()
     vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
-    progress = _Progress(len(rows), enabled=not show_progress)
+    weights = weights_sha256(embedder)
+    keys = [row_key(ROW_KINDS[row.kind], text) for row, text in zip(rows, texts, strict=True)]
+    reused = reusable_vectors(out_dir, embedder, weights, passage_text, keys) if reuse and tuned is None else {}
+    for i, key in enumerate(keys):
+        if key in reused:
+            vectors[i] = reused[key]
+    progress = _Progress(len(rows) - sum(k in reused for k in keys), enabled=not show_progress)
     for prompt in ("query", "passage"):
-        picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt]
+        picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt and keys[i] not in reused]
         for start in range(0, len(picked), PROGRESS_CHUNK):
             chunk = picked[start : start + PROGRESS_CHUNK]
             encoded = embedder.encode(
@@ -131,6 +143,7 @@ def build_index(
             "dimension": embedder.dimension,
             "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
             "encoder": encoder_info(embedder) or {"backend": "custom", "file": None},
+            "weights_sha256": weights,
         },
         "corpus": {"file": Path(corpus).name, "sha256": checksum},
         "faq": identity.to_dict(),
@@ -144,6 +157,11 @@ def build_index(
         "scoring": (scoring or Scoring()).to_dict(),
         "vector_index": vector_index,
         "changes": changes,
+        "vectors_reused": {
+            "reused": sum(k in reused for k in keys),
+            "embedded": sum(k not in reused for k in keys),
+            "from": changes["previous_index_id"] if reused else None,
+        },
     }
     if tuned is None and isinstance(model, str):
         tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
@@ -161,6 +179,69 @@ def build_index(
     written = write_index(out_dir, vectors, rows, passages, entries, manifest)
     log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
     return written
+
+
+def row_key(prompt_kind: str, text: str) -> str:
+    """What a vector depends on besides the model: the prompt it is embedded with and its text (stripped)."""
+    return hashlib.sha256(f"{prompt_kind}\0{text.strip()}".encode()).hexdigest()
+
+
+def weights_sha256(embedder) -> str | None:
+    """SHA-256 of the encoder's weights file (the ONNX file), or None when the embedder has no single file."""
+    path = getattr(embedder, "path", None)
+    return sha256_file(path) if isinstance(path, Path) and path.is_file() else None
+
+
+def reusable_vectors(
+    index_dir: str | os.PathLike, embedder, weights: str | None, passage_text: str, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The vectors of the current index that a build with ``embedder`` would compute again, by ``row_key``.
+
+    Only from an index made by the same model name, dimension, prompts and encoder, with the same weights
+    (``weights_sha256``; an embedder without a weights file, such as the tests' fakes, by name alone unless it
+    names a backend), not fine-tuned, and storing its vectors exactly (flat or HNSW, not SQ8).
+    """
+    try:
+        current = load_index(index_dir)
+    except IndexUnavailable:
+        return {}
+    model, info = current.manifest["model"], encoder_info(embedder)
+    same = (
+        model["name"] == embedder.model_id
+        and model["dimension"] == embedder.dimension
+        and model.get("prompts") == {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}
+        and model.get("encoder") == (info or {"backend": "custom", "file": None})
+        and model.get("weights_sha256") == weights
+        and (weights is not None or info is None)
+        and not model.get("finetuned")
+        and current.manifest.get("passage_text", "").startswith("question") == (passage_text == "question_answer")
+        and current.vectors.spec.get("kind") in ("flat", "hnsw")
+    )
+    if not same:
+        log.info("the current index was made otherwise (model, weights, encoder or storage): embedding everything")
+        return {}
+    passages = {p.passage_id: p for p in current.passages}
+    wanted = set(keys)
+    found: dict[str, int] = {}
+    for n, row in enumerate(current.rows):
+        if row.kind == "passage":
+            passage = passages[row.ref]
+            text = (
+                passage.embed_text
+                if passage_text == "question_answer"
+                else "\n".join(filter(None, [passage.section, passage.text]))
+            )
+        else:
+            text = row.ref
+        key = row_key(ROW_KINDS[row.kind], text)
+        if key in wanted:
+            found.setdefault(key, n)
+    if not found:
+        return {}
+    rows = np.fromiter(found.values(), dtype=np.int64, count=len(found))
+    vectors = np.concatenate([current.vectors.reconstruct(rows[i : i + 65536]) for i in range(0, len(rows), 65536)])
+    log.info("reusing %d vectors of the current index %s", len(found), current.index_id)
+    return dict(zip(found, vectors, strict=True))
 
 
 def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
