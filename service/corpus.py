@@ -79,9 +79,11 @@ class FaqEntry:
         return out
 
 
+#: Characters that make a text look empty: white space, and zero-width and format characters.
+INVISIBLE = " \t\n\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff"
 #: Limits of the identity header's fields (characters, and examples).
 MAX_NAME_CHARS, MAX_SUPPORT_CHARS, MAX_EXAMPLES, MAX_EXAMPLE_CHARS = 100, 500, 10, 200
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")  # a BCP 47 tag: fr, fr-CA, fr-Latn-FR
 
 
 @dataclass(frozen=True)
@@ -99,20 +101,20 @@ class FaqIdentity:
 
     @classmethod
     def from_dict(cls, data: dict) -> FaqIdentity:
-        """The identity from a manifest's ``faq`` object (already checked at build time; types checked again)."""
+        """The identity from a manifest's ``faq`` object, checked as the corpus header is (a hand-edited manifest).
+
+        Raises:
+            ValueError: what is wrong, as the corpus header's check says it.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"'faq' must be an object, not {type(data).__name__}")
-        identity = cls(
-            name=data.get("name"),
-            language=data.get("language", "fr"),
-            examples=tuple(data.get("examples") or ()),
-            support=data.get("support"),
-        )
-        texts = [identity.language, *identity.examples]
-        optional = [identity.name, identity.support]
-        if not all(isinstance(t, str) for t in texts) or not all(t is None or isinstance(t, str) for t in optional):
-            raise ValueError("'faq' fields must be strings (examples a list of strings)")
-        return identity
+        given = {k: v for k, v in data.items() if v is not None}
+        if "examples" in given and given["examples"] == []:
+            del given["examples"]
+        try:
+            return parse_identity(given, "manifest", 0)
+        except CorpusError as exc:
+            raise ValueError(exc.reason) from None
 
 
 def parse_identity(obj, path: str | os.PathLike, line: int) -> FaqIdentity:
@@ -246,8 +248,12 @@ def lexical_text(entry: FaqEntry) -> str:
 def _text(value, name: str, path, line: int) -> str:
     if not isinstance(value, str):
         raise CorpusError(path, line, f"field '{name}' must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if not value.strip() or not value.strip(INVISIBLE):
         raise CorpusError(path, line, f"field '{name}' is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800" in JSON: a lone surrogate, which no UTF-8 file or response can carry
+        raise CorpusError(path, line, f"field '{name}' holds a lone surrogate (\\ud800-\\udfff)") from None
     return value
 
 
@@ -370,7 +376,9 @@ def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | Faq
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
-    if isinstance(obj, dict) and set(obj) == {"faq"}:
+    if isinstance(obj, dict) and "faq" in obj:
+        if set(obj) != {"faq"}:
+            raise CorpusError(path, number, "the 'faq' header must be alone on its line: {\"faq\": {…}}")
         return parse_identity(obj["faq"], path, number)
     return parse_entry(obj, path, number)
 

@@ -104,7 +104,7 @@ def test_no_index_gives_503_everywhere(tmp_path):
     app = create_app({"TESTING": True, "FAQ_INDEX": str(tmp_path / "missing")})
     client = app.test_client()
     err = assert_error(client.get("/health"), 503, "index_unavailable")
-    assert "build_index.py" in err["message"]
+    assert "faq-search build --corpus" in err["message"]
     assert_error(client.post("/search", json={"query": "bonjour"}), 503, "index_unavailable")
     assert_error(client.get("/faq/compte"), 503, "index_unavailable")
 

@@ -272,7 +272,7 @@ def test_server_answers_the_readme_example(real_index_dir):
 def test_server_refuses_to_start_without_index(tmp_path):
     done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(tmp_path / "none")])
     assert done.returncode == 2
-    assert "build_index.py" in done.stderr
+    assert "faq-search build --corpus" in done.stderr
 
 
 def test_server_refuses_an_index_built_for_another_model(make_index):
@@ -363,4 +363,4 @@ def test_gunicorn_stops_with_the_reason_when_there_is_no_index(tmp_path):
         timeout=120,
     )
     assert done.returncode != 0
-    assert f"no index at {tmp_path / 'none'}" in done.stderr and "scripts/build_index.py" in done.stderr
+    assert f"no index at {tmp_path / 'none'}" in done.stderr and "faq-search build --corpus" in done.stderr

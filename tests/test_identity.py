@@ -139,5 +139,45 @@ def test_a_manifest_with_a_damaged_identity_is_refused(tmp_path, fake_embedder):
     manifest = json.loads(manifest_path.read_text())
     manifest["faq"] = {"name": ["not", "a", "string"]}
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexUnavailable, match="'faq' fields must be strings"):
+    with pytest.raises(IndexUnavailable, match="field 'faq.name' must be a string"):
         load_index(tmp_path / "index")
+
+
+def test_health_shows_the_identity_as_written_even_with_slashes(tmp_path, fake_embedder):
+    """/health cuts host paths out of its strings; the FAQ's own words are not paths."""
+    header = {"faq": {"name": "Mairie (service /état-civil)", "support": "la page /contact/mairie du site"}}
+    build_index(_corpus(tmp_path, header), tmp_path / "index", fake_embedder, show_progress=False)
+    engine = SearchEngine(fake_embedder, load_index(tmp_path / "index"))
+    faq = create_app({"TESTING": True}, engine=engine).test_client().get("/health").get_json()["index"]["faq"]
+    assert faq["name"] == "Mairie (service /état-civil)" and faq["support"] == "la page /contact/mairie du site"
+
+
+@pytest.mark.parametrize(
+    "faq,reason",
+    [
+        ({"name": "A\ud800B"}, "lone surrogate"),
+        ({"examples": "abc"}, "must be a list of strings"),
+        ({"name": "x" * 5000}, "longer than 100 characters"),
+        ({"language": "fr_FR"}, "must be a tag"),
+        ({"name": "\u200b\u200b"}, "is empty"),
+    ],
+)
+def test_a_hand_edited_identity_is_checked_as_the_header_is(faq, reason):
+    with pytest.raises(ValueError, match=reason):
+        FaqIdentity.from_dict(faq)
+
+
+def test_a_header_line_is_alone_and_language_tags_follow_bcp_47(tmp_path):
+    for header in ({"faq": {"name": "x"}, "id": "a", "question": "Q ?", "answer": "R."}, {"faq": {}, "other": 1}):
+        with pytest.raises(CorpusError, match="the 'faq' header must be alone on its line"):
+            read_corpus(_corpus(tmp_path, header))
+    for tag in ("fr", "FR", "fr-CA", "fr-Latn-FR", "x-klingon"):
+        assert read_corpus(_corpus(tmp_path, {"faq": {"language": tag}}))[0].language == tag
+
+
+def test_lone_surrogates_in_an_entry_are_a_corpus_error(tmp_path):
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text('{"id": "a", "question": "Q \\ud800 ?", "answer": "R."}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match="lone surrogate") as caught:
+        read_corpus(path)
+    assert caught.value.line == 1

@@ -152,7 +152,7 @@ def test_damaged_index_is_refused(make_index, damage):
 
 
 def test_missing_index_says_what_to_run(tmp_path):
-    with pytest.raises(IndexUnavailable, match="build_index.py"):
+    with pytest.raises(IndexUnavailable, match="faq-search build --corpus YOUR_CORPUS.jsonl --out"):
         load_index(tmp_path / "nothing")
 
 
@@ -343,3 +343,44 @@ def test_with_the_real_encoder_an_incremental_build_equals_a_full_one(tmp_path, 
         ra, rb = ea.search(query), eb.search(query)
         assert [r.faq_id for r in ra.results] == [r.faq_id for r in rb.results], query
         assert ra.answered == rb.answered, query
+
+
+def test_a_current_build_that_cannot_be_read_never_stops_the_next_build(tmp_path, fake_embedder):
+    """A manifest nested thousands deep, a manifest whose passage_text is a number, a null line in entries.jsonl:
+    the build replaces it, embedding everything."""
+    from service.indexing.store import resolve
+
+    for damage in ("deep", "passage_text", "null_entry"):
+        out = tmp_path / damage
+        build_index(MINI_CORPUS, out, fake_embedder, show_progress=False)
+        build = resolve(out)
+        manifest = json.loads((build / "manifest.json").read_text())
+        if damage == "deep":
+            (build / "manifest.json").write_text('{"faq": ' + "[" * 50_000 + "]" * 50_000 + "}")
+        elif damage == "passage_text":
+            manifest["passage_text"] = 5
+            (build / "manifest.json").write_text(json.dumps(manifest))
+        else:
+            with open(build / "entries.jsonl", "a", encoding="utf-8") as fh:
+                fh.write("null\n")
+        rebuilt = build_index(MINI_CORPUS, out, fake_embedder, show_progress=False)
+        assert rebuilt["vectors_reused"]["reused"] == 0, damage
+        assert load_index(out).index_id == rebuilt["index_id"]
+
+
+def test_the_encoder_fingerprint_covers_the_tokenizer_and_length(tmp_path):
+    """Vectors are reused only if the weights, tokenizer and configuration files are the same."""
+    from service.indexing.build import weights_sha256
+
+    model = tmp_path / "model"
+    (model / "onnx").mkdir(parents=True)
+    (model / "onnx" / "model.onnx").write_bytes(b"weights")
+    (model / "sentence_bert_config.json").write_text('{"max_seq_length": 512}')
+
+    class Fake:
+        path = model / "onnx" / "model.onnx"
+
+    first = weights_sha256(Fake())
+    (model / "sentence_bert_config.json").write_text('{"max_seq_length": 64}')
+    assert weights_sha256(Fake()) != first
+    assert weights_sha256(object()) is None

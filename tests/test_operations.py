@@ -284,9 +284,19 @@ def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fak
         "changed": [rows[0]["id"]],
         "removed": [removed["id"]],
         "unchanged": len(rows) - 2,
+        "identity_changed": False,
     }
     first = build_index(MINI_CORPUS, tmp_path / "fresh", fake_embedder, show_progress=False)["changes"]
     assert first["previous_index_id"] is None and len(first["added"]) == 4 and not first["removed"]
+    assert first["identity_changed"] is False
+    # Only the "faq" header changes: the report says so (the entries are the same).
+    named = tmp_path / "named.jsonl"
+    named.write_text('{"faq": {"name": "Mini"}}\n' + corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    renamed = build_index(named, out, fake_embedder, show_progress=False)
+    assert renamed["changes"]["identity_changed"] is True and renamed["changes"]["changed"] == []
+    from service.indexing.build import describe_changes
+
+    assert "the faq header changed" in describe_changes(renamed["changes"])
 
 
 def test_check_validates_without_building(served, tmp_path):

@@ -9,7 +9,7 @@ import os
 import sys
 
 from service.config import REPO_ROOT
-from service.corpus import CorpusError, load_corpus, split_passages
+from service.corpus import CorpusError, read_corpus, split_passages
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.finetune import FinetuneSettings
 from service.errors import ServiceError
@@ -21,9 +21,9 @@ from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS
 def check(corpus: str, out: str) -> int:
     """``--check``: validate ``corpus`` and report the changes against the index in ``out``; 0 if valid, 1 if not."""
     try:
-        entries = load_corpus(corpus)
+        identity, entries = read_corpus(corpus)
         passages = split_passages(entries)
-        changes = corpus_changes(entries, out)
+        changes = corpus_changes(entries, out, identity)
     except CorpusError as exc:
         print(f"corpus error: {exc}", file=sys.stderr)
         return 1

@@ -156,4 +156,6 @@ def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
     engine = _engine()
     status = {"status": "ok", "index": engine.summary(), "reload": current_app.extensions["faq_reloader"].status()}
-    return jsonify(redact_paths(status))  # open to anyone: build names, not the host's paths
+    status = redact_paths(status)  # open to anyone: build names, not the host's paths
+    status["index"]["faq"] = engine.index.identity.to_dict()  # the FAQ's own words, not paths: shown as written
+    return jsonify(status)

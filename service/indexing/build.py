@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import REPO_ROOT
-from ..corpus import ROW_KINDS, corpus_checksum, entry_rows, read_corpus, split_passages
+from ..corpus import ROW_KINDS, FaqIdentity, corpus_checksum, entry_rows, read_corpus, split_passages
 from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
@@ -76,7 +76,7 @@ def build_index(
     passages = split_passages(entries)
     checksum = corpus_checksum(corpus)
     try:
-        changes = corpus_changes(entries, out_dir)
+        changes = corpus_changes(entries, out_dir, identity)
     except IndexUnavailable as exc:  # a damaged current build must never stop the build that replaces it
         log.warning("the current index is unreadable (%s): building as if there were none", exc.message)
         changes = {
@@ -105,13 +105,6 @@ def build_index(
         show_progress = sys.stderr.isatty()
     rows, texts = entry_rows(entries, passages, kinds, passage_text)
     vector_index = choose_index_spec(len(rows), index_kind, **(index_params or {}))  # bad options fail before encoding
-    log.info(
-        "embedding %d vectors (%d passages) of %d entries with %s",
-        len(rows),
-        len(passages),
-        len(entries),
-        embedder.model_id,
-    )
     t0 = time.perf_counter()
     vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
     weights = weights_sha256(embedder)
@@ -120,7 +113,17 @@ def build_index(
     for i, key in enumerate(keys):
         if key in reused:
             vectors[i] = reused[key]
-    progress = _Progress(len(rows) - sum(k in reused for k in keys), enabled=not show_progress)
+    to_embed = len(rows) - sum(k in reused for k in keys)
+    log.info(
+        "embedding %d of %d vectors (%d reused from the current index; %d passages, %d entries) with %s",
+        to_embed,
+        len(rows),
+        len(rows) - to_embed,
+        len(passages),
+        len(entries),
+        embedder.model_id,
+    )
+    progress = _Progress(to_embed, enabled=not show_progress)
     for prompt in ("query", "passage"):
         picked = [i for i, row in enumerate(rows) if ROW_KINDS[row.kind] == prompt and keys[i] not in reused]
         for start in range(0, len(picked), PROGRESS_CHUNK):
@@ -186,10 +189,28 @@ def row_key(prompt_kind: str, text: str) -> str:
     return hashlib.sha256(f"{prompt_kind}\0{text.strip()}".encode()).hexdigest()
 
 
+#: Files of a model directory besides the weights that change what a text's vector is (tokenisation, length).
+ENCODER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "sentence_bert_config.json",
+    "config.json",
+    "config_sentence_transformers.json",
+    "modules.json",
+)
+
+
 def weights_sha256(embedder) -> str | None:
-    """SHA-256 of the encoder's weights file (the ONNX file), or None when the embedder has no single file."""
+    """SHA-256 of what makes the encoder's vectors: its weights file (the ONNX file) and the model directory's
+    tokenizer and configuration files (``ENCODER_FILES``); None when the embedder has no weights file."""
     path = getattr(embedder, "path", None)
-    return sha256_file(path) if isinstance(path, Path) and path.is_file() else None
+    if not isinstance(path, Path) or not path.is_file():
+        return None
+    model_dir = path.parent.parent  # <model>/onnx/<file>.onnx
+    parts = [sha256_file(path)] + [
+        f"{name}:{sha256_file(model_dir / name) if (model_dir / name).is_file() else '-'}" for name in ENCODER_FILES
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def reusable_vectors(
@@ -214,7 +235,8 @@ def reusable_vectors(
         and model.get("weights_sha256") == weights
         and (weights is not None or info is None)
         and not model.get("finetuned")
-        and current.manifest.get("passage_text", "").startswith("question") == (passage_text == "question_answer")
+        and isinstance(current.manifest.get("passage_text"), str)
+        and current.manifest["passage_text"].startswith("question") == (passage_text == "question_answer")
         and current.vectors.spec.get("kind") in ("flat", "hnsw")
     )
     if not same:
@@ -244,18 +266,22 @@ def reusable_vectors(
     return dict(zip(found, vectors, strict=True))
 
 
-def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
-    """Entries added, changed and removed by ``entries`` against the index ``index_dir`` serves now.
+def corpus_changes(entries, index_dir: str | os.PathLike, identity: FaqIdentity | None = None) -> dict:
+    """Entries added, changed and removed by ``entries`` against the index ``index_dir`` serves now, and whether
+    the FAQ's identity header (``identity``) changed.
 
     Returns:
-        ``{"previous_index_id", "added", "changed", "removed", "unchanged"}`` (id lists sorted, and a count of
-        unchanged entries); ``previous_index_id`` is None and everything is "added" when there is no index yet.
+        ``{"previous_index_id", "added", "changed", "removed", "unchanged", "identity_changed"}`` (id lists
+        sorted, and a count of unchanged entries); ``previous_index_id`` is None and everything is "added" when
+        there is no index yet.
     """
     before = read_entries(index_dir) or {}
     after = {e.id: e.to_dict() for e in entries}
     try:
-        previous = read_manifest(index_dir)["index_id"] if before else None
-    except (KeyError, TypeError) as exc:
+        manifest = read_manifest(index_dir) if before else None
+        previous = manifest["index_id"] if manifest else None
+        previous_identity = (manifest.get("faq") or FaqIdentity().to_dict()) if manifest else None
+    except (KeyError, TypeError, AttributeError) as exc:
         raise IndexUnavailable(f"the current index's manifest is malformed: {type(exc).__name__}: {exc}") from exc
     changed = sorted(i for i in after.keys() & before.keys() if after[i] != before[i])
     return {
@@ -264,6 +290,7 @@ def corpus_changes(entries, index_dir: str | os.PathLike) -> dict:
         "changed": changed,
         "removed": sorted(before.keys() - after.keys()),
         "unchanged": len(after.keys() & before.keys()) - len(changed),
+        "identity_changed": previous is not None and (identity or FaqIdentity()).to_dict() != previous_identity,
     }
 
 
@@ -279,8 +306,9 @@ def describe_changes(changes: dict, limit: int = 10) -> str:
         shown = ", ".join(items[:limit]) + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
         return f"{len(items)} {kind}" + (f" ({shown})" if items else "")
 
+    header = "; the faq header changed" if changes.get("identity_changed") else ""
     return (
-        f"{ids('added')}, {ids('changed')}, {ids('removed')}, {changes['unchanged']} unchanged "
+        f"{ids('added')}, {ids('changed')}, {ids('removed')}, {changes['unchanged']} unchanged{header} "
         f"(current index {changes['previous_index_id']})"
     )
 

@@ -375,7 +375,8 @@ def resolve(index_dir: str | os.PathLike) -> Path:
             f"cannot read the index directory {path}: {getattr(exc, 'strerror', None) or exc}"
         ) from exc
     raise IndexUnavailable(
-        f"no index at {path}: build one with `python scripts/build_index.py --out {path}` (or `make index`)"
+        f"no index at {path}: build one with `.venv/bin/faq-search build --corpus YOUR_CORPUS.jsonl --out {path}` "
+        "(`make index` builds the default corpus into index/)"
     )
 
 
@@ -384,8 +385,8 @@ def read_manifest(index_dir: str | os.PathLike) -> dict:
     build = resolve(index_dir)
     try:
         return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexUnavailable(f"unreadable manifest in {build}: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        raise IndexUnavailable(f"unreadable manifest in {build}: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
@@ -397,7 +398,7 @@ def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
     try:
         lines = (build / ENTRIES).read_text(encoding="utf-8").splitlines()
         return {obj["id"]: obj for obj in (json.loads(line) for line in lines if line)}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # TypeError: a line that is no object
         raise IndexUnavailable(f"cannot read the entries of index {build}: {exc}") from exc
 
 

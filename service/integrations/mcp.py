@@ -29,9 +29,9 @@ from ..search.loading import load_engine
 from .client import FaqSearchClient, FaqSearchError
 
 SEARCH_DESCRIPTION = (
-    "Search {faq} (French) for the entries that answer a user's question. Use it "
+    "Search {faq} ({language}) for the entries that answer a user's question. Use it "
     "whenever the user asks how to do something, or about a problem, that the FAQ may cover; pass the user's "
-    "question as they wrote it, in French, typos included. The result lists entries best first, each with its "
+    "question as they wrote it, in {language}, typos included. The result lists entries best first, each with its "
     "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true and "
     "results[0]'s text addresses what the user asked, answer from it (quote or paraphrase its text, and name its "
     "question); `answered` true is not a guarantee (some questions the FAQ does not cover get through), so if the "
@@ -42,6 +42,8 @@ SEARCH_DESCRIPTION = (
     "say the FAQ does not cover it and hand over to a human ({support}), offering the results "
     "only as possibly related entries. Call get_faq_entry for an entry's full text."
 )
+#: Language names for the tool description (other tags are named as they are).
+LANGUAGES = {"fr": "French", "en": "English", "de": "German", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
 ENTRY_DESCRIPTION = (
     "The whole text of one FAQ entry (question, full answer, its passages), by the `faq_id` a "
     "search_faq result gave. Use it when a passage is not enough to answer."
@@ -52,7 +54,8 @@ def search_description(identity: FaqIdentity) -> str:
     """The ``search_faq`` tool's description, naming the FAQ and where to hand over when it has no answer."""
     faq = f"the official FAQ of {identity.name}" if identity.name else "the organisation's official FAQ"
     support = identity.support or "the organisation's support"
-    return SEARCH_DESCRIPTION.format(faq=faq, support=support)
+    language = LANGUAGES.get(identity.language.split("-")[0].lower(), f"language {identity.language}")
+    return SEARCH_DESCRIPTION.format(faq=faq, support=support, language=language)
 
 
 def server_name(identity: FaqIdentity) -> str:

@@ -47,6 +47,7 @@ async function identifier() {
       document.querySelector("h1").textContent = `Recherche dans la FAQ ${faq.name}`;
     }
     if (faq.examples && faq.examples.length) champ.placeholder = `ex. : ${faq.examples[0]}`;
+    if (faq.language) champ.lang = faq.language;  // the questions' language (the page's own text stays French)
     soutien = faq.support || null;
   } catch (e) {
     // Sans index chargé, la page reste générique ; la recherche dira l'erreur.
