@@ -376,7 +376,7 @@ def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | Faq
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise CorpusError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
-    if isinstance(obj, dict) and "faq" in obj:
+    if isinstance(obj, dict) and "faq" in obj and "id" not in obj:  # an entry may have a "faq" field of its own
         if set(obj) != {"faq"}:
             raise CorpusError(path, number, "the 'faq' header must be alone on its line: {\"faq\": {…}}")
         return parse_identity(obj["faq"], path, number)

@@ -125,7 +125,12 @@ def test_the_mcp_server_is_named_and_described_after_its_faq(named_engine, engin
 
 
 def test_an_mcp_server_calling_a_service_that_is_down_still_starts_generic():
-    backend = HttpBackend("http://127.0.0.1:9", timeout=0.5)  # the discard port: nothing answers
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = HttpBackend(f"http://127.0.0.1:{port}", timeout=0.5)
     assert backend.identity() == FaqIdentity()
     assert server_name(backend.identity()) == "faq-search"
 
@@ -168,9 +173,11 @@ def test_a_hand_edited_identity_is_checked_as_the_header_is(faq, reason):
 
 
 def test_a_header_line_is_alone_and_language_tags_follow_bcp_47(tmp_path):
-    for header in ({"faq": {"name": "x"}, "id": "a", "question": "Q ?", "answer": "R."}, {"faq": {}, "other": 1}):
-        with pytest.raises(CorpusError, match="the 'faq' header must be alone on its line"):
-            read_corpus(_corpus(tmp_path, header))
+    with pytest.raises(CorpusError, match="the 'faq' header must be alone on its line"):
+        read_corpus(_corpus(tmp_path, {"faq": {}, "other": 1}))
+    # An entry may have a "faq" field of its own: it is an entry (the field is kept), not a header.
+    identity, entries = read_corpus(_corpus(tmp_path, {"faq": "x", "id": "z", "question": "Q ?", "answer": "R."}))
+    assert identity == FaqIdentity() and entries[0].id == "z" and entries[0].extra == {"faq": "x"}
     for tag in ("fr", "FR", "fr-CA", "fr-Latn-FR", "x-klingon"):
         assert read_corpus(_corpus(tmp_path, {"faq": {"language": tag}}))[0].language == tag
 

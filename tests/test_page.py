@@ -76,6 +76,8 @@ REASONS_FR = {
     "no_close_entry": "aucune entrée n'est assez proche de la question",
     "ambiguous": "deux entrées sont trop proches pour choisir",
     "not_covered": "l'entrée la plus proche ne parle pas de : ",
+    "known_non_answer": "une question semblable est signalée comme sans réponse",
+    "too_vague": "la question ne contient aucun mot qui distingue les entrées",
 }
 
 

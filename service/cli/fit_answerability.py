@@ -68,15 +68,18 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="faq-answerability-"))
-    try:
+    corpus = REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl"
+    try:  # a missing data set, model or dev-set file: one line, no traceback
         embedder = CachingEmbedder(load_embedder(args.model, args.backend))
         examples = fitting.collect_examples(args.data_dir, embedder, workdir)
+        chorus = fitting.chorus_examples(corpus, chorus_questions(), chorus_gaps(), embedder, workdir)
+        review = fitting.known_non_answers(args.data_dir, embedder, workdir)
+        chorus_marked = fitting.chorus_review(
+            corpus, chorus_questions(), chorus_gaps(CHORUS_GAPS_SEEN), chorus_gaps(), embedder, workdir
+        )
     except (OSError, ValueError, ModelUnavailable) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
-    chorus = fitting.chorus_examples(
-        REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl", chorus_questions(), chorus_gaps(), embedder, workdir
-    )
     check = fitting.fit_check(
         examples,
         args.keep_right,
@@ -90,11 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         "threshold only": fitting.summary(chorus, fitting.decisions(None, chorus)),
         "with the check": fitting.summary(chorus, fitting.decisions(check, chorus)),
     }
-    review = fitting.known_non_answers(args.data_dir, embedder, workdir)
-    corpus = REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl"
-    chorus_marked = fitting.chorus_review(
-        corpus, chorus_questions(), chorus_gaps(CHORUS_GAPS_SEEN), chorus_gaps(), embedder, workdir
-    )
     print(f"covid_quebec_fr, cross-fitted by answer ({fitting.FOLDS} folds):")
     print(table(covid))
     gaps = CHORUS_GAPS.relative_to(REPO_ROOT)

@@ -234,11 +234,12 @@ class IndexInfo(BaseModel):
 class Reason(BaseModel):
     """Why the first result is not an answer."""
 
-    code: Literal["no_close_entry", "ambiguous", "not_covered", "known_non_answer"] = Field(
+    code: Literal["no_close_entry", "ambiguous", "not_covered", "known_non_answer", "too_vague"] = Field(
         description="Stable code: `no_close_entry` (no entry is close enough: off topic, or a question the FAQ "
         "never addresses), `ambiguous` (two entries are too close to choose), `not_covered` (the nearest entry does "
         "not cover the question's key words, listed in `terms`), `known_non_answer` (the FAQ owner marked a question "
-        "like this one as not answered by the nearest entry: its `not_questions`)."
+        "like this one as not answered by the nearest entry: its `not_questions`), `too_vague` (every word of the "
+        "question is in every entry: it names only what they share, such as the product)."
     )
     message: str = Field(description="The same in English, for logs and developers.")
     terms: list[str] = Field(
@@ -248,8 +249,8 @@ class Reason(BaseModel):
     confidence: float | None = Field(
         ge=0,
         le=1,
-        description="The answer check's estimated probability that the first entry answers (None when the "
-        "threshold or margin refused before the check).",
+        description="The answer check's estimated probability that the first entry answers (None when the check "
+        "did not run: the threshold, the margin, a known non-answer or a too vague question refused first).",
     )
 
 

@@ -69,10 +69,11 @@ REASONS = {
     "ambiguous": "two entries are too close to choose between",
     "not_covered": "the best entry does not cover the question's key words",
     "known_non_answer": "a question marked as not answered by the best entry is closer than its own questions",
+    "too_vague": "the question has no word that tells the entries apart (each of its words is in every entry)",
 }
 
-#: The message of an ``ambiguous`` refusal for a query whose every content word is in every entry.
-VAGUE = "the question has no word that tells the entries apart (each of its words is in every entry)"
+#: A feature counts at most this many of its scales away from its mean (see ``Answerability.contributions``).
+MAX_STANDARD = 4.0
 #: A known non-answer quoted in a message is cut to this many characters.
 MAX_QUOTED = 200
 
@@ -106,7 +107,7 @@ def features(
         second_fused: the second entry's fused score (None when the FAQ has one entry).
         leg_margins: the best entry's question cosine minus the best other entry's, and the same for passages.
         agree: whether the best question and the best passage belong to the same entry among the candidates.
-        centroid_cosine: cosine between the query and the FAQ's mean passage vector.
+        centroid_cosine: cosine between the query and the FAQ's mean question and passage vector.
         query_terms: the query's BM25 terms, each with the word that produced it.
         entry_terms: the best entry's BM25 terms.
         idf: each term of the whole FAQ with its BM25 idf (a term in no entry weighs as one in a single entry).
@@ -125,8 +126,8 @@ def features(
         "question": question,
         "passage": passage,
         "lexical": lexical,
-        # One entry: nothing to confuse it with; a lead as large as the score itself.
-        "margin": fused - second_fused if second_fused is not None else fused,
+        # One entry: no lead to measure; 0 asks the other features to carry the decision alone.
+        "margin": fused - second_fused if second_fused is not None else 0.0,
         "question_margin": leg_margins[0],
         "passage_margin": leg_margins[1],
         "agree": 1.0 if agree else 0.0,
@@ -217,20 +218,28 @@ class Answerability:
         return float(np.interp(math.log(max(entries, 1)), sizes, [t for _, t in self.thresholds]))
 
     def contributions(self, values: dict[str, float]) -> dict[str, float]:
-        """Each feature's term in the logit."""
-        return {f: self.weights[f] * (values[f] - self.mean[f]) / self.scale[f] for f in FEATURES}
+        """Each feature's term in the logit; a feature is taken at most ``MAX_STANDARD`` scales from its mean (a
+        value far outside what the fit saw must not decide alone)."""
+        return {
+            f: self.weights[f] * max(-MAX_STANDARD, min(MAX_STANDARD, (values[f] - self.mean[f]) / self.scale[f]))
+            for f in FEATURES
+        }
 
     def probability(self, values: dict[str, float]) -> float:
-        """Estimated probability that the best entry answers the query."""
+        """Estimated probability that the best entry answers the query (0 if a feature is not a number)."""
         z = self.bias + sum(self.contributions(values).values())
+        if not math.isfinite(z):
+            return 0.0
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """``probability`` for rows of features in ``FEATURES`` order (fitting and evaluation)."""
-        w = np.array([self.weights[f] / self.scale[f] for f in FEATURES])
+        w = np.array([self.weights[f] for f in FEATURES])
         m = np.array([self.mean[f] for f in FEATURES])
-        z = np.clip(self.bias + (np.asarray(matrix) - m) @ w, -50, 50)
-        return 1.0 / (1.0 + np.exp(-z))
+        scale = np.array([self.scale[f] for f in FEATURES])
+        standard = np.clip((np.asarray(matrix, dtype=np.float64) - m) / scale, -MAX_STANDARD, MAX_STANDARD)
+        z = np.nan_to_num(self.bias + standard @ w, nan=-50.0)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
     def refusal(self, found: Features) -> dict | None:
         """None when the check accepts the best entry; else the reason it refuses (``SearchOutcome.reason``)."""
@@ -250,18 +259,15 @@ class Answerability:
         return reason(min(by_reason, key=by_reason.get), probability, found.uncovered)
 
 
-def reason(
-    code: str, confidence: float | None = None, terms: tuple[str, ...] = (), marked: str | None = None, vague=False
-) -> dict:
+def reason(code: str, confidence: float | None = None, terms: tuple[str, ...] = (), marked: str | None = None) -> dict:
     """The ``reason`` object of a refused answer: a stable code, an English message, the query's words the nearest
     entry lacks (named in the message for ``not_covered``), and the check's probability when it ran.
 
     Args:
         marked: for ``known_non_answer``, the entry's known non-answer the query is nearest (quoted in the message,
             cut to ``MAX_QUOTED`` characters).
-        vague: for ``ambiguous``, the query has no word that tells the entries apart.
     """
-    message = VAGUE if vague else REASONS[code]
+    message = REASONS[code]
     if terms and code == "not_covered":
         message += ": " + ", ".join(terms)
     if marked is not None:

@@ -86,6 +86,7 @@ def build_index(
             "changed": [],
             "removed": [],
             "unchanged": 0,
+            "identity_changed": False,
         }
     log.info("against the current index: %s", describe_changes(changes))
     tuned = None
@@ -109,7 +110,9 @@ def build_index(
     vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
     weights = weights_sha256(embedder)
     keys = [row_key(ROW_KINDS[row.kind], text) for row, text in zip(rows, texts, strict=True)]
-    reused = reusable_vectors(out_dir, embedder, weights, passage_text, keys) if reuse and tuned is None else {}
+    reused, reused_from = (
+        reusable_vectors(out_dir, embedder, weights, passage_text, keys) if reuse and tuned is None else ({}, None)
+    )
     for i, key in enumerate(keys):
         if key in reused:
             vectors[i] = reused[key]
@@ -163,7 +166,7 @@ def build_index(
         "vectors_reused": {
             "reused": sum(k in reused for k in keys),
             "embedded": sum(k not in reused for k in keys),
-            "from": changes["previous_index_id"] if reused else None,
+            "from": reused_from if reused else None,
         },
     }
     if tuned is None and isinstance(model, str):
@@ -215,8 +218,9 @@ def weights_sha256(embedder) -> str | None:
 
 def reusable_vectors(
     index_dir: str | os.PathLike, embedder, weights: str | None, passage_text: str, keys: list[str]
-) -> dict[str, np.ndarray]:
-    """The vectors of the current index that a build with ``embedder`` would compute again, by ``row_key``.
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The vectors of the current index that a build with ``embedder`` would compute again, by ``row_key``, and
+    that index's id.
 
     Only from an index made by the same model name, dimension, prompts and encoder, with the same weights
     (``weights_sha256``; an embedder without a weights file, such as the tests' fakes, by name alone unless it
@@ -225,7 +229,7 @@ def reusable_vectors(
     try:
         current = load_index(index_dir)
     except IndexUnavailable:
-        return {}
+        return {}, None
     model, info = current.manifest["model"], encoder_info(embedder)
     same = (
         model["name"] == embedder.model_id
@@ -241,7 +245,7 @@ def reusable_vectors(
     )
     if not same:
         log.info("the current index was made otherwise (model, weights, encoder or storage): embedding everything")
-        return {}
+        return {}, None
     passages = {p.passage_id: p for p in current.passages}
     wanted = set(keys)
     found: dict[str, int] = {}
@@ -259,11 +263,11 @@ def reusable_vectors(
         if key in wanted:
             found.setdefault(key, n)
     if not found:
-        return {}
+        return {}, None
     rows = np.fromiter(found.values(), dtype=np.int64, count=len(found))
     vectors = np.concatenate([current.vectors.reconstruct(rows[i : i + 65536]) for i in range(0, len(rows), 65536)])
     log.info("reusing %d vectors of the current index %s", len(found), current.index_id)
-    return dict(zip(found, vectors, strict=True))
+    return dict(zip(found, vectors, strict=True)), current.index_id
 
 
 def corpus_changes(entries, index_dir: str | os.PathLike, identity: FaqIdentity | None = None) -> dict:

@@ -54,11 +54,16 @@ class Scoring:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Scoring:
-        """Scoring from a manifest's ``scoring`` object; missing keys take the defaults, unknown ones are ignored."""
+        """Scoring from a manifest's ``scoring`` object; missing keys take the defaults, unknown ones are ignored,
+        except the answer check: an index built before it keeps deciding without it (as it was built)."""
         if data is not None and not isinstance(data, dict):
             raise TypeError(f"scoring settings must be an object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+        values = {k: v for k, v in (data or {}).items() if k in known}
+        if data is not None:
+            values.setdefault("answerability", False)
+            values.setdefault("non_answer_margin", 0.0)
+        return cls(**values)
 
     def check(self) -> Scoring:
         """This, if every setting has its type and range; else ValueError or TypeError saying which does not."""

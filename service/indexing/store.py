@@ -35,15 +35,18 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..corpus import FaqEntry, FaqIdentity, Passage, Row
+from ..corpus import ROW_KINDS, FaqEntry, FaqIdentity, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
 from .scoring import Scoring
 
 log = logging.getLogger(__name__)
 
-#: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest.
-FORMAT_VERSION = 2
+#: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest. 3: rows of kind ``not_question``
+#: (known non-answers, never a match: a reader of version 2 would take them for questions, so it must refuse them).
+FORMAT_VERSION = 3
+#: The versions this service reads (2 has no known non-answers).
+READABLE_VERSIONS = (2, 3)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 ROWS = "rows.jsonl"
@@ -505,10 +508,10 @@ def _check_manifest(build: Path, manifest) -> None:
 
 def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
     _check_manifest(build, manifest)
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise IndexUnavailable(
             f"index {build} has format version {manifest.get('format_version')}, this service "
-            f"reads version {FORMAT_VERSION}: rebuild it with `python scripts/build_index.py`"
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}: rebuild it with `.venv/bin/faq-search build`"
         )
     try:
         if verify:
@@ -532,6 +535,9 @@ def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexUnavailable(f"cannot read index {build}: {exc}") from exc
+    unknown = sorted({row.kind for row in rows} - set(ROW_KINDS))
+    if unknown:
+        raise IndexUnavailable(f"index {build} has rows of unknown kind {unknown}: rebuild it with this service")
     counts = manifest["counts"]
     if (
         len(vectors) != len(rows)

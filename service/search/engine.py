@@ -102,7 +102,10 @@ class SearchEngine:
             self._entry_passages[passage.faq_id].append(passage)
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
         self._centroid = self._mean_vector()
-        self._max_rows_per_entry = max(len(r) for r in self._entry_rows)
+        # Known non-answers do not widen the candidate search (an entry may collect hundreds from a review queue).
+        self._max_rows_per_entry = max(
+            sum(1 for i in rows if self._row_leg[i] != NOT_QUESTION) for rows in self._entry_rows
+        )
         self.cache = ResponseCache(cache_size)
         #: Called after each search call with its timings, cache hits and answers (the service's metrics).
         self.observer: Callable[[dict], None] | None = None
@@ -211,8 +214,8 @@ class SearchEngine:
             # Nearer one of the entry's known non-answers than any of its own questions: the FAQ owner said no.
             marked = self.index.rows[int(unanswered[best, 1])].ref
             why = reason("known_non_answer", terms=found.uncovered, marked=marked)
-        elif self._vague(lexical.terms):
-            why = reason("ambiguous", terms=(), vague=True)
+        elif self._vague(lexical.terms) and question[best, 0] < NEAR_COPY:
+            why = reason("too_vague")
         else:
             why = self.answer_check.refusal(found) if self.answer_check is not None else None
         took_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -225,9 +228,9 @@ class SearchEngine:
 
     def _vague(self, terms: dict[str, str]) -> bool:
         """Whether the query has no word that tells the entries apart: every content word it has is in every entry
-        (it only names the product: "chorus pro"), and the FAQ has several entries."""
+        of an FAQ of three or more (it only names the product: "chorus pro")."""
         n = len(self._entry_ids)
-        return n > 1 and bool(terms) and all(self.lexical.document_frequency(t) == n for t in terms)
+        return n >= 3 and bool(terms) and all(self.lexical.document_frequency(t) == n for t in terms)
 
     def _features(
         self,
@@ -244,8 +247,9 @@ class SearchEngine:
         lexical_best = float(lexical.scores[entries[best]])
         top = (float(fused[best]), float(question[best, 0]), float(passage[best, 0]), lexical_best)
         others = np.arange(len(order)) != best
+        # No other candidate: no lead to measure (0), as for the fused lead (answerability.features).
         margins = tuple(
-            float(leg[best, 0] - (leg[others, 0].max() if others.any() else 0.0)) for leg in (question, passage)
+            float(leg[best, 0] - leg[others, 0].max()) if others.any() else 0.0 for leg in (question, passage)
         )
         return features(
             top,

@@ -114,6 +114,7 @@ function raison(r) {
     no_close_entry: "aucune entrée n'est assez proche de la question",
     ambiguous: "deux entrées sont trop proches pour choisir",
     known_non_answer: "une question semblable est signalée comme sans réponse dans cette entrée",
+    too_vague: "la question ne contient aucun mot qui distingue les entrées",
   }[r.code] || r.message;
 }
 
