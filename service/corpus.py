@@ -231,12 +231,16 @@ def entry_rows(
                 texts.append(other)
         for passage in by_entry.get(entry.id, []):
             rows.append(Row(entry.id, "passage", passage.passage_id))
-            texts.append(
-                passage.embed_text
-                if passage_text == "question_answer"
-                else "\n".join(filter(None, [passage.section, passage.text]))
-            )
+            texts.append(passage_vector_text(passage, passage_text))
     return rows, texts
+
+
+def passage_vector_text(passage: Passage, passage_text: str = "question_answer") -> str:
+    """What a passage's vector embeds: question, heading and text (``"question_answer"``), or heading and text
+    only (``"answer"``, a baseline)."""
+    if passage_text == "question_answer":
+        return passage.embed_text
+    return "\n".join(filter(None, [passage.section, passage.text]))
 
 
 def lexical_text(entry: FaqEntry) -> str:

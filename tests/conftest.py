@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import unicodedata
 from pathlib import Path
@@ -108,6 +109,13 @@ def app(engine):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago (for a server a test starts, or one that must not answer)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import MINI_CORPUS, MODEL_DIR, ROOT
+from conftest import MINI_CORPUS, MODEL_DIR, ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -211,14 +210,8 @@ def test_build_index_cli_reports_corpus_errors(tmp_path):
     assert not (tmp_path / "idx" / "current").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_server_answers_the_readme_example(real_index_dir):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--port", str(port), "--index", str(real_index_dir)],
         cwd=ROOT,
@@ -270,13 +263,13 @@ def test_server_answers_the_readme_example(real_index_dir):
 
 
 def test_server_refuses_to_start_without_index(tmp_path):
-    done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(tmp_path / "none")])
+    done = _run(["-m", "service", "--port", str(free_port()), "--index", str(tmp_path / "none")])
     assert done.returncode == 2
     assert "faq-search build --corpus" in done.stderr
 
 
 def test_server_refuses_an_index_built_for_another_model(make_index):
-    done = _run(["-m", "service", "--port", str(_free_port()), "--index", str(make_index())])
+    done = _run(["-m", "service", "--port", str(free_port()), "--index", str(make_index())])
     assert done.returncode == 2
     assert "test/hashing-embedder" in done.stderr and "build_index.py" in done.stderr
 
@@ -324,7 +317,7 @@ def _wait_http(url: str, proc, seconds: float = 120) -> None:
 
 def test_faq_search_serve_runs_gunicorn_with_its_workers(real_index_dir, tmp_path):
     """The documented production command (``faq-search serve``), from another directory than the checkout."""
-    port = _free_port()
+    port = free_port()
     command = Path(sys.executable).parent / "faq-search"
     serve = ["serve", "--index", str(real_index_dir), "--port", str(port), "--workers", "2", "--watch-seconds", "0"]
     proc = subprocess.Popen(
@@ -353,7 +346,7 @@ def test_faq_search_serve_runs_gunicorn_with_its_workers(real_index_dir, tmp_pat
 
 
 def test_gunicorn_stops_with_the_reason_when_there_is_no_index(tmp_path):
-    env = {**ENV, "FAQ_INDEX": str(tmp_path / "none"), "FAQ_PORT": str(_free_port()), "FAQ_WORKERS": "1"}
+    env = {**ENV, "FAQ_INDEX": str(tmp_path / "none"), "FAQ_PORT": str(free_port()), "FAQ_WORKERS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
         cwd=ROOT,

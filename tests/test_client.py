@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 from service.integrations.client import (
     ConnectionFailedError,
@@ -109,9 +107,7 @@ def test_keys_limits_and_the_admin_get_their_own_exceptions(make_index, fake_emb
 def test_unavailable_service_and_unreachable_host():
     err = error_from_body(503, {"error": {"status": 503, "code": "index_unavailable", "message": "no index"}})
     assert isinstance(err, ServiceUnavailableError) and err.code == "index_unavailable"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    port = free_port()  # nothing listens there once the socket is closed
     with pytest.raises(ConnectionFailedError) as info:
         FaqSearchClient(f"http://127.0.0.1:{port}", timeout=2).search("facture")
     assert info.value.status == 0 and info.value.code == "connection_failed"

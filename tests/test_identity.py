@@ -125,12 +125,9 @@ def test_the_mcp_server_is_named_and_described_after_its_faq(named_engine, engin
 
 
 def test_an_mcp_server_calling_a_service_that_is_down_still_starts_generic():
-    import socket
+    from conftest import free_port
 
-    with socket.socket() as s:  # a port that was free a moment ago: nothing answers there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    backend = HttpBackend(f"http://127.0.0.1:{port}", timeout=0.5)
+    backend = HttpBackend(f"http://127.0.0.1:{free_port()}", timeout=0.5)  # nothing answers there
     assert backend.identity() == FaqIdentity()
     assert server_name(backend.identity()) == "faq-search"
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -86,9 +86,7 @@ def test_streamable_http_transport(live_url):
     import subprocess
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.mcp", "--url", live_url, "--transport", "streamable-http", "--port", str(port)],
         cwd=ROOT,

@@ -17,8 +17,8 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import CHORUS_CORPUS, ROOT
-from test_cli_and_server import ENV, _free_port, _wait_http
+from conftest import CHORUS_CORPUS, ROOT, free_port
+from test_cli_and_server import ENV, _wait_http
 
 from service.indexing.build import build_index
 from service.indexing.store import VECTORS, resolve
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def _start(index_dir, workers: int = 2, **env):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
         cwd=ROOT,

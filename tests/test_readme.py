@@ -9,7 +9,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +30,8 @@ def test_the_quick_start_has_every_step():
         assert step in script, step
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_quick_start_runs_as_written(tmp_path):
-    port = _free_port()
+    port = free_port()
     script = "\n".join(quick_start_blocks()).replace("8021", str(port))
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     # The harness's own lines: stop on the first failing command, and never leave the server behind.

@@ -12,8 +12,8 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import CHORUS_CORPUS, ROOT, corpus_with
-from test_cli_and_server import ENV, _free_port, _wait_http
+from conftest import CHORUS_CORPUS, ROOT, corpus_with, free_port
+from test_cli_and_server import ENV, _wait_http
 
 from service.indexing.build import build_index
 
@@ -40,7 +40,7 @@ def _request(port: int, method: str, path: str, body=None, headers=None):
 def test_rebuilds_under_load_fail_no_request_and_every_worker_switches(tmp_path, real_embedder):
     out = tmp_path / "index"
     build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
-    port = _free_port()
+    port = free_port()
     env = {
         **ENV,
         "FAQ_INDEX": str(out),

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from ..config import REPO_ROOT
-from ..corpus import ROW_KINDS, FaqIdentity, corpus_checksum, entry_rows, read_corpus, split_passages
+from ..corpus import (
+    ROW_KINDS,
+    FaqIdentity,
+    corpus_checksum,
+    entry_rows,
+    passage_vector_text,
+    read_corpus,
+    split_passages,
+)
 from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
@@ -163,11 +171,7 @@ def build_index(
         "scoring": (scoring or Scoring()).to_dict(),
         "vector_index": vector_index,
         "changes": changes,
-        "vectors_reused": {
-            "reused": sum(k in reused for k in keys),
-            "embedded": sum(k not in reused for k in keys),
-            "from": reused_from if reused else None,
-        },
+        "vectors_reused": {"reused": len(rows) - to_embed, "embedded": to_embed, "from": reused_from},
     }
     if tuned is None and isinstance(model, str):
         tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
@@ -250,15 +254,7 @@ def reusable_vectors(
     wanted = set(keys)
     found: dict[str, int] = {}
     for n, row in enumerate(current.rows):
-        if row.kind == "passage":
-            passage = passages[row.ref]
-            text = (
-                passage.embed_text
-                if passage_text == "question_answer"
-                else "\n".join(filter(None, [passage.section, passage.text]))
-            )
-        else:
-            text = row.ref
+        text = passage_vector_text(passages[row.ref], passage_text) if row.kind == "passage" else row.ref
         key = row_key(ROW_KINDS[row.kind], text)
         if key in wanted:
             found.setdefault(key, n)

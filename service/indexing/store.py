@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -179,7 +180,7 @@ class StoredIndex:
     def index_id(self) -> str:
         return self.manifest["index_id"]
 
-    @property
+    @cached_property
     def identity(self) -> FaqIdentity:
         """The FAQ's name, language, examples and support contact (``faq`` of the manifest; empty before it)."""
         return FaqIdentity.from_dict(self.manifest.get("faq") or {})

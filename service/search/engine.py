@@ -103,9 +103,8 @@ class SearchEngine:
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
         self._centroid = self._mean_vector()
         # Known non-answers do not widen the candidate search (an entry may collect hundreds from a review queue).
-        self._max_rows_per_entry = max(
-            sum(1 for i in rows if self._row_leg[i] != NOT_QUESTION) for rows in self._entry_rows
-        )
+        counted = self._row_entry[self._row_leg != NOT_QUESTION]
+        self._max_rows_per_entry = int(np.bincount(counted, minlength=len(self._entry_ids)).max())
         self.cache = ResponseCache(cache_size)
         #: Called after each search call with its timings, cache hits and answers (the service's metrics).
         self.observer: Callable[[dict], None] | None = None
