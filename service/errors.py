@@ -135,3 +135,25 @@ class SearchTimeout(ServiceError):
     status = 503
     code = "search_timeout"
     headers = {"Retry-After": "1"}
+
+
+class Conflict(ServiceError):
+    """409: the request does not fit the current state (a review listed before a rebuild, a question already
+    reviewed, an action the corpus rules refuse)."""
+
+    status = 409
+    code = "review_conflict"
+
+
+class FeatureDisabled(ServiceError):
+    """403: the feature needs a setting this service does not have (the query log for feedback and review)."""
+
+    status = 403
+    code = "query_log_disabled"
+
+
+class QueryLogUnavailable(ServiceError):
+    """503: the query log's database cannot be read now (corrupted, locked); searches are not affected."""
+
+    status = 503
+    code = "query_log_unavailable"

@@ -14,7 +14,7 @@ def test_search_contract(client):
     r = client.post("/search", json={"query": "transférer le rôle de gestionnaire principal", "top_k": 3})
     assert r.status_code == 200
     body = r.get_json()
-    assert list(body) == ["query", "answered", "reason", "min_score", "results", "index", "took_ms"]
+    assert list(body) == ["query", "answered", "reason", "min_score", "results", "index", "took_ms", "request_id"]
     assert body["query"] == "transférer le rôle de gestionnaire principal"
     assert isinstance(body["answered"], bool) and isinstance(body["took_ms"], float)
     assert body["index"]["model"] == "test/hashing-embedder" and body["index"]["id"]

@@ -23,11 +23,11 @@ def test_batch_answers_each_query_like_search_and_encodes_once(engine, fake_embe
     r = client.post("/search/batch", json={"queries": queries})
     assert r.status_code == 200
     body = r.get_json()
-    assert list(body) == ["results", "took_ms"] and len(body["results"]) == 3
+    assert list(body) == ["results", "took_ms", "request_id"] and len(body["results"]) == 3
     assert fake_embedder.calls == [(3, "query")], "the three queries are embedded in one call"
     singles = [client.post("/search", json=q if isinstance(q, dict) else {"query": q}).get_json() for q in queries]
     for got, single in zip(body["results"], singles, strict=True):
-        assert list(got) == list(single)
+        assert list(got) + ["request_id"] == list(single), "a batch item is a search response (its id is the batch's)"
         assert [(x["faq_id"], x["score"]) for x in got["results"]] == [
             (x["faq_id"], x["score"]) for x in single["results"]
         ]

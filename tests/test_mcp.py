@@ -31,7 +31,7 @@ def _payload(result) -> dict:
 def test_tools_are_listed_with_guidance_for_the_model(engine):
     tools, _ = asyncio.run(_session(build_server(EngineBackend(engine)), []))
     by_name = {t.name: t for t in tools.tools}
-    assert set(by_name) == {"search_faq", "get_faq_entry"}
+    assert set(by_name) == {"search_faq", "get_faq_entry", "send_feedback"}
     description = by_name["search_faq"].description
     assert "answered" in description and "results[0]" in description and "get_faq_entry" in description
     assert set(by_name["search_faq"].input_schema["properties"]) == {"query", "top_k"}
@@ -76,7 +76,7 @@ def test_stdio_server_calls_a_running_service(live_url):
             ],
         )
     )
-    assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry"}
+    assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry", "send_feedback"}
     assert _payload(search)["results"][0]["faq_id"] == "activation"
     assert missing.is_error and "faq_not_found" in missing.content[0].text
 
@@ -105,7 +105,7 @@ def test_streamable_http_transport(live_url):
         tools, (search,) = asyncio.run(
             _session(f"http://127.0.0.1:{port}/mcp", [("search_faq", {"query": "créer mon compte"})])
         )
-        assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry"}
+        assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry", "send_feedback"}
         assert _payload(search)["results"][0]["faq_id"] == "compte"
     finally:
         proc.terminate()
@@ -133,4 +133,7 @@ def test_the_documented_mcp_client_example_runs(live_url, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[0] == "['search_faq', 'get_faq_entry']" and lines[1].split(" ", 1)[0] in ("True", "False")
+    assert lines[0] == "['search_faq', 'get_faq_entry', 'send_feedback']" and lines[1].split(" ", 1)[0] in (
+        "True",
+        "False",
+    )

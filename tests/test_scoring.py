@@ -55,18 +55,27 @@ def large_corpus(tmp_path):
     return path
 
 
-def brute_force(engine: SearchEngine, query: str, vector: np.ndarray):
-    """Fused score of every entry from all of its vectors, without the engine's candidate search."""
+def brute_force(engine: SearchEngine, query: str, vector: np.ndarray) -> tuple[dict, dict]:
+    """Every entry's ranking score and calibrated score from all of its vectors, without the candidate search.
+
+    Ranking: best question (own or alternative) with the question weight raised by its alternative questions;
+    score: the entry's own question, or an alternative one less the discount, at the fitted weight.
+    """
     matrix = engine.index.vectors.reconstruct(np.arange(len(engine.index.vectors)))
     cos = matrix @ vector
     lexical = engine.lexical.scores(query).scores
-    out = {}
-    for i, faq_id in enumerate(engine.index.entries):
+    ranking, scores = {}, {}
+    for i, (faq_id, entry) in enumerate(engine.index.entries.items()):
         rows = [r for r, row in enumerate(engine.index.rows) if row.faq_id == faq_id]
-        q = max(cos[r] for r in rows if engine.index.rows[r].kind != "passage")
-        p = max(cos[r] for r in rows if engine.index.rows[r].kind == "passage")
-        out[faq_id] = float(engine.scoring.fuse(q, p, lexical[i]))
-    return out
+        kinds = {r: engine.index.rows[r].kind for r in rows}
+        q = max(cos[r] for r in rows if kinds[r] in ("question", "alt_question"))
+        own = max(cos[r] for r in rows if kinds[r] == "question")
+        p = max(cos[r] for r in rows if kinds[r] == "passage")
+        alts = np.array(len(entry.alt_questions), dtype=float)
+        ranking[faq_id] = float(engine.scoring.fuse(q, p, lexical[i], alts))
+        decided = max(own, q - engine.scoring.alt_question_discount)
+        scores[faq_id] = float(engine.scoring.calibrate(engine.scoring.fuse(decided, p, lexical[i])))
+    return ranking, scores
 
 
 @pytest.mark.parametrize("scoring", [{}, {"question_weight": 0.8, "lexical_weight": 0.3}, {"combine": "max"}])
@@ -81,12 +90,11 @@ def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corp
         "rien à voir",
     ):
         vector = fake_embedder.encode([query])[0]
-        truth = brute_force(engine, query, vector)
-        expected = sorted(truth, key=lambda k: -truth[k])[:10]
+        ranking, scores = brute_force(engine, query, vector)
+        expected = sorted(ranking, key=lambda k: -ranking[k])[:10]
         got = engine.search(query, top_k=10).results
         assert [r.faq_id for r in got][:3] == expected[:3]
-        calibrated = engine.scoring.calibrate(np.array([truth[r.faq_id] for r in got]))
-        np.testing.assert_allclose([r.score for r in got], calibrated, atol=1e-5)
+        np.testing.assert_allclose([r.score for r in got], [scores[r.faq_id] for r in got], atol=1e-5)
 
 
 def test_alternative_question_match_is_explained(engine):

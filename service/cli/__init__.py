@@ -6,6 +6,7 @@ faq-search evaluate          measure retrieval quality (scripts/evaluate.py)
 faq-search prepare-model     convert the offline model and export it to ONNX (scripts/prepare_model.py)
 faq-search adapt             fine-tune the model on labelled user questions (scripts/adapt_model.py)
 faq-search fit-answerability fit the answer check on covid_quebec_fr (scripts/fit_answerability.py)
+faq-search gaps              the FAQ's missing questions from the query log (scripts/gaps.py)
 faq-search mcp               the MCP server for LLM assistants (python -m service.mcp)
 """
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "prepare-model": "service.cli.prepare_model",
     "adapt": "service.cli.adapt",
     "fit-answerability": "service.cli.fit_answerability",
+    "gaps": "service.cli.gaps",
     "mcp": "service.integrations.mcp",
 }
 

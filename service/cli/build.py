@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -15,13 +16,15 @@ from service.encoders.finetune import FinetuneSettings
 from service.errors import ServiceError
 from service.indexing.build import build_index, corpus_changes, describe_changes
 from service.indexing.scoring import Scoring
-from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS
+from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS, read_manifest
+from service.reviewed import apply_reviewed
 
 
 def check(corpus: str, out: str) -> int:
     """``--check``: validate ``corpus`` and report the changes against the index in ``out``; 0 if valid, 1 if not."""
     try:
         identity, entries = read_corpus(corpus)
+        entries, reviewed = apply_reviewed(entries, corpus)
         passages = split_passages(entries)
         changes = corpus_changes(entries, out, identity)
     except CorpusError as exc:
@@ -37,6 +40,7 @@ def check(corpus: str, out: str) -> int:
                 "valid": True,
                 "entries": len(entries),
                 "passages": len(passages),
+                "reviewed": reviewed.to_dict(),
                 "changes": changes,
                 "summary": describe_changes(changes),
             },
@@ -44,6 +48,15 @@ def check(corpus: str, out: str) -> int:
         )
     )
     return 0
+
+
+def _build_lock(out: str) -> int:
+    """Builds of one index directory take turns (an exclusive lock on ``<out>/.build.lock``, released at exit):
+    two builds started together would otherwise switch ``current`` in the order they finish, not started."""
+    os.makedirs(out, exist_ok=True)
+    fd = os.open(os.path.join(out, ".build.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         "(the threshold, the margin and known non-answers still apply; docs/quality.md)",
     )
     parser.add_argument(
+        "--like-current",
+        action="store_true",
+        help="build with the encoder, the FAISS index kind and parameters and the scoring of the build --out serves "
+        "now instead of the defaults (what the review queue runs after each action; --model still applies)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="only validate the corpus and print what a build would add, change and remove against "
@@ -138,15 +157,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--index-param takes NAME=INTEGER, got {args.index_param}")
     if args.check:
         return check(args.corpus, args.out)
+    scoring = Scoring(answer_threshold=args.answer_threshold, answer_margin=args.answer_margin).with_overrides(
+        answerability=False if args.no_answer_check else None
+    )
+    if args.like_current:
+        try:
+            current = read_manifest(args.out)
+        except ServiceError as exc:
+            print(f"error: --like-current needs a current build in {args.out}: {exc.message}", file=sys.stderr)
+            return 1
+        built_with = (current["model"].get("encoder") or {}).get("backend")
+        args.backend = built_with if built_with in BACKENDS else args.backend
+        args.index_kind = current.get("vector_index", {}).get("kind", args.index_kind)
+        params = dict(current.get("vector_index", {}).get("params") or {})
+        scoring = Scoring.from_dict(current.get("scoring"))
+    try:
+        lock = _build_lock(args.out)
+    except OSError as exc:
+        print(f"error: cannot write to the index directory {args.out}: {exc}", file=sys.stderr)
+        return 1
     try:
         manifest = build_index(
             args.corpus,
             args.out,
             args.model,
             batch_size=args.batch_size,
-            scoring=Scoring(answer_threshold=args.answer_threshold, answer_margin=args.answer_margin).with_overrides(
-                answerability=False if args.no_answer_check else None
-            ),
+            scoring=scoring,
             finetune=FinetuneSettings(epochs=args.finetune_epochs) if args.finetune else None,
             backend=args.backend,
             index_kind=args.index_kind,
@@ -165,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only directory…: the current index is untouched
         print(f"error: the build failed and the current index is unchanged: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.close(lock)
     summary = {k: manifest[k] for k in ("index_id", "counts", "build_seconds")}
     summary["model"] = manifest["model"]["name"]
     summary["encoder"] = manifest["model"]["encoder"]["backend"]

@@ -65,9 +65,10 @@ def wrk(url: str, concurrency: int, seconds: int, script: Path, timeout: int = 2
 
 def wrk_post_script(path: Path, body: dict) -> Path:
     """A wrk Lua script that POSTs ``body`` as JSON to the URL wrk is given."""
+    # A Lua long string: the body as it is, quotes and apostrophes included ("je n'ai pas reçu…").
     path.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = '{json.dumps(body, ensure_ascii=False)}'\n",
+        f"wrk.body = [==[{json.dumps(body, ensure_ascii=False)}]==]\n",
         encoding="utf-8",
     )
     return path

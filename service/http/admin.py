@@ -91,7 +91,7 @@ def install_rate_limit(app) -> None:
 
 #: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts; the page, the spec and
 #: the probes stay open.
-KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api.faq_entry"}
+KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api.faq_entry", "api.feedback"}
 
 
 def check_api_key() -> None:
@@ -103,7 +103,8 @@ def check_api_key() -> None:
 
 
 @bp.before_request
-def _require_admin_token():
+def require_admin_token():
+    """Every admin route: the bearer admin token, or 401; no token configured: 403 ``admin_disabled``."""
     token = current_app.config.get("FAQ_ADMIN_TOKEN")
     if not token:
         raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")

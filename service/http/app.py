@@ -18,6 +18,8 @@ from .admin import bp as admin_bp
 from .admin import install_rate_limit
 from .bodies import drain_refused_body
 from .reloader import Reloader
+from .review import bp as review_bp
+from .review import page as review_page_bp
 from .routes import bp
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
     observability.install(app)
 
     reloader = app.extensions["faq_reloader"] = Reloader(app)
+    _query_log(app)
     if float(app.config.get("FAQ_WATCH_SECONDS") or 0) > 0:
         reloader.watch(float(app.config["FAQ_WATCH_SECONDS"]))
 
@@ -114,11 +117,37 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
 
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(review_bp)
+    app.register_blueprint(review_page_bp)
     install_rate_limit(app)
     register_error_handlers(app)
     _enable_cors(app)
     _secure_page(app)
     return app
+
+
+def _query_log(app: Flask) -> None:
+    """The query log and the review queue's rebuilds, when ``FAQ_QUERY_LOG`` names a database (else None)."""
+    app.extensions["faq_query_log"] = app.extensions["faq_rebuilder"] = None
+    path = app.config.get("FAQ_QUERY_LOG")
+    if not path:
+        return
+    from ..learning.querylog import QueryLog
+    from ..learning.rebuild import Rebuilder
+
+    querylog = QueryLog(path, days=float(app.config["FAQ_QUERY_LOG_DAYS"]), observer=observability.observe_query_log)
+    querylog.start()  # opens the database (an error is logged and shown in /health) and enforces the retention
+    app.extensions["faq_query_log"] = querylog
+    reloader = app.extensions["faq_reloader"]
+
+    def reload_everywhere() -> dict:
+        outcome = reloader.reload("review")
+        outcome["signalled_workers"] = reloader.signal_siblings()
+        return outcome
+
+    app.extensions["faq_rebuilder"] = Rebuilder(
+        str(app.config["FAQ_CORPUS"]), str(app.config["FAQ_INDEX"]), str(path), on_done=reload_everywhere
+    )
 
 
 #: The search page and its files load nothing from elsewhere; their responses say so to the browser.
@@ -131,7 +160,7 @@ def _secure_page(app: Flask) -> None:
     @app.after_request
     def _headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.endpoint in ("static", "api.search_page"):
+        if request.endpoint in ("static", "api.search_page", "review_page.review_page"):
             response.headers["Content-Security-Policy"] = PAGE_CSP
         return response
 

@@ -64,6 +64,13 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="faq-metrics-")
 
 
+def worker_exit(server, worker):
+    """A worker stopping normally (restart, reload of the master, shutdown) writes its queued query-log rows first."""
+    querylog = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_query_log")
+    if querylog is not None:
+        querylog.close(timeout=5)
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from /metrics."""
     from prometheus_client import multiprocess

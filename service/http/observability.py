@@ -40,6 +40,15 @@ INDEX_INFO = Gauge(
 INDEX_ENTRIES = Gauge("faq_index_entries", "Entries in the index this worker serves", multiprocess_mode="liveall")
 INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", multiprocess_mode="liveall")
 RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
+QUERY_LOG = Counter("faq_query_log_rows", "Query log rows by outcome (written, dropped, failed)", ["outcome"])
+FEEDBACK = Counter("faq_feedback", "Feedback received, by whether the entry helped", ["helpful"])
+REVIEW_ACTIONS = Counter("faq_review_actions", "Review actions by kind", ["action"])
+
+
+def observe_query_log(outcome: str, rows: int) -> None:
+    """``QueryLog.observer``: rows written, dropped (queue full) or failed (database error). Never the text."""
+    QUERY_LOG.labels(outcome).inc(rows)
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -11,17 +11,22 @@ ERROR_STATUSES = {
     "`invalid_type`, `out_of_range`, `unknown_field` (and `missing_queries` for a batch).",
     "401": "A key is needed: an API key on the search routes when `FAQ_API_KEYS` is set, the admin token on "
     "`/admin/*` (`unauthorized`).",
-    "403": "The admin endpoints are disabled: no `FAQ_ADMIN_TOKEN` is configured (`admin_disabled`).",
-    "404": "Unknown path (`not_found`) or FAQ entry (`faq_not_found`).",
+    "403": "The admin endpoints are disabled: no `FAQ_ADMIN_TOKEN` is configured (`admin_disabled`); feedback and "
+    "the review queue need the query log (`feedback_disabled`, `query_log_disabled`: no `FAQ_QUERY_LOG`).",
+    "404": "Unknown path (`not_found`) or FAQ entry (`faq_not_found`); for feedback and review actions: "
+    "`unknown_request`, `unknown_entry`, `unknown_query`, `unknown_action`.",
     "405": "Wrong method (`method_not_allowed`); the `Allow` header lists the right ones.",
     "413": "Body larger than the configured limit (`payload_too_large`).",
     "415": "A POST body not sent as `application/json` (`unsupported_media_type`).",
     "500": "Unexpected failure (`internal_error`); details go to the service log only.",
-    "409": "The reload was refused; the previous index keeps serving and the body says why.",
+    "409": "The reload was refused; the previous index keeps serving and the body says why. A review action that "
+    "no longer fits: `stale_review` (the index changed since the queue was listed), `already_reviewed`, "
+    "`already_reverted`, `review_conflict`.",
     "429": "Too many requests from this client (`rate_limited`, when `FAQ_RATE_LIMIT` is set); `Retry-After` says "
     "when to try again.",
-    "503": "No usable index or model (`index_unavailable`, `index_model_mismatch`, `model_unavailable`), or no "
-    "search could start within `FAQ_SEARCH_TIMEOUT` (`search_timeout`, with `Retry-After`).",
+    "503": "No usable index or model (`index_unavailable`, `index_model_mismatch`, `model_unavailable`), no "
+    "search could start within `FAQ_SEARCH_TIMEOUT` (`search_timeout`, with `Retry-After`), or the query log "
+    "cannot be read (`query_log_unavailable`; searches are not affected).",
 }
 #: Search routes accept an API key when the service requires one; without FAQ_API_KEYS they are open ({}).
 SEARCH_SECURITY = [{}, {"apiKey": []}, {"bearer": []}]
@@ -68,6 +73,29 @@ def _search_parameters(max_query_chars: int) -> list[dict]:
     ]
 
 
+def _object(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _window_parameters() -> list[dict]:
+    return [
+        {
+            "name": "days",
+            "in": "query",
+            "required": False,
+            "description": "Look this many days back (default: the log's retention).",
+            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 3650},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "Groups returned at most.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+        },
+    ]
+
+
 def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=None) -> dict:
     """The whole API as an OpenAPI 3.1 document (a JSON-ready dict).
 
@@ -78,7 +106,16 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
     name = identity.name if identity is not None else None
     support = identity.support if identity is not None else None
     _, defs = models_json_schema(
-        [(m, "validation") for m in (schemas.SearchRequest, schemas.BatchRequest)]
+        [
+            (m, "validation")
+            for m in (
+                schemas.SearchRequest,
+                schemas.BatchRequest,
+                schemas.FeedbackRequest,
+                schemas.ReviewActionRequest,
+                schemas.RevertRequest,
+            )
+        ]
         + [
             (m, "serialization")
             for m in (
@@ -87,6 +124,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                 schemas.ErrorResponse,
                 schemas.HealthResponse,
                 schemas.FaqEntryResponse,
+                schemas.FeedbackResponse,
             )
         ],
         ref_template="#/components/schemas/{model}",
@@ -168,6 +206,114 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                         **_errors("401", "404", "429", "500", "503"),
                     },
                     "security": SEARCH_SECURITY,
+                },
+            },
+            "/feedback": {
+                "post": {
+                    "operationId": "sendFeedback",
+                    "summary": "Dire si une entrée renvoyée par une recherche a aidé l'usager",
+                    "description": "Needs the query log (`FAQ_QUERY_LOG`). Entries marked not helpful go to the "
+                    "FAQ owner's review queue.",
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            "FeedbackRequest",
+                            {"request_id": "5f0c2f8e1b2a4c7d9e3f", "faq_id": "chorus-pro-1", "helpful": False},
+                        ),
+                    },
+                    "security": SEARCH_SECURITY,
+                    "responses": {
+                        "201": {"description": "Recorded.", "content": _json("FeedbackResponse")},
+                        **_errors("400", "401", "403", "404", "413", "415", "429", "500", "503"),
+                    },
+                },
+            },
+            "/admin/review": {
+                "get": {
+                    "operationId": "reviewQueue",
+                    "summary": "Questions sans réponse ou jugées inutiles, regroupées par sens, à revoir",
+                    "security": [{"bearer": []}],
+                    "parameters": _window_parameters(),
+                    "responses": {
+                        "200": _object(
+                            "`{index_id, days, groups: [{id, queries, asked, unanswered, not_helpful, "
+                            "first_seen, last_seen, examples, query_keys, reasons, shown, "
+                            "not_helpful_entries, suggested}], total_groups, reviewed_actions, rebuild}`."
+                        ),
+                        **_errors("400", "401", "403", "500", "503"),
+                    },
+                },
+            },
+            "/admin/review/actions": {
+                "get": {
+                    "operationId": "reviewActions",
+                    "summary": "Les décisions prises, les plus récentes d'abord",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": _object("`{actions: [...]}`, each with `reverted_by` when cancelled."),
+                        **_errors("401", "403", "500", "503"),
+                    },
+                },
+                "post": {
+                    "operationId": "reviewAction",
+                    "summary": "Rattacher des questions à une entrée, les marquer sans réponse, ou les écarter",
+                    "description": "Appended to `<corpus>.reviewed.jsonl`; the index is then rebuilt and reloaded "
+                    "(not for `dismiss`).",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            "ReviewActionRequest",
+                            {
+                                "action": "attach",
+                                "faq_id": "chorus-pro-1",
+                                "query_keys": ["q3878a989f14d14e"],
+                                "index_id": "20261129T081827807984Z-6ec550d7",
+                                "by": "marie",
+                            },
+                        ),
+                    },
+                    "responses": {
+                        "201": _object("`{action, rebuild}`: the action as recorded and the rebuild's state."),
+                        **_errors("400", "401", "403", "404", "409", "413", "415", "500", "503"),
+                    },
+                },
+            },
+            "/admin/review/actions/{action_id}/revert": {
+                "post": {
+                    "operationId": "revertReviewAction",
+                    "summary": "Annuler une décision (et reconstruire l'index)",
+                    "security": [{"bearer": []}],
+                    "parameters": [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {"required": False, "content": _json("RevertRequest", {"by": "marie"})},
+                    "responses": {
+                        "201": _object("`{action, rebuild}`: the revert as recorded and the rebuild's state."),
+                        **_errors("400", "401", "403", "404", "409", "415", "500", "503"),
+                    },
+                },
+            },
+            "/admin/gaps": {
+                "get": {
+                    "operationId": "faqGaps",
+                    "summary": "Les questions que la FAQ ne couvre pas, les plus posées d'abord",
+                    "security": [{"bearer": []}],
+                    "parameters": _window_parameters(),
+                    "responses": {
+                        "200": _object("`{index_id, days, gaps: [group, ...], total}` (groups as in /admin/review)."),
+                        **_errors("400", "401", "403", "500", "503"),
+                    },
+                },
+            },
+            "/review": {
+                "get": {
+                    "operationId": "reviewPage",
+                    "summary": "Page de revue pour le responsable de la FAQ (demande le jeton d'administration)",
+                    "responses": {
+                        "200": {
+                            "description": "HTML page (French); it calls the /admin/review routes with the token.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
                 },
             },
             "/health": {

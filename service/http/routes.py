@@ -7,16 +7,26 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..errors import (
+    FeatureDisabled,
     IndexUnavailable,
+    NotFound,
     PayloadTooLarge,
     SearchTimeout,
     UnsupportedMediaType,
     redact_paths,
 )
+from . import observability
 from .admin import KEYED_ENDPOINTS, check_api_key
 from .bodies import json_body
 from .openapi import openapi_document
-from .schemas import SearchRequest, parse_batch, parse_search, search_args_from_query_string
+from .schemas import (
+    FeedbackRequest,
+    SearchRequest,
+    parse_batch,
+    parse_body,
+    parse_search,
+    search_args_from_query_string,
+)
 
 bp = Blueprint("api", __name__)
 
@@ -27,7 +37,7 @@ def _api_key():
         check_api_key()
 
 
-def _engine():
+def current_engine():
     engine = current_app.extensions.get("faq_engine")
     if engine is None:
         failure = current_app.extensions.get("faq_engine_failure")
@@ -79,9 +89,19 @@ def search_post():
 def _search_one(req: SearchRequest):
     """One validated search, within the token budget and a search slot: the JSON of its outcome."""
     g.logged_query = req.query
-    engine = _engine()
+    engine = current_engine()
     tokens = _within_token_budget(engine, [req.query])
-    return jsonify(_searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict())
+    body = _searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict()
+    _log_search(req.query, body)
+    body["request_id"] = observability.request_id()
+    return jsonify(body)
+
+
+def _log_search(query: str, body: dict) -> None:
+    """Queue the search for the query log, when there is one (``FAQ_QUERY_LOG``): never blocks, never fails."""
+    querylog = current_app.extensions.get("faq_query_log")
+    if querylog is not None:
+        querylog.record(observability.request_id(), query, body)
 
 
 def _within_token_budget(engine, queries: list[str]) -> int:
@@ -107,14 +127,43 @@ def search_batch():
     started = time.perf_counter()
     items = parse_batch(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
-    engine = _engine()
+    engine = current_engine()
     tokens = _within_token_budget(engine, [r.query for _, r in valid])
     requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
     responses = _searching(lambda: engine.search_batch(requests), tokens) if valid else []
     results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
-    for (i, _), response in zip(valid, responses, strict=True):
+    for (i, item), response in zip(valid, responses, strict=True):
         results[i] = response.to_dict()
-    return jsonify({"results": results, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+        _log_search(item.query, results[i])
+    return jsonify(
+        {
+            "results": results,
+            "took_ms": round((time.perf_counter() - started) * 1000, 2),
+            "request_id": observability.request_id(),
+        }
+    )
+
+
+@bp.post("/feedback")
+def feedback():
+    """``{"request_id", "faq_id", "helpful"}``: whether an entry of that search helped (needs the query log)."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
+    querylog = current_app.extensions.get("faq_query_log")
+    if querylog is None:
+        raise FeatureDisabled(
+            "feedback is off: this service keeps no query log (set FAQ_QUERY_LOG to a database file)",
+            code="feedback_disabled",
+        )
+    body = parse_body(FeedbackRequest, json_body())
+    engine = current_engine()
+    if body.faq_id not in engine.index.entries:
+        raise NotFound(f"no FAQ entry with id {body.faq_id!r}", code="unknown_entry", field="faq_id")
+    querylog.feedback(body.request_id, body.faq_id, body.helpful, engine.index.index_id)
+    observability.FEEDBACK.labels("true" if body.helpful else "false").inc()
+    return jsonify(
+        {"status": "recorded", "request_id": body.request_id, "faq_id": body.faq_id, "helpful": body.helpful}
+    ), 201
 
 
 @bp.get("/search")
@@ -127,7 +176,7 @@ def search_get():
 @bp.get("/faq/<faq_id>")
 def faq_entry(faq_id: str):
     """The whole FAQ entry with its passages."""
-    return jsonify(_engine().entry(faq_id))
+    return jsonify(current_engine().entry(faq_id))
 
 
 @bp.get("/")
@@ -147,15 +196,21 @@ def openapi():
 @bp.get("/ready")
 def ready():
     """Readiness: 200 once the model and a valid index are loaded; 503 (error shape, with the reason) before."""
-    engine = _engine()
+    engine = current_engine()
     return jsonify({"status": "ready", "index_id": engine.index.index_id})
 
 
 @bp.get("/health")
 def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
-    engine = _engine()
-    status = {"status": "ok", "index": engine.summary(), "reload": current_app.extensions["faq_reloader"].status()}
+    engine = current_engine()
+    querylog = current_app.extensions.get("faq_query_log")
+    status = {
+        "status": "ok",
+        "index": engine.summary(),
+        "reload": current_app.extensions["faq_reloader"].status(),
+        "query_log": querylog.status() if querylog is not None else {"enabled": False},
+    }
     status = redact_paths(status)  # open to anyone: build names, not the host's paths
     status["index"]["faq"] = engine.index.identity.to_dict()  # the FAQ's own words, not paths: shown as written
     return jsonify(status)

@@ -194,6 +194,81 @@ def parse_batch(data: Any, max_query_chars: int) -> list[SearchRequest | Invalid
     return out
 
 
+class FeedbackRequest(BaseModel):
+    """Body of ``POST /feedback``: whether an entry a search returned helped the user."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="The search's request id (its `request_id` field, or its `X-Request-ID` header).",
+    )
+    faq_id: str = Field(min_length=1, max_length=128, description="The entry the user judged.")
+    helpful: bool = Field(description="True: the entry answered the question; false: it did not.")
+
+
+#: Query keys one review action may name at most.
+MAX_ACTION_QUERIES = 500
+
+
+class ReviewActionRequest(BaseModel):
+    """Body of ``POST /admin/review/actions``: the FAQ owner's decision on queries of the review queue."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    action: Literal["attach", "not_answered", "dismiss"] = Field(
+        description="`attach`: the queries become alternative questions of `faq_id`; `not_answered`: known "
+        "non-answers of `faq_id` (a query like them is refused); `dismiss`: out of the queue, nothing changes."
+    )
+    query_keys: list[str] = Field(
+        min_length=1, max_length=MAX_ACTION_QUERIES, description="Keys of the queries (a group's `query_keys`)."
+    )
+    index_id: str = Field(
+        min_length=1, max_length=128, description="The `index_id` of the listing: refused (409) if the index changed."
+    )
+    faq_id: str | None = Field(None, max_length=128, description="The entry (not for `dismiss`).")
+    by: str = Field("admin", min_length=1, max_length=100, description="Who decides (kept with the action).")
+    note: str | None = Field(None, max_length=500, description="Why, for the record.")
+
+
+class RevertRequest(BaseModel):
+    """Body of ``POST /admin/review/actions/<id>/revert`` (optional)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    by: str = Field("admin", min_length=1, max_length=100, description="Who reverts.")
+
+
+def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
+    """Validate a decoded JSON body against ``model``, with the service's error codes.
+
+    Raises:
+        InvalidRequest: ``invalid_body``, ``missing_field``, ``unknown_field``, ``invalid_type``, ``out_of_range``
+            or ``invalid_request``, with ``field`` set.
+    """
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+    data = {_clean_text(k) if isinstance(k, str) else k: v for k, v in data.items()}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        kind = err["type"]
+        accepted = ", ".join(model.model_fields)
+        if kind == "missing":
+            raise InvalidRequest(f"'{field}' is required", code="missing_field", field=field) from None
+        if kind == "extra_forbidden":
+            raise InvalidRequest(
+                f"unknown field '{field}'; accepted: {accepted}", code="unknown_field", field=field
+            ) from None
+        if kind in _TYPE_ERRORS or kind in ("list_type", "literal_error", "string_type"):
+            raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_type", field=field) from None
+        if kind in _RANGE_ERRORS or kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+            raise InvalidRequest(f"'{field}': {err['msg']}", code="out_of_range", field=field) from None
+        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code="invalid_request", field=field) from None
+
+
 # ---- Response shapes: they document the API (``openapi.py``); tests validate real responses against them. ----
 
 
@@ -271,6 +346,18 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     index: IndexInfo
     took_ms: float
+    request_id: str | None = Field(
+        None, description="This search's request id: send it with `POST /feedback` to say whether an entry helped."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """Feedback recorded."""
+
+    status: Literal["recorded"]
+    request_id: str
+    faq_id: str
+    helpful: bool
 
 
 class ErrorBody(BaseModel):

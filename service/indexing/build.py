@@ -26,6 +26,7 @@ from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
 from ..errors import IndexUnavailable
 from ..files import sha256_file
+from ..reviewed import apply_reviewed
 from .scoring import Scoring
 from .store import choose_index_spec, load_index, new_index_id, read_entries, read_manifest, write_index
 
@@ -81,6 +82,10 @@ def build_index(
     """
     started = time.time()
     identity, entries = read_corpus(corpus)
+    # The FAQ owner's decisions on real questions (corpus/<name>.reviewed.jsonl), the corpus file untouched.
+    entries, reviewed = apply_reviewed(entries, corpus)
+    if reviewed.skipped:
+        log.warning("reviewed file: %d actions skipped: %s", len(reviewed.skipped), "; ".join(reviewed.skipped[:5]))
     passages = split_passages(entries)
     checksum = corpus_checksum(corpus)
     try:
@@ -150,7 +155,7 @@ def build_index(
             progress.done(len(chunk))
     embed_seconds = time.perf_counter() - t0
     manifest = {
-        "index_id": new_index_id(checksum, embedder.model_id),
+        "index_id": new_index_id(checksum + (reviewed.sha256 or ""), embedder.model_id),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "model": {
             "name": embedder.model_id,
@@ -159,7 +164,7 @@ def build_index(
             "encoder": encoder_info(embedder) or {"backend": "custom", "file": None},
             "weights_sha256": weights,
         },
-        "corpus": {"file": Path(corpus).name, "sha256": checksum},
+        "corpus": {"file": Path(corpus).name, "sha256": checksum, "reviewed": reviewed.to_dict()},
         "faq": identity.to_dict(),
         "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
         "passage_text": (

@@ -36,6 +36,16 @@ class Scoring:
 
     # Fitted on covid_quebec_fr by `scripts/evaluate.py --dataset covid_quebec_fr --fit` (docs/quality.md).
     question_weight: float = 0.2
+    #: Each alternative question an entry has (users' own wordings, approved in the review queue) adds this to the
+    #: weight of its question leg, up to ``question_weight_max``: the more real wordings an entry has, the more its
+    #: best question match says (``scripts/simulate_review.py``, docs/learning.md).
+    question_weight_per_alt: float = 0.1
+    question_weight_max: float = 0.5
+    #: The answer decision (the calibrated score, the margin, the answer check) stays on the scale it was fitted on,
+    #: an entry's own question: an alternative question counts there only by how much it beats the own question
+    #: beyond this discount. The best of many questions is nearer any query by chance; counted in full, approved
+    #: questions made the service answer questions about missing answers (docs/learning.md).
+    alt_question_discount: float = 0.04
     lexical_weight: float = 0.025
     combine: str = "weighted"
     dense_weight: float = 1.0
@@ -55,20 +65,26 @@ class Scoring:
     @classmethod
     def from_dict(cls, data: dict | None) -> Scoring:
         """Scoring from a manifest's ``scoring`` object; missing keys take the defaults, unknown ones are ignored,
-        except the answer check: an index built before it keeps deciding without it (as it was built)."""
+        except the settings added since: an index built before the answer check, known non-answers or the weighing of
+        alternative questions keeps deciding as it was built."""
         if data is not None and not isinstance(data, dict):
             raise TypeError(f"scoring settings must be an object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (data or {}).items() if k in known}
-        if data is not None:
+        if data is not None:  # an index built before a setting existed keeps deciding as it was built
             values.setdefault("answerability", False)
             values.setdefault("non_answer_margin", 0.0)
+            values.setdefault("question_weight_per_alt", 0.0)
+            values.setdefault("alt_question_discount", 0.0)
         return cls(**values)
 
     def check(self) -> Scoring:
         """This, if every setting has its type and range; else ValueError or TypeError saying which does not."""
         numbers = (
             "question_weight",
+            "question_weight_per_alt",
+            "question_weight_max",
+            "alt_question_discount",
             "lexical_weight",
             "dense_weight",
             "slope",
@@ -89,6 +105,10 @@ class Scoring:
             raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
         if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
             raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
+        if not (0 <= self.question_weight_per_alt <= 1 and 0 <= self.question_weight_max <= 1):
+            raise ValueError("question_weight_per_alt and question_weight_max must be within 0..1")
+        if not 0 <= self.alt_question_discount <= 2:
+            raise ValueError("alt_question_discount must be within 0..2 (a difference of cosines)")
         if not 0 <= self.non_answer_margin <= 2:
             raise ValueError("non_answer_margin must be within 0..2 (a difference of cosines)")
         if self.answerability is not None and self.answerability is not False:
@@ -109,15 +129,22 @@ class Scoring:
         """A copy with the given non-None fields replaced."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
-    def fuse(self, question: np.ndarray, passage: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    def fuse(
+        self, question: np.ndarray, passage: np.ndarray, lexical: np.ndarray, alts: np.ndarray | None = None
+    ) -> np.ndarray:
         """Fused scores from best question cosine, best passage cosine and normalised BM25 (arrays alike).
 
-        ``combine="max"`` takes the better of the two cosines instead of weighing them (a baseline).
+        ``alts``: how many alternative questions each entry has (raises its question weight, see
+        ``question_weight_per_alt``). ``combine="max"`` takes the better of the two cosines (a baseline).
         """
         if self.combine == "max":
             dense = np.maximum(question, passage)
         else:
-            dense = self.question_weight * question + (1.0 - self.question_weight) * passage
+            weight = self.question_weight
+            if alts is not None and self.question_weight_per_alt:
+                top = max(self.question_weight_max, self.question_weight)
+                weight = np.minimum(self.question_weight + self.question_weight_per_alt * np.asarray(alts), top)
+            dense = weight * question + (1.0 - weight) * passage
         return self.dense_weight * dense + self.lexical_weight * lexical
 
     def calibrate(self, fused: np.ndarray | float) -> np.ndarray:

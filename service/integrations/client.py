@@ -53,6 +53,10 @@ class RateLimitedError(FaqSearchError):
     """429 ``rate_limited``: too many requests from this client; retry after ``retry_after`` seconds."""
 
 
+class ConflictError(FaqSearchError):
+    """409: the request does not fit the current state (a review listed before the index changed, …)."""
+
+
 class ServiceUnavailableError(FaqSearchError):
     """503: no usable index or model (``index_unavailable``, ``index_model_mismatch``, ``model_unavailable``), or
     busy (``search_timeout``: retry after ``retry_after`` seconds)."""
@@ -88,24 +92,31 @@ BY_CODE = {
             "uri_too_long",
             "expectation_failed",
             "headers_too_large",
+            "missing_field",
         ),
         InvalidRequestError,
     ),
-    **dict.fromkeys(("faq_not_found", "not_found"), NotFoundError),
+    **dict.fromkeys(
+        ("faq_not_found", "not_found", "unknown_request", "unknown_entry", "unknown_query", "unknown_action"),
+        NotFoundError,
+    ),
+    **dict.fromkeys(("stale_review", "already_reviewed", "already_reverted", "review_conflict"), ConflictError),
     **dict.fromkeys(("payload_too_large", "too_many_tokens"), PayloadTooLargeError),
     "unauthorized": UnauthorizedError,
-    "admin_disabled": ForbiddenError,
+    **dict.fromkeys(("admin_disabled", "feedback_disabled", "query_log_disabled"), ForbiddenError),
     "rate_limited": RateLimitedError,
     **dict.fromkeys(
-        ("index_unavailable", "index_model_mismatch", "model_unavailable", "search_timeout"), ServiceUnavailableError
+        ("index_unavailable", "index_model_mismatch", "model_unavailable", "search_timeout", "query_log_unavailable"),
+        ServiceUnavailableError,
     ),
-    **dict.fromkeys(("internal_error", "not_implemented"), ServerError),
+    **dict.fromkeys(("internal_error", "not_implemented", "reviewed_file_invalid"), ServerError),
 }
 _BY_STATUS = {
     400: InvalidRequestError,
     401: UnauthorizedError,
     403: ForbiddenError,
     404: NotFoundError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     429: RateLimitedError,
     503: ServiceUnavailableError,
@@ -168,6 +179,8 @@ class SearchResponse:
     took_ms: float
     #: Why ``answered`` is false (``{"code", "message", "terms", "confidence"}``); None when it is true.
     reason: dict | None = None
+    #: The search's request id: ``FaqSearchClient.send_feedback`` takes it.
+    request_id: str | None = None
 
     @classmethod
     def from_dict(cls, body: dict) -> SearchResponse:
@@ -182,6 +195,7 @@ class SearchResponse:
             body["index"]["model"],
             body["took_ms"],
             body.get("reason"),
+            body.get("request_id"),
         )
 
 
@@ -252,6 +266,15 @@ class FaqSearchClient:
             NotFoundError: no entry has this id.
         """
         return self.call("GET", "/faq/" + urllib.parse.quote(faq_id, safe=""))
+
+    def send_feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+        """Say whether the entry ``faq_id`` of the search ``request_id`` (``SearchResponse.request_id``) helped.
+
+        Raises:
+            NotFoundError: no such search in the service's log (``unknown_request``) or no such entry
+                (``unknown_entry``). FaqSearchError with code ``feedback_disabled``: the service keeps no query log.
+        """
+        return self.call("POST", "/feedback", {"request_id": request_id, "faq_id": faq_id, "helpful": helpful})
 
     def health(self) -> dict:
         """The service's ``/health`` answer."""

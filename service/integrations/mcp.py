@@ -1,10 +1,12 @@
-"""MCP server for LLM assistants: the ``search_faq`` and ``get_faq_entry`` tools, over stdio or streamable HTTP.
+"""MCP server for LLM assistants: the ``search_faq``, ``get_faq_entry`` and ``send_feedback`` tools, over stdio or
+streamable HTTP.
 
     python -m service.mcp                                  # stdio, loads the model and index in-process
     python -m service.mcp --url http://127.0.0.1:8000      # stdio, calls a running service instead
     python -m service.mcp --transport streamable-http --port 8001
 
-Both tools return the HTTP API's JSON (docs/api.md), so an assistant reads the same fields a program does.
+The tools return the HTTP API's JSON (docs/api.md), so an assistant reads the same fields a program does.
+``send_feedback`` needs a query log: the service's (``--url``), or ``FAQ_QUERY_LOG`` when loading in-process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import uuid
 from typing import Annotated, Any, Protocol
 
 from mcp.server.mcpserver import MCPServer
@@ -22,7 +25,7 @@ from pydantic import Field
 
 from ..config import DEFAULTS, config_from_env
 from ..corpus import FaqIdentity
-from ..errors import ServiceError
+from ..errors import FeatureDisabled, ServiceError
 from ..http.schemas import MAX_TOP_K, parse_search
 from ..search.lexical import fold
 from ..search.loading import load_engine
@@ -72,18 +75,45 @@ class Backend(Protocol):
 
     def entry(self, faq_id: str) -> dict: ...
 
+    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict: ...
+
     def identity(self) -> FaqIdentity: ...
 
 
-class EngineBackend:
-    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does."""
+FEEDBACK_DESCRIPTION = (
+    "Tell the FAQ's owner whether an entry returned by search_faq helped the user: pass that search's `request_id`, "
+    "the entry's `faq_id`, and helpful=false when the user says it did not answer their question (or true when it "
+    "did). Only call it on the user's own judgement, once per entry. Entries found unhelpful go to the owner's "
+    "review queue."
+)
 
-    def __init__(self, engine, max_query_chars: int = 1000):
-        self.engine, self.max_query_chars = engine, max_query_chars
+
+class EngineBackend:
+    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does.
+
+    With a ``QueryLog`` (``FAQ_QUERY_LOG``), searches are logged and feedback is taken, as the service does.
+    """
+
+    def __init__(self, engine, max_query_chars: int = 1000, querylog=None):
+        self.engine, self.max_query_chars, self.querylog = engine, max_query_chars, querylog
 
     def search(self, query: str, top_k: int) -> dict:
         req = parse_search({"query": query, "top_k": top_k}, self.max_query_chars)
-        return self.engine.search(req.query, req.top_k).to_dict()
+        body = self.engine.search(req.query, req.top_k).to_dict()
+        if self.querylog is not None:
+            body["request_id"] = uuid.uuid4().hex
+            self.querylog.record(body["request_id"], req.query, body)
+        return body
+
+    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+        if self.querylog is None:
+            raise FeatureDisabled(
+                "feedback is off: no query log (set FAQ_QUERY_LOG, or use --url with a service that keeps one)",
+                code="feedback_disabled",
+            )
+        self.engine.entry(faq_id)  # NotFound for an unknown entry
+        self.querylog.feedback(request_id, faq_id, helpful, self.engine.index.index_id)
+        return {"status": "recorded", "request_id": request_id, "faq_id": faq_id, "helpful": helpful}
 
     def entry(self, faq_id: str) -> dict:
         return self.engine.entry(faq_id)
@@ -103,6 +133,9 @@ class HttpBackend:
 
     def entry(self, faq_id: str) -> dict:
         return self.client.entry(faq_id)
+
+    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+        return self.client.send_feedback(request_id, faq_id, helpful)
 
     def identity(self) -> FaqIdentity:
         """The service's FAQ identity (``/health``); an unnamed one if the service cannot say (it may start later)."""
@@ -145,6 +178,17 @@ def build_server(backend: Backend) -> MCPServer:
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
+    @server.tool(name="send_feedback", description=FEEDBACK_DESCRIPTION)
+    def send_feedback(
+        request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
+        faq_id: Annotated[str, Field(description="The entry judged (a result's `faq_id`).")],
+        helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
+    ) -> dict[str, Any]:
+        try:
+            return backend.feedback(request_id, faq_id, helpful)
+        except (ServiceError, FaqSearchError) as exc:
+            raise _tool_error(exc) from None
+
     return server
 
 
@@ -182,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             config["FAQ_MODEL"] = args.model
         try:
-            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"])
+            querylog = None
+            if config.get("FAQ_QUERY_LOG"):
+                from ..learning.querylog import QueryLog
+
+                querylog = QueryLog(config["FAQ_QUERY_LOG"], days=float(config["FAQ_QUERY_LOG_DAYS"]))
+            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"], querylog)
         except ServiceError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2

@@ -26,6 +26,8 @@ CENTROID_SAMPLE = 20_000
 NEAR_COPY = 0.98
 #: The leg each kind of row scores in: an entry's questions, its passages, and its known non-answers (never a match).
 QUESTION, PASSAGE, NOT_QUESTION = 0, 1, 2
+#: The entry's own question alone (not a leg of its own: the answer decision's scale, ``alt_question_discount``).
+OWN_QUESTION = 3
 LEG_OF_KIND = {"question": QUESTION, "alt_question": QUESTION, "passage": PASSAGE, "not_question": NOT_QUESTION}
 
 
@@ -96,6 +98,8 @@ class SearchEngine:
         for i, row in enumerate(index.rows):
             self._entry_rows[position[row.faq_id]].append(i)
         self._row_leg = np.array([LEG_OF_KIND[row.kind] for row in index.rows], dtype=np.int8)
+        self._row_own = np.array([row.kind == "question" for row in index.rows], dtype=bool)
+        self._entry_alts = np.array([len(index.entries[i].alt_questions) for i in self._entry_ids], dtype=np.float64)
         self._passages = {p.passage_id: p for p in index.passages}
         self._entry_passages: dict[str, list] = {faq_id: [] for faq_id in self._entry_ids}
         for passage in index.passages:  # in index order, so an entry's passages keep their order
@@ -196,14 +200,21 @@ class SearchEngine:
         threshold = self.answer_threshold if min_score is None else float(min_score)
         lexical = self.lexical.scores(query)
         entries = self._candidates(vector, lexical, top_k)
-        question, passage, unanswered = self._best_vectors(entries, vector)
-        fused = self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries])
+        question, passage, unanswered, own = self._best_vectors(entries, vector)
+        # Ranking weighs users' approved wordings in (the more an entry has, the more its best question says);
+        # the decision and the scores shown stay on the calibrated scale of an entry's own question.
+        order = np.argsort(
+            -self.scoring.fuse(question[:, 0], passage[:, 0], lexical.scores[entries], self._entry_alts[entries]),
+            kind="stable",
+        )
+        decided = own.copy()
+        decided[:, 0] = np.maximum(own[:, 0], question[:, 0] - self.scoring.alt_question_discount)
+        fused = self.scoring.fuse(decided[:, 0], passage[:, 0], lexical.scores[entries])
         calibrated = self.scoring.calibrate(fused)
-        order = np.argsort(-fused, kind="stable")
         results = []
         for rank, i in enumerate(order[:top_k].tolist(), start=1):
             results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
-        found = self._features(vector, entries, order, fused, question, passage, lexical)
+        found = self._features(vector, entries, order, fused, decided, passage, lexical)
         # The two best candidates, whatever top_k: answered must not depend on how many results are shown.
         refusal = self.scoring.closeness_refusal(calibrated[order[:2]].tolist(), threshold)
         best = int(order[0])
@@ -282,28 +293,35 @@ class SearchEngine:
             candidates.update(int(i) for i in best_lexical if lexical.scores[i] > 0)
         return np.array(sorted(candidates), dtype=np.int64)
 
-    def _best_vectors(self, entries: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _best_vectors(
+        self, entries: np.ndarray, vector: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For each entry, its best question-like vector, its best passage vector and its best known non-answer,
         exactly.
 
         Returns:
-            Three (len(entries), 2) arrays of (cosine, row). An index built without question vectors (an
-            evaluation baseline) uses the best passage for both; an entry without known non-answers has
-            (-inf, -1) for the third.
+            Four (len(entries), 2) arrays of (cosine, row): the best question (its own or an alternative), the
+            best passage, the best known non-answer, and its own question. An index built without question vectors
+            (an evaluation baseline) uses the best passage for the questions; an entry without known non-answers
+            has (-inf, -1) for the third.
         """
         rows = np.concatenate([self._entry_rows[e] for e in entries])
         # Looked up from the index (no second copy of the vectors in memory); exact for flat and HNSW indexes.
         cosines = self.index.vectors.reconstruct(rows) @ vector
         best: dict[tuple[int, int], tuple[float, int]] = {}
         for row, cosine in zip(rows.tolist(), cosines.tolist(), strict=True):
-            key = (int(self._row_leg[row]), int(self._row_entry[row]))
-            if key not in best or cosine > best[key][0]:
-                best[key] = (cosine, row)
+            keys = [(int(self._row_leg[row]), int(self._row_entry[row]))]
+            if self._row_own[row]:
+                keys.append((OWN_QUESTION, keys[0][1]))
+            for key in keys:
+                if key not in best or cosine > best[key][0]:
+                    best[key] = (cosine, row)
         ids = entries.tolist()
         passage = np.array([best[(PASSAGE, e)] for e in ids])
         question = np.array([best.get((QUESTION, e), best[(PASSAGE, e)]) for e in ids])
         unanswered = np.array([best.get((NOT_QUESTION, e), (float("-inf"), -1)) for e in ids])
-        return question, passage, unanswered
+        own = np.array([best.get((OWN_QUESTION, e), tuple(question[j])) for j, e in enumerate(ids)])
+        return question, passage, unanswered, own
 
     def _result(
         self, rank: int, score: float, entry: int, question: np.ndarray, passage: np.ndarray, lexical: LexicalScores

@@ -1,47 +1,27 @@
-// The search page: calls POST /search, GET /faq/<id> and GET /health (the FAQ's name, examples and support
-// contact, from its corpus) of this service; no external resource.
+// The search page: calls POST /search, GET /faq/<id>, POST /feedback ("Utile ? oui / non", when the service keeps a
+// query log) and GET /health (the FAQ's name, examples and support contact, from its corpus) of this service;
+// no external resource.
 "use strict";
 
 const formulaire = document.getElementById("recherche");
 const champ = document.getElementById("q");
 const nombre = document.getElementById("top_k");
-const etat = document.getElementById("etat");
 const section = document.getElementById("resultats");
 const liste = document.getElementById("liste");
 
 const REPRESENTATIONS = {question: "la question", alt_question: "une autre formulation de la question",
                          passage: "un passage de la réponse"};
 
-function element(tag, attributs, ...enfants) {
-  const el = document.createElement(tag);
-  for (const [nom, valeur] of Object.entries(attributs || {})) {
-    if (nom === "classe") el.className = valeur; else el.setAttribute(nom, valeur);
-  }
-  for (const enfant of enfants) el.append(enfant);
-  return el;
-}
-
-function annoncer(texte, erreur = false) {
-  etat.textContent = texte;
-  etat.classList.toggle("erreur", erreur);
-}
-
-async function appeler(url, options) {
-  const reponse = await fetch(url, options);
-  const corps = await reponse.json();
-  if (!reponse.ok) {
-    const err = corps.error || {};
-    throw new Error(err.message ? `${err.message} (${err.code})` : `erreur ${reponse.status}`);
-  }
-  return corps;
-}
-
 // L'identité de la FAQ (son nom, des exemples de questions, où s'adresser quand elle n'a pas de réponse).
 let soutien = null;
+// Les avis « Utile ? oui / non » ne sont proposés que si le service tient un journal des recherches.
+let avisActif = false;
 
 async function identifier() {
   try {
-    const faq = (await appeler("/health")).index.faq || {};
+    const sante = await appeler("/health");
+    avisActif = Boolean(sante.query_log && sante.query_log.enabled);
+    const faq = sante.index.faq || {};
     if (faq.name) {
       document.title = `Recherche dans la FAQ ${faq.name}`;
       document.querySelector("h1").textContent = `Recherche dans la FAQ ${faq.name}`;
@@ -92,7 +72,10 @@ function afficher(reponse) {
       `Score ${r.score < 0.005 ? "< 1" : Math.round(r.score * 100)} % · trouvé par ${REPRESENTATIONS[r.match.by] || r.match.by}${termes}`);
     const titre = element("h3", {}, bouton, " ", badge);
     const passage = element("p", {classe: "passage"}, (r.section ? `${r.section} — ` : "") + r.text);
-    liste.append(element("li", {"data-faq-id": r.faq_id}, titre, meta, passage, zone));
+    const item = element("li", {"data-faq-id": r.faq_id}, titre, meta, passage);
+    if (avisActif && reponse.request_id) item.append(avis(reponse.request_id, r));
+    item.append(zone);
+    liste.append(item);
   });
   section.hidden = false;
   const n = reponse.results.length;
@@ -100,6 +83,28 @@ function afficher(reponse) {
     ? `${n} résultat${n > 1 ? "s" : ""} ; le premier répond à la question.`
     : `${n} résultat${n > 1 ? "s" : ""} ; aucune réponse sûre (${raison(reponse.reason)}), voici des entrées proches.`
       + (soutien ? ` Pour obtenir une réponse : ${soutien}.` : ""));
+}
+
+// « Utile ? oui / non » sous un résultat : l'avis va à POST /feedback avec l'identifiant de la recherche.
+function avis(requestId, resultat) {
+  const zone = element("p", {classe: "avis", role: "group", "aria-label": `Avis sur « ${resultat.question} »`},
+                       "Utile ? ");
+  for (const [texte, utile] of [["oui", true], ["non", false]]) {
+    const bouton = element("button", {type: "button", classe: "petit"}, texte);
+    bouton.addEventListener("click", async () => {
+      try {
+        await appeler("/feedback", {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({request_id: requestId, faq_id: resultat.faq_id, helpful: utile}),
+        });
+        zone.replaceChildren("Merci, votre avis est enregistré.");
+      } catch (e) {
+        zone.replaceChildren(`Avis non enregistré : ${e.message}`);
+      }
+    });
+    zone.append(bouton, " ");
+  }
+  return zone;
 }
 
 // Les raisons d'une absence de réponse, par code stable de l'API (docs/api.md).

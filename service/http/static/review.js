@@ -1,0 +1,129 @@
+// The review page: GET /admin/review, /admin/gaps, /admin/review/actions and POST /admin/review/actions (and
+// .../revert) of this service, with the admin token the user types (kept in sessionStorage); nothing external.
+"use strict";
+
+const connexion = document.getElementById("connexion");
+const jeton = document.getElementById("jeton");
+const auteur = document.getElementById("auteur");
+const reconstruction = document.getElementById("reconstruction");
+
+const ACTIONS = {attach: "rattachée à", not_answered: "ne répond pas :", dismiss: "écartée", revert: "annulation de"};
+
+// Every admin call carries the token typed on this page.
+function appelerAdmin(url, options = {}) {
+  const entetes = {...(options.headers || {}), Authorization: `Bearer ${sessionStorage.getItem("jeton") || ""}`};
+  return appeler(url, {...options, headers: entetes});
+}
+
+function date(iso) {
+  return new Date(iso).toLocaleString("fr-FR", {dateStyle: "short", timeStyle: "short"});
+}
+
+let indexId = null;
+
+function groupe(g, i) {
+  const titre = element("h3", {id: `groupe-${i}`},
+    `« ${g.examples[0].text} »` + (g.queries > 1 ? ` et ${g.queries - 1} autre${g.queries > 2 ? "s" : ""} formulation${g.queries > 2 ? "s" : ""}` : ""));
+  const meta = element("p", {classe: "meta"},
+    `Posée ${g.asked} fois · sans réponse ${g.unanswered} · jugée inutile ${g.not_helpful} · du ${date(g.first_seen)} au ${date(g.last_seen)}`);
+  const exemples = element("ul", {classe: "exemples"},
+    ...g.examples.map((e) => element("li", {}, `${e.text} (${e.asked}×)`)));
+  const choix = element("select", {id: `entree-${i}`});
+  for (const s of g.suggested) choix.append(element("option", {value: s.faq_id}, `${s.question} (${Math.round(s.score * 100)} %)`));
+  const etiquette = element("label", {for: `entree-${i}`}, "Entrée concernée");
+  const boutons = element("div", {classe: "ligne", role: "group", "aria-labelledby": `groupe-${i}`});
+  for (const [action, texte] of [["attach", "Rattacher à cette entrée"], ["not_answered", "Cette entrée n'y répond pas"], ["dismiss", "Écarter"]]) {
+    const bouton = element("button", {type: "button", "data-action": action}, texte);
+    bouton.addEventListener("click", () => decider(action, g, choix.value));
+    boutons.append(bouton);
+  }
+  return element("li", {"data-groupe": g.id, "aria-labelledby": `groupe-${i}`}, titre, meta, exemples, etiquette, choix, boutons);
+}
+
+async function decider(action, g, faqId) {
+  annoncer("Enregistrement…");
+  try {
+    const corps = {action, query_keys: g.query_keys, index_id: indexId, by: auteur.value.trim() || "admin"};
+    if (action !== "dismiss") corps.faq_id = faqId;
+    await appelerAdmin("/admin/review/actions", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(corps),
+    });
+    annoncer(action === "dismiss" ? "Groupe écarté." : "Décision enregistrée ; l'index est en cours de reconstruction.");
+    await charger(false);
+  } catch (e) {
+    annoncer(`Décision refusée : ${e.message}`, true);
+  }
+}
+
+async function annuler(id) {
+  try {
+    await appelerAdmin(`/admin/review/actions/${encodeURIComponent(id)}/revert`, {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({by: auteur.value.trim() || "admin"}),
+    });
+    annoncer("Décision annulée.");
+    await charger(false);
+  } catch (e) {
+    annoncer(`Annulation refusée : ${e.message}`, true);
+  }
+}
+
+function decision(a) {
+  const texte = a.action === "revert"
+    ? `${date(a.at)} · ${a.by} · annulation de ${a.reverts}`
+    : `${date(a.at)} · ${a.by} · ${a.questions.length} question${a.questions.length > 1 ? "s" : ""} ${ACTIONS[a.action]} ${a.faq_id || ""}`;
+  const item = element("li", {"data-action-id": a.id}, texte);
+  if (a.action !== "revert" && !a.reverted_by) {
+    const bouton = element("button", {type: "button", classe: "petit"}, "Annuler");
+    bouton.addEventListener("click", () => annuler(a.id));
+    item.append(" ", bouton);
+  } else if (a.reverted_by) {
+    item.append(" (annulée)");
+  }
+  return item;
+}
+
+async function charger(annonce = true) {
+  const file = await appelerAdmin("/admin/review");
+  indexId = file.index_id;
+  const liste = document.getElementById("liste-groupes");
+  liste.replaceChildren(...file.groups.map(groupe));
+  document.getElementById("groupes").hidden = false;
+  const r = file.rebuild;
+  reconstruction.textContent = r
+    ? {running: "Reconstruction de l'index en cours…", queued: "Reconstruction de l'index en attente…",
+       done: `Dernière reconstruction terminée (${r.index_id || "index"}, ${r.seconds} s).`,
+       failed: `Dernière reconstruction échouée : ${r.error}`}[r.state] || ""
+    : "";
+  const manques = await appelerAdmin("/admin/gaps?limit=20");
+  document.getElementById("liste-manques").replaceChildren(...manques.gaps.map((g) =>
+    element("tr", {}, element("td", {}, String(g.asked)), element("td", {}, String(g.unanswered)),
+            element("td", {}, g.examples[0].text))));
+  document.getElementById("manques").hidden = false;
+  const decisions = await appelerAdmin("/admin/review/actions");
+  document.getElementById("liste-decisions").replaceChildren(...decisions.actions.map(decision));
+  document.getElementById("decisions").hidden = false;
+  if (annonce) {
+    const n = file.groups.length;
+    annoncer(n ? `${n} groupe${n > 1 ? "s" : ""} de questions à revoir.` : "Aucune question à revoir.");
+  }
+  if (r && (r.state === "running" || r.state === "queued")) setTimeout(() => charger(false).catch(() => {}), 1500);
+}
+
+connexion.addEventListener("submit", async (evenement) => {
+  evenement.preventDefault();
+  sessionStorage.setItem("jeton", jeton.value);
+  sessionStorage.setItem("auteur", auteur.value);
+  annoncer("Chargement…");
+  try {
+    await charger();
+  } catch (e) {
+    annoncer(`Impossible d'afficher la revue : ${e.message}`, true);
+  }
+});
+
+auteur.value = sessionStorage.getItem("auteur") || "";
+if (sessionStorage.getItem("jeton")) {
+  jeton.value = sessionStorage.getItem("jeton");
+  charger().catch((e) => annoncer(`Impossible d'afficher la revue : ${e.message}`, true));
+}

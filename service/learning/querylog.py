@@ -1,0 +1,560 @@
+"""The query log: each search's redacted query, its top entries and whether it was answered, in SQLite.
+
+Off unless ``FAQ_QUERY_LOG`` names a database file. A search only puts a small tuple on a bounded in-memory queue
+(``record``, which never blocks and never raises); a writer thread of the worker redacts the queries
+(``redaction.redact``) and writes them in batches, so a slow disk, a locked or a corrupted database never slows
+or fails a search: the rows of that batch are counted as failed, the error is logged and shown in ``/health``, and
+the writer tries again. SQLite in WAL mode lets every gunicorn worker write to the same file while the review
+queue reads it. Rows older than ``FAQ_QUERY_LOG_DAYS`` are deleted at start and every hour.
+
+What a crash loses: the rows still on the queue, at most ``gather_seconds`` (0.05 s) worth of searches or
+``batch_rows``, since the writer commits what it gathered at least that often (``scripts/bench.py querylog``,
+docs/learning.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NotFound, QueryLogUnavailable
+from .redaction import query_key, redact
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS searches (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,            -- seconds since the epoch
+    request_id TEXT NOT NULL,
+    query TEXT NOT NULL,         -- redacted
+    query_key TEXT NOT NULL,     -- redaction.query_key(query)
+    index_id TEXT,
+    answered INTEGER NOT NULL,
+    reason TEXT,                 -- the reason code when not answered
+    results TEXT NOT NULL        -- JSON [[faq_id, score], ...], best first
+);
+CREATE INDEX IF NOT EXISTS searches_ts ON searches (ts);
+CREATE INDEX IF NOT EXISTS searches_request ON searches (request_id);
+CREATE INDEX IF NOT EXISTS searches_key ON searches (query_key);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    query_key TEXT NOT NULL,
+    faq_id TEXT NOT NULL,
+    helpful INTEGER NOT NULL,
+    index_id TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+CREATE INDEX IF NOT EXISTS feedback_key ON feedback (query_key);
+CREATE TABLE IF NOT EXISTS vectors (
+    query_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    ts REAL NOT NULL,
+    vector BLOB NOT NULL,        -- float32, L2-normalised, of the redacted query
+    PRIMARY KEY (query_key, model)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+#: Entries of a search kept in the log (its results, best first).
+LOGGED_RESULTS = 5
+PURGE_EVERY_SECONDS = 3600.0
+#: How long feedback waits for its search to reach the log.
+FEEDBACK_WAIT_SECONDS = 1.0
+#: How long a failing database is left alone before the writer opens it again.
+RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class LoggedSearch:
+    """One search as the log holds it."""
+
+    ts: float
+    request_id: str
+    query: str
+    query_key: str
+    index_id: str | None
+    answered: bool
+    reason: str | None
+    results: list[tuple[str, float]]
+
+
+def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False) -> sqlite3.Connection:
+    """A connection to the log; ``create``: also put the file in WAL mode and create the tables if need be.
+
+    WAL mode lets every worker's writer and the review queue's readers use the file at once; it is a property of
+    the file, set once (by the first writer), so readers only open it. A connection waits up to ``timeout``
+    seconds for a lock.
+
+    Raises:
+        sqlite3.Error: the file is not a database, is locked beyond ``timeout``, or cannot be created.
+    """
+    # check_same_thread off: under gevent the writer's statements run in the hub's native threads (``_blocking``).
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if create:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            if not {"searches", "feedback", "vectors", "meta"} <= tables:
+                conn.executescript(SCHEMA)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process, not of the host
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class QueryLog:
+    """The log of one worker process: a queue, a writer thread, and reads for feedback and the review queue.
+
+    Args:
+        path: the SQLite file (created with its schema).
+        days: retention; older rows are deleted.
+        queue_rows: searches waiting at most; more are dropped (counted) rather than slowing searches.
+        flush_seconds: how long the writer waits for a row before looking at the retention again.
+        gather_seconds, batch_rows: after the first row, the writer gathers for this long (or this many rows) and
+            writes them in one transaction: what a SIGKILL of the worker can lose.
+        observer: called with ``(outcome, rows)`` for ``written``, ``dropped`` and ``failed`` (metrics).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        days: float = 30,
+        queue_rows: int = 10_000,
+        flush_seconds: float = 0.2,
+        gather_seconds: float = 0.05,
+        batch_rows: int = 256,
+        observer: Callable[[str, int], None] | None = None,
+    ):
+        if not days > 0:
+            raise ValueError(f"FAQ_QUERY_LOG_DAYS must be a positive number of days, not {days!r}")
+        self.path = Path(path)
+        self.days = float(days)
+        self.flush_seconds = flush_seconds
+        self.gather_seconds = gather_seconds
+        self.batch_rows = batch_rows
+        self.observer = observer
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_rows)
+        self._thread: threading.Thread | None = None
+        self._started_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.counts = {"written": 0, "dropped": 0, "failed": 0}
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_purge: dict | None = None
+
+    def start(self) -> None:
+        """Create the database's tables now (an error is logged and shows in ``status``; searches go on), then
+        start the writer, which purges old rows first."""
+        try:
+            connect(self.path, create=True).close()
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc, "opening")
+        self._ensure_writer()
+
+    # ---- the request path ----
+
+    def record(self, request_id: str, query: str, outcome: dict) -> None:
+        """Queue one search (``outcome`` is its response dict); never blocks, never raises."""
+        try:
+            self._ensure_writer()
+            self._queue.put_nowait(("search", time.time(), request_id, query, outcome))
+        except queue.Full:
+            self._count("dropped", 1)
+        except Exception:  # a search must never fail because of its log
+            log.exception("query log: could not queue a search")
+            self._count("dropped", 1)
+
+    def record_feedback(self, request_id: str, query_key: str, faq_id: str, helpful: bool, index_id: str | None):
+        """Queue one feedback row (written like searches)."""
+        try:
+            self._ensure_writer()
+            self._queue.put_nowait(("feedback", time.time(), request_id, query_key, faq_id, helpful, index_id))
+        except queue.Full:
+            self._count("dropped", 1)
+
+    def feedback(self, request_id: str, faq_id: str, helpful: bool, index_id: str | None) -> LoggedSearch:
+        """Record whether ``faq_id`` helped for the search ``request_id``; returns that search.
+
+        Waits up to ``FEEDBACK_WAIT_SECONDS`` for the search to reach the database (the writers of every worker
+        flush every ``flush_seconds``). A batch has several searches under one id: the one that returned the
+        entry is judged (else the latest).
+
+        Raises:
+            NotFound: ``unknown_request``: no search with this id in the log (unknown, or past the retention).
+            QueryLogUnavailable: the database cannot be read.
+        """
+        deadline = time.monotonic() + FEEDBACK_WAIT_SECONDS
+        while True:
+            try:
+                searches = self.searches_of_request(request_id)
+            except sqlite3.Error as exc:
+                raise QueryLogUnavailable(f"the query log cannot be read: {exc}") from None
+            if searches or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not searches:
+            raise NotFound(
+                f"no logged search with request id {request_id!r} (unknown, or older than the log's retention)",
+                code="unknown_request",
+                field="request_id",
+            )
+        search = next((s for s in searches if any(f == faq_id for f, _ in s.results)), searches[0])
+        self.record_feedback(request_id, search.query_key, faq_id, helpful, index_id)
+        return search
+
+    # ---- the writer ----
+
+    def _ensure_writer(self) -> None:
+        if self._thread is not None:
+            return
+        with self._started_lock:  # started in the worker on first use, never before a fork
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="faq-query-log", daemon=True)
+                self._thread.start()
+
+    def _count(self, outcome: str, rows: int) -> None:
+        self.counts[outcome] += rows
+        if self.observer is not None:
+            self.observer(outcome, rows)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        retry_at = 0.0
+        next_purge = 0.0
+        first = True
+        while True:
+            batch = [] if first else self._take_batch()  # the first turn opens and purges before any row comes
+            first = False
+            if not batch and self._stop.is_set():
+                break
+            if conn is None and time.monotonic() >= retry_at:
+                conn = self._open()
+                if conn is None:
+                    retry_at = time.monotonic() + RETRY_SECONDS
+            if conn is None:
+                if batch:
+                    self._count("failed", len(batch))
+                self._done(batch)
+                continue
+            try:
+                if batch:
+                    self._write(conn, batch)
+                    self._count("written", len(batch))
+                if time.monotonic() >= next_purge:
+                    self.purge(conn)
+                    next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+            except sqlite3.Error as exc:
+                self._failed(exc, "writing")
+                self._count("failed", len(batch))
+                conn.close()
+                conn, retry_at = None, time.monotonic() + RETRY_SECONDS
+            except Exception as exc:  # the writer outlives any row
+                log.exception("query log: unexpected error; %d rows not written", len(batch))
+                self._failed(exc, "writing")
+                self._count("failed", len(batch))
+            self._done(batch)
+        if conn is not None:
+            conn.close()
+
+    def _done(self, batch: list) -> None:
+        for _ in batch:
+            self._queue.task_done()
+
+    def _take_batch(self) -> list[tuple]:
+        """The rows to write next: waits up to ``flush_seconds`` for one, then gathers what comes within
+        ``gather_seconds`` more (one commit for many rows under load), at most ``batch_rows``."""
+        try:
+            batch = [self._queue.get(timeout=self.flush_seconds)]
+        except queue.Empty:
+            return []
+        if not self._stop.is_set():
+            time.sleep(self.gather_seconds)  # one wake-up per batch, not one per row
+        while len(batch) < self.batch_rows:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _open(self) -> sqlite3.Connection | None:
+        try:
+            return connect(self.path, create=True)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc, "opening")
+            return None
+
+    def _failed(self, exc: BaseException, doing: str) -> None:
+        message = f"{doing} {self.path.name}: {type(exc).__name__}: {exc}"
+        if message != self.last_error or time.time() - (self.last_error_at or 0) > 60:
+            log.error("query log: %s (searches go on; these rows are not kept)", message)
+        self.last_error, self.last_error_at = message, time.time()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
+        """Redact and write one batch in one transaction (the database work off the event loop under gevent)."""
+        searches, feedback = [], []
+        for n, item in enumerate(batch, start=1):
+            if n % 16 == 0:
+                time.sleep(0)  # under gevent, let the worker's requests run between rows
+            if item[0] == "search":
+                _, ts, request_id, query, outcome = item
+                text = redact(query)
+                results = [[r["faq_id"], round(float(r["score"]), 4)] for r in outcome["results"][:LOGGED_RESULTS]]
+                reason = (outcome.get("reason") or {}).get("code")
+                index_id = (outcome.get("index") or {}).get("id")
+                answered = int(bool(outcome["answered"]))
+                searches.append(
+                    (ts, request_id, text, query_key(text), index_id, answered, reason, json.dumps(results))
+                )
+            else:
+                feedback.append(item[1:])
+        _blocking(_commit, conn, searches, feedback)
+
+    def purge(self, conn: sqlite3.Connection | None = None, now: float | None = None) -> dict:
+        """Delete what is older than the retention; returns how many rows of each table went."""
+        cutoff = (now if now is not None else time.time()) - self.days * 86400
+        own = conn is None
+        conn = conn or connect(self.path, create=True)
+        try:
+            deleted = _blocking(_delete_before, conn, cutoff)
+        finally:
+            if own:
+                conn.close()
+        self.last_purge = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "deleted": deleted}
+        return deleted
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued row is written or failed (tests, shutdown); False if not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def status(self) -> dict:
+        """For ``/health``: on, what was written, dropped or failed, what is waiting, the last error."""
+        return {
+            "enabled": True,
+            "file": self.path.name,
+            "retention_days": self.days,
+            "pending": self._queue.qsize(),
+            **self.counts,
+            "state": "ok" if self.last_error is None or time.time() - self.last_error_at > 60 else "error",
+            "last_error": self.last_error,
+            "last_purge": self.last_purge,
+        }
+
+    # ---- reads (feedback, the review queue, gaps) ----
+
+    def searches_of_request(self, request_id: str) -> list[LoggedSearch]:
+        """The logged searches of one request id (several for a batch), newest first.
+
+        Raises:
+            sqlite3.Error: the database cannot be read.
+        """
+        conn = connect(self.path)
+        try:
+            rows = conn.execute(
+                "SELECT ts, request_id, query, query_key, index_id, answered, reason, results FROM searches "
+                "WHERE request_id = ? ORDER BY ts DESC LIMIT 64",
+                (request_id,),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [_logged(row) for row in rows]
+
+
+def _delete_before(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
+    return {
+        table: conn.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,)).rowcount  # noqa: S608
+        for table in ("searches", "feedback", "vectors")
+    }
+
+
+def _commit(conn: sqlite3.Connection, searches: list[tuple], feedback: list[tuple]) -> None:
+    """Insert the rows in one transaction (plain sqlite3 only: it may run in a native thread under gevent)."""
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(
+            "INSERT INTO searches (ts, request_id, query, query_key, index_id, answered, reason, results) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            searches,
+        )
+        conn.executemany(
+            "INSERT INTO feedback (ts, request_id, query_key, faq_id, helpful, index_id) VALUES (?, ?, ?, ?, ?, ?)",
+            feedback,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _blocking(function, *args):
+    """Call ``function`` so that it does not stop other requests: in a gevent worker, in the hub's pool of native
+    threads (SQLite releases the GIL while it writes, checkpoints and syncs the file); elsewhere, directly (the
+    writer is a thread of its own already)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is in requirements.txt
+        return function(*args)
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(function, args)
+
+
+def _logged(row: tuple) -> LoggedSearch:
+    ts, request_id, query, key, index_id, answered, reason, results = row
+    return LoggedSearch(
+        ts, request_id, query, key, index_id, bool(answered), reason, [(f, s) for f, s in json.loads(results)]
+    )
+
+
+@dataclass
+class QueryStats:
+    """One distinct query (by ``query_key``) over the log's window: how often asked, answered, found unhelpful."""
+
+    key: str
+    text: str  # its latest wording
+    asked: int
+    unanswered: int
+    not_helpful: int
+    helpful: int
+    first_seen: float
+    last_seen: float
+    reasons: dict[str, int]
+    shown: dict[str, int]  # the entry given first, and how often
+    not_helpful_entries: dict[str, int]
+
+
+def query_stats(path: str | os.PathLike, since: float, limit: int = 500) -> list[QueryStats]:
+    """The distinct queries asked since ``since`` that went unanswered or got a "not helpful", most asked first.
+
+    Raises:
+        sqlite3.Error: the database cannot be read.
+    """
+    conn = connect(path)
+    try:
+        flagged = conn.execute(
+            """
+            SELECT query_key FROM searches WHERE ts >= :since AND answered = 0
+            UNION SELECT query_key FROM feedback WHERE ts >= :since AND helpful = 0
+            """,
+            {"since": since},
+        ).fetchall()
+        keys = [k for (k,) in flagged]
+        stats: dict[str, QueryStats] = {}
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, ts, query, answered, reason, results in conn.execute(
+                f"SELECT query_key, ts, query, answered, reason, results FROM searches "  # noqa: S608
+                f"WHERE ts >= ? AND query_key IN ({marks}) ORDER BY ts",
+                (since, *chunk),
+            ):
+                s = stats.get(key)
+                if s is None:
+                    s = stats[key] = QueryStats(key, query, 0, 0, 0, 0, ts, ts, {}, {}, {})
+                s.text, s.last_seen = query, ts
+                s.asked += 1
+                if not answered:
+                    s.unanswered += 1
+                    s.reasons[reason or "unknown"] = s.reasons.get(reason or "unknown", 0) + 1
+                top = json.loads(results)
+                if top:
+                    s.shown[top[0][0]] = s.shown.get(top[0][0], 0) + 1
+            for key, faq_id, helpful in conn.execute(
+                f"SELECT query_key, faq_id, helpful FROM feedback WHERE ts >= ? AND query_key IN ({marks})",  # noqa: S608
+                (since, *chunk),
+            ):
+                s = stats.get(key)
+                if s is None:
+                    continue
+                if helpful:
+                    s.helpful += 1
+                else:
+                    s.not_helpful += 1
+                    s.not_helpful_entries[faq_id] = s.not_helpful_entries.get(faq_id, 0) + 1
+    finally:
+        conn.close()
+    ranked = sorted(stats.values(), key=lambda s: (-(s.unanswered + s.not_helpful), -s.asked, s.key))
+    return ranked[:limit]
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str, str]:
+    """The latest logged wording of each of these query keys asked since ``since`` (absent: not in the log).
+
+    Raises:
+        sqlite3.Error: the database cannot be read.
+    """
+    conn = connect(path)
+    try:
+        out: dict[str, str] = {}
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, query in conn.execute(
+                f"SELECT query_key, query FROM searches WHERE ts >= ? AND query_key IN ({marks}) ORDER BY ts",  # noqa: S608
+                (since, *chunk),
+            ):
+                out[key] = query
+        return out
+    finally:
+        conn.close()
+
+
+def cached_vectors(path: str | os.PathLike, keys: list[str], model: str) -> dict[str, bytes]:
+    """Vectors of redacted queries already computed for the review queue, by key."""
+    conn = connect(path)
+    try:
+        out = {}
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                conn.execute(
+                    f"SELECT query_key, vector FROM vectors WHERE model = ? AND query_key IN ({marks})",  # noqa: S608
+                    (model, *chunk),
+                ).fetchall()
+            )
+        return out
+    finally:
+        conn.close()
+
+
+def store_vectors(path: str | os.PathLike, rows: list[tuple[str, bytes]], model: str) -> None:
+    """Keep the vectors just computed (a later listing of the queue does not encode them again)."""
+    conn = connect(path)
+    try:
+        now = time.time()
+        conn.executemany(
+            "INSERT OR REPLACE INTO vectors (query_key, model, ts, vector) VALUES (?, ?, ?, ?)",
+            [(key, model, now, blob) for key, blob in rows],
+        )
+    finally:
+        conn.close()

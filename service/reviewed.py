@@ -1,0 +1,254 @@
+"""The reviewed file: what the FAQ owner decided about users' real questions, merged into the corpus at build time.
+
+It lives next to the corpus (``corpus/<name>.reviewed.jsonl`` for ``corpus/<name>.jsonl``), so the official corpus
+file is never rewritten. One JSON object per line, appended, never edited (every action is attributable and
+reversible)::
+
+    {"id": "r-…", "at": "2026-…Z", "by": "marie", "action": "attach", "faq_id": "gestionnaire",
+     "questions": ["…"], "query_keys": ["q…"], "index_id": "…", "note": null}
+    {"id": "r-…", "at": "…", "by": "marie", "action": "revert", "reverts": "r-…"}
+
+``attach`` adds the questions to the entry's ``alt_questions``; ``not_answered`` to its ``not_questions`` (known
+non-answers, which the answer decision refuses); ``dismiss`` takes queries out of the review queue and changes
+nothing in the index; ``revert`` cancels an earlier action. Actions apply in file order, so a later decision on the
+same question for the same entry replaces an earlier one. An action on an entry the corpus no longer has is skipped
+(and reported), never an error: the owner may delete an entry whatever was reviewed about it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .corpus import CorpusError, FaqEntry
+from .files import sha256_file
+
+#: What an action may do to the questions it names.
+ACTIONS = ("attach", "not_answered", "dismiss")
+#: Limits of one action (questions, characters of ``by`` and ``note``).
+MAX_QUESTIONS, MAX_BY_CHARS, MAX_NOTE_CHARS = 500, 100, 500
+
+
+def reviewed_path(corpus: str | os.PathLike) -> Path:
+    """The reviewed file of a corpus: ``<dir>/<stem>.reviewed.jsonl``."""
+    corpus = Path(corpus)
+    return corpus.with_name(corpus.stem + ".reviewed.jsonl")
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """One line of the reviewed file."""
+
+    id: str
+    at: str
+    by: str
+    action: str  # one of ACTIONS, or "revert"
+    faq_id: str | None = None
+    questions: tuple[str, ...] = ()
+    query_keys: tuple[str, ...] = ()
+    index_id: str | None = None
+    note: str | None = None
+    reverts: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON line (and the API's shape of an action)."""
+        out = {"id": self.id, "at": self.at, "by": self.by, "action": self.action}
+        if self.action == "revert":
+            out["reverts"] = self.reverts
+        else:
+            out.update(
+                faq_id=self.faq_id,
+                questions=list(self.questions),
+                query_keys=list(self.query_keys),
+                index_id=self.index_id,
+                note=self.note,
+            )
+        return out
+
+
+def new_action(action: str, by: str, **fields) -> ReviewAction:
+    """A new action with a fresh id and the current time."""
+    return ReviewAction(
+        id="r-" + secrets.token_hex(6),
+        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        by=by,
+        action=action,
+        **fields,
+    )
+
+
+def _parse(obj, path: Path, line: int) -> ReviewAction:
+    if not isinstance(obj, dict):
+        raise CorpusError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("action")
+    if kind not in (*ACTIONS, "revert"):
+        raise CorpusError(path, line, f"'action' must be one of {', '.join((*ACTIONS, 'revert'))}, not {kind!r}")
+    for name in ("id", "at", "by"):
+        if not isinstance(obj.get(name), str) or not obj[name].strip():
+            raise CorpusError(path, line, f"field '{name}' must be a non-empty string")
+    if kind == "revert":
+        if not isinstance(obj.get("reverts"), str):
+            raise CorpusError(path, line, "a revert needs 'reverts': the id of the action it cancels")
+        return ReviewAction(obj["id"], obj["at"], obj["by"], kind, reverts=obj["reverts"])
+    questions = obj.get("questions")
+    if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+        raise CorpusError(path, line, "'questions' must be a list of non-empty strings")
+    keys = obj.get("query_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise CorpusError(path, line, "'query_keys' must be a list of strings")
+    faq_id = obj.get("faq_id")
+    if kind != "dismiss" and not isinstance(faq_id, str):
+        raise CorpusError(path, line, f"a '{kind}' action needs 'faq_id'")
+    return ReviewAction(
+        obj["id"],
+        obj["at"],
+        obj["by"],
+        kind,
+        faq_id,
+        tuple(q.strip() for q in questions),
+        tuple(keys),
+        obj.get("index_id") if isinstance(obj.get("index_id"), str) else None,
+        obj.get("note") if isinstance(obj.get("note"), str) else None,
+    )
+
+
+def read_actions(path: str | os.PathLike) -> list[ReviewAction]:
+    """Every action of a reviewed file, in order (none when the file does not exist).
+
+    Raises:
+        CorpusError: a line is not JSON or not an action (file, line, reason).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CorpusError(path, None, f"cannot read the reviewed file: {exc.strerror or exc}") from exc
+    actions = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise CorpusError(path, number, f"invalid JSON: {exc}") from None
+        actions.append(_parse(obj, path, number))
+    return actions
+
+
+def active_actions(actions: list[ReviewAction]) -> list[ReviewAction]:
+    """The attach, not_answered and dismiss actions no later revert cancelled, in order."""
+    reverted = {a.reverts for a in actions if a.action == "revert"}
+    return [a for a in actions if a.action != "revert" and a.id not in reverted]
+
+
+def append_action(path: str | os.PathLike, action: ReviewAction) -> None:
+    """Append one action (under an exclusive lock, flushed to disk: two reviewers never interleave a line)."""
+    line = (json.dumps(action.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class MergeReport:
+    """What merging a reviewed file did (the manifest's ``corpus.reviewed``)."""
+
+    file: str | None = None
+    sha256: str | None = None
+    actions: int = 0
+    alt_questions: int = 0
+    not_questions: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "actions": self.actions,
+            "alt_questions": self.alt_questions,
+            "not_questions": self.not_questions,
+            "skipped": self.skipped[:20],
+        }
+
+
+def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple[list[FaqEntry], MergeReport]:
+    """The entries with the active actions' questions added as ``alt_questions`` or ``not_questions``.
+
+    A question already among the entry's own (its question or a corpus alt question) is never made a known
+    non-answer (the corpus wins; reported as skipped).
+    """
+    report = MergeReport()
+    by_id = {e.id: e for e in entries}
+    alts: dict[str, dict[str, str]] = {e.id: {} for e in entries}  # casefolded -> as written, added by review
+    nots: dict[str, dict[str, str]] = {e.id: {} for e in entries}
+    for action in active_actions(actions):
+        report.actions += 1
+        if action.action == "dismiss":
+            continue
+        entry = by_id.get(action.faq_id)
+        if entry is None:
+            report.skipped.append(f"{action.id}: no entry {action.faq_id!r} in the corpus")
+            continue
+        own = {q.casefold() for q in (entry.question, *entry.alt_questions)}
+        corpus_nots = {q.casefold() for q in entry.not_questions}
+        for question in action.questions:
+            folded = question.casefold()
+            if action.action == "attach":
+                nots[entry.id].pop(folded, None)
+                if folded not in own:
+                    alts[entry.id][folded] = question
+            elif folded in own:
+                report.skipped.append(f"{action.id}: {question[:80]!r} is one of {entry.id!r}'s own questions")
+            else:
+                alts[entry.id].pop(folded, None)
+                if folded not in corpus_nots:
+                    nots[entry.id][folded] = question
+    merged = []
+    for entry in entries:
+        added_alts, added_nots = list(alts[entry.id].values()), list(nots[entry.id].values())
+        if added_alts or added_nots:
+            removed_nots = set(alts[entry.id])  # attached: no longer a known non-answer, even one of the corpus
+            entry = replace(
+                entry,
+                alt_questions=(*entry.alt_questions, *added_alts),
+                not_questions=tuple([q for q in entry.not_questions if q.casefold() not in removed_nots] + added_nots),
+            )
+        report.alt_questions += len(added_alts)
+        report.not_questions += len(added_nots)
+        merged.append(entry)
+    return merged, report
+
+
+def apply_reviewed(entries: list[FaqEntry], corpus: str | os.PathLike) -> tuple[list[FaqEntry], MergeReport]:
+    """Merge the corpus's reviewed file, if it has one, into its entries (what a build indexes).
+
+    Raises:
+        CorpusError: the reviewed file is unreadable or has a bad line.
+    """
+    path = reviewed_path(corpus)
+    actions = read_actions(path)
+    merged, report = merge_actions(entries, actions)
+    if path.exists():
+        report.file, report.sha256 = path.name, sha256_file(path)
+    return merged, report
+
+
+def reviewed_keys(actions: list[ReviewAction], kinds: tuple[str, ...] = ACTIONS) -> dict[str, ReviewAction]:
+    """The query keys that active actions of these kinds decided, each with its (latest) action."""
+    out = {}
+    for action in active_actions(actions):
+        if action.action in kinds:
+            for key in action.query_keys:
+                out[key] = action
+    return out

@@ -1,0 +1,516 @@
+"""Learning from real questions (docs/learning.md): the query log and its redaction, feedback, the review queue
+grouped by meaning and its actions (the reviewed file, merged at build), the FAQ's gaps. Fast tier: the fake
+embedder; the whole loop with the real model and a real rebuild is in test_learning_loop.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from conftest import MINI_CORPUS, assert_error
+
+from service.corpus import load_corpus
+from service.http.app import create_app
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.learning.grouping import group_by_meaning
+from service.learning.querylog import QueryLog
+from service.learning.redaction import query_key, redact
+from service.reviewed import merge_actions, new_action, read_actions, reviewed_path
+from service.search.engine import SearchEngine
+
+TOKEN = "admin-secret"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+UNANSWERABLE = "xylophone quantique interstellaire"
+
+
+class RecordingRebuilder:
+    """Stands in for the rebuild (a child process running the real build): records what was asked."""
+
+    def __init__(self):
+        self.requests = []
+
+    def request(self, action_id):
+        self.requests.append(action_id)
+        return {"state": "running", "action": action_id}
+
+    def status(self):
+        return None
+
+
+@pytest.fixture
+def learning(tmp_path, fake_embedder):
+    """An app with a query log and the admin token over the mini corpus (copied: the reviewed file goes beside it)."""
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_bytes(MINI_CORPUS.read_bytes())
+    index = tmp_path / "index"
+    build_index(corpus, index, fake_embedder, show_progress=False)
+    app = create_app(
+        {"TESTING": True, "FAQ_QUERY_LOG": str(tmp_path / "log.db"), "FAQ_ADMIN_TOKEN": TOKEN,
+         "FAQ_CORPUS": str(corpus), "FAQ_INDEX": str(index)},
+        engine=SearchEngine(fake_embedder, load_index(index)),
+    )  # fmt: skip
+    app.extensions["faq_rebuilder"] = RecordingRebuilder()
+    yield app, app.test_client(), tmp_path
+    app.extensions["faq_query_log"].close()
+
+
+def _search(client, query, **extra):
+    r = client.post("/search", json={"query": query, **extra})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def _flush(app):
+    assert app.extensions["faq_query_log"].flush(5)
+
+
+def _rows(path, table="searches"):
+    conn = sqlite3.connect(path)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]  # noqa: S608
+    finally:
+        conn.close()
+
+
+# ---- redaction ----
+
+PERSONAL = [
+    ("mon mail jean.dupont@example.fr ne passe pas", "jean.dupont@example.fr", "<email>"),
+    ("appelez moi au 06 12 34 56 78 svp", "06 12 34 56 78", "<phone>"),
+    ("tel +33 1 23 45 67 89", "+33 1 23 45 67 89", "<phone>"),
+    ("numero 0612345678", "0612345678", "<phone>"),
+    ("iban FR76 3000 6000 0112 3456 7890 189 refuse", "FR76 3000 6000 0112 3456 7890 189", "<iban>"),
+    ("rib FR7630006000011234567890189", "FR7630006000011234567890189", "<iban>"),
+    ("mon siret 123 456 789 00012 est refuse", "123 456 789 00012", "<number>"),
+    ("facture 2024-000123 rejetee", "2024-000123", "<number>"),
+    ("call +44 20 7946 0958 please", "+44 20 7946 0958", "<phone>"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "placeholder"), PERSONAL)
+def test_redaction_replaces_personal_details(text, secret, placeholder):
+    out = redact(text)
+    assert secret not in out and placeholder in out
+    assert not re.search(r"\d{6}", out)
+
+
+@pytest.mark.parametrize("text", ["comment deposer une facture en 2024", "le 12/03 a 14h", "2 factures de 150 euros"])
+def test_redaction_keeps_ordinary_words_and_short_numbers(text):
+    assert redact(text) == text
+
+
+def test_query_keys_ignore_case_spacing_and_end_punctuation():
+    assert query_key("Comment créer  mon compte ?") == query_key("comment créer mon compte")
+    assert query_key("créer un compte") != query_key("supprimer un compte")
+
+
+# ---- the log ----
+
+
+def test_the_log_stores_redacted_searches_and_never_a_personal_detail(learning):
+    app, client, tmp = learning
+    for text, _, _ in PERSONAL:
+        _search(client, text)
+    batch = client.post("/search/batch", json={"queries": ["mot de passe oublié", "jean@x.org créer compte"]})
+    assert batch.status_code == 200
+    _flush(app)
+    rows = _rows(tmp / "log.db")
+    assert len(rows) == len(PERSONAL) + 2
+    assert {r["request_id"] for r in rows[-2:]} == {batch.get_json()["request_id"]}, "a batch's searches share its id"
+    row = rows[0]
+    assert row["query"] == "mon mail <email> ne passe pas" and row["query_key"] == query_key(row["query"])
+    assert row["index_id"] and json.loads(row["results"])[0][0] in {"compte", "activation", "gestionnaire", "factures"}
+    # Nothing personal anywhere in the database file: every stored byte is scanned, not only the query column.
+    raw = b"".join(p.read_bytes() for p in tmp.glob("log.db*")).decode("utf-8", "ignore")
+    for _, secret, _ in PERSONAL:
+        assert secret not in raw
+    assert "jean@x.org" not in raw and not re.search(r"\d{6}", "".join(r["query"] for r in rows))
+
+
+def test_without_a_log_nothing_is_written_and_feedback_and_review_are_off(tmp_path, engine, monkeypatch):
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    app = create_app({"TESTING": True, "FAQ_ADMIN_TOKEN": TOKEN}, engine=engine)
+    client = app.test_client()
+    body = _search(client, "mot de passe")
+    assert app.extensions["faq_query_log"] is None
+    assert client.get("/health").get_json()["query_log"] == {"enabled": False}
+    assert_error(
+        client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": True}),
+        403, "feedback_disabled",
+    )  # fmt: skip
+    assert_error(client.get("/admin/review", headers=ADMIN), 403, "query_log_disabled")
+    assert_error(client.get("/admin/gaps", headers=ADMIN), 403, "query_log_disabled")
+    assert list(workdir.iterdir()) == [], "no file written in the working directory"
+    assert not any(p.suffix == ".db" for p in tmp_path.rglob("*")), "no database anywhere"
+
+
+def test_retention_deletes_old_rows(learning):
+    app, client, tmp = learning
+    _search(client, "mot de passe")
+    _flush(app)
+    log = app.extensions["faq_query_log"]
+    conn = sqlite3.connect(tmp / "log.db")
+    old = time.time() - 31 * 86400
+    conn.execute(
+        "INSERT INTO searches (ts, request_id, query, query_key, index_id, answered, reason, results) "
+        "VALUES (?, 'old', 'vieille question', 'qold', 'x', 0, 'no_close_entry', '[]')",
+        (old,),
+    )
+    conn.execute(
+        "INSERT INTO feedback (ts, request_id, query_key, faq_id, helpful) VALUES (?, 'old', 'qold', 'x', 0)", (old,)
+    )
+    conn.commit()
+    conn.close()
+    assert log.purge() == {"searches": 1, "feedback": 1, "vectors": 0}
+    assert [r["request_id"] for r in _rows(tmp / "log.db")] != ["old"] and len(_rows(tmp / "log.db")) == 1
+    assert client.get("/health").get_json()["query_log"]["last_purge"]["deleted"]["searches"] == 1
+
+
+def test_retention_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="FAQ_QUERY_LOG_DAYS"):
+        QueryLog(tmp_path / "x.db", days=0)
+
+
+def test_a_corrupted_database_never_fails_a_search_and_shows_in_health(tmp_path, engine):
+    bad = tmp_path / "log.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    app = create_app({"TESTING": True, "FAQ_QUERY_LOG": str(bad)}, engine=engine)
+    client = app.test_client()
+    try:
+        body = _search(client, "mot de passe")
+        _flush(app)
+        status = client.get("/health").get_json()["query_log"]
+        assert status["state"] == "error" and "not a database" in status["last_error"]
+        assert status["failed"] >= 1 and status["written"] == 0
+        assert str(tmp_path) not in json.dumps(status), "no host path in /health"
+        assert_error(
+            client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": True}),
+            503, "query_log_unavailable",
+        )  # fmt: skip
+        assert bad.read_bytes().startswith(b"this is not a database"), "the file is left as it was"
+    finally:
+        app.extensions["faq_query_log"].close()
+
+
+def test_a_full_queue_drops_rows_instead_of_waiting(tmp_path):
+    log = QueryLog(tmp_path / "log.db", queue_rows=2, flush_seconds=5)
+    log._thread = object()  # no writer: the queue only fills
+    outcome = {"results": [], "answered": False, "reason": None, "index": {"id": "i"}}
+    started = time.perf_counter()
+    for i in range(5):
+        log.record(str(i), "question", outcome)
+    assert time.perf_counter() - started < 1
+    assert log.counts["dropped"] == 3
+
+
+def test_no_query_text_in_metrics(learning):
+    app, client, _ = learning
+    _search(client, "question secrete zorglub")
+    _flush(app)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "zorglub" not in metrics
+    assert re.search(r'faq_query_log_rows_total\{outcome="written"\} [1-9]', metrics)
+
+
+# ---- feedback ----
+
+
+def test_feedback_is_recorded_for_the_search_that_returned_the_entry(learning):
+    app, client, tmp = learning
+    body = _search(client, "mot de passe oublié")
+    r = client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": False})
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json() == {
+        "status": "recorded",
+        "request_id": body["request_id"],
+        "faq_id": "compte",
+        "helpful": False,
+    }
+    _flush(app)
+    (row,) = _rows(tmp / "log.db", "feedback")
+    assert (row["faq_id"], row["helpful"], row["query_key"]) == ("compte", 0, query_key("mot de passe oublié"))
+
+
+BAD_FEEDBACK = [
+    ({"faq_id": "compte", "helpful": True}, 400, "missing_field"),
+    ({"request_id": "abc", "helpful": True}, 400, "missing_field"),
+    ({"request_id": "abc", "faq_id": "compte"}, 400, "missing_field"),
+    ({"request_id": "abc", "faq_id": "compte", "helpful": "yes"}, 400, "invalid_type"),
+    ({"request_id": 5, "faq_id": "compte", "helpful": True}, 400, "invalid_type"),
+    ({"request_id": "a b/c", "faq_id": "compte", "helpful": True}, 400, "invalid_request"),
+    ({"request_id": "abc", "faq_id": "compte", "helpful": True, "extra": 1}, 400, "unknown_field"),
+    ([], 400, "invalid_body"),
+    ({"request_id": "abc", "faq_id": "nope", "helpful": True}, 404, "unknown_entry"),
+    ({"request_id": "never-seen", "faq_id": "compte", "helpful": True}, 404, "unknown_request"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code"), BAD_FEEDBACK)
+def test_bad_feedback_gets_a_clear_error(learning, body, status, code):
+    _, client, _ = learning
+    assert_error(client.post("/feedback", json=body), status, code)
+
+
+def test_feedback_needs_json_and_the_api_key_when_keys_are_set(learning):
+    app, client, _ = learning
+    assert_error(client.post("/feedback", data="x", content_type="text/plain"), 415, "unsupported_media_type")
+    app.config["FAQ_API_KEYS"] = "k1"
+    assert_error(
+        client.post("/feedback", json={"request_id": "a", "faq_id": "compte", "helpful": True}), 401, "unauthorized"
+    )
+
+
+# ---- the review queue ----
+
+
+def _queue(client, **params):
+    r = client.get("/admin/review", headers=ADMIN, query_string=params)
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def _flagged(app, client):
+    """Unanswered searches (two wordings of one need, one of them three times) and one marked not helpful."""
+    for q in (UNANSWERABLE, UNANSWERABLE.upper() + " ?", "interstellaire quantique xylophone", UNANSWERABLE):
+        assert _search(client, q)["answered"] is False
+    body = _search(client, "mot de passe oublié", min_score=0.0)  # answered (the fake embedder's scores are low)
+    assert body["answered"] is True
+    assert (
+        client.post(
+            "/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": False}
+        ).status_code
+        == 201
+    )
+    assert _search(client, "comment créer mon compte", min_score=0.0)["answered"]  # nobody complained: not queued
+    _flush(app)
+
+
+def test_the_queue_groups_flagged_queries_by_meaning(learning):
+    app, client, _ = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    assert queue["index_id"] == app.extensions["faq_engine"].index.index_id
+    first, second = queue["groups"]
+    assert (first["queries"], first["asked"], first["unanswered"]) == (2, 4, 4), "same words: one need"
+    assert first["examples"][0]["asked"] == 3 and first["reasons"] == {"no_close_entry": 4}
+    assert (second["asked"], second["unanswered"], second["not_helpful"]) == (1, 0, 1)
+    assert second["not_helpful_entries"] == {"compte": 1} and second["shown"] == {"compte": 1}
+    assert second["suggested"][0]["faq_id"] in {"compte", "activation", "gestionnaire", "factures"}
+    assert first["first_seen"] <= first["last_seen"] and len(first["query_keys"]) == 2
+    assert _queue(client, limit=1)["groups"] == [first]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"days": "x"}, "invalid_type"),
+        ({"days": "-1"}, "out_of_range"),
+        ({"limit": "0"}, "out_of_range"),
+        ({"days": "nan"}, "out_of_range"),
+    ],
+)
+def test_bad_queue_parameters(learning, params, code):
+    _, client, _ = learning
+    assert_error(client.get("/admin/review", headers=ADMIN, query_string=params), 400, code)
+
+
+def test_review_needs_the_admin_token(learning):
+    _, client, _ = learning
+    assert_error(client.get("/admin/review"), 401, "unauthorized")
+    assert_error(client.post("/admin/review/actions", json={}), 401, "unauthorized")
+    assert_error(client.get("/admin/gaps", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+
+
+def _act(client, **body):
+    return client.post("/admin/review/actions", headers=ADMIN, json=body)
+
+
+def test_attach_writes_the_reviewed_file_and_asks_for_a_rebuild(learning):
+    app, client, tmp = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    group = queue["groups"][0]
+    official = (tmp / "faq.jsonl").read_bytes()
+    r = _act(
+        client, action="attach", faq_id="compte", query_keys=group["query_keys"], index_id=queue["index_id"], by="marie"
+    )
+    assert r.status_code == 201, r.get_json()
+    action = r.get_json()["action"]
+    assert (
+        action["by"] == "marie"
+        and action["faq_id"] == "compte"
+        and sorted(action["query_keys"]) == sorted(group["query_keys"])
+    )
+    assert app.extensions["faq_rebuilder"].requests == [action["id"]]
+    assert (tmp / "faq.jsonl").read_bytes() == official, "the official corpus is never rewritten"
+    (line,) = read_actions(tmp / "faq.reviewed.jsonl")
+    assert line.id == action["id"] and set(line.questions) == {e["text"] for e in group["examples"]}
+    assert len(_queue(client)["groups"]) == 1, "a reviewed group leaves the queue"
+    again = _act(client, action="dismiss", query_keys=group["query_keys"][:1], index_id=queue["index_id"])
+    assert_error(again, 409, "already_reviewed")
+
+
+def test_review_actions_are_refused_with_their_reason(learning):
+    app, client, _ = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    keys = queue["groups"][0]["query_keys"]
+    index_id = queue["index_id"]
+    assert_error(_act(client, action="attach", faq_id="compte", query_keys=keys, index_id="older"), 409, "stale_review")
+    assert_error(_act(client, action="attach", faq_id="nope", query_keys=keys, index_id=index_id), 404, "unknown_entry")
+    assert_error(
+        _act(client, action="attach", faq_id="compte", query_keys=["qnever"], index_id=index_id), 404, "unknown_query"
+    )
+    assert_error(_act(client, action="attach", query_keys=keys, index_id=index_id), 400, "missing_field")
+    assert_error(_act(client, action="merge", faq_id="compte", query_keys=keys, index_id=index_id), 400, "invalid_type")
+    assert_error(_act(client, action="dismiss", query_keys=[], index_id=index_id), 400, "out_of_range")
+    assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, by=""), 400, "out_of_range")
+    assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, who="x"), 400, "unknown_field")
+    broken = client.post("/admin/review/actions", headers=ADMIN, data="{", content_type="application/json")
+    assert_error(broken, 400, "invalid_json")
+    assert app.extensions["faq_rebuilder"].requests == []
+    assert not reviewed_path(app.config["FAQ_CORPUS"]).exists(), "nothing written for a refused action"
+
+
+def test_an_entry_own_question_cannot_be_its_known_non_answer(learning):
+    app, client, _ = learning
+    _search(client, "Comment créer mon compte ?")
+    body = _search(client, "Comment créer mon compte ?")
+    client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": False})
+    _flush(app)
+    queue = _queue(client)
+    keys = queue["groups"][0]["query_keys"]
+    refused = _act(client, action="not_answered", faq_id="compte", query_keys=keys, index_id=queue["index_id"])
+    err = assert_error(refused, 409, "review_conflict")
+    assert "own questions" in err["message"]
+
+
+def test_dismiss_then_revert_and_the_history(learning):
+    app, client, _ = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    keys = queue["groups"][0]["query_keys"]
+    r = _act(client, action="dismiss", query_keys=keys, index_id=queue["index_id"], note="spam")
+    assert r.status_code == 201 and r.get_json()["rebuild"] is None, "a dismissal changes nothing in the index"
+    action_id = r.get_json()["action"]["id"]
+    assert len(_queue(client)["groups"]) == 1
+    undo = client.post(f"/admin/review/actions/{action_id}/revert", headers=ADMIN, json={"by": "paul"})
+    assert undo.status_code == 201 and undo.get_json()["action"]["reverts"] == action_id
+    assert len(_queue(client)["groups"]) == 2, "reverted: back in the queue"
+    history = client.get("/admin/review/actions", headers=ADMIN).get_json()["actions"]
+    assert [a["action"] for a in history] == ["revert", "dismiss"] and history[1]["reverted_by"] == history[0]["id"]
+    assert_error(client.post(f"/admin/review/actions/{action_id}/revert", headers=ADMIN), 409, "already_reverted")
+    assert_error(client.post("/admin/review/actions/r-nope/revert", headers=ADMIN), 404, "unknown_action")
+    assert app.extensions["faq_rebuilder"].requests == []
+
+
+def test_a_damaged_reviewed_file_is_a_clear_error(learning):
+    app, client, tmp = learning
+    (tmp / "faq.reviewed.jsonl").write_text('{"action": "explode"}\n')
+    err = assert_error(client.get("/admin/review", headers=ADMIN), 500, "reviewed_file_invalid")
+    assert str(tmp) not in err["message"]
+
+
+# ---- gaps ----
+
+
+def test_gaps_rank_unanswered_groups_by_how_often_asked(learning, monkeypatch, capsys):
+    app, client, tmp = learning
+    _flagged(app, client)
+    for _ in range(5):
+        _search(client, "hippopotame gastronomique")
+    _flush(app)
+    gaps = client.get("/admin/gaps", headers=ADMIN).get_json()
+    assert [g["asked"] for g in gaps["gaps"]][:2] == [5, 4]
+    assert gaps["gaps"][0]["examples"][0]["text"] == "hippopotame gastronomique"
+
+    from service.cli import gaps as gaps_cli
+
+    monkeypatch.setattr(gaps_cli, "load_engine", lambda config: app.extensions["faq_engine"])
+    assert gaps_cli.main(["--log", str(tmp / "log.db"), "--corpus", str(tmp / "faq.jsonl"), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0]["example"] == "hippopotame gastronomique" and rows[0]["asked"] == "5" and rows[0]["rank"] == "1"
+    assert gaps_cli.main(["--log", str(tmp / "missing.db")]) == 1
+
+
+# ---- the reviewed file, merged at build ----
+
+
+def test_merge_adds_alt_and_not_questions_and_later_decisions_win():
+    entries = load_corpus(MINI_CORPUS)
+    attach = new_action("attach", "a", faq_id="compte", questions=("ouvrir un espace",))
+    deny = new_action("not_answered", "a", faq_id="compte", questions=("fermer mon compte",))
+    gone = new_action("attach", "a", faq_id="deleted-entry", questions=("x",))
+    own = new_action("not_answered", "a", faq_id="compte", questions=("Comment créer mon compte ?",))
+    merged, report = merge_actions(entries, [attach, deny, gone, own])
+    compte = next(e for e in merged if e.id == "compte")
+    assert "ouvrir un espace" in compte.alt_questions and "fermer mon compte" in compte.not_questions
+    assert (report.actions, report.alt_questions, report.not_questions, len(report.skipped)) == (4, 1, 1, 2)
+    flip = new_action("attach", "a", faq_id="compte", questions=("FERMER mon compte",))
+    merged, _ = merge_actions(entries, [deny, flip])
+    compte = next(e for e in merged if e.id == "compte")
+    assert "FERMER mon compte" in compte.alt_questions and not compte.not_questions, "the later decision wins"
+    undo = new_action("revert", "b", reverts=attach.id)
+    merged, report = merge_actions(entries, [attach, undo])
+    assert (
+        next(e for e in merged if e.id == "compte").alt_questions
+        == next(e for e in entries if e.id == "compte").alt_questions
+    )
+
+
+def test_a_build_merges_the_reviewed_file(tmp_path, fake_embedder):
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_bytes(MINI_CORPUS.read_bytes())
+    from service.reviewed import append_action
+
+    append_action(
+        reviewed_path(corpus), new_action("attach", "marie", faq_id="compte", questions=("ouvrir un espace",))
+    )
+    append_action(
+        reviewed_path(corpus),
+        new_action("not_answered", "marie", faq_id="compte", questions=("comment créer mon compte pro",)),
+    )
+    manifest = build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
+    reviewed = manifest["corpus"]["reviewed"]
+    assert (reviewed["file"], reviewed["actions"], reviewed["alt_questions"], reviewed["not_questions"]) == (
+        "faq.reviewed.jsonl", 2, 1, 1,
+    )  # fmt: skip
+    engine = SearchEngine(fake_embedder, load_index(tmp_path / "index"))
+    assert "ouvrir un espace" in engine.entry("compte")["alt_questions"]
+    out = engine.search("comment créer mon compte pro", min_score=0.0)
+    assert out.answered is False and out.reason["code"] == "known_non_answer"
+    assert engine.search("comment créer mon compte", min_score=0.0).answered
+    assert engine.search("ouvrir un espace").results[0].faq_id == "compte"
+
+
+def test_a_bad_reviewed_line_names_the_file_and_line(tmp_path):
+    path = tmp_path / "x.reviewed.jsonl"
+    path.write_text(
+        '{"id": "r-1", "at": "t", "by": "a", "action": "attach", "faq_id": "x", "questions": ["q"]}\nnot json\n'
+    )
+    with pytest.raises(Exception, match=r"x\.reviewed\.jsonl:2"):
+        read_actions(path)
+
+
+# ---- grouping ----
+
+
+def test_grouping_finds_seeded_clusters():
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((6, 64))
+    labels = np.repeat(np.arange(6), 8)
+    points = centres[labels] + 0.05 * rng.standard_normal((48, 64))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    groups = group_by_meaning(points.astype(np.float32))
+    assert sorted(sorted(labels[g].tolist()) for g in groups) == sorted([[k] * 8 for k in range(6)])
+    assert group_by_meaning(np.empty((0, 64), np.float32)) == [] and group_by_meaning(points[:1]) == [[0]]
