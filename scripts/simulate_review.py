@@ -1,7 +1,7 @@
 """What the review queue is worth, simulated on covid_quebec_fr: approved alternative questions and known
 non-answers as approvals accumulate (k = 0, 1, 2, 4, 8 per answer); prints two tables and writes them to --out.
 
-The functions live in ``service/evaluation/learning.py`` (docs/learning.md explains the protocol). About ten minutes
+The functions live in ``service/evaluation/learning.py`` (docs/learning.md explains the protocol). About a minute
 on two cores. Usage: ``python scripts/simulate_review.py [--data ../shared/data] [--out review_simulation.json]``.
 """
 

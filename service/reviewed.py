@@ -17,11 +17,13 @@ same question for the same entry replaces an earlier one. An action on an entry 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,6 +34,12 @@ from .files import sha256_file
 ACTIONS = ("attach", "not_answered", "dismiss")
 #: Limits of one action (questions, characters of ``by`` and ``note``).
 MAX_QUESTIONS, MAX_BY_CHARS, MAX_NOTE_CHARS = 500, 100, 500
+
+
+def fold(text: str) -> str:
+    """How two wordings are the same question here: case, accents, spacing and end punctuation aside."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).split()).strip(" ?!.;:,")
 
 
 def reviewed_path(corpus: str | os.PathLike) -> Path:
@@ -148,6 +156,18 @@ def active_actions(actions: list[ReviewAction]) -> list[ReviewAction]:
     return [a for a in actions if a.action != "revert" and a.id not in reverted]
 
 
+@contextlib.contextmanager
+def decisions_lock(path: str | os.PathLike):
+    """Hold the reviewed file's lock (a ``.lock`` file beside it) while reading, checking and appending, so that two
+    reviewers (two workers) never both decide the same queries from the same reading."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def append_action(path: str | os.PathLike, action: ReviewAction) -> None:
     """Append one action (under an exclusive lock, flushed to disk: two reviewers never interleave a line)."""
     line = (json.dumps(action.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
@@ -185,12 +205,12 @@ class MergeReport:
 def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple[list[FaqEntry], MergeReport]:
     """The entries with the active actions' questions added as ``alt_questions`` or ``not_questions``.
 
-    A question already among the entry's own (its question or a corpus alt question) is never made a known
-    non-answer (the corpus wins; reported as skipped).
+    A question already among the entry's own (its question or a corpus alt question, compared with ``fold``) is
+    never made a known non-answer (the corpus wins; reported as skipped).
     """
     report = MergeReport()
     by_id = {e.id: e for e in entries}
-    alts: dict[str, dict[str, str]] = {e.id: {} for e in entries}  # casefolded -> as written, added by review
+    alts: dict[str, dict[str, str]] = {e.id: {} for e in entries}  # folded -> as written, added by review
     nots: dict[str, dict[str, str]] = {e.id: {} for e in entries}
     for action in active_actions(actions):
         report.actions += 1
@@ -200,10 +220,10 @@ def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple
         if entry is None:
             report.skipped.append(f"{action.id}: no entry {action.faq_id!r} in the corpus")
             continue
-        own = {q.casefold() for q in (entry.question, *entry.alt_questions)}
-        corpus_nots = {q.casefold() for q in entry.not_questions}
+        own = {fold(q) for q in (entry.question, *entry.alt_questions)}
+        corpus_nots = {fold(q) for q in entry.not_questions}
         for question in action.questions:
-            folded = question.casefold()
+            folded = fold(question)
             if action.action == "attach":
                 nots[entry.id].pop(folded, None)
                 if folded not in own:
@@ -222,7 +242,7 @@ def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple
             entry = replace(
                 entry,
                 alt_questions=(*entry.alt_questions, *added_alts),
-                not_questions=tuple([q for q in entry.not_questions if q.casefold() not in removed_nots] + added_nots),
+                not_questions=tuple([q for q in entry.not_questions if fold(q) not in removed_nots] + added_nots),
             )
         report.alt_questions += len(added_alts)
         report.not_questions += len(added_nots)

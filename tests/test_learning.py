@@ -172,7 +172,8 @@ def test_retention_deletes_old_rows(learning):
     conn.commit()
     conn.close()
     assert log.purge() == {"searches": 1, "feedback": 1, "vectors": 0}
-    assert [r["request_id"] for r in _rows(tmp / "log.db")] != ["old"] and len(_rows(tmp / "log.db")) == 1
+    assert [r["query"] for r in _rows(tmp / "log.db")] == ["mot de passe"], "the old row went, the new one stayed"
+    assert _rows(tmp / "log.db", "feedback") == []
     assert client.get("/health").get_json()["query_log"]["last_purge"]["deleted"]["searches"] == 1
 
 
@@ -206,11 +207,13 @@ def test_a_full_queue_drops_rows_instead_of_waiting(tmp_path):
     log = QueryLog(tmp_path / "log.db", queue_rows=2, flush_seconds=5)
     log._thread = object()  # no writer: the queue only fills
     outcome = {"results": [], "answered": False, "reason": None, "index": {"id": "i"}}
-    started = time.perf_counter()
     for i in range(5):
         log.record(str(i), "question", outcome)
-    assert time.perf_counter() - started < 1
-    assert log.counts["dropped"] == 3
+    assert log.counts["dropped"] == 3 and log._queue.qsize() == 2
+    log._thread = None
+    log.close()
+    log.record("late", "question", outcome)
+    assert log.counts["dropped"] == 4, "a closed log takes nothing more"
 
 
 def test_no_query_text_in_metrics(learning):
@@ -250,7 +253,6 @@ BAD_FEEDBACK = [
     ({"request_id": "a b/c", "faq_id": "compte", "helpful": True}, 400, "invalid_request"),
     ({"request_id": "abc", "faq_id": "compte", "helpful": True, "extra": 1}, 400, "unknown_field"),
     ([], 400, "invalid_body"),
-    ({"request_id": "abc", "faq_id": "nope", "helpful": True}, 404, "unknown_entry"),
     ({"request_id": "never-seen", "faq_id": "compte", "helpful": True}, 404, "unknown_request"),
 ]
 
@@ -259,6 +261,26 @@ BAD_FEEDBACK = [
 def test_bad_feedback_gets_a_clear_error(learning, body, status, code):
     _, client, _ = learning
     assert_error(client.post("/feedback", json=body), status, code)
+
+
+def test_feedback_judges_only_what_the_search_returned_and_the_latest_judgement_counts(learning):
+    app, client, _ = learning
+    body = _search(client, "mot de passe oublié", min_score=0.0, top_k=1)
+    shown = body["results"][0]["faq_id"]
+    for faq_id in ("nope", next(i for i in ("compte", "activation", "gestionnaire", "factures") if i != shown)):
+        if faq_id != "nope" and faq_id in {r[0] for r in _logged_results(app, body["request_id"])}:
+            continue  # the log keeps the first five: an entry the user did not see may still be one of them
+        r = client.post("/feedback", json={"request_id": body["request_id"], "faq_id": faq_id, "helpful": False})
+        assert_error(r, 404, "unknown_entry")
+    for helpful in (False, True):  # "non" clicked by mistake, then "oui"
+        r = client.post("/feedback", json={"request_id": body["request_id"], "faq_id": shown, "helpful": helpful})
+        assert r.status_code == 201
+    _flush(app)
+    assert all(g["not_helpful"] == 0 for g in _queue(client)["groups"]), "the latest judgement replaces the first"
+
+
+def _logged_results(app, request_id):
+    return [tuple(r) for s in app.extensions["faq_query_log"].searches_of_request(request_id) for r in s.results]
 
 
 def test_feedback_needs_json_and_the_api_key_when_keys_are_set(learning):
@@ -372,7 +394,9 @@ def test_review_actions_are_refused_with_their_reason(learning):
         _act(client, action="attach", faq_id="compte", query_keys=["qnever"], index_id=index_id), 404, "unknown_query"
     )
     assert_error(_act(client, action="attach", query_keys=keys, index_id=index_id), 400, "missing_field")
-    assert_error(_act(client, action="merge", faq_id="compte", query_keys=keys, index_id=index_id), 400, "invalid_type")
+    assert_error(
+        _act(client, action="merge", faq_id="compte", query_keys=keys, index_id=index_id), 400, "invalid_request"
+    )
     assert_error(_act(client, action="dismiss", query_keys=[], index_id=index_id), 400, "out_of_range")
     assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, by=""), 400, "out_of_range")
     assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, who="x"), 400, "unknown_field")
@@ -382,10 +406,22 @@ def test_review_actions_are_refused_with_their_reason(learning):
     assert not reviewed_path(app.config["FAQ_CORPUS"]).exists(), "nothing written for a refused action"
 
 
-def test_an_entry_own_question_cannot_be_its_known_non_answer(learning):
+def test_no_decision_while_faq_corpus_is_not_the_served_index_corpus(learning):
+    app, client, tmp = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    app.config["FAQ_CORPUS"] = str(tmp / "other.jsonl")
+    refused = _act(client, action="dismiss", query_keys=queue["groups"][0]["query_keys"], index_id=queue["index_id"])
+    err = assert_error(refused, 409, "corpus_mismatch")
+    assert "faq.jsonl" in err["message"] and str(tmp) not in err["message"]
+    assert not (tmp / "other.reviewed.jsonl").exists()
+
+
+@pytest.mark.parametrize("wording", ["Comment créer mon compte ?", "comment creer  mon compte"])
+def test_an_entry_own_question_cannot_be_its_known_non_answer(learning, wording):
     app, client, _ = learning
-    _search(client, "Comment créer mon compte ?")
-    body = _search(client, "Comment créer mon compte ?")
+    _search(client, wording)
+    body = _search(client, wording)
     client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": False})
     _flush(app)
     queue = _queue(client)
@@ -514,3 +550,175 @@ def test_grouping_finds_seeded_clusters():
     groups = group_by_meaning(points.astype(np.float32))
     assert sorted(sorted(labels[g].tolist()) for g in groups) == sorted([[k] * 8 for k in range(6)])
     assert group_by_meaning(np.empty((0, 64), np.float32)) == [] and group_by_meaning(points[:1]) == [[0]]
+
+
+# ---- decisions under contention, the queue's limits, what the queue leaves out ----
+
+
+def test_two_reviewers_deciding_the_same_queries_at_once_get_one_decision(learning):
+    import threading
+
+    app, client, tmp = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    keys = queue["groups"][0]["query_keys"]
+    statuses = []
+
+    def decide(by):
+        with app.test_client() as own:
+            statuses.append(
+                own.post(
+                    "/admin/review/actions",
+                    headers=ADMIN,
+                    json={"action": "dismiss", "query_keys": keys, "index_id": queue["index_id"], "by": by},
+                ).status_code
+            )
+
+    threads = [threading.Thread(target=decide, args=(f"reviewer-{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert len(read_actions(tmp / "faq.reviewed.jsonl")) == 1
+
+
+def test_reviewed_queries_never_crowd_out_the_rest_of_the_queue(learning, monkeypatch):
+    from service.learning import review
+
+    app, client, _ = learning
+    _flagged(app, client)
+    monkeypatch.setattr(review, "MAX_QUERIES", 2)  # the two most flagged distinct queries
+    queue = _queue(client)
+    first = queue["groups"][0]
+    assert _act(client, action="dismiss", query_keys=first["query_keys"], index_id=queue["index_id"]).status_code == 201
+    assert [g["id"] for g in _queue(client)["groups"]] != [first["id"]] and _queue(client)["groups"], (
+        "once reviewed, the next queries come up within the limit"
+    )
+
+
+def test_refusals_the_owner_decided_stay_out_of_the_queue_but_count_as_gaps(learning):
+    app, client, tmp = learning
+    conn = sqlite3.connect(tmp / "log.db")
+    conn.execute(
+        "INSERT INTO searches (ts, request_id, query, query_key, index_id, answered, reason, results) "
+        "VALUES (?, 'r1', 'fermer mon compte', ?, 'x', 0, 'known_non_answer', '[[\"compte\", 0.5]]')",
+        (time.time(), query_key("fermer mon compte")),
+    )
+    conn.commit()
+    conn.close()
+    assert _queue(client)["groups"] == []
+    gaps = client.get("/admin/gaps", headers=ADMIN).get_json()["gaps"]
+    assert [g["examples"][0]["text"] for g in gaps] == ["fermer mon compte"]
+
+
+def test_a_listing_from_a_worker_that_already_serves_the_new_build_is_not_stale(learning, fake_embedder):
+    app, client, tmp = learning
+    _flagged(app, client)
+    queue = _queue(client)
+    # Another worker rebuilt and switched: the build on disk is newer than the one this worker serves.
+    newer = build_index(tmp / "faq.jsonl", tmp / "index", fake_embedder, show_progress=False)["index_id"]
+    keys = queue["groups"][0]["query_keys"]
+    assert _act(client, action="dismiss", query_keys=keys, index_id=newer).status_code == 201
+    assert_error(_act(client, action="dismiss", query_keys=queue["groups"][1]["query_keys"], index_id="gone"), 409,
+                 "stale_review")  # fmt: skip
+
+
+def test_a_read_only_corpus_directory_is_a_clear_error(learning, monkeypatch):
+    import errno
+
+    from service.learning import review
+
+    app, client, tmp = learning
+    _flagged(app, client)
+    queue = _queue(client)
+
+    def read_only(path, action):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(review, "append_action", read_only)
+    refused = _act(client, action="dismiss", query_keys=queue["groups"][0]["query_keys"], index_id=queue["index_id"])
+    err = assert_error(refused, 500, "reviewed_file_unwritable")
+    assert "Read-only file system" in err["message"] and str(tmp) not in err["message"]
+
+
+def test_the_gaps_csv_never_starts_a_cell_with_a_formula():
+    from service.cli.gaps import write_csv
+
+    examples = [{"text": '=HYPERLINK("http://x","y") facture'}, {"text": "@SUM(A1)"}]
+    group = {"asked": 1, "unanswered": 1, "not_helpful": 0, "queries": 1, "first_seen": "t", "last_seen": "t",
+             "examples": examples, "suggested": []}  # fmt: skip
+    out = io.StringIO()
+    write_csv([group], out)
+    row = next(csv.DictReader(io.StringIO(out.getvalue())))
+    assert row["example"].startswith("'=") and row["other_examples"].startswith("'@")
+
+
+# ---- the rebuild after a decision ----
+
+
+def _rebuilder(tmp, script, on_done=None):
+    import sys
+
+    from service.learning.querylog import connect
+    from service.learning.rebuild import Rebuilder
+
+    connect(tmp / "state.db", create=True).close()
+    return Rebuilder("corpus.jsonl", "index", str(tmp / "state.db"), on_done, command=[sys.executable, "-c", script])
+
+
+def _settled(rebuilder, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not rebuilder._running:
+            return rebuilder.status()
+        time.sleep(0.05)
+    raise AssertionError("the rebuild did not finish")
+
+
+def test_a_rebuild_reloads_and_says_done(tmp_path):
+    reloads = []
+    rebuilder = _rebuilder(
+        tmp_path, 'import json; print(json.dumps({"index_id": "new"}))',
+        on_done=lambda: reloads.append(1) or {"ok": True, "index_id": "new"},
+    )  # fmt: skip
+    assert rebuilder.request("r-1")["state"] == "running"
+    state = _settled(rebuilder)
+    assert (state["state"], state["index_id"], state["action"], reloads) == ("done", "new", "r-1", [1])
+
+
+def test_a_failed_build_or_a_refused_reload_says_failed_and_the_next_action_still_builds(tmp_path):
+    rebuilder = _rebuilder(tmp_path, 'import sys; print("corpus error: line 3", file=sys.stderr); sys.exit(1)')
+    rebuilder.request("r-1")
+    state = _settled(rebuilder)
+    assert state["state"] == "failed" and state["error"] == "corpus error: line 3"
+    refused = _rebuilder(
+        tmp_path, 'print("{}")', on_done=lambda: {"ok": False, "error": {"message": "made for another model"}}
+    )
+    refused.request("r-2")
+    assert _settled(refused)["error"] == "made for another model"
+
+    def explode():
+        raise PermissionError("cannot signal the workers")
+
+    broken = _rebuilder(tmp_path, 'print("{}")', on_done=explode)
+    broken.request("r-3")
+    assert _settled(broken)["state"] == "failed" and not broken._running
+    broken.on_done = lambda: {"ok": True}
+    broken.request("r-4")
+    assert _settled(broken)["state"] == "done", "the worker builds again after an error"
+
+
+def test_actions_during_a_build_get_one_more_build_that_names_the_latest(tmp_path):
+    rebuilder = _rebuilder(tmp_path, "import time; time.sleep(1); print('{}')", on_done=lambda: {"ok": True})
+    rebuilder.request("r-1")
+    assert rebuilder.request("r-2")["state"] == "queued"
+    assert rebuilder.request("r-3")["state"] == "queued"
+    state = _settled(rebuilder)
+    assert state["state"] == "done" and state["action"] == "r-3"
+
+
+def test_a_build_whose_process_is_gone_is_interrupted(tmp_path):
+    rebuilder = _rebuilder(tmp_path, "print('{}')")
+    rebuilder._save({"state": "running", "action": "r-1", "pid": 2**22 + 12345})
+    assert rebuilder.status()["state"] == "interrupted"

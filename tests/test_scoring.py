@@ -92,9 +92,16 @@ def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corp
         vector = fake_embedder.encode([query])[0]
         ranking, scores = brute_force(engine, query, vector)
         expected = sorted(ranking, key=lambda k: -ranking[k])[:10]
-        got = engine.search(query, top_k=10).results
+        outcome = engine.search(query, top_k=10)
+        got = outcome.results
         assert [r.faq_id for r in got][:3] == expected[:3]
         np.testing.assert_allclose([r.score for r in got], [scores[r.faq_id] for r in got], atol=1e-5)
+        # The decision: the first-ranked entry's score against the threshold and against every other entry's.
+        first = expected[0]
+        best_other = max(v for k, v in scores.items() if k != first)
+        close = engine.scoring.closeness_refusal([scores[first], best_other])
+        if close is not None:
+            assert not outcome.answered and outcome.reason["code"] == close
 
 
 def test_alternative_question_match_is_explained(engine):
@@ -148,3 +155,33 @@ def test_fit_calibration_recovers_a_known_logistic():
     y = (rng.uniform(size=x.size) < p).astype(int)
     slope, intercept = fit_calibration(x, y)
     assert slope == pytest.approx(30, rel=0.1) and intercept == pytest.approx(-24, rel=0.1)
+
+
+def test_an_index_built_before_the_alt_question_settings_decides_as_it_was_built_and_a_rebuild_takes_today_s():
+    old = {"question_weight": 0.2, "answer_threshold": 0.16}
+    served = Scoring.from_dict(old)
+    assert (served.question_weight_per_alt, served.alt_question_discount, served.answerability) == (0.0, 0.0, False)
+    rebuilt = Scoring.carried_over(old)
+    assert rebuilt.question_weight_per_alt == Scoring.question_weight_per_alt > 0
+    assert rebuilt.alt_question_discount == Scoring.alt_question_discount > 0
+    assert rebuilt.answerability == Scoring().answerability, "a setting the old build lacked takes today's default"
+    assert Scoring.carried_over({**old, "answer_threshold": 0.3, "answerability": None}).answer_threshold == 0.3
+    with pytest.raises(ValueError):
+        Scoring.carried_over({"alt_question_discount": -1})
+
+
+def test_alternative_questions_rank_an_entry_but_its_score_and_the_decision_discount_them():
+    """Entry A has four alternative questions, its best one nearer the query than B's own question; on the
+    decision's scale B is ahead. A ranks first, the scores show both as calibrated, and the call is a close one."""
+    scoring = Scoring()
+    question = np.array([0.97, 0.92])  # best question: A's is an alternative one
+    own = np.array([0.90, 0.92])
+    passage = np.array([0.89, 0.915])
+    lexical = np.zeros(2)
+    ranking = scoring.fuse(question, passage, lexical, np.array([4.0, 0.0]))
+    assert ranking[0] > ranking[1], "A ranks first on its users' wordings"
+    decided = scoring.calibrate(
+        scoring.fuse(np.maximum(own, question - scoring.alt_question_discount), passage, lexical)
+    )
+    assert decided[0] < decided[1]
+    assert scoring.closeness_refusal([float(decided[0]), float(decided[1])]) == "ambiguous"

@@ -166,11 +166,18 @@ def main(argv: list[str] | None = None) -> int:
         except ServiceError as exc:
             print(f"error: --like-current needs a current build in {args.out}: {exc.message}", file=sys.stderr)
             return 1
+        if current["model"].get("finetuned"):
+            print(
+                "error: the current build uses a model fine-tuned on its corpus; --like-current does not fine-tune: "
+                "rebuild it with --finetune",
+                file=sys.stderr,
+            )
+            return 1
         built_with = (current["model"].get("encoder") or {}).get("backend")
         args.backend = built_with if built_with in BACKENDS else args.backend
         args.index_kind = current.get("vector_index", {}).get("kind", args.index_kind)
         params = dict(current.get("vector_index", {}).get("params") or {})
-        scoring = Scoring.from_dict(current.get("scoring"))
+        scoring = Scoring.carried_over(current.get("scoring"))
     try:
         lock = _build_lock(args.out)
     except OSError as exc:

@@ -4,7 +4,7 @@
     faq-search gaps --log /var/lib/faq/queries.db --csv      # one row per group, for a spreadsheet
 
 Reads the log (``FAQ_QUERY_LOG``) and the reviewed file next to the corpus; loads the model and the index to group
-the queries by meaning and name the nearest entries. Nothing is written.
+the queries by meaning and name the nearest entries. Only the log's cache of query vectors is written.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from service.config import DEFAULTS, config_from_env
 from service.corpus import CorpusError
 from service.errors import ServiceError
 from service.learning import review
-from service.reviewed import reviewed_path
 from service.search.loading import load_engine
 
 CSV_COLUMNS = [
@@ -30,18 +29,26 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+def _cell(value):
+    """A cell a spreadsheet shows as text: users' words starting with ``= + - @`` (or a tab or carriage return)
+    would otherwise run as a formula (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def write_csv(gaps: list[dict], out) -> None:
-    """One row per group, in ``CSV_COLUMNS`` order."""
+    """One row per group, in ``CSV_COLUMNS`` order (text cells guarded against formula injection)."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for rank, g in enumerate(gaps, start=1):
         nearest = g["suggested"][0] if g["suggested"] else {"faq_id": "", "question": "", "score": ""}
         writer.writerow(
-            [
+            [_cell(value) for value in [
                 rank, g["asked"], g["unanswered"], g["not_helpful"], g["queries"], g["first_seen"], g["last_seen"],
                 g["examples"][0]["text"], " | ".join(e["text"] for e in g["examples"][1:]),
                 nearest["faq_id"], nearest["question"], nearest["score"],
-            ]
+            ]]
         )  # fmt: skip
 
 
@@ -49,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     config = {**DEFAULTS, **config_from_env()}
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=config.get("FAQ_QUERY_LOG"), help="the query log (env FAQ_QUERY_LOG)")
-    parser.add_argument("--index", default=config["FAQ_INDEX"], help="index directory (env FAQ_INDEX, default index/)")
+    parser.add_argument(
+        "--index", default=config["FAQ_INDEX"], help="the served index directory (env FAQ_INDEX, default index/)"
+    )
     parser.add_argument(
         "--corpus", default=config["FAQ_CORPUS"], help="corpus whose reviewed file to read (env FAQ_CORPUS)"
     )
@@ -68,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days and --limit must be positive")
     try:
         engine = load_engine({**config, "FAQ_INDEX": args.index})
-        source = review.Source(os.fspath(args.log), str(reviewed_path(args.corpus)), engine)
+        built_from = engine.index.manifest.get("corpus", {}).get("file")
+        if built_from != Path(args.corpus).name:
+            print(
+                f"error: the index in {args.index} was built from {built_from!r}, not from {args.corpus}: pass the "
+                "corpus it was built from with --corpus (its reviewed file says which queries are decided)",
+                file=sys.stderr,
+            )
+            return 1
+        source = review.Source(os.fspath(args.log), str(args.corpus), engine)
         result = review.gaps(source, args.days, args.limit)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

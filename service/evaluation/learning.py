@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..corpus import FaqEntry
+from ..learning.grouping import group_by_meaning
+from ..reviewed import merge_actions, new_action
 from .datasets import EvalQuery, load_covid
 from .methods import Method, build_engine, run_queries
 from .metrics import ranking_metrics
@@ -67,10 +68,7 @@ def alt_questions_curve(
             for i, t in enumerate(texts[HELD_OUT_FROM:])
         ]
         for k in ks:
-            entries = [
-                replace(e, alt_questions=(*e.alt_questions, *order[e.id][:k])) if e.id in order and k else e
-                for e in covid.entries
-            ]
+            entries = _approved(covid.entries, "attach", {a: order[a][:k] for a in order} if k else {})
             engine = build_engine(entries, embedder, Path(workdir) / f"alt-s{seed}-k{k}", Method(f"k{k}", ""))
             responses = run_queries(engine, [q.text for q in test], embedder)
             metrics = ranking_metrics(test, [[r.faq_id for r in resp.results] for resp in responses])
@@ -126,7 +124,7 @@ def non_answers_curve(data_dir: str | os.PathLike, embedder, workdir: str | os.P
                 for response in candidates[a][:k]:
                     if response.answered:  # the owner sees it answered wrongly, and marks it
                         marked.setdefault(response.results[0].faq_id, []).append(response.query)
-            entries = _with_not_questions(kept, marked)
+            entries = _approved(kept, "not_answered", marked)
             engine = before if not marked else build_engine(
                 entries, embedder, Path(workdir) / f"gone-f{fold}-k{k}", Method(f"k{k}", "")
             )  # fmt: skip
@@ -143,11 +141,44 @@ def non_answers_curve(data_dir: str | os.PathLike, embedder, workdir: str | os.P
     return [{"k": k, **{key: round(float(np.mean([r[key] for r in rows[k]])), 4) for key in rows[k][0]}} for k in ks]
 
 
-def _with_not_questions(entries: list[FaqEntry], marked: dict[str, list[str]]) -> list[FaqEntry]:
-    own = {e.id: {q.casefold() for q in (e.question, *e.alt_questions)} for e in entries}
-    return [
-        replace(e, not_questions=(*e.not_questions, *[q for q in marked[e.id] if q.casefold() not in own[e.id]]))
-        if e.id in marked
-        else e
-        for e in entries
-    ]
+def _approved(entries: list[FaqEntry], action: str, questions: dict[str, list[str]]) -> list[FaqEntry]:
+    """The entries after the FAQ owner's decisions, merged as a build merges the reviewed file (``merge_actions``)."""
+    actions = [new_action(action, "simulation", faq_id=faq_id, questions=tuple(qs)) for faq_id, qs in questions.items()]
+    return merge_actions(entries, actions)[0]
+
+
+#: Average-linkage cuts compared by ``grouping_table``.
+GROUPING_CUTS = (0.06, 0.07, 0.08, 0.09, 0.10, 0.12, 0.14)
+
+
+def grouping_table(data_dir: str | os.PathLike, embedder, draws: int = 5, cuts=GROUPING_CUTS) -> list[dict]:
+    """How well ``grouping.group_by_meaning`` finds needs at each cut: simulated logs of 300 covid_quebec_fr
+    questions drawn from 25 answers (one answer, one need); homogeneity (a group holds one need), completeness (a
+    need is one group) and the adjusted Rand index, means over ``draws`` logs."""
+    from sklearn.metrics import adjusted_rand_score, completeness_score, homogeneity_score
+
+    covid = load_covid(data_dir, distractors=False, ood_sample=0)
+    texts = [q.text for q in covid.queries]
+    labels = np.array([min(q.relevant) for q in covid.queries])
+    vectors = embedder.encode(texts, kind="query")
+    answers = sorted(set(labels.tolist()))
+    table = []
+    for cut in cuts:
+        rng = np.random.default_rng(0)
+        scores = []
+        for _ in range(draws):
+            needs = rng.choice(answers, 25, replace=False)
+            pool = np.flatnonzero(np.isin(labels, needs))
+            picked = rng.choice(pool, min(300, len(pool)), replace=False)
+            predicted = np.empty(len(picked), dtype=int)
+            for g, members in enumerate(group_by_meaning(vectors[picked], cut)):
+                predicted[members] = g
+            truth = labels[picked]
+            scores.append(
+                (homogeneity_score(truth, predicted), completeness_score(truth, predicted),
+                 adjusted_rand_score(truth, predicted), predicted.max() + 1)
+            )  # fmt: skip
+        h, c, ari, groups = np.mean(scores, axis=0)
+        table.append({"cut": cut, "homogeneity": round(h, 4), "completeness": round(c, 4), "ari": round(ari, 4),
+                      "groups": round(groups, 1)})  # fmt: skip
+    return table

@@ -8,7 +8,7 @@ import sys
 
 from flask import current_app, request
 
-from ..errors import InvalidRequest, PayloadTooLarge, ServiceError
+from ..errors import InvalidRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
 
 #: A refused body of up to this size is read to its end before the answer, so that a client still sending it reads
 #: the 413 instead of a connection reset (gunicorn's gevent workers close without draining it).
@@ -94,3 +94,10 @@ def drain_refused_body() -> None:
                 length -= len(chunk)
     except (OSError, ServiceError):  # the client went away, or stalled: answer anyway
         pass
+
+
+def json_request():
+    """The body of a POST that must be JSON: 415 ``unsupported_media_type`` for another type, else ``json_body()``."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
+    return json_body()

@@ -238,7 +238,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                         "200": _object(
                             "`{index_id, days, groups: [{id, queries, asked, unanswered, not_helpful, "
                             "first_seen, last_seen, examples, query_keys, reasons, shown, "
-                            "not_helpful_entries, suggested}], total_groups, reviewed_actions, rebuild}`."
+                            "not_helpful_entries, suggested}], total_groups, active_actions, entries, rebuild}`."
                         ),
                         **_errors("400", "401", "403", "500", "503"),
                     },

@@ -15,13 +15,12 @@ import sqlite3
 from flask import Blueprint, current_app, jsonify, request
 
 from ..corpus import CorpusError
-from ..errors import FeatureDisabled, InvalidRequest, QueryLogUnavailable, ServiceError, UnsupportedMediaType
+from ..errors import InvalidRequest, QueryLogUnavailable, ServiceError
 from ..learning import review
-from ..reviewed import reviewed_path
 from . import observability
 from .admin import require_admin_token
-from .bodies import json_body
-from .routes import current_engine
+from .bodies import json_request
+from .routes import current_engine, query_log
 from .schemas import RevertRequest, ReviewActionRequest, parse_body
 
 bp = Blueprint("review", __name__, url_prefix="/admin")
@@ -32,12 +31,9 @@ MAX_DAYS, MAX_LIMIT = 3650, 500
 
 
 def _source() -> review.Source:
-    querylog = current_app.extensions.get("faq_query_log")
-    if querylog is None:
-        raise FeatureDisabled(
-            "the review queue needs the query log: set FAQ_QUERY_LOG to a database file", code="query_log_disabled"
-        )
-    return review.Source(str(querylog.path), str(reviewed_path(current_app.config["FAQ_CORPUS"])), current_engine())
+    querylog = query_log("the review queue needs the query log", code="query_log_disabled")
+    config = current_app.config
+    return review.Source(str(querylog.path), str(config["FAQ_CORPUS"]), current_engine(), str(config["FAQ_INDEX"]))
 
 
 def _number(name: str, default: float, low: float, high: float, integer: bool = False) -> float:
@@ -54,13 +50,18 @@ def _number(name: str, default: float, low: float, high: float, integer: bool = 
 
 
 def _reading(call):
-    """Run a read of the log or the reviewed file; a database or file error becomes a clear 503."""
+    """Run work on the log or the reviewed file; a database or file error becomes a clear error, never a bare 500."""
     try:
         return call()
     except sqlite3.Error as exc:
         raise QueryLogUnavailable(f"the query log cannot be read: {exc}") from None
     except CorpusError as exc:
         raise ServiceError(f"the reviewed file is damaged: {exc}", code="reviewed_file_invalid") from None
+    except OSError as exc:  # a read-only corpus directory, a full disk
+        raise ServiceError(
+            f"the reviewed file cannot be written next to the corpus: {exc.strerror or exc}",
+            code="reviewed_file_unwritable",
+        ) from None
 
 
 def _window() -> tuple[float, int]:
@@ -86,17 +87,11 @@ def gaps():
     return jsonify(_reading(lambda: review.gaps(source, days, limit)))
 
 
-def _json_request() -> dict:
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
-    return json_body()
-
-
 @bp.post("/review/actions")
 def review_action():
     """Apply a decision to queries, append it to the reviewed file, and rebuild and reload the index."""
     source = _source()
-    body = parse_body(ReviewActionRequest, _json_request())
+    body = parse_body(ReviewActionRequest, json_request())
     if body.action != "dismiss" and not body.faq_id:
         raise InvalidRequest(f"'{body.action}' needs 'faq_id'", code="missing_field", field="faq_id")
     days = float(current_app.config["FAQ_QUERY_LOG_DAYS"])
@@ -130,13 +125,10 @@ def review_actions():
 def revert_action(action_id: str):
     """Cancel a decision (appended as a revert), and rebuild and reload the index."""
     source = _source()
-    data = json_body() if request.content_length else {}
-    body = parse_body(RevertRequest, data)
-    target = next((a for a in _reading(lambda: review.list_actions(source)) if a["id"] == action_id), None)
-    record = _reading(lambda: review.revert(source, action_id, body.by))
+    body = parse_body(RevertRequest, json_request() if request.content_length else {})
+    record, target = _reading(lambda: review.revert(source, action_id, body.by))
     observability.REVIEW_ACTIONS.labels("revert").inc()
-    changes_index = target is not None and target["action"] != "dismiss"
-    rebuild = current_app.extensions["faq_rebuilder"].request(record.id) if changes_index else None
+    rebuild = current_app.extensions["faq_rebuilder"].request(record.id) if target.action != "dismiss" else None
     response = jsonify({"action": record.to_dict(), "rebuild": rebuild})
     response.status_code = 201
     return response

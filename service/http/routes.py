@@ -9,15 +9,13 @@ from flask import Blueprint, current_app, g, jsonify, request
 from ..errors import (
     FeatureDisabled,
     IndexUnavailable,
-    NotFound,
     PayloadTooLarge,
     SearchTimeout,
-    UnsupportedMediaType,
     redact_paths,
 )
 from . import observability
 from .admin import KEYED_ENDPOINTS, check_api_key
-from .bodies import json_body
+from .bodies import json_request
 from .openapi import openapi_document
 from .schemas import (
     FeedbackRequest,
@@ -81,9 +79,7 @@ def _searching(call, tokens: int = 0):
 @bp.post("/search")
 def search_post():
     """Search with a JSON body ``{"query", "top_k", "min_score"}``."""
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
-    return _search_one(parse_search(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"]))
+    return _search_one(parse_search(json_request(), current_app.config["FAQ_MAX_QUERY_CHARS"]))
 
 
 def _search_one(req: SearchRequest):
@@ -122,10 +118,8 @@ def _within_token_budget(engine, queries: list[str]) -> int:
 @bp.post("/search/batch")
 def search_batch():
     """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
     started = time.perf_counter()
-    items = parse_batch(json_body(), current_app.config["FAQ_MAX_QUERY_CHARS"])
+    items = parse_batch(json_request(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
     engine = current_engine()
     tokens = _within_token_budget(engine, [r.query for _, r in valid])
@@ -144,21 +138,20 @@ def search_batch():
     )
 
 
+def query_log(why: str, code: str):
+    """The app's query log, or 403 with ``code`` when ``FAQ_QUERY_LOG`` is not set."""
+    querylog = current_app.extensions.get("faq_query_log")
+    if querylog is None:
+        raise FeatureDisabled(f"{why}: set FAQ_QUERY_LOG to a database file", code=code)
+    return querylog
+
+
 @bp.post("/feedback")
 def feedback():
     """``{"request_id", "faq_id", "helpful"}``: whether an entry of that search helped (needs the query log)."""
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype or 'nothing'}")
-    querylog = current_app.extensions.get("faq_query_log")
-    if querylog is None:
-        raise FeatureDisabled(
-            "feedback is off: this service keeps no query log (set FAQ_QUERY_LOG to a database file)",
-            code="feedback_disabled",
-        )
-    body = parse_body(FeedbackRequest, json_body())
+    querylog = query_log("feedback is off: this service keeps no query log", code="feedback_disabled")
+    body = parse_body(FeedbackRequest, json_request())
     engine = current_engine()
-    if body.faq_id not in engine.index.entries:
-        raise NotFound(f"no FAQ entry with id {body.faq_id!r}", code="unknown_entry", field="faq_id")
     querylog.feedback(body.request_id, body.faq_id, body.helpful, engine.index.index_id)
     observability.FEEDBACK.labels("true" if body.helpful else "false").inc()
     return jsonify(

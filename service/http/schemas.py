@@ -262,7 +262,9 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
             raise InvalidRequest(
                 f"unknown field '{field}'; accepted: {accepted}", code="unknown_field", field=field
             ) from None
-        if kind in _TYPE_ERRORS or kind in ("list_type", "literal_error", "string_type"):
+        if kind == "literal_error":
+            raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_request", field=field) from None
+        if kind in _TYPE_ERRORS or kind in ("list_type", "string_type"):
             raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_type", field=field) from None
         if kind in _RANGE_ERRORS or kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
             raise InvalidRequest(f"'{field}': {err['msg']}", code="out_of_range", field=field) from None

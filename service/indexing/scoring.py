@@ -78,6 +78,15 @@ class Scoring:
             values.setdefault("alt_question_discount", 0.0)
         return cls(**values)
 
+    @classmethod
+    def carried_over(cls, data: dict | None) -> Scoring:
+        """A new build's scoring from the current build's: what that manifest sets is kept, and a setting it lacks
+        takes today's default (not the "as it was built" value ``from_dict`` gives an old index it serves)."""
+        if data is not None and not isinstance(data, dict):
+            raise TypeError(f"scoring settings must be an object, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known}).check()
+
     def check(self) -> Scoring:
         """This, if every setting has its type and range; else ValueError or TypeError saying which does not."""
         numbers = (

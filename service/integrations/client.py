@@ -100,7 +100,9 @@ BY_CODE = {
         ("faq_not_found", "not_found", "unknown_request", "unknown_entry", "unknown_query", "unknown_action"),
         NotFoundError,
     ),
-    **dict.fromkeys(("stale_review", "already_reviewed", "already_reverted", "review_conflict"), ConflictError),
+    **dict.fromkeys(
+        ("stale_review", "already_reviewed", "already_reverted", "review_conflict", "corpus_mismatch"), ConflictError
+    ),
     **dict.fromkeys(("payload_too_large", "too_many_tokens"), PayloadTooLargeError),
     "unauthorized": UnauthorizedError,
     **dict.fromkeys(("admin_disabled", "feedback_disabled", "query_log_disabled"), ForbiddenError),
@@ -109,7 +111,9 @@ BY_CODE = {
         ("index_unavailable", "index_model_mismatch", "model_unavailable", "search_timeout", "query_log_unavailable"),
         ServiceUnavailableError,
     ),
-    **dict.fromkeys(("internal_error", "not_implemented", "reviewed_file_invalid"), ServerError),
+    **dict.fromkeys(
+        ("internal_error", "not_implemented", "reviewed_file_invalid", "reviewed_file_unwritable"), ServerError
+    ),
 }
 _BY_STATUS = {
     400: InvalidRequestError,

@@ -228,9 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             querylog = None
             if config.get("FAQ_QUERY_LOG"):
+                import atexit
+
                 from ..learning.querylog import QueryLog
 
-                querylog = QueryLog(config["FAQ_QUERY_LOG"], days=float(config["FAQ_QUERY_LOG_DAYS"]))
+                try:
+                    querylog = QueryLog(config["FAQ_QUERY_LOG"], days=float(config["FAQ_QUERY_LOG_DAYS"]))
+                except ValueError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                querylog.start()
+                atexit.register(querylog.close)  # what is queued is written before the server exits
             backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"], querylog)
         except ServiceError as exc:
             print(f"error: {exc.message}", file=sys.stderr)

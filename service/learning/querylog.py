@@ -14,6 +14,7 @@ docs/learning.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 CREATE INDEX IF NOT EXISTS feedback_key ON feedback (query_key);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id, faq_id);
 CREATE TABLE IF NOT EXISTS vectors (
     query_key TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -98,6 +100,8 @@ def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False)
     Raises:
         sqlite3.Error: the file is not a database, is locked beyond ``timeout``, or cannot be created.
     """
+    if not create and not os.path.exists(path):  # a reader never creates the file
+        raise sqlite3.OperationalError(f"no query log database at {path}")
     # check_same_thread off: under gevent the writer's statements run in the hub's native threads (``_blocking``).
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
@@ -113,6 +117,32 @@ def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False)
         conn.close()
         raise
     return conn
+
+
+def off_loop(function):
+    """Run a function of plain SQLite work through ``_blocking``: under gevent, a locked or slow database then holds
+    a native thread, not the worker's event loop (its other requests go on)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return _blocking(functools.partial(function, *args, **kwargs))
+
+    return wrapper
+
+
+def _blocking(function, *args):
+    """Call ``function`` so that it does not stop other requests: in a gevent worker, in the hub's pool of native
+    threads (SQLite releases the GIL while it writes, checkpoints and syncs the file); elsewhere, directly (the
+    writer is a thread of its own already)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is in requirements.txt
+        return function(*args)
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(function, args)
 
 
 class QueryLog:
@@ -168,6 +198,9 @@ class QueryLog:
 
     def record(self, request_id: str, query: str, outcome: dict) -> None:
         """Queue one search (``outcome`` is its response dict); never blocks, never raises."""
+        if self._stop.is_set():  # closed: no writer will take it
+            self._count("dropped", 1)
+            return
         try:
             self._ensure_writer()
             self._queue.put_nowait(("search", time.time(), request_id, query, outcome))
@@ -177,7 +210,9 @@ class QueryLog:
             log.exception("query log: could not queue a search")
             self._count("dropped", 1)
 
-    def record_feedback(self, request_id: str, query_key: str, faq_id: str, helpful: bool, index_id: str | None):
+    def record_feedback(
+        self, request_id: str, query_key: str, faq_id: str, helpful: bool, index_id: str | None
+    ) -> None:
         """Queue one feedback row (written like searches)."""
         try:
             self._ensure_writer()
@@ -190,10 +225,11 @@ class QueryLog:
 
         Waits up to ``FEEDBACK_WAIT_SECONDS`` for the search to reach the database (the writers of every worker
         flush every ``flush_seconds``). A batch has several searches under one id: the one that returned the
-        entry is judged (else the latest).
+        entry is judged; an entry none of them returned (in its first ``LOGGED_RESULTS``) is refused.
 
         Raises:
-            NotFound: ``unknown_request``: no search with this id in the log (unknown, or past the retention).
+            NotFound: ``unknown_request``: no search with this id in the log (unknown, or past the retention);
+                ``unknown_entry``: the entry was not among that search's results.
             QueryLogUnavailable: the database cannot be read.
         """
         deadline = time.monotonic() + FEEDBACK_WAIT_SECONDS
@@ -211,7 +247,13 @@ class QueryLog:
                 code="unknown_request",
                 field="request_id",
             )
-        search = next((s for s in searches if any(f == faq_id for f, _ in s.results)), searches[0])
+        search = next((s for s in searches if any(f == faq_id for f, _ in s.results)), None)
+        if search is None:  # feedback judges what the user was shown, nothing else
+            raise NotFound(
+                f"entry {faq_id!r} was not among the results of search {request_id!r}",
+                code="unknown_entry",
+                field="faq_id",
+            )
         self.record_feedback(request_id, search.query_key, faq_id, helpful, index_id)
         return search
 
@@ -237,6 +279,7 @@ class QueryLog:
         first = True
         while True:
             batch = [] if first else self._take_batch()  # the first turn opens and purges before any row comes
+            taken = batch
             first = False
             if not batch and self._stop.is_set():
                 break
@@ -247,15 +290,17 @@ class QueryLog:
             if conn is None:
                 if batch:
                     self._count("failed", len(batch))
-                self._done(batch)
+                self._done(taken)
                 continue
             try:
                 if batch:
                     self._write(conn, batch)
                     self._count("written", len(batch))
+                    self.last_error = None  # written again: the database is fine now
+                batch = []  # from here on, an error is the purge's: no row is lost by it
                 if time.monotonic() >= next_purge:
-                    self.purge(conn)
                     next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                    self.purge(conn)
             except sqlite3.Error as exc:
                 self._failed(exc, "writing")
                 self._count("failed", len(batch))
@@ -265,7 +310,7 @@ class QueryLog:
                 log.exception("query log: unexpected error; %d rows not written", len(batch))
                 self._failed(exc, "writing")
                 self._count("failed", len(batch))
-            self._done(batch)
+            self._done(taken)
         if conn is not None:
             conn.close()
 
@@ -291,7 +336,7 @@ class QueryLog:
 
     def _open(self) -> sqlite3.Connection | None:
         try:
-            return connect(self.path, create=True)
+            return _blocking(connect, self.path, 2.0, True)
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc, "opening")
             return None
@@ -360,13 +405,14 @@ class QueryLog:
             "retention_days": self.days,
             "pending": self._queue.qsize(),
             **self.counts,
-            "state": "ok" if self.last_error is None or time.time() - self.last_error_at > 60 else "error",
+            "state": "ok" if self.last_error is None else "error",
             "last_error": self.last_error,
             "last_purge": self.last_purge,
         }
 
     # ---- reads (feedback, the review queue, gaps) ----
 
+    @off_loop
     def searches_of_request(self, request_id: str) -> list[LoggedSearch]:
         """The logged searches of one request id (several for a batch), newest first.
 
@@ -411,21 +457,6 @@ def _commit(conn: sqlite3.Connection, searches: list[tuple], feedback: list[tupl
         raise
 
 
-def _blocking(function, *args):
-    """Call ``function`` so that it does not stop other requests: in a gevent worker, in the hub's pool of native
-    threads (SQLite releases the GIL while it writes, checkpoints and syncs the file); elsewhere, directly (the
-    writer is a thread of its own already)."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is in requirements.txt
-        return function(*args)
-    if not monkey.is_module_patched("threading"):
-        return function(*args)
-    import gevent
-
-    return gevent.get_hub().threadpool.apply(function, args)
-
-
 def _logged(row: tuple) -> LoggedSearch:
     ts, request_id, query, key, index_id, answered, reason, results = row
     return LoggedSearch(
@@ -450,8 +481,19 @@ class QueryStats:
     not_helpful_entries: dict[str, int]
 
 
-def query_stats(path: str | os.PathLike, since: float, limit: int = 500) -> list[QueryStats]:
-    """The distinct queries asked since ``since`` that went unanswered or got a "not helpful", most asked first.
+@off_loop
+def query_stats(
+    path: str | os.PathLike,
+    since: float,
+    limit: int = 500,
+    skip_reason: str | None = None,
+    exclude: frozenset[str] | set[str] = frozenset(),
+) -> list[QueryStats]:
+    """The distinct queries asked since ``since`` that went unanswered or got a "not helpful", most flagged first.
+
+    A user's latest feedback on an entry of a search replaces their earlier one (a "non" clicked by mistake, then
+    "oui"). ``skip_reason``: refusals with this reason code do not flag a query (the review queue leaves out what the
+    owner already decided: ``known_non_answer``). ``exclude``: keys left out before the ``limit`` (those reviewed).
 
     Raises:
         sqlite3.Error: the database cannot be read.
@@ -460,12 +502,13 @@ def query_stats(path: str | os.PathLike, since: float, limit: int = 500) -> list
     try:
         flagged = conn.execute(
             """
-            SELECT query_key FROM searches WHERE ts >= :since AND answered = 0
-            UNION SELECT query_key FROM feedback WHERE ts >= :since AND helpful = 0
+            SELECT query_key FROM searches WHERE ts >= :since AND answered = 0 AND reason IS NOT :skip
+            UNION SELECT query_key FROM feedback f WHERE ts >= :since AND helpful = 0 AND id = (
+                SELECT MAX(id) FROM feedback g WHERE g.request_id = f.request_id AND g.faq_id = f.faq_id)
             """,
-            {"since": since},
+            {"since": since, "skip": skip_reason},
         ).fetchall()
-        keys = [k for (k,) in flagged]
+        keys = [k for (k,) in flagged if k not in exclude]
         stats: dict[str, QueryStats] = {}
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
@@ -479,14 +522,15 @@ def query_stats(path: str | os.PathLike, since: float, limit: int = 500) -> list
                     s = stats[key] = QueryStats(key, query, 0, 0, 0, 0, ts, ts, {}, {}, {})
                 s.text, s.last_seen = query, ts
                 s.asked += 1
-                if not answered:
+                if not answered and reason != skip_reason:
                     s.unanswered += 1
                     s.reasons[reason or "unknown"] = s.reasons.get(reason or "unknown", 0) + 1
                 top = json.loads(results)
                 if top:
                     s.shown[top[0][0]] = s.shown.get(top[0][0], 0) + 1
             for key, faq_id, helpful in conn.execute(
-                f"SELECT query_key, faq_id, helpful FROM feedback WHERE ts >= ? AND query_key IN ({marks})",  # noqa: S608
+                f"SELECT query_key, faq_id, helpful FROM feedback f WHERE ts >= ? AND query_key IN ({marks}) "  # noqa: S608
+                "AND id = (SELECT MAX(id) FROM feedback g WHERE g.request_id = f.request_id AND g.faq_id = f.faq_id)",
                 (since, *chunk),
             ):
                 s = stats.get(key)
@@ -508,6 +552,7 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
+@off_loop
 def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str, str]:
     """The latest logged wording of each of these query keys asked since ``since`` (absent: not in the log).
 
@@ -529,6 +574,7 @@ def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str
         conn.close()
 
 
+@off_loop
 def cached_vectors(path: str | os.PathLike, keys: list[str], model: str) -> dict[str, bytes]:
     """Vectors of redacted queries already computed for the review queue, by key."""
     conn = connect(path)
@@ -547,6 +593,7 @@ def cached_vectors(path: str | os.PathLike, keys: list[str], model: str) -> dict
         conn.close()
 
 
+@off_loop
 def store_vectors(path: str | os.PathLike, rows: list[tuple[str, bytes]], model: str) -> None:
     """Keep the vectors just computed (a later listing of the queue does not encode them again)."""
     conn = connect(path)

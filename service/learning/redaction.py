@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
+
+from ..reviewed import fold
 
 #: (pattern, placeholder), applied in this order: an IBAN or a phone number is also a digit run.
 PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
@@ -32,9 +33,9 @@ def redact(text: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """The form two wordings of the same query share: NFC, case folded, spaces collapsed, end punctuation off."""
-    text = unicodedata.normalize("NFC", text).casefold()
-    return " ".join(text.split()).strip(" ?!.;:,")
+    """The form two wordings of the same query share (``reviewed.fold``: case, accents, spacing and end punctuation
+    aside): "Combien ça coûte ?" and "combien ca coute" are one query."""
+    return fold(text)
 
 
 def query_key(text: str) -> str:

@@ -12,20 +12,26 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..corpus import FaqEntry
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, ServiceError
+from ..indexing.store import read_manifest
 from ..reviewed import (
     ACTIONS,
     ReviewAction,
+    active_actions,
     append_action,
+    decisions_lock,
     merge_actions,
     new_action,
     read_actions,
     reviewed_keys,
+    reviewed_path,
 )
+from ..search.engine import SearchEngine
 from . import querylog
 from .grouping import group_by_meaning
 
@@ -35,15 +41,23 @@ MAX_QUERIES = 500
 EXAMPLES = 5
 #: Entries suggested per group.
 SUGGESTED = 3
+#: Entries listed with the queue at most (the page's choice beyond the suggestions).
+MAX_LISTED_ENTRIES = 5000
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where the queue comes from: the log, the reviewed file, and the engine serving now."""
+    """Where the queue comes from: the log, the corpus (its reviewed file beside it), and the engine serving now."""
 
     log_path: str
-    reviewed_file: str
-    engine: object  # search.engine.SearchEngine
+    corpus: str
+    engine: SearchEngine
+    #: The index directory (its ``current`` build: a listing made by a worker that already switched is not stale).
+    index_dir: str | None = None
+
+    @property
+    def reviewed_file(self) -> str:
+        return str(reviewed_path(self.corpus))
 
 
 def _vectors(source: Source, stats: list[querylog.QueryStats]) -> np.ndarray:
@@ -143,30 +157,35 @@ def review_queue(source: Source, days: float, limit: int = 50) -> dict:
     actions = read_actions(source.reviewed_file)
     done = reviewed_keys(actions)
     since = time.time() - days * 86400
-    stats = [s for s in querylog.query_stats(source.log_path, since, MAX_QUERIES) if s.key not in done]
+    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, skip_reason="known_non_answer", exclude=set(done))
     groups = _groups(source, stats)
     groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
+    entries = source.engine.index.entries
     return {
         "index_id": source.engine.index.index_id,
         "days": days,
         "groups": groups[:limit],
         "total_groups": len(groups),
-        "reviewed_actions": len([a for a in actions if a.action != "revert"]),
+        "active_actions": len(active_actions(actions)),
+        # Every entry, for choosing one the suggestions missed (the page's list).
+        "entries": [{"faq_id": i, "question": e.question} for i, e in list(entries.items())[:MAX_LISTED_ENTRIES]],
     }
 
 
 def gaps(source: Source, days: float, limit: int = 50) -> dict:
-    """The FAQ's missing questions: groups of queries the service did not answer (or that were marked not helpful),
-    by how often they were asked. Queries attached to an entry or dismissed are no gap; known non-answers are.
+    """The FAQ's missing questions: groups of queries the service did not answer (or whose answer was marked not
+    helpful), by how often that happened, then by how often they were asked. Queries attached to an entry or
+    dismissed are no gap; known non-answers are.
 
     Raises:
         sqlite3.Error: the log cannot be read.
     """
     done = reviewed_keys(read_actions(source.reviewed_file), kinds=("attach", "dismiss"))
     since = time.time() - days * 86400
-    stats = [s for s in querylog.query_stats(source.log_path, since, MAX_QUERIES) if s.key not in done]
+    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, exclude=set(done))
     groups = _groups(source, stats)
-    groups.sort(key=lambda g: (-g["asked"], -(g["unanswered"] + g["not_helpful"]), g["id"]))
+    # How often the FAQ failed the question (refused, or its answer judged unhelpful), then how often it was asked.
+    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
     return {"index_id": source.engine.index.index_id, "days": days, "gaps": groups[:limit], "total": len(groups)}
 
 
@@ -191,7 +210,16 @@ def apply(
     assert action in ACTIONS
     engine = source.engine
     current = engine.index.index_id
-    if index_id != current:
+    built_from = engine.index.manifest.get("corpus", {}).get("file")
+    if built_from != Path(source.corpus).name:
+        # A decision written next to another corpus would rebuild the index from that corpus.
+        raise Conflict(
+            f"the served index was built from {built_from!r}, not from FAQ_CORPUS ({Path(source.corpus).name!r}): "
+            "set FAQ_CORPUS to the corpus this index is built from",
+            code="corpus_mismatch",
+        )
+    # Workers switch builds one after the other: the listing may come from one that already serves the newest.
+    if index_id not in (current, _published(source)):
         raise Conflict(
             f"the index changed since this queue was listed (listed with {index_id}, now {current}): list it again",
             code="stale_review",
@@ -206,13 +234,22 @@ def apply(
             f"{', '.join(unknown[:5])}",
             code="unknown_query",
         )
-    actions = read_actions(source.reviewed_file)
+    with decisions_lock(source.reviewed_file):  # two reviewers never both decide the same queries
+        actions = read_actions(source.reviewed_file)
+        record = _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, note)
+        append_action(source.reviewed_file, record)
+    return record
+
+
+def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, note) -> ReviewAction:
+    """The new action, if no earlier one decided these queries and the corpus rules take it."""
     done = reviewed_keys(actions)
     already = [k for k in query_keys if k in done]
     if already:
+        first = done[already[0]]
         raise Conflict(
-            f"{len(already)} of these queries are already reviewed ({done[already[0]].action} by "
-            f"{done[already[0]].by}, action {done[already[0]].id}): revert that action first",
+            f"already reviewed: {len(already)} of the {len(query_keys)} queries ({first.action} by {first.by}, "
+            f"action {first.id}): revert that action first",
             code="already_reviewed",
         )
     record = new_action(
@@ -225,29 +262,39 @@ def apply(
         note=note,
     )
     if action != "dismiss":
-        entries: list[FaqEntry] = list(engine.index.entries.values())
+        entries: list[FaqEntry] = list(source.engine.index.entries.values())
         _, report = merge_actions(entries, [record])
         if report.skipped:
             raise Conflict(f"the corpus refuses this action: {report.skipped[0]}", code="review_conflict")
-    append_action(source.reviewed_file, record)
     return record
 
 
-def revert(source: Source, action_id: str, by: str) -> ReviewAction:
+def _published(source: Source) -> str | None:
+    """The id of the build the index directory points to now (None when it cannot be read)."""
+    try:
+        return read_manifest(source.index_dir)["index_id"] if source.index_dir else None
+    except (ServiceError, KeyError, TypeError):
+        return None
+
+
+def revert(source: Source, action_id: str, by: str) -> tuple[ReviewAction, ReviewAction]:
     """Append a revert of an earlier action.
 
+    Returns:
+        The revert, and the action it cancels (a reverted dismissal changes nothing in the index).
     Raises:
         NotFound: ``unknown_action``. Conflict: ``already_reverted``.
     """
-    actions = read_actions(source.reviewed_file)
-    target = next((a for a in actions if a.id == action_id and a.action != "revert"), None)
-    if target is None:
-        raise NotFound(f"no review action with id {action_id!r}", code="unknown_action")
-    if any(a.action == "revert" and a.reverts == action_id for a in actions):
-        raise Conflict(f"action {action_id} is already reverted", code="already_reverted")
-    record = new_action("revert", by, reverts=action_id)
-    append_action(source.reviewed_file, record)
-    return record
+    with decisions_lock(source.reviewed_file):
+        actions = read_actions(source.reviewed_file)
+        target = next((a for a in actions if a.id == action_id and a.action != "revert"), None)
+        if target is None:
+            raise NotFound(f"no review action with id {action_id!r}", code="unknown_action")
+        if any(a.action == "revert" and a.reverts == action_id for a in actions):
+            raise Conflict(f"action {action_id} is already reverted", code="already_reverted")
+        record = new_action("revert", by, reverts=action_id)
+        append_action(source.reviewed_file, record)
+    return record, target
 
 
 def list_actions(source: Source) -> list[dict]:

@@ -215,9 +215,14 @@ class SearchEngine:
         for rank, i in enumerate(order[:top_k].tolist(), start=1):
             results.append(self._result(rank, float(calibrated[i]), int(entries[i]), question[i], passage[i], lexical))
         found = self._features(vector, entries, order, fused, decided, passage, lexical)
-        # The two best candidates, whatever top_k: answered must not depend on how many results are shown.
-        refusal = self.scoring.closeness_refusal(calibrated[order[:2]].tolist(), threshold)
+        # The first entry against the best other one, whatever top_k (answered must not depend on how many results
+        # are shown), both on the decision's scale: an entry ranked first by its approved wordings but below another
+        # there is a close call, not a hidden one.
         best = int(order[0])
+        others = np.delete(calibrated, best)
+        refusal = self.scoring.closeness_refusal(
+            [float(calibrated[best])] + ([float(others.max())] if len(others) else []), threshold
+        )
         if refusal is not None:
             why = reason(refusal, terms=found.uncovered)
         elif self._known_non_answer(unanswered[best, 0], question[best, 0]):
@@ -263,7 +268,7 @@ class SearchEngine:
         )
         return features(
             top,
-            float(fused[order[1]]) if len(order) > 1 else None,
+            float(fused[others].max()) if others.any() else None,  # the best other entry (on the decision scale)
             margins,
             int(np.argmax(question[:, 0])) == int(np.argmax(passage[:, 0])),
             float(self._centroid @ vector),

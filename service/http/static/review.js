@@ -20,6 +20,8 @@ function date(iso) {
 }
 
 let indexId = null;
+// Every entry of the FAQ (id -> question), for a choice beyond the suggestions.
+let questions = new Map();
 
 function groupe(g, i) {
   const titre = element("h3", {id: `groupe-${i}`},
@@ -28,8 +30,20 @@ function groupe(g, i) {
     `Posée ${g.asked} fois · sans réponse ${g.unanswered} · jugée inutile ${g.not_helpful} · du ${date(g.first_seen)} au ${date(g.last_seen)}`);
   const exemples = element("ul", {classe: "exemples"},
     ...g.examples.map((e) => element("li", {}, `${e.text} (${e.asked}×)`)));
+  // The entries users were given first, then the nearest ones, then every other entry of the FAQ.
   const choix = element("select", {id: `entree-${i}`});
-  for (const s of g.suggested) choix.append(element("option", {value: s.faq_id}, `${s.question} (${Math.round(s.score * 100)} %)`));
+  const vus = new Set();
+  const proposer = (groupe, id, texte) => {
+    if (vus.has(id)) return;
+    vus.add(id);
+    groupe.append(element("option", {value: id}, texte));
+  };
+  const donnees = element("optgroup", {label: "Données aux usagers ou proches"});
+  for (const id of Object.keys(g.shown)) proposer(donnees, id, `${questions.get(id) || id} (donnée ${g.shown[id]} fois)`);
+  for (const s of g.suggested) proposer(donnees, s.faq_id, `${s.question} (${Math.round(s.score * 100)} %)`);
+  const autres = element("optgroup", {label: "Autres entrées"});
+  for (const [id, question] of questions) proposer(autres, id, question);
+  choix.append(donnees, autres);
   const etiquette = element("label", {for: `entree-${i}`}, "Entrée concernée");
   const boutons = element("div", {classe: "ligne", role: "group", "aria-labelledby": `groupe-${i}`});
   for (const [action, texte] of [["attach", "Rattacher à cette entrée"], ["not_answered", "Cette entrée n'y répond pas"], ["dismiss", "Écarter"]]) {
@@ -86,6 +100,7 @@ function decision(a) {
 async function charger(annonce = true) {
   const file = await appelerAdmin("/admin/review");
   indexId = file.index_id;
+  questions = new Map(file.entries.map((e) => [e.faq_id, e.question]));
   const liste = document.getElementById("liste-groupes");
   liste.replaceChildren(...file.groups.map(groupe));
   document.getElementById("groupes").hidden = false;
@@ -93,7 +108,8 @@ async function charger(annonce = true) {
   reconstruction.textContent = r
     ? {running: "Reconstruction de l'index en cours…", queued: "Reconstruction de l'index en attente…",
        done: `Dernière reconstruction terminée (${r.index_id || "index"}, ${r.seconds} s).`,
-       failed: `Dernière reconstruction échouée : ${r.error}`}[r.state] || ""
+       failed: `Dernière reconstruction échouée : ${r.error}`,
+       interrupted: "Dernière reconstruction interrompue (le processus qui la menait s'est arrêté)."}[r.state] || ""
     : "";
   const manques = await appelerAdmin("/admin/gaps?limit=20");
   document.getElementById("liste-manques").replaceChildren(...manques.gaps.map((g) =>
