@@ -128,9 +128,9 @@ def parse_identity(obj, path: str | os.PathLike, line: int) -> FaqIdentity:
     unknown = sorted(set(obj) - {"name", "language", "examples", "support"})
     if unknown:
         raise CorpusError(path, line, f"unknown field(s) {unknown} in 'faq'; known: name, language, examples, support")
-    name = _text(obj["name"], "faq.name", path, line).strip() if "name" in obj else None
-    support = _text(obj["support"], "faq.support", path, line).strip() if "support" in obj else None
-    language = _text(obj.get("language", "fr"), "faq.language", path, line).strip()
+    name = text_field(obj["name"], "faq.name", path, line).strip() if "name" in obj else None
+    support = text_field(obj["support"], "faq.support", path, line).strip() if "support" in obj else None
+    language = text_field(obj.get("language", "fr"), "faq.language", path, line).strip()
     examples = tuple(e.strip() for e in _text_list(obj.get("examples", []), "faq.examples", path, line))
     if not LANGUAGE.match(language):
         raise CorpusError(path, line, f"'faq.language' must be a tag such as 'fr' or 'fr-CA', not {language!r}")
@@ -249,7 +249,8 @@ def lexical_text(entry: FaqEntry) -> str:
     return "\n".join([entry.question, *entry.alt_questions, entry.answer])
 
 
-def _text(value, name: str, path, line: int) -> str:
+def text_field(value, name: str, path, line: int) -> str:
+    """``value`` if it is a string with something visible, encodable in UTF-8; else CorpusError naming the field."""
     if not isinstance(value, str):
         raise CorpusError(path, line, f"field '{name}' must be a string, got {type(value).__name__}")
     if not value.strip() or not value.strip(INVISIBLE):
@@ -264,7 +265,7 @@ def _text(value, name: str, path, line: int) -> str:
 def _text_list(value, name: str, path, line: int) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise CorpusError(path, line, f"field '{name}' must be a list of strings")
-    return tuple(_text(v, f"{name}[{i}]", path, line) for i, v in enumerate(value))
+    return tuple(text_field(v, f"{name}[{i}]", path, line) for i, v in enumerate(value))
 
 
 def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
@@ -281,7 +282,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     raw_id = obj["id"]
     if isinstance(raw_id, int) and not isinstance(raw_id, bool):
         raw_id = str(raw_id)
-    entry_id = _text(raw_id, "id", path, line)
+    entry_id = text_field(raw_id, "id", path, line)
     if not ID_PATTERN.match(entry_id):
         raise CorpusError(
             path,
@@ -291,9 +292,9 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
         )
     source = obj.get("source")
     if source is not None:
-        source = _text(source, "source", path, line)
+        source = text_field(source, "source", path, line)
     known = {*REQUIRED, "source", "tags", "alt_questions", "not_questions"}
-    question = _text(obj["question"], "question", path, line).strip()
+    question = text_field(obj["question"], "question", path, line).strip()
     alt_questions = _text_list(obj.get("alt_questions", []), "alt_questions", path, line)
     not_questions = tuple(q.strip() for q in _text_list(obj.get("not_questions", []), "not_questions", path, line))
     own = {q.strip().casefold() for q in (question, *alt_questions)}
@@ -305,7 +306,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     return FaqEntry(
         id=entry_id,
         question=question,
-        answer=_text(obj["answer"], "answer", path, line).strip(),
+        answer=text_field(obj["answer"], "answer", path, line).strip(),
         source=source,
         tags=_text_list(obj.get("tags", []), "tags", path, line),
         alt_questions=alt_questions,

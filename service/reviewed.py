@@ -27,13 +27,13 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .corpus import CorpusError, FaqEntry
+from .corpus import ID_PATTERN, CorpusError, FaqEntry, text_field
 from .files import sha256_file
 
 #: What an action may do to the questions it names.
 ACTIONS = ("attach", "not_answered", "dismiss")
 #: Limits of one action (questions, characters of ``by`` and ``note``).
-MAX_QUESTIONS, MAX_BY_CHARS, MAX_NOTE_CHARS = 500, 100, 500
+MAX_QUESTIONS, MAX_QUESTION_CHARS = 500, 2000
 
 
 def fold(text: str) -> str:
@@ -97,21 +97,26 @@ def _parse(obj, path: Path, line: int) -> ReviewAction:
     if kind not in (*ACTIONS, "revert"):
         raise CorpusError(path, line, f"'action' must be one of {', '.join((*ACTIONS, 'revert'))}, not {kind!r}")
     for name in ("id", "at", "by"):
-        if not isinstance(obj.get(name), str) or not obj[name].strip():
-            raise CorpusError(path, line, f"field '{name}' must be a non-empty string")
+        text_field(obj.get(name), name, path, line)
     if kind == "revert":
         if not isinstance(obj.get("reverts"), str):
             raise CorpusError(path, line, "a revert needs 'reverts': the id of the action it cancels")
         return ReviewAction(obj["id"], obj["at"], obj["by"], kind, reverts=obj["reverts"])
     questions = obj.get("questions")
-    if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
-        raise CorpusError(path, line, "'questions' must be a list of non-empty strings")
+    if not isinstance(questions, list) or len(questions) > MAX_QUESTIONS:
+        raise CorpusError(path, line, f"'questions' must be a list of at most {MAX_QUESTIONS} strings")
+    for i, question in enumerate(questions):  # what a corpus question must be: text, not empty, encodable
+        text_field(question, f"questions[{i}]", path, line)
+        if len(question) > MAX_QUESTION_CHARS or "\x00" in question:
+            raise CorpusError(path, line, f"'questions[{i}]' is over {MAX_QUESTION_CHARS} characters or holds NUL")
     keys = obj.get("query_keys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise CorpusError(path, line, "'query_keys' must be a list of strings")
     faq_id = obj.get("faq_id")
-    if kind != "dismiss" and not isinstance(faq_id, str):
-        raise CorpusError(path, line, f"a '{kind}' action needs 'faq_id'")
+    if kind != "dismiss" and not (isinstance(faq_id, str) and ID_PATTERN.match(faq_id)):
+        raise CorpusError(path, line, f"a '{kind}' action needs 'faq_id', an entry id")
+    if kind == "dismiss" and faq_id is not None:
+        raise CorpusError(path, line, "a 'dismiss' action names no entry ('faq_id')")
     return ReviewAction(
         obj["id"],
         obj["at"],
@@ -171,9 +176,12 @@ def decisions_lock(path: str | os.PathLike):
 def append_action(path: str | os.PathLike, action: ReviewAction) -> None:
     """Append one action (under an exclusive lock, flushed to disk: two reviewers never interleave a line)."""
     line = (json.dumps(action.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a hand edit left the last line open: close it first
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:

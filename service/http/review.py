@@ -65,6 +65,10 @@ def _reading(call):
 
 
 def _window() -> tuple[float, int]:
+    unknown = sorted(set(request.args) - {"days", "limit"})
+    if unknown:
+        raise InvalidRequest(f"unknown parameter '{unknown[0]}'; accepted: days, limit", code="unknown_field",
+                             field=unknown[0])  # fmt: skip
     days_default = float(current_app.config["FAQ_QUERY_LOG_DAYS"])
     return _number("days", days_default, 0.001, MAX_DAYS), int(_number("limit", 50, 1, MAX_LIMIT, integer=True))
 

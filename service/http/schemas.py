@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -220,7 +220,7 @@ class ReviewActionRequest(BaseModel):
         description="`attach`: the queries become alternative questions of `faq_id`; `not_answered`: known "
         "non-answers of `faq_id` (a query like them is refused); `dismiss`: out of the queue, nothing changes."
     )
-    query_keys: list[str] = Field(
+    query_keys: list[Annotated[str, Field(pattern=r"^q[0-9a-f]{15}$")]] = Field(
         min_length=1, max_length=MAX_ACTION_QUERIES, description="Keys of the queries (a group's `query_keys`)."
     )
     index_id: str = Field(

@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 #: Entries of a search kept in the log (its results, best first).
 LOGGED_RESULTS = 5
 PURGE_EVERY_SECONDS = 3600.0
+#: The longest retention accepted (a hundred years: "keep it").
+MAX_DAYS = 36_500
 #: How long feedback waits for its search to reach the log.
 FEEDBACK_WAIT_SECONDS = 1.0
 #: How long a failing database is left alone before the writer opens it again.
@@ -113,6 +115,8 @@ def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False)
             if not {"searches", "feedback", "vectors", "meta"} <= tables:
                 conn.executescript(SCHEMA)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process, not of the host
+        if create:
+            conn.execute("PRAGMA secure_delete=ON")  # purged queries are overwritten, not left in free pages
     except BaseException:
         conn.close()
         raise
@@ -142,7 +146,16 @@ def _blocking(function, *args):
         return function(*args)
     import gevent
 
-    return gevent.get_hub().threadpool.apply(function, args)
+    def outcome():  # an exception comes back as a value: gevent's pool would print it as a traceback of its own
+        try:
+            return True, function(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's greenlet
+            return False, exc
+
+    ok, value = gevent.get_hub().threadpool.apply(outcome)
+    if not ok:
+        raise value
+    return value
 
 
 class QueryLog:
@@ -168,8 +181,8 @@ class QueryLog:
         batch_rows: int = 256,
         observer: Callable[[str, int], None] | None = None,
     ):
-        if not days > 0:
-            raise ValueError(f"FAQ_QUERY_LOG_DAYS must be a positive number of days, not {days!r}")
+        if not (isinstance(days, (int, float)) and 0 < days <= MAX_DAYS):  # NaN and infinity fail too
+            raise ValueError(f"FAQ_QUERY_LOG_DAYS must be a number of days from 0 to {MAX_DAYS}, not {days!r}")
         self.path = Path(path)
         self.days = float(days)
         self.flush_seconds = flush_seconds
@@ -184,6 +197,7 @@ class QueryLog:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.last_purge: dict | None = None
+        self._inode: int | None = None  # the file the writer's connection has open
 
     def start(self) -> None:
         """Create the database's tables now (an error is logged and shows in ``status``; searches go on), then
@@ -247,7 +261,11 @@ class QueryLog:
                 code="unknown_request",
                 field="request_id",
             )
-        search = next((s for s in searches if any(f == faq_id for f, _ in s.results)), None)
+        # Of the searches under this id (a batch, or a reused id), the one that ranked the entry highest.
+        ranked = [
+            (ids.index(faq_id), n, s) for n, s in enumerate(searches) if faq_id in (ids := [f for f, _ in s.results])
+        ]
+        search = min(ranked, key=lambda r: r[:2])[2] if ranked else None
         if search is None:  # feedback judges what the user was shown, nothing else
             raise NotFound(
                 f"entry {faq_id!r} was not among the results of search {request_id!r}",
@@ -283,6 +301,10 @@ class QueryLog:
             first = False
             if not batch and self._stop.is_set():
                 break
+            if conn is not None and self._replaced():  # deleted or rotated under us: write to the new file
+                log.warning("query log: %s was removed or replaced; opening it again", self.path.name)
+                conn.close()
+                conn = None
             if conn is None and time.monotonic() >= retry_at:
                 conn = self._open()
                 if conn is None:
@@ -334,9 +356,17 @@ class QueryLog:
                 break
         return batch
 
+    def _replaced(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
+
     def _open(self) -> sqlite3.Connection | None:
         try:
-            return _blocking(connect, self.path, 2.0, True)
+            conn = _blocking(connect, self.path, 2.0, True)
+            self._inode = os.stat(self.path).st_ino
+            return conn
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc, "opening")
             return None

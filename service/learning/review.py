@@ -10,6 +10,8 @@ suggestions and ids may no longer hold) and against the corpus rules before it i
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ from ..reviewed import (
 from ..search.engine import SearchEngine
 from . import querylog
 from .grouping import group_by_meaning
+
+log = logging.getLogger(__name__)
 
 #: Distinct queries looked at per listing (the most asked first).
 MAX_QUERIES = 500
@@ -77,11 +81,14 @@ def _vectors(source: Source, stats: list[querylog.QueryStats]) -> np.ndarray:
     if missing:
         encoded = engine.embedder.encode([stats[i].text for i in missing], kind="query")
         out[missing] = encoded
-        querylog.store_vectors(
-            source.log_path,
-            [(stats[i].key, encoded[j].astype(np.float32).tobytes()) for j, i in enumerate(missing)],
-            model,
-        )
+        try:
+            querylog.store_vectors(
+                source.log_path,
+                [(stats[i].key, encoded[j].astype(np.float32).tobytes()) for j, i in enumerate(missing)],
+                model,
+            )
+        except sqlite3.Error as exc:  # a cache only: the listing goes on, the next one encodes them again
+            log.warning("could not cache the queue's query vectors: %s", exc)
     return out
 
 
@@ -128,6 +135,8 @@ def _groups(source: Source, stats: list[querylog.QueryStats]) -> list[dict]:
                     for s in items[:EXAMPLES]
                 ],
                 "query_keys": [s.key for s in items],
+                # Every wording an action on the group decides (the examples are only the most asked).
+                "wordings": [{"key": s.key, "text": s.text, "asked": s.asked} for s in items],
                 "reasons": _sorted_counts([s.reasons for s in items]),
                 "shown": _sorted_counts([s.shown for s in items]),
                 "not_helpful_entries": _sorted_counts([s.not_helpful_entries for s in items]),

@@ -30,6 +30,10 @@ function groupe(g, i) {
     `Posée ${g.asked} fois · sans réponse ${g.unanswered} · jugée inutile ${g.not_helpful} · du ${date(g.first_seen)} au ${date(g.last_seen)}`);
   const exemples = element("ul", {classe: "exemples"},
     ...g.examples.map((e) => element("li", {}, `${e.text} (${e.asked}×)`)));
+  // A decision covers every wording of the group: all of them can be read before deciding.
+  const toutes = element("details", {},
+    element("summary", {}, `Les ${g.wordings.length} formulations que la décision couvre`),
+    element("ul", {}, ...g.wordings.map((w) => element("li", {}, `${w.text} (${w.asked}×)`))));
   // The entries users were given first, then the nearest ones, then every other entry of the FAQ.
   const choix = element("select", {id: `entree-${i}`});
   const vus = new Set();
@@ -51,7 +55,7 @@ function groupe(g, i) {
     bouton.addEventListener("click", () => decider(action, g, choix.value));
     boutons.append(bouton);
   }
-  return element("li", {"data-groupe": g.id, "aria-labelledby": `groupe-${i}`}, titre, meta, exemples, etiquette, choix, boutons);
+  return element("li", {"data-groupe": g.id, "aria-labelledby": `groupe-${i}`}, titre, meta, exemples, toutes, etiquette, choix, boutons);
 }
 
 async function decider(action, g, faqId) {
