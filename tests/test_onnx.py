@@ -141,3 +141,50 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
         assert app.extensions["faq_engine"] is None
         err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)
         assert backend in err["message"]
+
+
+def _model_copy(tmp_path, weights: bytes | None):
+    """The converted model with every file linked, except the fp32 export's weights: ``weights`` (None: absent)."""
+    copy = tmp_path / "model"
+    for path in MODEL_DIR.rglob("*"):
+        target = copy / path.relative_to(MODEL_DIR)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.name != "model_emb8.weights":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    if weights is not None:
+        (copy / ONNX_DIR / "model_emb8.weights").write_bytes(weights)
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["missing", "truncated", "changed"])
+def test_a_missing_truncated_or_changed_weights_file_is_refused_with_what_to_run(tmp_path, damage):
+    """The weights sit beside the graph (ONNX external data, mapped and shared by the workers): checked against
+    export.json's size and SHA-256 before a session is made of them."""
+    from service.errors import ModelUnavailable
+
+    original = (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes()
+    weights = {"missing": None, "truncated": original[: len(original) // 2], "changed": original[:-1] + b"\x01"}[damage]
+    copy = _model_copy(tmp_path, weights)
+    with pytest.raises(ModelUnavailable, match="make model"):
+        OnnxEmbedder(copy, "onnx")
+
+
+@pytest.mark.slow
+def test_a_serving_worker_imports_neither_torch_nor_transformers(real_index_dir):
+    """What a gunicorn worker imports to serve (``service.http.wsgi``: the app, the model, the index): the run time
+    needs ONNX Runtime and the tokenizer, never the set-up's libraries."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, service.http.wsgi\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'onnx') if m in sys.modules))"
+    )
+    env = {**os.environ, "FAQ_INDEX": str(real_index_dir), "FAQ_MODEL": str(MODEL_DIR), "FAQ_LOG_LEVEL": "warning"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -8,7 +8,11 @@ runs at set-up. Layout inside a model directory (written by ``scripts/prepare_mo
                              182 MB instead of 470, cosine to torch's vectors >= 0.9998
     onnx/model_qint8.onnx    backend "onnx-int8": every MatMul in int8 too, per channel (dynamic quantisation):
                              about twice as fast again, but lower R@1 on covid_quebec_fr (docs/performance.md)
-    onnx/export.json         what it was exported from (checksum of model.safetensors) and with which versions
+    onnx/model_*.weights     each graph's weights, beside it (ONNX external data): ONNX Runtime maps the file
+                             instead of copying it, so the int8 word table costs a worker only the pages of the
+                             rows its queries touch, and the workers of a host share them through the page cache
+    onnx/export.json         what it was exported from (checksum of model.safetensors), with which versions, and
+                             each weights file's size and SHA-256 (checked when the encoder loads)
 """
 
 from __future__ import annotations
@@ -30,6 +34,53 @@ from .base import PromptsMixin, encoder_threads, model_id_for
 MAX_RUN_TOKENS = 1024
 ONNX_DIR = "onnx"
 FILES = {"onnx": "model_emb8.onnx", "onnx-int8": "model_qint8.onnx"}
+#: Each graph's weights file (external data), written by ``onnx_export.export_onnx``.
+DATA_FILES = {"onnx": "model_emb8.weights", "onnx-int8": "model_qint8.weights"}
+
+
+#: Tokenizers loaded before the server forks its workers (``preload_tokenizer``), by ``tokenizer.json`` path.
+_PRELOADED: dict[str, object] = {}
+
+
+def preload_tokenizer(model_dir: str | os.PathLike) -> bool:
+    """Load the model's tokenizer now, in the process that will fork the workers (the gunicorn master).
+
+    The tokenizer of multilingual-e5 (250k pieces) takes about 280 MB once loaded. Loaded once before the fork, its
+    memory is shared by every worker (copy-on-write: encoding only reads it) instead of being loaded in each.
+    Returns whether it was loaded (False when the directory has no ``tokenizer.json``).
+    """
+    from tokenizers import Tokenizer
+
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        return False
+    _PRELOADED[str(path.resolve())] = Tokenizer.from_file(str(path))
+    return True
+
+
+def check_weights(model_dir: Path, backend: str) -> Path | None:
+    """The backend's weights file, if its export has one, after checking it against ``export.json``.
+
+    Raises:
+        ModelUnavailable: missing, truncated or not the exported one (size or SHA-256), saying what to run.
+    """
+    from ..files import sha256_file
+
+    try:
+        expected = json.loads((model_dir / ONNX_DIR / "export.json").read_text()).get("data", {}).get(backend)
+    except (OSError, ValueError):
+        expected = None
+    if not expected:  # an export whose weights are inside the graph file
+        return None
+    path = model_dir / ONNX_DIR / expected["file"]
+    redo = f"run `make model` (or `faq-search prepare-model --onnx-only {model_dir} --force`) to export it again"
+    if not path.is_file():
+        raise ModelUnavailable(f"{path} is missing: {redo}")
+    if path.stat().st_size != expected["bytes"]:
+        raise ModelUnavailable(f"{path} is {path.stat().st_size} bytes, not the {expected['bytes']} exported: {redo}")
+    if sha256_file(path) != expected["sha256"]:
+        raise ModelUnavailable(f"{path} is not the file exported (SHA-256 differs): {redo}")
+    return path
 
 
 class OnnxEmbedder(PromptsMixin):
@@ -48,11 +99,14 @@ class OnnxEmbedder(PromptsMixin):
                 f"{path} does not exist: run `python scripts/prepare_model.py --out {model_dir}` "
                 f"(or `make model`) to export it, or use the torch backend"
             )
+        self.data_path = check_weights(model_dir, backend)
         try:
             st_config = json.loads((model_dir / "config_sentence_transformers.json").read_text())
             bert_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
             config = json.loads((model_dir / "config.json").read_text())
-            self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            tokenizer_path = model_dir / "tokenizer.json"
+            # The master's copy when it preloaded this one (shared with the other workers), else one of our own.
+            self.tokenizer = _PRELOADED.get(str(tokenizer_path.resolve())) or Tokenizer.from_file(str(tokenizer_path))
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or encoder_threads() or (os.cpu_count() or 1)
             options.inter_op_num_threads = 1

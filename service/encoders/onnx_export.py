@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ModelUnavailable
 from ..files import sha256_file
-from .onnx_encoder import FILES, ONNX_DIR
+from .onnx_encoder import DATA_FILES, FILES, ONNX_DIR
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 QUANTISED_OPS = {"onnx": ["Gather"], "onnx-int8": ["MatMul", "Gather"]}
 EXPORT_MARKER = "export.json"
 #: Bump when the exported graph changes, so that `prepare_model.py` exports again.
-EXPORTER_VERSION = 5
+EXPORTER_VERSION = 6
 OPSET = 17
 
 
@@ -53,7 +53,8 @@ def is_exported(model_dir: str | os.PathLike) -> bool:
     """True when ``model_dir/onnx`` holds both files, exported from the current weights by this exporter."""
     model_dir = Path(model_dir)
     marker = model_dir / ONNX_DIR / EXPORT_MARKER
-    if not marker.is_file() or not all((model_dir / ONNX_DIR / f).is_file() for f in FILES.values()):
+    wanted = [*FILES.values(), *DATA_FILES.values()]
+    if not marker.is_file() or not all((model_dir / ONNX_DIR / f).is_file() for f in wanted):
         return False
     try:
         info = json.loads(marker.read_text())
@@ -149,6 +150,7 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
             gc.collect()
+        data = {backend: _weights_apart(out / FILES[backend], out / DATA_FILES[backend]) for backend in FILES}
     finally:
         root.setLevel(level)
         for tmp in out.glob("*.tmp.onnx"):
@@ -167,6 +169,7 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
                 "onnxruntime": onnxruntime.__version__,
                 "quantized_ops": QUANTISED_OPS,
                 "quantization": "onnxruntime.quantization.quantize_dynamic, QInt8 weights, per channel",
+                "data": data,
             },
             indent=2,
         )
@@ -174,6 +177,23 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
     )
     log.info("exported %s to ONNX (%s) in %.1f s", model_dir, ", ".join(FILES.values()), time.perf_counter() - started)
     return out
+
+
+def _weights_apart(graph: Path, data: Path) -> dict:
+    """Move a graph's weights into ``data`` (ONNX external data, one file): ONNX Runtime maps that file instead of
+    copying it into each worker's memory. Returns what ``onnx_encoder.check_weights`` checks: file, size, SHA-256."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    data.unlink(missing_ok=True)  # onnx appends to an existing file
+    onnx.save_model(
+        model, str(graph), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
+        size_threshold=1024,
+    )  # fmt: skip
+    del model
+    gc.collect()
+    data.chmod(0o644)  # readable as the graph file is (onnx creates it for its owner only)
+    return {"file": data.name, "bytes": data.stat().st_size, "sha256": sha256_file(data)}
 
 
 def _fuse(src: Path, dst: Path, config) -> dict[str, int]:

@@ -43,6 +43,22 @@ encoder_threads = int(
 )
 
 
+def _preload_tokenizer() -> None:
+    """The model's tokenizer loaded here, in the master, so that the workers share it (``preload_tokenizer``)."""
+    if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") == "0":
+        return
+    try:
+        from service.encoders.base import default_model
+        from service.encoders.onnx_encoder import preload_tokenizer
+
+        preload_tokenizer(os.environ.get("FAQ_MODEL") or default_model())
+    except Exception as exc:  # each worker then loads its own: more memory, nothing else
+        print(f"warning: the tokenizer was not preloaded ({type(exc).__name__}: {exc})")
+
+
+_preload_tokenizer()
+
+
 def post_fork(server, worker):
     """Limit the encoder's threads in each worker before the model is loaded (``encoders.base.encoder_threads``)."""
     os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)

@@ -219,7 +219,8 @@ def weights_sha256(embedder) -> str | None:
     if not isinstance(path, Path) or not path.is_file():
         return None
     model_dir = path.parent.parent  # <model>/onnx/<file>.onnx
-    parts = [sha256_file(path)] + [
+    data = getattr(embedder, "data_path", None)  # the weights beside the graph, when the export keeps them apart
+    parts = [sha256_file(path), *([sha256_file(data)] if isinstance(data, Path) and data.is_file() else [])] + [
         f"{name}:{sha256_file(model_dir / name) if (model_dir / name).is_file() else '-'}" for name in ENCODER_FILES
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
