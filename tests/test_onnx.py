@@ -12,7 +12,7 @@ from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, PARAPHRASES, assert_
 
 from service.corpus import load_corpus
 from service.encoders.loading import load_embedder, resolve_backend
-from service.encoders.onnx_encoder import FILES, ONNX_DIR, OnnxEmbedder
+from service.encoders.onnx_encoder import DATA_FILES, FILES, ONNX_DIR, OnnxEmbedder
 from service.encoders.onnx_export import EXPORT_MARKER, export_onnx, is_exported
 from service.errors import ModelUnavailable
 from service.http.app import create_app
@@ -102,7 +102,7 @@ def test_padding_in_a_batch_changes_nothing(onnx_embedders):
 
 @pytest.mark.slow
 def test_export_is_up_to_date_and_not_redone():
-    files = [MODEL_DIR / ONNX_DIR / name for name in (*FILES.values(), EXPORT_MARKER)]
+    files = [MODEL_DIR / ONNX_DIR / name for name in (*FILES.values(), *DATA_FILES.values(), EXPORT_MARKER)]
     before = [f.stat().st_mtime_ns for f in files]
     assert is_exported(MODEL_DIR)
     assert export_onnx(MODEL_DIR) == MODEL_DIR / ONNX_DIR
@@ -166,10 +166,12 @@ def test_a_missing_truncated_or_changed_weights_file_is_refused_with_what_to_run
     from service.errors import ModelUnavailable
 
     original = (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes()
-    weights = {"missing": None, "truncated": original[: len(original) // 2], "changed": original[:-1] + b"\x01"}[damage]
+    changed = original[:-1] + bytes([original[-1] ^ 1])
+    weights = {"missing": None, "truncated": original[: len(original) // 2], "changed": changed}[damage]
     copy = _model_copy(tmp_path, weights)
-    with pytest.raises(ModelUnavailable, match="make model"):
+    with pytest.raises(ModelUnavailable, match="prepare-model --onnx-only .* --force"):
         OnnxEmbedder(copy, "onnx")
+    assert not is_exported(copy) or damage == "changed", "a damaged export is exported again, not kept"
 
 
 @pytest.mark.slow
@@ -212,3 +214,39 @@ def test_a_serving_worker_needs_only_the_runtime_dependencies(real_index_dir):
     owners = importlib.metadata.packages_distributions()
     used = {d.lower().replace("_", "-") for m in modules for d in owners.get(m, [])}
     assert used <= allowed, f"imported while serving, but not a runtime dependency: {sorted(used - allowed)}"
+
+
+@pytest.mark.slow
+def test_an_export_without_its_marker_is_refused_and_one_from_before_serves(tmp_path, caplog):
+    """export.json missing (an export not finished) is refused; one from before the weights were kept apart (no
+    weights file) still serves, with a warning."""
+    from service.errors import ModelUnavailable
+
+    copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
+    (copy / ONNX_DIR / EXPORT_MARKER).unlink()
+    with pytest.raises(ModelUnavailable, match="export.json is missing"):
+        OnnxEmbedder(copy, "onnx")
+    older = json.loads((MODEL_DIR / ONNX_DIR / EXPORT_MARKER).read_text())
+    older["exporter_version"] = 5
+    del older["data"]
+    (copy / ONNX_DIR / EXPORT_MARKER).write_text(json.dumps(older))
+    with caplog.at_level("WARNING"):
+        assert OnnxEmbedder(copy, "onnx").data_path is None
+    assert "before the weights were kept apart" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_encoder_takes_the_tokenizer_the_master_preloaded_and_only_that_one(tmp_path):
+    from service.encoders import onnx_encoder
+
+    try:
+        assert onnx_encoder.preload_tokenizer(MODEL_DIR)
+        shared = next(iter(onnx_encoder._PRELOADED.values()))
+        assert OnnxEmbedder(MODEL_DIR, "onnx").tokenizer is shared
+        copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
+        (copy / "tokenizer.json").unlink()
+        (copy / "tokenizer.json").write_bytes((MODEL_DIR / "tokenizer.json").read_bytes())  # another file
+        assert OnnxEmbedder(copy, "onnx").tokenizer is not shared
+        assert not onnx_encoder.preload_tokenizer(tmp_path)  # no tokenizer.json there
+    finally:
+        onnx_encoder._PRELOADED.clear()

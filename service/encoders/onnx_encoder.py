@@ -5,7 +5,7 @@ runs at set-up. Layout inside a model directory (written by ``scripts/prepare_mo
 
     onnx/model_emb8.onnx     backend "onnx": fp32 layers with ONNX Runtime's fused BERT kernels; only the
                              word-embedding table (250k x 384, 80 % of the weights) is stored in int8, per row:
-                             182 MB instead of 470, cosine to torch's vectors >= 0.9998
+                             182 MB of weights instead of 470, cosine to torch's vectors >= 0.9998
     onnx/model_qint8.onnx    backend "onnx-int8": every MatMul in int8 too, per channel (dynamic quantisation):
                              about twice as fast again, but lower R@1 on covid_quebec_fr (docs/performance.md)
     onnx/model_*.weights     each graph's weights, beside it (ONNX external data): ONNX Runtime maps the file
@@ -18,6 +18,7 @@ runs at set-up. Layout inside a model directory (written by ``scripts/prepare_mo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -38,15 +39,25 @@ FILES = {"onnx": "model_emb8.onnx", "onnx-int8": "model_qint8.onnx"}
 DATA_FILES = {"onnx": "model_emb8.weights", "onnx-int8": "model_qint8.weights"}
 
 
-#: Tokenizers loaded before the server forks its workers (``preload_tokenizer``), by ``tokenizer.json`` path.
-_PRELOADED: dict[str, object] = {}
+#: Tokenizers loaded before the server forks its workers (``preload_tokenizer``), by ``_tokenizer_key``.
+_PRELOADED: dict[tuple, object] = {}
+#: The first exporter version that keeps the weights beside the graph (``onnx_export.EXPORTER_VERSION`` >= 6).
+WEIGHTS_APART_SINCE = 6
+
+
+def _tokenizer_key(path: Path) -> tuple:
+    """A tokenizer file as it is now: its path, size and modification time (a changed file is another key)."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def preload_tokenizer(model_dir: str | os.PathLike) -> bool:
     """Load the model's tokenizer now, in the process that will fork the workers (the gunicorn master).
 
     The tokenizer of multilingual-e5 (250k pieces) takes about 280 MB once loaded. Loaded once before the fork, its
-    memory is shared by every worker (copy-on-write: encoding only reads it) instead of being loaded in each.
+    memory is shared by every worker (copy-on-write: encoding only reads it) instead of being loaded in each; a
+    worker whose tokenizer file is another (or changed since) loads its own. Only loading happens here, never
+    encoding: the library's thread pool is then first made in each worker, after the fork.
     Returns whether it was loaded (False when the directory has no ``tokenizer.json``).
     """
     from tokenizers import Tokenizer
@@ -54,31 +65,41 @@ def preload_tokenizer(model_dir: str | os.PathLike) -> bool:
     path = Path(model_dir) / "tokenizer.json"
     if not path.is_file():
         return False
-    _PRELOADED[str(path.resolve())] = Tokenizer.from_file(str(path))
+    _PRELOADED.clear()  # one model at a time: a reload of the master replaces it
+    _PRELOADED[_tokenizer_key(path)] = Tokenizer.from_file(str(path))
     return True
 
 
 def check_weights(model_dir: Path, backend: str) -> Path | None:
-    """The backend's weights file, if its export has one, after checking it against ``export.json``.
+    """The backend's weights file, after checking it against ``export.json`` (None for an export from before the
+    weights were kept apart, which has them inside its graph file).
 
     Raises:
-        ModelUnavailable: missing, truncated or not the exported one (size or SHA-256), saying what to run.
+        ModelUnavailable: ``export.json`` missing or unreadable (an export not finished), or the weights file
+            missing, truncated or not the exported one (size or SHA-256), saying what to run.
     """
     from ..files import sha256_file
 
+    redo = f"export it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir} --force`"
+    marker = model_dir / ONNX_DIR / "export.json"
     try:
-        expected = json.loads((model_dir / ONNX_DIR / "export.json").read_text()).get("data", {}).get(backend)
-    except (OSError, ValueError):
-        expected = None
-    if not expected:  # an export whose weights are inside the graph file
-        return None
-    path = model_dir / ONNX_DIR / expected["file"]
-    redo = f"run `make model` (or `faq-search prepare-model --onnx-only {model_dir} --force`) to export it again"
+        info = json.loads(marker.read_text())
+        if int(info.get("exporter_version", 0)) < WEIGHTS_APART_SINCE:
+            logging.getLogger(__name__).warning(
+                "%s is an export from before the weights were kept apart: each worker holds its own copy of them "
+                "(%s to share them)", model_dir, redo,
+            )  # fmt: skip
+            return None
+        expected = info["data"][backend]
+        path = model_dir / ONNX_DIR / expected["file"]
+        size, digest = int(expected["bytes"]), str(expected["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelUnavailable(f"{marker} is missing or unreadable ({type(exc).__name__}): {redo}") from None
     if not path.is_file():
         raise ModelUnavailable(f"{path} is missing: {redo}")
-    if path.stat().st_size != expected["bytes"]:
-        raise ModelUnavailable(f"{path} is {path.stat().st_size} bytes, not the {expected['bytes']} exported: {redo}")
-    if sha256_file(path) != expected["sha256"]:
+    if path.stat().st_size != size:
+        raise ModelUnavailable(f"{path} is {path.stat().st_size} bytes, not the {size} exported: {redo}")
+    if sha256_file(path) != digest:
         raise ModelUnavailable(f"{path} is not the file exported (SHA-256 differs): {redo}")
     return path
 
@@ -106,7 +127,7 @@ class OnnxEmbedder(PromptsMixin):
             config = json.loads((model_dir / "config.json").read_text())
             tokenizer_path = model_dir / "tokenizer.json"
             # The master's copy when it preloaded this one (shared with the other workers), else one of our own.
-            self.tokenizer = _PRELOADED.get(str(tokenizer_path.resolve())) or Tokenizer.from_file(str(tokenizer_path))
+            self.tokenizer = _PRELOADED.get(_tokenizer_key(tokenizer_path)) or Tokenizer.from_file(str(tokenizer_path))
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or encoder_threads() or (os.cpu_count() or 1)
             options.inter_op_num_threads = 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ModelUnavailable
 from ..files import sha256_file
-from .onnx_encoder import DATA_FILES, FILES, ONNX_DIR
+from .onnx_encoder import DATA_FILES, FILES, ONNX_DIR, WEIGHTS_APART_SINCE
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ QUANTISED_OPS = {"onnx": ["Gather"], "onnx-int8": ["MatMul", "Gather"]}
 EXPORT_MARKER = "export.json"
 #: Bump when the exported graph changes, so that `prepare_model.py` exports again.
 EXPORTER_VERSION = 6
+assert EXPORTER_VERSION >= WEIGHTS_APART_SINCE
 OPSET = 17
 
 
@@ -53,15 +54,22 @@ def is_exported(model_dir: str | os.PathLike) -> bool:
     """True when ``model_dir/onnx`` holds both files, exported from the current weights by this exporter."""
     model_dir = Path(model_dir)
     marker = model_dir / ONNX_DIR / EXPORT_MARKER
-    wanted = [*FILES.values(), *DATA_FILES.values()]
-    if not marker.is_file() or not all((model_dir / ONNX_DIR / f).is_file() for f in wanted):
+    if not marker.is_file() or not all((model_dir / ONNX_DIR / f).is_file() for f in FILES.values()):
         return False
     try:
         info = json.loads(marker.read_text())
-    except ValueError:
+        # Each weights file as exported (its size: a damaged one is exported again, not served).
+        intact = all(
+            (model_dir / ONNX_DIR / d["file"]).is_file()
+            and (model_dir / ONNX_DIR / d["file"]).stat().st_size == d["bytes"]
+            for d in info["data"].values()
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         return False
-    return info.get("exporter_version") == EXPORTER_VERSION and info.get("weights_sha256") == sha256_file(
-        model_dir / "model.safetensors"
+    return (
+        intact
+        and info.get("exporter_version") == EXPORTER_VERSION
+        and info.get("weights_sha256") == sha256_file(model_dir / "model.safetensors")
     )
 
 
@@ -192,7 +200,7 @@ def _weights_apart(graph: Path, data: Path) -> dict:
     )  # fmt: skip
     del model
     gc.collect()
-    data.chmod(0o644)  # readable as the graph file is (onnx creates it for its owner only)
+    data.chmod(graph.stat().st_mode & 0o777)  # readable as the graph file is (onnx creates it for its owner only)
     return {"file": data.name, "bytes": data.stat().st_size, "sha256": sha256_file(data)}
 
 

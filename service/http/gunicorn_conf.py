@@ -44,19 +44,27 @@ encoder_threads = int(
 
 
 def _preload_tokenizer() -> None:
-    """The model's tokenizer loaded here, in the master, so that the workers share it (``preload_tokenizer``)."""
-    if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") == "0":
+    """The model's tokenizer loaded in the master, so that the workers share it (``preload_tokenizer``); not for
+    the torch encoder, which has its own. ``FAQ_PRELOAD_TOKENIZER=0`` turns it off."""
+    if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") == "0" or os.environ.get("FAQ_BACKEND") == "torch":
         return
     try:
         from service.encoders.base import default_model
         from service.encoders.onnx_encoder import preload_tokenizer
 
-        preload_tokenizer(os.environ.get("FAQ_MODEL") or default_model())
+        preload_tokenizer(default_model())
     except Exception as exc:  # each worker then loads its own: more memory, nothing else
         print(f"warning: the tokenizer was not preloaded ({type(exc).__name__}: {exc})")
 
 
-_preload_tokenizer()
+def on_starting(server):
+    """In the master, before the first workers are forked."""
+    _preload_tokenizer()
+
+
+def on_reload(server):
+    """In the master, on SIGHUP (its graceful restart of every worker): the tokenizer file may have changed."""
+    _preload_tokenizer()
 
 
 def post_fork(server, worker):
