@@ -812,3 +812,28 @@ def test_feedback_on_a_batch_goes_to_the_search_that_ranked_the_entry_highest(le
     _flush(app)
     (row,) = _rows(tmp / "log.db", "feedback")
     assert row["query_key"] == query_key("Comment créer mon compte ?")
+
+
+def test_the_review_responses_conform_to_the_openapi_document(learning):
+    """Every review route's real answers (listing, gaps, action, history, revert, and an error) against the
+    document's schemas (``http/schemas.py``), as test_openapi.py does for the search routes."""
+    from openapi_core import OpenAPI
+    from test_openapi import check
+
+    from service.http.openapi import openapi_document
+
+    spec = OpenAPI.from_dict(openapi_document())
+    app, client, _ = learning
+    _flagged(app, client)
+    listing = client.get("/admin/review", headers=ADMIN)
+    check(spec, listing)
+    check(spec, client.get("/admin/gaps?limit=5", headers=ADMIN))
+    queue = listing.get_json()
+    decided = _act(client, action="attach", faq_id="compte", query_keys=queue["groups"][0]["query_keys"],
+                   index_id=queue["index_id"], by="marie")  # fmt: skip
+    assert decided.status_code == 201
+    check(spec, decided)
+    action_id = decided.get_json()["action"]["id"]
+    check(spec, client.post(f"/admin/review/actions/{action_id}/revert", headers=ADMIN, json={"by": "marie"}))
+    check(spec, client.get("/admin/review/actions", headers=ADMIN))
+    check(spec, _act(client, action="dismiss", query_keys=["q" + "0" * 15], index_id=queue["index_id"]))

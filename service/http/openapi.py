@@ -73,8 +73,8 @@ def _search_parameters(max_query_chars: int) -> list[dict]:
     ]
 
 
-def _object(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+def _typed(description: str, schema_name: str) -> dict:
+    return {"description": description, "content": _json(schema_name)}
 
 
 def _window_parameters() -> list[dict]:
@@ -125,6 +125,10 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                 schemas.HealthResponse,
                 schemas.FaqEntryResponse,
                 schemas.FeedbackResponse,
+                schemas.ReviewQueueResponse,
+                schemas.GapsResponse,
+                schemas.ReviewActionResponse,
+                schemas.ReviewActionsResponse,
             )
         ],
         ref_template="#/components/schemas/{model}",
@@ -235,11 +239,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "security": [{"bearer": []}],
                     "parameters": _window_parameters(),
                     "responses": {
-                        "200": _object(
-                            "`{index_id, days, groups: [{id, queries, asked, unanswered, not_helpful, "
-                            "first_seen, last_seen, examples, query_keys, reasons, shown, "
-                            "not_helpful_entries, suggested}], total_groups, active_actions, entries, rebuild}`."
-                        ),
+                        "200": _typed("The groups to review, most flagged first.", "ReviewQueueResponse"),
                         **_errors("400", "401", "403", "500", "503"),
                     },
                 },
@@ -250,7 +250,9 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "summary": "Les décisions prises, les plus récentes d'abord",
                     "security": [{"bearer": []}],
                     "responses": {
-                        "200": _object("`{actions: [...]}`, each with `reverted_by` when cancelled."),
+                        "200": _typed(
+                            "Every decision, newest first, with `reverted_by` when cancelled.", "ReviewActionsResponse"
+                        ),
                         **_errors("401", "403", "500", "503"),
                     },
                 },
@@ -274,7 +276,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                         ),
                     },
                     "responses": {
-                        "201": _object("`{action, rebuild}`: the action as recorded and the rebuild's state."),
+                        "201": _typed("The action as recorded and the rebuild's state.", "ReviewActionResponse"),
                         **_errors("400", "401", "403", "404", "409", "413", "415", "500", "503"),
                     },
                 },
@@ -287,7 +289,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "parameters": [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "requestBody": {"required": False, "content": _json("RevertRequest", {"by": "marie"})},
                     "responses": {
-                        "201": _object("`{action, rebuild}`: the revert as recorded and the rebuild's state."),
+                        "201": _typed("The revert as recorded and the rebuild's state.", "ReviewActionResponse"),
                         **_errors("400", "401", "403", "404", "409", "415", "500", "503"),
                     },
                 },
@@ -299,7 +301,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "security": [{"bearer": []}],
                     "parameters": _window_parameters(),
                     "responses": {
-                        "200": _object("`{index_id, days, gaps: [group, ...], total}` (groups as in /admin/review)."),
+                        "200": _typed("The groups of unanswered queries, most failed first.", "GapsResponse"),
                         **_errors("400", "401", "403", "500", "503"),
                     },
                 },

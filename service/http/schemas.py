@@ -417,3 +417,107 @@ class FaqEntryResponse(BaseModel):
     tags: list[str]
     alt_questions: list[str] = []
     passages: list[PassageOut]
+
+
+# ---- The review queue's responses (``/admin/review``, ``/admin/gaps``; docs/learning.md) ----
+
+
+class ReviewWording(BaseModel):
+    """One distinct query of a group (redacted), by its key."""
+
+    key: str
+    text: str
+    asked: int
+
+
+class ReviewExample(ReviewWording):
+    """One of a group's most asked wordings, with how often it went unanswered or was found unhelpful."""
+
+    unanswered: int
+    not_helpful: int
+
+
+class SuggestedEntry(BaseModel):
+    """An entry near a group's meaning."""
+
+    faq_id: str
+    question: str
+    score: float
+
+
+class ReviewGroup(BaseModel):
+    """Queries of one meaning, with what happened to them and the entries nearest them."""
+
+    id: str
+    queries: int = Field(description="Distinct wordings.")
+    asked: int
+    unanswered: int
+    not_helpful: int
+    first_seen: str
+    last_seen: str
+    examples: list[ReviewExample] = Field(description="The most asked wordings (at most 5).")
+    query_keys: list[str] = Field(description="Every wording's key: send them to decide for the whole group.")
+    wordings: list[ReviewWording] = Field(description="Every wording an action on the group decides.")
+    reasons: dict[str, int] = Field(description="Refusal codes, with how often.")
+    shown: dict[str, int] = Field(description="The entries users were given first, with how often.")
+    not_helpful_entries: dict[str, int]
+    suggested: list[SuggestedEntry] = Field(description="The entries nearest the group's meaning.")
+
+
+class EntryRef(BaseModel):
+    """An entry of the FAQ, by id and question."""
+
+    faq_id: str
+    question: str
+
+
+class ReviewQueueResponse(BaseModel):
+    """``GET /admin/review``."""
+
+    index_id: str = Field(description="The index the listing was made on: send it with an action.")
+    days: float
+    groups: list[ReviewGroup]
+    total_groups: int
+    active_actions: int = Field(description="Decisions in force (not reverted).")
+    entries: list[EntryRef] = Field(description="Every entry, for a choice beyond the suggestions.")
+    rebuild: dict[str, Any] | None = Field(
+        description="The last rebuild's state: running, queued, done, failed or interrupted (docs/learning.md)."
+    )
+
+
+class GapsResponse(BaseModel):
+    """``GET /admin/gaps``."""
+
+    index_id: str
+    days: float
+    gaps: list[ReviewGroup]
+    total: int
+
+
+class ReviewActionOut(BaseModel):
+    """A decision as the reviewed file keeps it."""
+
+    id: str
+    at: str
+    by: str
+    action: Literal["attach", "not_answered", "dismiss", "revert"]
+    faq_id: str | None = None
+    questions: list[str] = []
+    query_keys: list[str] = []
+    index_id: str | None = None
+    note: str | None = None
+    reverts: str | None = Field(None, description="For a revert: the action it cancels.")
+    reverted_by: str | None = Field(None, description="In the history: the revert that cancelled it.")
+
+
+class ReviewActionResponse(BaseModel):
+    """A decision recorded, and the rebuild it started (null for a dismissal)."""
+
+    action: ReviewActionOut
+    rebuild: dict[str, Any] | None
+
+
+class ReviewActionsResponse(BaseModel):
+    """``GET /admin/review/actions``: every decision, newest first."""
+
+    actions: list[ReviewActionOut]
