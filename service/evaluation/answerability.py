@@ -28,7 +28,7 @@ from ..corpus import FaqEntry, load_corpus
 from ..indexing.answerability import FEATURES, Answerability
 from ..indexing.scoring import Scoring
 from ..search.engine import SearchEngine
-from .datasets import EvalQuery, EvalSet, load_covid
+from .datasets import EvalQuery, EvalSet, load_covid, questions_by_answer
 from .methods import Method, build_engine, run_queries
 
 #: Folds of covid_quebec_fr's answers for the cross-fitted figures.
@@ -267,9 +267,7 @@ def known_non_answers(
     workdir = Path(workdir)
     covid = load_covid(data_dir)
     answers = sorted({r for q in covid.queries for r in q.relevant})
-    by_answer: dict[str, list[str]] = {}
-    for q in covid.queries:
-        by_answer.setdefault(min(q.relevant), []).append(q.text)
+    by_answer = questions_by_answer(covid.queries)
     rng = random.Random(SEED)
     shuffled = list(answers)
     rng.shuffle(shuffled)

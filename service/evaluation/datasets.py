@@ -186,6 +186,14 @@ def without_fifth(evalset: EvalSet, seed: int = 13) -> tuple[EvalSet, list[EvalQ
     return smaller, orphans
 
 
+def questions_by_answer(queries: list[EvalQuery]) -> dict[str, list[str]]:
+    """The queries' texts by answer (of several relevant entries, the least id), in the set's order."""
+    out: dict[str, list[str]] = {}
+    for q in queries:
+        out.setdefault(min(q.relevant), []).append(q.text)
+    return out
+
+
 def user_questions(evalset: EvalSet) -> list[tuple[str, str]]:
     """The set's labelled queries as ``(text, faq_id)`` training pairs (of several relevant entries, the least id)."""
     return [(q.text, min(q.relevant)) for q in evalset.queries]

@@ -22,7 +22,7 @@ import numpy as np
 from ..corpus import FaqEntry
 from ..learning.grouping import group_by_meaning
 from ..reviewed import merge_actions, new_action
-from .datasets import EvalQuery, load_covid
+from .datasets import EvalQuery, load_covid, questions_by_answer
 from .methods import Method, build_engine, run_queries
 from .metrics import ranking_metrics
 
@@ -33,13 +33,6 @@ HELD_OUT_FROM = max(KS)
 SEEDS = (0, 1, 2)
 #: Off-topic questions asked at each k (PIAF questions whose paragraphs are not indexed).
 OOD_SAMPLE = 300
-
-
-def _by_answer(queries: list[EvalQuery]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for q in queries:
-        out.setdefault(min(q.relevant), []).append(q.text)
-    return out
 
 
 def alt_questions_curve(
@@ -55,7 +48,7 @@ def alt_questions_curve(
         "ood_refused"}`` (means over the seeds).
     """
     covid = load_covid(data_dir)
-    by_answer = _by_answer(covid.queries)
+    by_answer = questions_by_answer(covid.queries)
     rows: dict[int, list[dict]] = {k: [] for k in ks}
     ood = covid.ood_queries[:OOD_SAMPLE]
     for seed in seeds:
@@ -105,7 +98,7 @@ def non_answers_curve(data_dir: str | os.PathLike, embedder, workdir: str | os.P
         One row per k: ``{"k", "marked", "gone_refused", "answered_right", "gone_queries"}`` (means over folds).
     """
     covid = load_covid(data_dir)
-    by_answer = _by_answer(covid.queries)
+    by_answer = questions_by_answer(covid.queries)
     answers = sorted(by_answer)
     rng = random.Random(13)
     shuffled = rng.sample(answers, len(answers))

@@ -22,8 +22,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NotFound, QueryLogUnavailable
@@ -114,9 +116,8 @@ def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False)
                 conn.execute("PRAGMA journal_mode=WAL")
             if not {"searches", "feedback", "vectors", "meta"} <= tables:
                 conn.executescript(SCHEMA)
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process, not of the host
-        if create:
             conn.execute("PRAGMA secure_delete=ON")  # purged queries are overwritten, not left in free pages
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process, not of the host
     except BaseException:
         conn.close()
         raise
@@ -212,26 +213,26 @@ class QueryLog:
 
     def record(self, request_id: str, query: str, outcome: dict) -> None:
         """Queue one search (``outcome`` is its response dict); never blocks, never raises."""
-        if self._stop.is_set():  # closed: no writer will take it
-            self._count("dropped", 1)
-            return
-        try:
-            self._ensure_writer()
-            self._queue.put_nowait(("search", time.time(), request_id, query, outcome))
-        except queue.Full:
-            self._count("dropped", 1)
-        except Exception:  # a search must never fail because of its log
-            log.exception("query log: could not queue a search")
-            self._count("dropped", 1)
+        self._enqueue(("search", time.time(), request_id, query, outcome))
 
     def record_feedback(
         self, request_id: str, query_key: str, faq_id: str, helpful: bool, index_id: str | None
     ) -> None:
         """Queue one feedback row (written like searches)."""
+        self._enqueue(("feedback", time.time(), request_id, query_key, faq_id, helpful, index_id))
+
+    def _enqueue(self, row: tuple) -> None:
+        """Put a row on the writer's queue; a full queue or a closed log drops it (counted), never waits or raises."""
+        if self._stop.is_set():  # closed: no writer will take it
+            self._count("dropped", 1)
+            return
         try:
             self._ensure_writer()
-            self._queue.put_nowait(("feedback", time.time(), request_id, query_key, faq_id, helpful, index_id))
+            self._queue.put_nowait(row)
         except queue.Full:
+            self._count("dropped", 1)
+        except Exception:  # a search must never fail because of its log
+            log.exception("query log: could not queue a row")
             self._count("dropped", 1)
 
     def feedback(self, request_id: str, faq_id: str, helpful: bool, index_id: str | None) -> LoggedSearch:
@@ -265,13 +266,13 @@ class QueryLog:
         ranked = [
             (ids.index(faq_id), n, s) for n, s in enumerate(searches) if faq_id in (ids := [f for f, _ in s.results])
         ]
-        search = min(ranked, key=lambda r: r[:2])[2] if ranked else None
-        if search is None:  # feedback judges what the user was shown, nothing else
+        if not ranked:  # feedback judges what the user was shown, nothing else
             raise NotFound(
                 f"entry {faq_id!r} was not among the results of search {request_id!r}",
                 code="unknown_entry",
                 field="faq_id",
             )
+        search = min(ranked, key=lambda r: r[:2])[2]
         self.record_feedback(request_id, search.query_key, faq_id, helpful, index_id)
         return search
 
@@ -400,13 +401,11 @@ class QueryLog:
     def purge(self, conn: sqlite3.Connection | None = None, now: float | None = None) -> dict:
         """Delete what is older than the retention; returns how many rows of each table went."""
         cutoff = (now if now is not None else time.time()) - self.days * 86400
-        own = conn is None
-        conn = conn or connect(self.path, create=True)
-        try:
+        if conn is None:
+            with closing(connect(self.path, create=True)) as own:
+                deleted = _blocking(_delete_before, own, cutoff)
+        else:
             deleted = _blocking(_delete_before, conn, cutoff)
-        finally:
-            if own:
-                conn.close()
         self.last_purge = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "deleted": deleted}
         return deleted
 
@@ -449,15 +448,12 @@ class QueryLog:
         Raises:
             sqlite3.Error: the database cannot be read.
         """
-        conn = connect(self.path)
-        try:
+        with closing(connect(self.path)) as conn:
             rows = conn.execute(
                 "SELECT ts, request_id, query, query_key, index_id, answered, reason, results FROM searches "
                 "WHERE request_id = ? ORDER BY ts DESC LIMIT 64",
                 (request_id,),
             ).fetchall()
-        finally:
-            conn.close()
         return [_logged(row) for row in rows]
 
 
@@ -500,15 +496,14 @@ class QueryStats:
 
     key: str
     text: str  # its latest wording
-    asked: int
-    unanswered: int
-    not_helpful: int
-    helpful: int
     first_seen: float
     last_seen: float
-    reasons: dict[str, int]
-    shown: dict[str, int]  # the entry given first, and how often
-    not_helpful_entries: dict[str, int]
+    asked: int = 0
+    unanswered: int = 0
+    not_helpful: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    shown: Counter = field(default_factory=Counter)  # the entry given first, and how often
+    not_helpful_entries: Counter = field(default_factory=Counter)
 
 
 @off_loop
@@ -528,8 +523,7 @@ def query_stats(
     Raises:
         sqlite3.Error: the database cannot be read.
     """
-    conn = connect(path)
-    try:
+    with closing(connect(path)) as conn:
         flagged = conn.execute(
             """
             SELECT query_key FROM searches WHERE ts >= :since AND answered = 0 AND reason IS NOT :skip
@@ -547,32 +541,24 @@ def query_stats(
                 f"WHERE ts >= ? AND query_key IN ({marks}) ORDER BY ts",
                 (since, *chunk),
             ):
-                s = stats.get(key)
-                if s is None:
-                    s = stats[key] = QueryStats(key, query, 0, 0, 0, 0, ts, ts, {}, {}, {})
+                s = stats.setdefault(key, QueryStats(key, query, ts, ts))
                 s.text, s.last_seen = query, ts
                 s.asked += 1
                 if not answered and reason != skip_reason:
                     s.unanswered += 1
-                    s.reasons[reason or "unknown"] = s.reasons.get(reason or "unknown", 0) + 1
+                    s.reasons[reason or "unknown"] += 1
                 top = json.loads(results)
                 if top:
-                    s.shown[top[0][0]] = s.shown.get(top[0][0], 0) + 1
-            for key, faq_id, helpful in conn.execute(
-                f"SELECT query_key, faq_id, helpful FROM feedback f WHERE ts >= ? AND query_key IN ({marks}) "  # noqa: S608
+                    s.shown[top[0][0]] += 1
+            for key, faq_id in conn.execute(
+                f"SELECT query_key, faq_id FROM feedback f WHERE ts >= ? AND query_key IN ({marks}) "  # noqa: S608
+                "AND helpful = 0 "
                 "AND id = (SELECT MAX(id) FROM feedback g WHERE g.request_id = f.request_id AND g.faq_id = f.faq_id)",
                 (since, *chunk),
             ):
-                s = stats.get(key)
-                if s is None:
-                    continue
-                if helpful:
-                    s.helpful += 1
-                else:
-                    s.not_helpful += 1
-                    s.not_helpful_entries[faq_id] = s.not_helpful_entries.get(faq_id, 0) + 1
-    finally:
-        conn.close()
+                if key in stats:
+                    stats[key].not_helpful += 1
+                    stats[key].not_helpful_entries[faq_id] += 1
     ranked = sorted(stats.values(), key=lambda s: (-(s.unanswered + s.not_helpful), -s.asked, s.key))
     return ranked[:limit]
 
@@ -589,9 +575,8 @@ def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str
     Raises:
         sqlite3.Error: the database cannot be read.
     """
-    conn = connect(path)
-    try:
-        out: dict[str, str] = {}
+    out: dict[str, str] = {}
+    with closing(connect(path)) as conn:
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
             for key, query in conn.execute(
@@ -599,17 +584,14 @@ def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str
                 (since, *chunk),
             ):
                 out[key] = query
-        return out
-    finally:
-        conn.close()
+    return out
 
 
 @off_loop
 def cached_vectors(path: str | os.PathLike, keys: list[str], model: str) -> dict[str, bytes]:
     """Vectors of redacted queries already computed for the review queue, by key."""
-    conn = connect(path)
-    try:
-        out = {}
+    out: dict[str, bytes] = {}
+    with closing(connect(path)) as conn:
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
             out.update(
@@ -618,20 +600,15 @@ def cached_vectors(path: str | os.PathLike, keys: list[str], model: str) -> dict
                     (model, *chunk),
                 ).fetchall()
             )
-        return out
-    finally:
-        conn.close()
+    return out
 
 
 @off_loop
 def store_vectors(path: str | os.PathLike, rows: list[tuple[str, bytes]], model: str) -> None:
     """Keep the vectors just computed (a later listing of the queue does not encode them again)."""
-    conn = connect(path)
-    try:
-        now = time.time()
+    now = time.time()
+    with closing(connect(path)) as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO vectors (query_key, model, ts, vector) VALUES (?, ?, ?, ?)",
             [(key, model, now, blob) for key, blob in rows],
         )
-    finally:
-        conn.close()

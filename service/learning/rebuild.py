@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import psutil
 
@@ -72,15 +72,14 @@ class Rebuilder:
                     self._running = False
                     return
                 self._again = False
-                action_id = self._latest
-            self._save({"state": "running", "action": action_id, "started_at": _now()})
+                action_id = self._latest  # _build_once records it as running, with its build's pid
 
     def _build_once(self, action_id: str) -> None:
         started = time.monotonic()
         argv = [*self.command, "--corpus", self.corpus, "--out", self.index_dir, "--like-current"]
         try:
             child = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
             # The child's pid goes with the state: a worker that stops mid-build leaves a state that says so.
             self._save({"state": "running", "action": action_id, "started_at": _now(), "pid": child.pid})
@@ -134,23 +133,17 @@ class Rebuilder:
 
 @querylog.off_loop
 def _read_state(log_path: str) -> dict | None:
-    conn = querylog.connect(log_path)
-    try:
+    with closing(querylog.connect(log_path)) as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'rebuild'").fetchone()
-    finally:
-        conn.close()
     return json.loads(row[0]) if row else None
 
 
 @querylog.off_loop
 def _write_state(log_path: str, state: dict) -> None:
-    conn = querylog.connect(log_path, create=True)
-    try:
+    with closing(querylog.connect(log_path, create=True)) as conn:
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild', ?)", (json.dumps(state, default=str),)
         )
-    finally:
-        conn.close()
 
 
 def _now() -> str:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +97,14 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _add(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
-    for k, v in more.items():
-        total[k] = total.get(k, 0) + v
-    return total
+def _flagged_groups(source: Source, days: float, decided: set[str], skip_reason: str | None = None) -> list[dict]:
+    """The flagged queries of the last ``days`` days not ``decided``, grouped, the groups the FAQ failed most
+    first (refused, or its answer judged unhelpful), then the most asked."""
+    since = time.time() - days * 86400
+    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, skip_reason=skip_reason, exclude=decided)
+    groups = _groups(source, stats)
+    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
+    return groups
 
 
 def _groups(source: Source, stats: list[querylog.QueryStats]) -> list[dict]:
@@ -148,11 +153,9 @@ def _groups(source: Source, stats: list[querylog.QueryStats]) -> list[dict]:
     return groups
 
 
-def _sorted_counts(counts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for c in counts:
-        _add(total, c)
-    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
+def _sorted_counts(counts: list[Counter]) -> dict[str, int]:
+    """The counts added up, most first (ties by name)."""
+    return dict(sorted(sum(counts, Counter()).items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def review_queue(source: Source, days: float, limit: int = 50) -> dict:
@@ -164,11 +167,7 @@ def review_queue(source: Source, days: float, limit: int = 50) -> dict:
         CorpusError: the reviewed file has a bad line.
     """
     actions = read_actions(source.reviewed_file)
-    done = reviewed_keys(actions)
-    since = time.time() - days * 86400
-    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, skip_reason="known_non_answer", exclude=set(done))
-    groups = _groups(source, stats)
-    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
+    groups = _flagged_groups(source, days, set(reviewed_keys(actions)), skip_reason="known_non_answer")
     entries = source.engine.index.entries
     return {
         "index_id": source.engine.index.index_id,
@@ -189,12 +188,8 @@ def gaps(source: Source, days: float, limit: int = 50) -> dict:
     Raises:
         sqlite3.Error: the log cannot be read.
     """
-    done = reviewed_keys(read_actions(source.reviewed_file), kinds=("attach", "dismiss"))
-    since = time.time() - days * 86400
-    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, exclude=set(done))
-    groups = _groups(source, stats)
-    # How often the FAQ failed the question (refused, or its answer judged unhelpful), then how often it was asked.
-    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
+    decided = set(reviewed_keys(read_actions(source.reviewed_file), kinds=("attach", "dismiss")))
+    groups = _flagged_groups(source, days, decided)
     return {"index_id": source.engine.index.index_id, "days": days, "gaps": groups[:limit], "total": len(groups)}
 
 
