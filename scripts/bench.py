@@ -12,6 +12,8 @@ Scenarios so far:
                 vectors and on PIAF's real vectors: recall@10 against exact, median search, build time, memory.
     cache       a repeated question (served from the response cache) against a fresh one, in-process.
     http        POST /search to gunicorn at concurrency 1 against the same search in-process, alternating.
+    cluster     HAProxy in front of one replica against that replica direct (QPS at concurrency 4, overhead per
+                request at 1, fresh and cached questions, A B A B), and 3 replicas of 1 worker through HAProxy.
     check       a search with the answer check against the same search without it, in-process, alternating.
     startup     seconds from starting gunicorn to the first answered search, and memory per worker.
     build       build_index() against raw model.encode of the same texts (cnil_faq corpus), alternating.
@@ -169,6 +171,71 @@ def scenario_http(args) -> dict:
     return {"variants": {"in-process": a, "http": b}, "ratio_p50": round(b["p50_ms"] / a["p50_ms"], 4)}
 
 
+def scenario_cluster(args) -> dict:
+    """HAProxy's cost: POST /search through HAProxy against the same replica direct (one replica, 2 workers), under
+    wrk at concurrency 4 for fresh and repeated (cached) questions, A B A B; the overhead per request at
+    concurrency 1; then the same load through HAProxy over 3 replicas of 1 worker (the 2 cores bound both)."""
+    from service.deploy import cluster
+
+    embedder, out = model_and_index(args)
+    fresh = wrk_post_script(out / "fresh.lua", {"query": "je ne trouve pas le lien pour activer mon compte"})
+    rows: dict[str, list] = {}
+
+    def run(spec: cluster.ClusterSpec, label: str, pairs: list[tuple[str, int, Path]]) -> None:
+        cluster.start(spec, out)
+        try:
+            direct, front = f"http://127.0.0.1:{spec.first_replica_port}", spec.url
+            wrk(front + "/search", 4, 3, fresh)  # warm every worker
+            for _ in range(args.rounds):
+                for name, concurrency, script in pairs:
+                    for where, url in (("direct", direct), ("haproxy", front)):
+                        row = wrk(url + "/search", concurrency, args.seconds, script)
+                        where = "r1 direct" if where == "direct" and spec.replicas > 1 else where
+                        rows.setdefault(f"{label} {name} c={concurrency} {where}", []).append(row)
+        finally:
+            cluster.stop(spec)
+
+    base = Path(tempfile.mkdtemp(prefix="faq-bench-cluster-"))
+    one = cluster.ClusterSpec(
+        replicas=1, workers_per_replica=2, run_dir=base / "one", front_port=8180, first_replica_port=8181,
+        redis_port=6391, model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
+    )  # fmt: skip
+    run(one, "1x2", [("fresh", 4, fresh), ("fresh", 1, fresh)])
+    cached = cluster.ClusterSpec(
+        replicas=1, workers_per_replica=2, run_dir=base / "cached", front_port=8180, first_replica_port=8181,
+        redis_port=6391, model=args.model,
+    )  # fmt: skip
+    run(cached, "1x2", [("cached", 4, fresh), ("cached", 1, fresh)])
+    three = cluster.ClusterSpec(
+        replicas=3, workers_per_replica=1, run_dir=base / "three", front_port=8180, first_replica_port=8181,
+        redis_port=6391, model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
+    )  # fmt: skip
+    run(three, "3x1", [("fresh", 4, fresh)])
+
+    def median_of(key: str, field: str) -> float:
+        return round(statistics.median(r[field] for r in rows[key]), 3)
+
+    table = {
+        key: {f: median_of(key, f) for f in ("qps", "p50_ms", "p99_ms")}
+        | {"errors": sum(r["non_2xx"] + r["socket_errors"] for r in rows[key])}
+        for key in rows
+    }
+    for key, row in table.items():
+        print(f"cluster {key:32s} {row['qps']:8.1f} QPS  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+              f"errors {row['errors']}", file=sys.stderr)  # fmt: skip
+    overhead = {
+        name: round(table[f"1x2 {name} c=1 haproxy"]["p50_ms"] - table[f"1x2 {name} c=1 direct"]["p50_ms"], 3)
+        for name in ("fresh", "cached")
+    }
+    qps_ratio = {
+        name: round(table[f"1x2 {name} c=4 haproxy"]["qps"] / table[f"1x2 {name} c=4 direct"]["qps"], 3)
+        for name in ("fresh", "cached")
+    }
+    print(f"cluster HAProxy overhead per request (p50, c=1): {overhead} ms; QPS through it / direct (c=4): {qps_ratio}",
+          file=sys.stderr)  # fmt: skip
+    return {"rows": table, "haproxy_overhead_p50_ms": overhead, "qps_ratio_haproxy_over_direct": qps_ratio}
+
+
 def scenario_check(args) -> dict:
     """A search with the answer check against the same search without it (score threshold alone), in-process,
     query by query alternating, over the Chorus Pro paraphrases and uncovered questions (response cache off)."""
@@ -222,6 +289,9 @@ def scenario_startup(args) -> dict:
                 "workers": len(workers),
                 "rss_mb": [round(m.rss / 2**20) for m in memory],
                 "uss_mb": [round(m.uss / 2**20) for m in memory],
+                # Pages shared with the master and the other workers, counted once per sharer: each worker's share.
+                "pss_mb": [round(m.pss / 2**20) for m in memory],
+                "master_rss_mb": round(psutil.Process(server.pid).memory_info().rss / 2**20),
             }
         )
         server.terminate()
@@ -684,6 +754,7 @@ SCENARIOS = {
     "startup": scenario_startup,
     "build": scenario_build,
     "incremental": scenario_incremental,
+    "cluster": scenario_cluster,
 }
 
 
@@ -825,6 +896,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['concurrency']:>11} {r['qps']:>8.1f} {r['share_of_limit']:>6.2f} {r['p50_ms']:>8.1f} "
                     f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}"
                 )
+            continue
+        if name == "cluster":  # printed as it ran
             continue
         for variant, s in result["variants"].items():
             print(f"{name:10} {variant:10} {s['n']:>6} {s['p50_ms']:>10.3f} {s['p95_ms']:>10.3f} {s['p99_ms']:>10.3f}")

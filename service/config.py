@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "FAQ_LOG_QUERIES": 0,  # log each query cut to this many characters (0: never; queries are personal)
     "FAQ_RATE_LIMIT": None,  # per-client limit on the search routes, e.g. "600/minute" (None: off)
     "FAQ_RATE_LIMIT_STORAGE": None,  # shared counter store (e.g. redis://host:6379); None: per worker, in memory
+    "FAQ_REPLICA_NAME": None,  # this replica's name in the X-Served-By header (None: the host name)
     "FAQ_SEARCH_TIMEOUT": 10.0,  # seconds a search may wait for a free slot before 503 search_timeout
     "FAQ_BODY_TIMEOUT": 10.0,  # seconds a request body may take to arrive before 408 request_timeout (gevent)
     "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
@@ -57,6 +58,7 @@ ENV_TYPES = {
     "FAQ_LOG_QUERIES": int,
     "FAQ_RATE_LIMIT": str,
     "FAQ_RATE_LIMIT_STORAGE": str,
+    "FAQ_REPLICA_NAME": str,
     "FAQ_SEARCH_TIMEOUT": float,
     "FAQ_BODY_TIMEOUT": float,
     "FAQ_MAX_CONCURRENT_SEARCHES": int,

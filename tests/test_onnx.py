@@ -4,6 +4,7 @@ that is redone only when the weights change, and a service that encodes queries 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -237,16 +238,48 @@ def test_an_export_without_its_marker_is_refused_and_one_from_before_serves(tmp_
 
 @pytest.mark.slow
 def test_the_encoder_takes_the_tokenizer_the_master_preloaded_and_only_that_one(tmp_path):
-    from service.encoders import onnx_encoder
+    from service.encoders import tokenizer
 
     try:
-        assert onnx_encoder.preload_tokenizer(MODEL_DIR)
-        shared = next(iter(onnx_encoder._PRELOADED.values()))
+        assert tokenizer.preload_tokenizer(MODEL_DIR)
+        shared = next(iter(tokenizer._PRELOADED.values()))
+        assert isinstance(shared, tokenizer.PieceTokenizer)  # the export's SentencePiece model, not tokenizer.json
         assert OnnxEmbedder(MODEL_DIR, "onnx").tokenizer is shared
         copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
-        (copy / "tokenizer.json").unlink()
-        (copy / "tokenizer.json").write_bytes((MODEL_DIR / "tokenizer.json").read_bytes())  # another file
-        assert OnnxEmbedder(copy, "onnx").tokenizer is not shared
-        assert not onnx_encoder.preload_tokenizer(tmp_path)  # no tokenizer.json there
+        pieces = copy / ONNX_DIR / tokenizer.PIECES_FILE
+        pieces.unlink()
+        pieces.write_bytes((MODEL_DIR / ONNX_DIR / tokenizer.PIECES_FILE).read_bytes())
+        assert OnnxEmbedder(copy, "onnx").tokenizer is not shared  # another file
+    finally:
+        tokenizer._PRELOADED.clear()
+
+
+@pytest.mark.slow
+def test_the_encoder_the_master_preloaded_is_taken_only_for_one_thread_and_the_same_files(tmp_path, monkeypatch):
+    """gunicorn's master loads the ONNX encoder before forking (one thread: no thread pool to lose at the fork); a
+    worker takes it only when its thread count and every file of the model are those the master loaded."""
+    from service.encoders import onnx_encoder
+    from service.encoders.loading import load_embedder
+
+    try:
+        monkeypatch.setenv("FAQ_ENCODER_THREADS", "2")
+        assert not onnx_encoder.preload_encoder(MODEL_DIR, "onnx")  # two threads: each worker loads its own
+        monkeypatch.setenv("FAQ_ENCODER_THREADS", "1")
+        assert onnx_encoder.preload_encoder(MODEL_DIR, "onnx")
+        shared = next(iter(onnx_encoder._PRELOADED.values()))
+        assert load_embedder(str(MODEL_DIR), "onnx") is shared
+        assert load_embedder(str(MODEL_DIR), "onnx-int8") is not shared  # another backend
+        copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
+        assert load_embedder(str(copy), "onnx") is not shared  # another directory
+        monkeypatch.setenv("FAQ_ENCODER_THREADS", "2")
+        assert load_embedder(str(MODEL_DIR), "onnx") is not shared  # another thread count
+        monkeypatch.setenv("FAQ_ENCODER_THREADS", "1")
+        marker = MODEL_DIR / ONNX_DIR / EXPORT_MARKER
+        stat = marker.stat()
+        os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        try:
+            assert load_embedder(str(MODEL_DIR), "onnx") is not shared  # a file changed since
+        finally:
+            os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     finally:
         onnx_encoder._PRELOADED.clear()

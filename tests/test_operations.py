@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -402,6 +403,36 @@ def test_a_made_up_key_is_no_new_client_for_the_rate_limit(served):
     assert [g.status_code for g in guesses] == [401] * 5 + [429] * 3  # guessing keys is limited too
     for key in ("good-key", "other-key"):  # each valid key is a client of its own, with its own allowance
         assert keyed.post("/search", json={"query": "mot"}, headers={"X-API-Key": key}).status_code == 200
+
+
+def test_an_unreachable_shared_store_fails_open_counts_per_worker_and_says_so(served, caplog):
+    """Redis down (nothing listens on the port): searches answer, the limit is counted in this worker's memory,
+    and /health, /metrics and the log say so."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    make, _ = served
+    app = make(FAQ_RATE_LIMIT="4/minute", FAQ_RATE_LIMIT_STORAGE=f"redis://:secret@127.0.0.1:{port}/0")
+    client = app.test_client()
+    with caplog.at_level("WARNING"):
+        codes = [client.post("/search", json={"query": "mot de passe"}).status_code for _ in range(6)]
+    assert codes == [200] * 4 + [429] * 2  # open, and still the limit, counted alone
+    assert "falling back to in-memory storage" in caplog.text
+    limit = client.get("/health").get_json()["rate_limit"]
+    where = f"redis://127.0.0.1:{port}"  # without the password
+    assert limit == {"enabled": True, "limit": "4/minute", "storage": where, "state": "fallback_memory"}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "faq_rate_limit_shared 0.0" in metrics and "faq_rate_limit_fallbacks_total 1.0" in metrics
+
+
+def test_every_response_says_which_replica_served_it(served):
+    make, _ = served
+    client = make(FAQ_REPLICA_NAME="replica-7").test_client()
+    for response in (client.post("/search", json={"query": "mot"}), client.get("/health"), client.get("/nowhere")):
+        assert response.headers["X-Served-By"] == "replica-7"
+    assert make().test_client().get("/health").headers["X-Served-By"] == socket.gethostname()
 
 
 def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):

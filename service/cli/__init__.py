@@ -7,6 +7,8 @@ faq-search prepare-model     convert the offline model and export it to ONNX (sc
 faq-search adapt             fine-tune the model on labelled user questions (scripts/adapt_model.py)
 faq-search fit-answerability fit the answer check on covid_quebec_fr (scripts/fit_answerability.py)
 faq-search gaps              the FAQ's missing questions from the query log (scripts/gaps.py)
+faq-search publish           publish a build to the index directory a cluster's replicas serve from
+faq-search cluster           start, stop or list a local cluster: Redis, N replicas, HAProxy (make cluster)
 faq-search mcp               the MCP server for LLM assistants (python -m service.mcp)
 """
 
@@ -24,6 +26,8 @@ COMMANDS = {
     "adapt": "service.cli.adapt",
     "fit-answerability": "service.cli.fit_answerability",
     "gaps": "service.cli.gaps",
+    "publish": "service.cli.publish",
+    "cluster": "service.cli.cluster",
     "mcp": "service.integrations.mcp",
 }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import ModelUnavailable
 from .base import BACKENDS, PREFERRED_BACKEND, Embedder, check_local, default_backend, default_model
-from .onnx_encoder import FILES, ONNX_DIR, OnnxEmbedder
+from .onnx_encoder import FILES, ONNX_DIR, onnx_embedder
 from .torch_encoder import SentenceTransformerEmbedder
 
 
@@ -39,4 +39,4 @@ def load_embedder(name_or_path: str | None = None, backend: str | None = None) -
             f"backend {backend} needs a local model directory exported to ONNX; "
             f"{name_or_path!r} is not one (use FAQ_BACKEND=torch for hub models)"
         )
-    return OnnxEmbedder(name_or_path, backend)
+    return onnx_embedder(name_or_path, backend)

@@ -1,4 +1,4 @@
-"""The fast query encoder at run time: a model exported to ONNX, run with ONNX Runtime and ``tokenizer.json``.
+"""The fast query encoder at run time: a model exported to ONNX, run with ONNX Runtime and the model's tokenizer.
 
 Neither torch, transformers nor sentence-transformers is imported here; the export itself (``onnx_export.py``)
 runs at set-up. Layout inside a model directory (written by ``scripts/prepare_model.py``)::
@@ -11,6 +11,8 @@ runs at set-up. Layout inside a model directory (written by ``scripts/prepare_mo
     onnx/model_*.weights     each graph's weights, beside it (ONNX external data): ONNX Runtime maps the file
                              instead of copying it, so the int8 word table costs a worker only the pages of the
                              rows its queries touch, and the workers of a host share them through the page cache
+    onnx/tokenizer.model     the model's tokenizer.json as a SentencePiece model (28 MB loaded instead of 280),
+                             with tokenizer.model.json: see ``tokenizer.py``
     onnx/export.json         what it was exported from (checksum of model.safetensors), with which versions, and
                              each weights file's size and SHA-256 (checked when the encoder loads)
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..errors import ModelUnavailable
 from .base import PromptsMixin, encoder_threads, model_id_for
+from .tokenizer import load_tokenizer
 
 #: Padded tokens (rows × longest row) of one ONNX Runtime run: attention memory grows with rows × length², so 16
 #: texts of 512 tokens run as 8 runs of 2 rather than 1 of 16 (about 25 MB of attention each instead of 200), and
@@ -39,35 +42,52 @@ FILES = {"onnx": "model_emb8.onnx", "onnx-int8": "model_qint8.onnx"}
 DATA_FILES = {"onnx": "model_emb8.weights", "onnx-int8": "model_qint8.weights"}
 
 
-#: Tokenizers loaded before the server forks its workers (``preload_tokenizer``), by ``_tokenizer_key``.
-_PRELOADED: dict[tuple, object] = {}
 #: The first exporter version that keeps the weights beside the graph (``onnx_export.EXPORTER_VERSION`` >= 6).
 WEIGHTS_APART_SINCE = 6
+#: Encoders loaded before the server forks its workers (``preload_encoder``), by ``_encoder_key``.
+_PRELOADED: dict[tuple, OnnxEmbedder] = {}
 
 
-def _tokenizer_key(path: Path) -> tuple:
-    """A tokenizer file as it is now: its path, size and modification time (a changed file is another key)."""
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+def _encoder_key(model_dir: str | os.PathLike, backend: str, threads: int) -> tuple:
+    """What an encoder is made of, as it is now: the directory, backend and threads, and the size and modification
+    time of each of its files (a file changed since the master loaded it makes another key)."""
+    from .tokenizer import PIECES_FILE, PIECES_META
+
+    model_dir = Path(model_dir).resolve()
+    onnx = model_dir / ONNX_DIR
+    files = [onnx / FILES.get(backend, "?"), onnx / DATA_FILES.get(backend, "?"), onnx / "export.json",
+             onnx / PIECES_FILE, onnx / PIECES_META, model_dir / "tokenizer.json", model_dir / "config.json",
+             model_dir / "config_sentence_transformers.json", model_dir / "sentence_bert_config.json"]  # fmt: skip
+    stats = []
+    for path in files:
+        try:
+            stat = path.stat()
+            stats.append((path.name, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stats.append((path.name, None, None))
+    return str(model_dir), backend, threads, tuple(stats)
 
 
-def preload_tokenizer(model_dir: str | os.PathLike) -> bool:
-    """Load the model's tokenizer now, in the process that will fork the workers (the gunicorn master).
+def preload_encoder(model_dir: str | os.PathLike, backend: str = "onnx") -> bool:
+    """Load the encoder now, in the process that will fork the workers (the gunicorn master), for them to share.
 
-    The tokenizer of multilingual-e5 (250k pieces) takes about 280 MB once loaded. Loaded once before the fork, its
-    memory is shared by every worker (copy-on-write: encoding only reads it) instead of being loaded in each; a
-    worker whose tokenizer file is another (or changed since) loads its own. Only loading happens here, never
-    encoding: the library's thread pool is then first made in each worker, after the fork.
-    Returns whether it was loaded (False when the directory has no ``tokenizer.json``).
+    The ONNX Runtime session (about 94 MB of layer weights it keeps in memory) and the tokenizer are then one copy
+    for every worker of the host, shared copy-on-write: running the model only reads them. Only for an encoder of
+    one thread (the default of a gunicorn worker on a host with as many workers as cores): ONNX Runtime then makes
+    no thread pool, so nothing is lost at the fork; with more threads each worker loads its own after the fork.
+    Returns whether it was loaded.
     """
-    from tokenizers import Tokenizer
-
-    path = Path(model_dir) / "tokenizer.json"
-    if not path.is_file():
+    if (encoder_threads() or 1) != 1:
         return False
     _PRELOADED.clear()  # one model at a time: a reload of the master replaces it
-    _PRELOADED[_tokenizer_key(path)] = Tokenizer.from_file(str(path))
+    _PRELOADED[_encoder_key(model_dir, backend, 1)] = OnnxEmbedder(model_dir, backend, threads=1)
     return True
+
+
+def onnx_embedder(model_dir: str | os.PathLike, backend: str = "onnx") -> OnnxEmbedder:
+    """The master's encoder when it preloaded this one (same files, same thread count), else a new one."""
+    threads = encoder_threads() or (os.cpu_count() or 1)
+    return _PRELOADED.get(_encoder_key(model_dir, backend, threads)) or OnnxEmbedder(model_dir, backend)
 
 
 def check_weights(model_dir: Path, backend: str) -> Path | None:
@@ -78,7 +98,7 @@ def check_weights(model_dir: Path, backend: str) -> Path | None:
         ModelUnavailable: ``export.json`` missing or unreadable (an export not finished), or the weights file
             missing, truncated or not the exported one (size or SHA-256), saying what to run.
     """
-    from ..files import sha256_file
+    from ..files import file_problem
 
     redo = f"export it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir} --force`"
     marker = model_dir / ONNX_DIR / "export.json"
@@ -95,21 +115,17 @@ def check_weights(model_dir: Path, backend: str) -> Path | None:
         size, digest = int(expected["bytes"]), str(expected["sha256"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelUnavailable(f"{marker} is missing or unreadable ({type(exc).__name__}): {redo}") from None
-    if not path.is_file():
-        raise ModelUnavailable(f"{path} is missing: {redo}")
-    if path.stat().st_size != size:
-        raise ModelUnavailable(f"{path} is {path.stat().st_size} bytes, not the {size} exported: {redo}")
-    if sha256_file(path) != digest:
-        raise ModelUnavailable(f"{path} is not the file exported (SHA-256 differs): {redo}")
+    problem = file_problem(path, size, digest)
+    if problem:
+        raise ModelUnavailable(f"{path} {problem}: {redo}")
     return path
 
 
 class OnnxEmbedder(PromptsMixin):
-    """The ``Embedder`` protocol over an exported model: ONNX Runtime + the model's ``tokenizer.json``."""
+    """The ``Embedder`` protocol over an exported model: ONNX Runtime + the model's tokenizer (``tokenizer.py``)."""
 
     def __init__(self, model_dir: str | os.PathLike, backend: str = "onnx-int8", threads: int | None = None):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         if backend not in FILES:
             raise ValueError(f"backend must be one of {sorted(FILES)}, not {backend!r}")
@@ -125,9 +141,9 @@ class OnnxEmbedder(PromptsMixin):
             st_config = json.loads((model_dir / "config_sentence_transformers.json").read_text())
             bert_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
             config = json.loads((model_dir / "config.json").read_text())
-            tokenizer_path = model_dir / "tokenizer.json"
+            self.max_seq_length = int(bert_config.get("max_seq_length", 512))
             # The master's copy when it preloaded this one (shared with the other workers), else one of our own.
-            self.tokenizer = _PRELOADED.get(_tokenizer_key(tokenizer_path)) or Tokenizer.from_file(str(tokenizer_path))
+            self.tokenizer = load_tokenizer(model_dir, self.max_seq_length)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or encoder_threads() or (os.cpu_count() or 1)
             options.inter_op_num_threads = 1
@@ -135,15 +151,14 @@ class OnnxEmbedder(PromptsMixin):
             # shrank back; without, memory returns after the burst, at no measurable cost on a short query.
             options.enable_cpu_mem_arena = False
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except ModelUnavailable:
+            raise
         except Exception as exc:  # OSError, ValueError, onnxruntime's own errors
             raise ModelUnavailable(f"cannot load the ONNX model {path}: {exc}") from exc
         self.backend, self.path = backend, path
         self.model_id = model_id_for(str(model_dir))
         self.dimension = int(config["hidden_size"])
         self.prompts = dict(st_config.get("prompts") or {})
-        self.max_seq_length = int(bert_config.get("max_seq_length", 512))
-        self.tokenizer.enable_truncation(self.max_seq_length)
-        self.tokenizer.no_padding()
         self.pad_id = int(config.get("pad_token_id") or 0)
 
     def encoder_info(self) -> dict:
@@ -152,10 +167,10 @@ class OnnxEmbedder(PromptsMixin):
 
     def count_tokens(self, texts: Sequence[str], kind: str = "query") -> list[int]:
         """Tokens the model reads for each text (prompt included, at most ``max_seq_length``): what encoding costs."""
-        return [len(e.ids) for e in self._encodings(texts, kind)]
+        return [len(ids) for ids in self._token_ids(texts, kind)]
 
-    def _encodings(self, texts: Sequence[str], kind: str) -> list:
-        """The tokenizer's encodings of ``texts`` with the prompt for ``kind`` (stripped, truncated)."""
+    def _token_ids(self, texts: Sequence[str], kind: str) -> list[list[int]]:
+        """The tokenizer's ids of ``texts`` with the prompt for ``kind`` (stripped, truncated)."""
         prompt = self.prompt_for(kind)
         return self.tokenizer.encode_batch([prompt + t.strip() for t in texts])
 
@@ -166,25 +181,25 @@ class OnnxEmbedder(PromptsMixin):
         of at most ``batch_size`` texts and ``MAX_RUN_TOKENS`` padded tokens (bounded memory per run)."""
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-        encodings = self._encodings(texts, kind)
-        order = [int(i) for i in np.argsort([len(e.ids) for e in encodings], kind="stable")]
+        token_ids = self._token_ids(texts, kind)
+        order = [int(i) for i in np.argsort([len(e) for e in token_ids], kind="stable")]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         start = 0
         while start < len(order):
             # Longest last: grow the run while its padded size (rows × longest) stays within the bound.
             end = start + 1
             while end < len(order) and end - start < batch_size:
-                if (end - start + 1) * len(encodings[order[end]].ids) > MAX_RUN_TOKENS:
+                if (end - start + 1) * len(token_ids[order[end]]) > MAX_RUN_TOKENS:
                     break
                 end += 1
             picked = order[start:end]
             start = end
-            width = max(len(encodings[i].ids) for i in picked)
+            width = max(len(token_ids[i]) for i in picked)
             ids = np.full((len(picked), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(picked), width), dtype=np.int64)
             for row, i in enumerate(picked):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
+                n = len(token_ids[i])
+                ids[row, :n] = token_ids[i]
                 mask[row, :n] = 1
             out[picked] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
             if start < len(order):

@@ -4,7 +4,8 @@ Why not sentence-transformers' own ``backend="onnx"``: it loads through optimum-
 (0.1.0) requires transformers < 4.58, while sentence-transformers 6.2 requires transformers >= 5. So the model is
 exported here with ``torch.onnx.export`` (mean pooling and L2 normalisation inside the graph, as the
 sentence-transformers pipeline does), quantised with ONNX Runtime's dynamic int8 quantisation, and run by
-``onnx_encoder.OnnxEmbedder`` with ONNX Runtime and the model's own ``tokenizer.json`` (that file lists the layout).
+``onnx_encoder.OnnxEmbedder`` with ONNX Runtime and the model's own tokenizer, converted to SentencePiece
+(``tokenizer_export.py``; ``onnx_encoder.py`` lists the layout).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..errors import ModelUnavailable
 from ..files import sha256_file
 from .onnx_encoder import DATA_FILES, FILES, ONNX_DIR, WEIGHTS_APART_SINCE
+from .tokenizer_export import convert_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
         raise ModelUnavailable(f"{model_dir} has no model.safetensors to export")
     if not force and is_exported(model_dir):
         log.info("ONNX export in %s is up to date", out)
+        convert_tokenizer(model_dir)
         return out
     _check_pipeline(model_dir)
     started = time.perf_counter()
@@ -183,6 +186,7 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
         )
         + "\n"
     )
+    convert_tokenizer(model_dir, force=force)
     log.info("exported %s to ONNX (%s) in %.1f s", model_dir, ", ".join(FILES.values()), time.perf_counter() - started)
     return out
 

@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import json
 import os
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import AdminDisabled, InvalidRequest, Unauthorized
 from .bodies import read_body
+from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -69,24 +71,67 @@ def install_rate_limit(app) -> None:
     """Per-client limit on the search routes (``FAQ_RATE_LIMIT``, e.g. ``"600/minute"``; off when unset).
 
     Counted per worker in memory unless ``FAQ_RATE_LIMIT_STORAGE`` names a shared store (``redis://…``, any
-    storage URI of the `limits` library): with N workers and memory storage a client gets up to N times the limit.
+    storage URI of the `limits` library): with N workers and memory storage a client gets up to N times the limit;
+    with a shared store, the limit holds across every worker of every replica.
     A refused request gets 429 ``rate_limited`` in the usual error shape, with ``Retry-After``.
+
+    When the shared store cannot be reached, the limit fails open: searches go on, each worker counts the limit in
+    its own memory until the store answers again (checked with a growing interval), the change is logged and shown
+    in ``/health`` (``rate_limit.state``) and ``/metrics`` (``faq_rate_limit_shared``, ``faq_rate_limit_fallbacks``).
+    Open rather than closed: the limit protects the service from a few greedy clients, and refusing every search
+    because the counter store is down would turn a store outage into a full outage of the service it protects;
+    the fallback still bounds a client to the limit per worker (docs/scaling.md).
     """
     limit = app.config.get("FAQ_RATE_LIMIT")
     if not limit:
         return
     from flask_limiter import Limiter
 
+    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
+    shared = not storage.startswith("memory://")
     limiter = Limiter(
         client_key,
         app=app,
         default_limits=[limit],
         headers_enabled=True,
-        storage_uri=app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://",
+        storage_uri=storage,
+        # A store that does not answer costs a search at most this long before the fallback takes over.
+        storage_options={"socket_timeout": 0.25, "socket_connect_timeout": 0.25} if storage.startswith("redis") else {},
+        in_memory_fallback_enabled=shared,
+        in_memory_fallback=[limit] if shared else [],
+        swallow_errors=True,
         # CORS preflights (OPTIONS) carry no key and do no search: they spend nothing.
         default_limits_exempt_when=lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS",
     )
     app.extensions["faq_limiter"] = limiter
+    if shared:
+        seen = {"shared": None}
+
+        @app.after_request
+        def _observe_store(response):
+            up = not getattr(limiter, "_storage_dead", False)  # flask-limiter's own flag for its fallback
+            if up != seen["shared"]:
+                if not up:
+                    RATE_LIMIT_FALLBACKS.inc()
+                RATE_LIMIT_SHARED.set(1 if up else 0)
+                seen["shared"] = up
+            return response
+
+
+def rate_limit_status(app) -> dict:
+    """What ``/health`` shows of the rate limit: the limit, where it is counted and whether that store answers."""
+    limit = app.config.get("FAQ_RATE_LIMIT")
+    if not limit:
+        return {"enabled": False}
+    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
+    shared = not storage.startswith("memory://")
+    limiter = app.extensions.get("faq_limiter")
+    state = "memory"
+    if shared:
+        state = "fallback_memory" if getattr(limiter, "_storage_dead", False) else "shared"
+    parts = urlsplit(storage)
+    where = f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return {"enabled": True, "limit": limit, "storage": where, "state": state}
 
 
 #: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts; the page, the spec and

@@ -43,28 +43,43 @@ encoder_threads = int(
 )
 
 
-def _preload_tokenizer() -> None:
-    """The model's tokenizer loaded in the master, so that the workers share it (``preload_tokenizer``); not for
-    the torch encoder, which has its own. ``FAQ_PRELOAD_TOKENIZER=0`` turns it off."""
-    if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") == "0" or os.environ.get("FAQ_BACKEND") == "torch":
+def _preload_model() -> None:
+    """The model's ONNX encoder loaded in the master, so that the workers share it (``preload_encoder``: the session
+    and the tokenizer, when the workers' encoders run on one thread), else its tokenizer alone (``preload_tokenizer``);
+    nothing for the torch encoder, which has its own. ``FAQ_PRELOAD_ENCODER=0`` and ``FAQ_PRELOAD_TOKENIZER=0`` turn
+    each off."""
+    if os.environ.get("FAQ_BACKEND") == "torch":
         return
     try:
-        from service.encoders.base import default_model
-        from service.encoders.onnx_encoder import preload_tokenizer
+        from service.encoders.base import default_backend, default_model
+        from service.encoders.loading import resolve_backend
 
-        preload_tokenizer(default_model())
+        model = default_model()
+        backend = resolve_backend(model, default_backend())
+        if backend == "torch":
+            return
+        if os.environ.get("FAQ_PRELOAD_ENCODER", "1") != "0" and encoder_threads == 1:
+            from service.encoders.onnx_encoder import preload_encoder
+
+            os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)  # as each worker will have it (post_fork)
+            if preload_encoder(model, backend):
+                return
+        if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") != "0":
+            from service.encoders.tokenizer import preload_tokenizer
+
+            preload_tokenizer(model)
     except Exception as exc:  # each worker then loads its own: more memory, nothing else
-        print(f"warning: the tokenizer was not preloaded ({type(exc).__name__}: {exc})")
+        print(f"warning: the model was not preloaded ({type(exc).__name__}: {exc})")
 
 
 def on_starting(server):
     """In the master, before the first workers are forked."""
-    _preload_tokenizer()
+    _preload_model()
 
 
 def on_reload(server):
-    """In the master, on SIGHUP (its graceful restart of every worker): the tokenizer file may have changed."""
-    _preload_tokenizer()
+    """In the master, on SIGHUP (its graceful restart of every worker): the model's files may have changed."""
+    _preload_model()
 
 
 def post_fork(server, worker):

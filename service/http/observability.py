@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 import uuid
 
@@ -43,6 +44,14 @@ RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
 QUERY_LOG = Counter("faq_query_log_rows", "Query log rows by outcome (written, dropped, failed)", ["outcome"])
 FEEDBACK = Counter("faq_feedback", "Feedback received, by whether the entry helped", ["helpful"])
 REVIEW_ACTIONS = Counter("faq_review_actions", "Review actions by kind", ["action"])
+RATE_LIMIT_SHARED = Gauge(
+    "faq_rate_limit_shared",
+    "1 while this worker counts the rate limit in the shared store, 0 while it falls back to its own memory",
+    multiprocess_mode="liveall",
+)
+RATE_LIMIT_FALLBACKS = Counter(
+    "faq_rate_limit_fallbacks", "Times a worker found the shared rate-limit store unreachable and counted alone"
+)
 
 
 def observe_query_log(outcome: str, rows: int) -> None:
@@ -99,7 +108,12 @@ def index_gauges(engine) -> None:
 
 
 def install(app: Flask) -> None:
-    """Request ids, per-request JSON log lines and metrics for every route, and the ``/metrics`` route."""
+    """Request ids, the replica's name, per-request JSON log lines and metrics for every route, and ``/metrics``.
+
+    Every response says which replica served it (``X-Served-By``: ``FAQ_REPLICA_NAME``, else the host name): behind
+    a load balancer, that is how a client or an operator tells the replicas apart.
+    """
+    served_by = app.config.get("FAQ_REPLICA_NAME") or socket.gethostname()
 
     @app.before_request
     def _start() -> None:
@@ -110,6 +124,7 @@ def install(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
+        response.headers["X-Served-By"] = served_by
         seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         if route != "/metrics":

@@ -14,7 +14,7 @@ from ..errors import (
     redact_paths,
 )
 from . import observability
-from .admin import KEYED_ENDPOINTS, check_api_key
+from .admin import KEYED_ENDPOINTS, check_api_key, rate_limit_status
 from .bodies import json_request
 from .openapi import openapi_document
 from .schemas import (
@@ -203,6 +203,7 @@ def health():
         "index": engine.summary(),
         "reload": current_app.extensions["faq_reloader"].status(),
         "query_log": querylog.status() if querylog is not None else {"enabled": False},
+        "rate_limit": rate_limit_status(current_app),
     }
     status = redact_paths(status)  # open to anyone: build names, not the host's paths
     status["index"]["faq"] = engine.index.identity.to_dict()  # the FAQ's own words, not paths: shown as written

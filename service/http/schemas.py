@@ -393,6 +393,12 @@ class HealthResponse(BaseModel):
         description="Reloads of this worker: how many succeeded, and the last one "
         "(with the reason when a new build was refused)."
     )
+    query_log: dict[str, Any] = Field(description="The query log's state (docs/learning.md).")
+    rate_limit: dict[str, Any] = Field(
+        description="The rate limit: `enabled`, and when it is, the `limit`, the `storage` it is counted in "
+        "(without credentials) and its `state`: `memory` (per worker), `shared` (the store answers) or "
+        "`fallback_memory` (the shared store is unreachable: each worker counts alone until it answers again)."
+    )
 
 
 class PassageOut(BaseModel):

@@ -328,12 +328,8 @@ def write_index(
         tmp.rename(final)
         renamed = True
         _fsync_dir(builds)
-        if link_tmp.is_symlink() or link_tmp.exists():
-            link_tmp.unlink()
-        os.symlink(Path(BUILDS) / index_id, link_tmp)  # a symlink takes an inode: it can fail when the build did not
-        os.replace(link_tmp, out / CURRENT)
+        _point_current(out, index_id, link_tmp)
         published = True
-        _fsync_dir(out)
     except BaseException:
         # Nothing of a failed build stays behind: not its temporary directory, not a build that was never
         # published (a full disk or no inodes left at the symlink), not a half-made link.
@@ -345,6 +341,60 @@ def write_index(
         raise
     _prune(builds, keep=final)
     return full
+
+
+def _point_current(out: Path, index_id: str, link_tmp: Path) -> None:
+    """Point ``out/current`` at ``builds/<index_id>`` in one step (a new link renamed over the old one)."""
+    if link_tmp.is_symlink() or link_tmp.exists():
+        link_tmp.unlink()
+    os.symlink(Path(BUILDS) / index_id, link_tmp)  # a symlink takes an inode: it can fail when the build did not
+    os.replace(link_tmp, out / CURRENT)
+    _fsync_dir(out)
+
+
+def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
+    """Publish the build ``index_dir`` points to into the index directory ``to``, from which replicas serve.
+
+    The build is checked (checksums, counts, model) before it leaves, copied into a hidden directory of
+    ``to/builds``, checked again there, renamed into place, and only then is ``to/current`` swapped to it: a replica
+    (its watcher, ``FAQ_WATCH_SECONDS``) sees the old build or the new one, never a part. Publishing a build that
+    ``to`` already holds (a rollback) only swaps ``current``, after checking that copy again. The manifest and its
+    checksums travel with the build; each replica checks them again when it loads it.
+
+    Returns:
+        The published build's manifest.
+    Raises:
+        IndexUnavailable: the build or its copy fails its checks (``to/current`` is then left as it was).
+    """
+    build = resolve(index_dir)
+    manifest = read_manifest(build)
+    load_index(build)
+    index_id = manifest["index_id"]
+    out = Path(to)
+    builds = out / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    final = builds / index_id
+    if not final.is_dir():
+        tmp = builds / f".tmp-publish-{index_id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            shutil.copytree(build, tmp)
+            for path in tmp.iterdir():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+            load_index(tmp)
+            _fsync_dir(tmp)
+            tmp.rename(final)
+            _fsync_dir(builds)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    else:
+        load_index(final)
+    _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}")
+    _prune(builds, keep=final)
+    log.info("published %s into %s", index_id, out)
+    return manifest
 
 
 def _count_kinds(rows: list[Row]) -> dict[str, int]:

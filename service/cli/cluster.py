@@ -1,0 +1,83 @@
+"""A local cluster: Redis, N replicas, HAProxy on 127.0.0.1:8080 (docs/scaling.md).
+
+    faq-search cluster up --replicas 3          # publishes index/ first when nothing is published yet
+    faq-search cluster status
+    faq-search cluster stop-replica r2          # drained in HAProxy, then stopped
+    faq-search cluster start-replica r2
+    faq-search cluster down                     # everything stops; nothing is left running
+
+Defaults come from the environment (REPLICAS, FAQ_CLUSTER_DIR, FAQ_FRONT_PORT, FAQ_PUBLISH_DIR, FAQ_RATE_LIMIT…).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from service.deploy.cluster import ClusterError, ClusterSpec, start, start_replica, status, stop, stop_replica
+from service.errors import ServiceError
+
+
+def spec_from(args) -> ClusterSpec:
+    """The cluster these options describe."""
+    return ClusterSpec(
+        replicas=args.replicas, run_dir=args.dir, front_port=args.port, first_replica_port=args.first_replica_port,
+        redis_port=args.redis_port, workers_per_replica=args.workers, publish_dir=args.published, model=args.model,
+        rate_limit=args.rate_limit,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and act on the cluster."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "down", "status", "stop-replica", "start-replica"])
+    parser.add_argument("replica", nargs="?", help="stop-replica / start-replica: the replica's name (r1, r2…)")
+    parser.add_argument(
+        "--replicas", type=int, default=int(env("REPLICAS", 3)), help="replicas (default: $REPLICAS or 3)"
+    )
+    parser.add_argument("--dir", default=env("FAQ_CLUSTER_DIR", ".cluster"), help="run directory: pids, logs, configs")
+    parser.add_argument("--port", type=int, default=int(env("FAQ_FRONT_PORT", 8080)), help="HAProxy's port (8080)")
+    parser.add_argument("--first-replica-port", type=int, default=int(env("FAQ_FIRST_REPLICA_PORT", 8101)),
+                        help="replica r1's port; r2 the next… (8101)")  # fmt: skip
+    parser.add_argument("--redis-port", type=int, default=int(env("FAQ_REDIS_PORT", 6390)), help="Redis's port (6390)")
+    parser.add_argument("--workers", type=int, default=int(env("FAQ_WORKERS_PER_REPLICA", 1)),
+                        help="gunicorn workers per replica (1)")  # fmt: skip
+    parser.add_argument("--published", default=env("FAQ_PUBLISH_DIR"),
+                        help="the index directory the replicas serve (default: DIR/published)")  # fmt: skip
+    parser.add_argument("--index", default=env("FAQ_INDEX", "index"), help="published at `up` if nothing is yet")
+    parser.add_argument("--model", default=env("FAQ_MODEL"), help="the model directory (default: the service's)")
+    parser.add_argument("--rate-limit", default=env("FAQ_RATE_LIMIT"), help="per-client limit, counted in Redis")
+    args = parser.parse_args(argv)
+    if args.action in ("stop-replica", "start-replica") and not args.replica:
+        parser.error(f"{args.action} needs the replica's name (r1, r2…)")
+    try:
+        spec = spec_from(args)
+        if args.action in ("stop-replica", "start-replica") and args.replica not in spec.names():
+            parser.error(f"no replica {args.replica!r}: this cluster has {', '.join(spec.names())}")
+        if args.action == "up":
+            result = start(spec, args.index)
+        elif args.action == "down":
+            result = {"stopped": stop(spec)}
+        elif args.action == "stop-replica":
+            stop_replica(spec, args.replica)
+            result = status(spec)
+        elif args.action == "start-replica":
+            start_replica(spec, args.replica)
+            result = status(spec)
+        else:
+            result = status(spec)
+    except (ClusterError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Publish a finished build to the index directory the replicas of a cluster serve from (docs/scaling.md).
+
+    faq-search publish --index index --to /srv/faq/published
+
+Checks the build, copies it, checks the copy, then swaps the published ``current``: every replica's watcher
+(``FAQ_WATCH_SECONDS``) reloads it with the usual zero-downtime reload. Prints the published manifest's summary as
+JSON; exits 1 with the reason when a check fails (the published index is then unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from service.errors import ServiceError
+from service.indexing.store import publish_index
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and publish."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--index", default=os.environ.get("FAQ_INDEX", "index"),
+        help="the index directory (or build) to publish (default: $FAQ_INDEX or index)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--to", default=os.environ.get("FAQ_PUBLISH_DIR"), required=not os.environ.get("FAQ_PUBLISH_DIR"),
+        help="the index directory every replica serves from (default: $FAQ_PUBLISH_DIR)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        manifest = publish_index(args.index, args.to)
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot publish into {args.to}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"published": manifest["index_id"], "to": str(args.to), "counts": manifest.get("counts")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deployment: a local cluster of replicas behind HAProxy, with Redis (docs/scaling.md)."""

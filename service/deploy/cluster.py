@@ -1,0 +1,357 @@
+"""A local cluster: Redis, N replicas of the service, HAProxy in front (``make cluster``; docs/scaling.md).
+
+Each replica is the ordinary gunicorn service (``service/http/gunicorn_conf.py``) on its own port, with its own
+workers, named in ``X-Served-By``; all of them serve the published index directory (``faq-search publish``) and
+watch it, and count the rate limit in the one Redis. HAProxy health-checks ``/ready``, sends a failed search again to
+another replica, and drains a replica before it stops. Every process is started in its own session, its pid kept
+in the run directory; ``stop`` ends them all (and anything they started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import REPO_ROOT
+from ..indexing.store import CURRENT, publish_index
+
+DEPLOY = REPO_ROOT / "deploy"
+#: The processes this one started, by pid: kept to be reaped when they end (``stop`` in the same process).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class ClusterError(RuntimeError):
+    """A cluster process that could not start (its log's last lines in the message), or a missing program."""
+
+
+@dataclass
+class ClusterSpec:
+    """Where and how the cluster runs; every field has an environment variable in the Makefile."""
+
+    replicas: int = 3
+    run_dir: Path = REPO_ROOT / ".cluster"
+    front_host: str = "127.0.0.1"
+    front_port: int = 8080
+    first_replica_port: int = 8101
+    redis_port: int = 6390
+    workers_per_replica: int = 1
+    #: The index directory every replica serves (``faq-search publish`` writes it); default: run_dir/published.
+    publish_dir: Path | None = None
+    model: str | None = None
+    rate_limit: str | None = None
+    replica_maxconn: int = 8
+    watch_seconds: float = 1.0
+    extra_env: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir).resolve()
+        self.publish_dir = Path(self.publish_dir or self.run_dir / "published").resolve()
+        if self.replicas < 1:
+            raise ValueError("a cluster needs at least one replica")
+
+    def names(self) -> list[str]:
+        """The replicas' names: r1, r2, …"""
+        return [f"r{i + 1}" for i in range(self.replicas)]
+
+    def port(self, name: str) -> int:
+        """The port replica ``name`` listens on."""
+        return self.first_replica_port + int(name[1:]) - 1
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.front_host}:{self.front_port}"
+
+
+def _render(template: str, **fields) -> str:
+    return string.Template((DEPLOY / template).read_text()).substitute(**fields)
+
+
+def render_haproxy(spec: ClusterSpec) -> str:
+    """``deploy/haproxy.cfg`` filled in for ``spec``: one ``server`` line per replica."""
+    servers = "\n".join(f"    server {n} 127.0.0.1:{spec.port(n)}" for n in spec.names())
+    return _render(
+        "haproxy.cfg", run_dir=spec.run_dir, front_host=spec.front_host, front_port=spec.front_port, repo=REPO_ROOT,
+        replica_maxconn=spec.replica_maxconn, servers=servers,
+    )  # fmt: skip
+
+
+def render_redis(spec: ClusterSpec) -> str:
+    """``deploy/redis.conf`` filled in for ``spec``."""
+    return _render("redis.conf", redis_port=spec.redis_port, run_dir=spec.run_dir)
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if not found:
+        raise ClusterError(f"{name} is not installed: `make cluster` installs it (apt-get install {name})")
+    return found
+
+
+def _pidfile(spec: ClusterSpec, name: str) -> Path:
+    return spec.run_dir / f"{name}.pid"
+
+
+def _spawn(spec: ClusterSpec, name: str, argv: list[str], env: dict | None = None) -> int:
+    """Start ``argv`` in a session of its own (so that stop can end it and its children), logging to name.log."""
+    log = open(spec.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    process = subprocess.Popen(
+        argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    _CHILDREN[process.pid] = process
+    _pidfile(spec, name).write_text(str(process.pid))
+    return process.pid
+
+
+def _tail(spec: ClusterSpec, name: str, lines: int = 15) -> str:
+    try:
+        return "\n".join((spec.run_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:  # ended, and now reaped
+        del _CHILDREN[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _pid(spec: ClusterSpec, name: str) -> int | None:
+    try:
+        pid = int(_pidfile(spec, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _wait(check, seconds: float, what: str, spec: ClusterSpec, name: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if _pid(spec, name) is None:
+            raise ClusterError(f"{what} exited while starting:\n{_tail(spec, name)}")
+        time.sleep(0.1)
+    raise ClusterError(f"{what} not ready after {seconds:.0f} s:\n{_tail(spec, name)}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ready(port: int) -> dict | None:
+    """``GET /ready`` of the service on ``port``: its JSON when it answers 200, else None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def start_redis(spec: ClusterSpec) -> int:
+    """Start Redis (or leave the running one); returns its pid."""
+    pid = _pid(spec, "redis")
+    if pid:
+        return pid
+    (spec.run_dir / "redis.conf").write_text(render_redis(spec))
+    pid = _spawn(spec, "redis", [_program("redis-server"), str(spec.run_dir / "redis.conf")])
+    _wait(lambda: _port_open(spec.redis_port), 10, "redis-server", spec, "redis")
+    return pid
+
+
+def replica_env(spec: ClusterSpec, name: str) -> dict:
+    """The environment of replica ``name``: the service's own variables, set for the cluster."""
+    env = {
+        **os.environ,
+        "FAQ_HOST": "127.0.0.1",
+        "FAQ_PORT": str(spec.port(name)),
+        "FAQ_REPLICA_NAME": name,
+        "FAQ_INDEX": str(spec.publish_dir),
+        "FAQ_WATCH_SECONDS": str(spec.watch_seconds),
+        "FAQ_WORKERS": str(spec.workers_per_replica),
+        # The host's cores shared by every worker of every replica (gunicorn_conf divides by its own workers only).
+        "FAQ_ENCODER_THREADS": str(max(1, (os.cpu_count() or 1) // (spec.replicas * spec.workers_per_replica))),
+        "FAQ_RATE_LIMIT_STORAGE": spec.redis_url,
+        **({"FAQ_MODEL": spec.model} if spec.model else {}),
+        **({"FAQ_RATE_LIMIT": spec.rate_limit} if spec.rate_limit else {}),
+        **spec.extra_env,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each replica's gunicorn makes its own
+    return env
+
+
+def start_replica(spec: ClusterSpec, name: str, wait: bool = True) -> int:
+    """Start replica ``name`` (gunicorn with the service's settings); with ``wait``, until ``/ready`` answers."""
+    pid = _pid(spec, name)
+    if pid is None:
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
+        pid = _spawn(spec, name, argv, env=replica_env(spec, name))
+    if wait:
+        _wait(lambda: ready(spec.port(name)) is not None, 120, f"replica {name}", spec, name)
+    return pid
+
+
+def start_haproxy(spec: ClusterSpec) -> int:
+    """Start HAProxy on ``spec.front_port`` (after checking its configuration); returns its pid."""
+    pid = _pid(spec, "haproxy")
+    if pid:
+        return pid
+    config = spec.run_dir / "haproxy.cfg"
+    config.write_text(render_haproxy(spec))
+    haproxy = _program("haproxy")
+    checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+    if checked.returncode != 0:
+        raise ClusterError(f"{config} is not a valid HAProxy configuration:\n{checked.stdout}{checked.stderr}")
+    pid = _spawn(spec, "haproxy", [haproxy, "-db", "-f", str(config)])
+    _wait(lambda: _port_open(spec.front_port), 10, "haproxy", spec, "haproxy")
+    return pid
+
+
+def start(spec: ClusterSpec, index_dir: str | os.PathLike | None = None) -> dict:
+    """Start Redis, the replicas and HAProxy; publish ``index_dir`` first when nothing is published yet.
+
+    Returns:
+        ``status(spec)`` once every replica is ready and HAProxy listens.
+    Raises:
+        ClusterError: a program missing, or a process that did not start (with its log's last lines).
+    """
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "spec.json").write_text(json.dumps(asdict(spec), default=str, indent=2))
+    if not (spec.publish_dir / CURRENT).exists():
+        if index_dir is None:
+            raise ClusterError(f"nothing is published in {spec.publish_dir}: publish a build first")
+        publish_index(index_dir, spec.publish_dir)
+    try:
+        start_redis(spec)
+        for name in spec.names():
+            start_replica(spec, name, wait=False)
+        for name in spec.names():
+            start_replica(spec, name, wait=True)
+        start_haproxy(spec)
+    except BaseException:
+        stop(spec)
+        raise
+    return status(spec)
+
+
+def haproxy_command(spec: ClusterSpec, command: str) -> str:
+    """One command to HAProxy's runtime API (its stats socket); returns the answer."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(spec.run_dir / "haproxy.sock"))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def server_states(spec: ClusterSpec) -> dict[str, str]:
+    """What HAProxy thinks of each replica: ``UP``, ``DOWN``, ``DRAIN``, ``MAINT``… (with ``show stat``)."""
+    lines = haproxy_command(spec, "show stat").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    states = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == "replicas" and row.get("svname") not in ("FRONTEND", "BACKEND"):
+            states[row["svname"]] = row["status"]
+    return states
+
+
+def _end(spec: ClusterSpec, name: str, timeout: float = 30) -> bool:
+    """SIGTERM the process ``name`` and its session, SIGKILL what is left after ``timeout``; True if it ran."""
+    pid = _pid(spec, name)
+    if pid is None:
+        _pidfile(spec, name).unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the workers too, if their master left them behind
+    except ProcessLookupError:
+        pass
+    _pidfile(spec, name).unlink(missing_ok=True)
+    return True
+
+
+def stop_replica(spec: ClusterSpec, name: str, drain_seconds: float = 10) -> None:
+    """Stop replica ``name`` without failing a request: drain it in HAProxy (no new requests; those in flight
+    finish), wait until it has none left (``drain_seconds`` at most), then stop it gracefully."""
+    if _pid(spec, "haproxy"):
+        haproxy_command(spec, f"set server replicas/{name} state drain")
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            rows = [r for r in haproxy_command(spec, "show stat").splitlines() if f"replicas,{name}," in r]
+            if not rows or rows[0].split(",")[4] == "0":  # scur: requests in flight
+                break
+            time.sleep(0.1)
+    _end(spec, name)
+    if _pid(spec, "haproxy"):
+        haproxy_command(spec, f"set server replicas/{name} state ready")  # health checks decide from now on
+
+
+def stop(spec: ClusterSpec) -> list[str]:
+    """Stop HAProxy, every replica and Redis; returns the names of those that were running."""
+    replicas = sorted(p.stem for p in spec.run_dir.glob("r*.pid"))  # also those of a larger cluster started before
+    stopped = [name for name in ["haproxy", *replicas, "redis"] if _end(spec, name)]
+    (spec.run_dir / "haproxy.sock").unlink(missing_ok=True)
+    return stopped
+
+
+def status(spec: ClusterSpec) -> dict:
+    """Each process's pid (None: not running), each replica's ``/ready`` and HAProxy's view of it."""
+    states = {}
+    if _pid(spec, "haproxy"):
+        try:
+            states = server_states(spec)
+        except OSError:
+            states = {}
+    return {
+        "url": spec.url,
+        "published": str(spec.publish_dir),
+        "redis": {"pid": _pid(spec, "redis"), "url": spec.redis_url},
+        "haproxy": {"pid": _pid(spec, "haproxy")},
+        "replicas": {
+            name: {
+                "pid": _pid(spec, name),
+                "port": spec.port(name),
+                "ready": ready(spec.port(name)),
+                "haproxy": states.get(name),
+            }
+            for name in spec.names()
+        },
+    }

@@ -1,0 +1,278 @@
+"""A local cluster (service/deploy/cluster.py): 3 replicas behind HAProxy, Redis for the shared rate limit, one
+published index. Under a constant, bounded load through HAProxy (loopback only): a publish reaches every replica
+with no failed request, a replica killed with SIGKILL costs no client a request, and Redis stopped and started again
+never fails a search. The figures (how long each step took) are printed; the benchmark is `bench.py cluster`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import CHORUS_CORPUS, MODEL_DIR, free_port
+
+from service.deploy import cluster
+from service.indexing.build import build_index
+from service.indexing.store import publish_index, read_manifest
+
+pytestmark = pytest.mark.slow
+
+QUERIES = [
+    "mot de passe oublie",
+    "comment deposer une facture",
+    "je narrive pas a me connecter",
+    "creer un compte fournisseur",
+    "suivre le paiement de ma facture",
+    "modifier mon adresse mail",
+]
+
+
+def _needs(program: str) -> None:
+    if shutil.which(program) is None and not os.path.exists(f"/usr/sbin/{program}"):
+        pytest.fail(f"{program} is not installed: `make test` installs it (apt-get install {program})")
+
+
+def _post(url: str, body: dict, headers: dict | None = None, timeout: float = 10) -> tuple[int, Any, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read() or b"{}")
+
+
+class Load:
+    """``clients`` threads searching through HAProxy in a loop until stopped: every outcome counted."""
+
+    def __init__(self, url: str, clients: int = 3):
+        self.url, self.outcomes, self.served_by = url, Counter(), Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+
+    def _run(self, i: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            query = QUERIES[(i + n) % len(QUERIES)] + f" {n % 50}"  # mostly fresh searches, some repeated
+            n += 1
+            try:
+                status, headers, _ = _post(self.url + "/search", {"query": query})
+            except Exception as exc:  # noqa: BLE001 - a connection refused or reset, a body that is not JSON…
+                status, headers = f"error {type(exc).__name__}: {exc}", {}
+            self.outcomes[status] += 1
+            self.served_by[headers.get("X-Served-By", "?")] += 1
+            if status != 200:
+                self.failures.append(str(status))
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+def _spec(tmp_path, **overrides) -> cluster.ClusterSpec:
+    return cluster.ClusterSpec(
+        replicas=3, run_dir=tmp_path / "cluster", front_port=free_port(), first_replica_port=free_port(),
+        redis_port=free_port(), model=str(MODEL_DIR), **overrides,
+    )  # fmt: skip
+
+
+def _free_replica_ports(spec: cluster.ClusterSpec) -> None:
+    """Replica ports in a row, all free and none of them HAProxy's or Redis's (free_port gives one port that was
+    free a moment ago, and may give the same one twice)."""
+    while spec.front_port == spec.redis_port:
+        spec.redis_port = free_port()
+    taken = {spec.front_port, spec.redis_port}
+    while any(spec.port(n) in taken or cluster._port_open(spec.port(n)) for n in spec.names()):
+        spec.first_replica_port = free_port()
+
+
+@contextlib.contextmanager
+def _cluster(tmp_path, index_dir, rate_limit: str):
+    """A cluster of 3 replicas on free ports, stopped afterwards (and checked to be all gone)."""
+    _needs("haproxy")
+    _needs("redis-server")
+    spec = _spec(tmp_path, rate_limit=rate_limit)
+    _free_replica_ports(spec)
+    cluster.start(spec, index_dir)
+    try:
+        yield spec
+    finally:
+        stopped = cluster.stop(spec)
+        assert "haproxy" in stopped and "redis" in stopped
+        assert all(cluster._pid(spec, n) is None for n in ["haproxy", "redis", *spec.names()])
+
+
+@pytest.fixture
+def running(tmp_path, real_index_dir):
+    with _cluster(tmp_path, real_index_dir, "100000/minute") as spec:
+        yield spec
+
+
+def _wait_until(check, seconds: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def test_the_cluster_spreads_searches_and_each_answer_names_its_replica(running):
+    served = Counter(_post(running.url + "/search", {"query": q})[1].get("X-Served-By") for q in QUERIES * 2)
+    assert set(served) == set(running.names()), served
+    status = cluster.status(running)
+    assert all(r["ready"] and r["haproxy"].startswith("UP") for r in status["replicas"].values()), status
+
+
+def test_a_published_build_reaches_every_replica_under_load_without_a_failed_request(running, tmp_path, real_embedder):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [json.loads(line) for line in CHORUS_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows[1]["answer"] += " Une précision ajoutée pour ce test."  # rows[0] is the FAQ header
+    corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    new = tmp_path / "new-index"
+    build_index(corpus, new, real_embedder, show_progress=False)
+    new_id = read_manifest(new)["index_id"]
+    with Load(running.url) as load:
+        time.sleep(1)
+        publish_index(new, running.publish_dir)
+        took = _wait_until(
+            lambda: all((cluster.ready(running.port(n)) or {}).get("index_id") == new_id for n in running.names()), 30
+        )
+        time.sleep(1)
+    print(f"publish: every replica on {new_id} after {took} s; {sum(load.outcomes.values())} searches {load.outcomes}")
+    assert took is not None, "not every replica serves the published build within 30 s"
+    assert load.failures == [] and load.outcomes[200] > 20
+
+
+def test_a_replica_killed_under_load_costs_no_request_and_rejoins(running):
+    victim = "r2"
+    pid = cluster._pid(running, victim)
+    with Load(running.url) as load:
+        time.sleep(1.5)
+        os.killpg(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        down = _wait_until(lambda: cluster.server_states(running)[victim].startswith("DOWN"), 10)
+        time.sleep(1)
+        cluster.start_replica(running, victim)
+        back = _wait_until(lambda: cluster.server_states(running)[victim] == "UP", 20)
+        served_after = Counter()
+        for q in QUERIES * 2:
+            served_after[_post(running.url + "/search", {"query": q})[1].get("X-Served-By")] += 1
+    print(
+        f"kill -9 {victim}: marked down {down:.2f} s after the kill, up {back} s after its restart; "
+        f"{sum(load.outcomes.values())} searches {load.outcomes}, by replica {load.served_by}"
+    )
+    assert load.failures == [], "a client saw a failure"
+    assert down is not None and down <= 3.5, "HAProxy checks every second and marks a replica down after 2 failures"
+    assert time.monotonic() - killed < 60
+    assert back is not None, "the restarted replica did not rejoin"
+    assert victim in served_after, served_after
+
+
+def test_a_replica_drained_and_stopped_under_load_costs_no_request(running):
+    with Load(running.url) as load:
+        time.sleep(1)
+        started = time.monotonic()
+        cluster.stop_replica(running, "r1")
+        took = time.monotonic() - started
+        before = sum(load.outcomes.values())
+        time.sleep(1)
+        after = sum(load.outcomes.values())
+    print(f"drain and stop r1: {took:.2f} s; {after} searches {load.outcomes}, by replica {load.served_by}")
+    assert cluster._pid(running, "r1") is None
+    assert load.failures == [] and after > before, "searches went on through the other replicas"
+
+
+def test_redis_stopped_and_started_again_never_fails_a_search(running):
+    def states() -> set[str]:
+        found = set()
+        for n in running.names():
+            with urllib.request.urlopen(f"http://127.0.0.1:{running.port(n)}/health", timeout=5) as response:
+                found.add(json.loads(response.read())["rate_limit"]["state"])
+        return found
+
+    with Load(running.url) as load:
+        time.sleep(1)
+        assert states() == {"shared"}
+        cluster._end(running, "redis")
+        fallback = _wait_until(lambda: states() == {"fallback_memory"}, 15)
+        time.sleep(1)
+        cluster.start_redis(running)
+        recovered = _wait_until(lambda: states() == {"shared"}, 60)
+    print(f"redis: all replicas on their fallback after {fallback} s, shared again {recovered} s after the restart; "
+          f"{sum(load.outcomes.values())} searches {load.outcomes}")  # fmt: skip
+    assert load.failures == []
+    assert fallback is not None and recovered is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{running.port('r1')}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert "faq_rate_limit_fallbacks_total 1.0" in metrics
+
+
+def test_the_rate_limit_holds_across_replicas(tmp_path, real_index_dir):
+    """30 searches spread over 3 replicas with a limit of 12 a minute: 12 answered in all, not 12 per replica."""
+    with _cluster(tmp_path, real_index_dir, "12/minute") as spec:
+        results = [_post(spec.url + "/search", {"query": q}) for q in (QUERIES * 5)]
+    codes = Counter(status for status, _, _ in results)
+    answered_by = Counter(headers.get("X-Served-By") for status, headers, _ in results if status == 200)
+    assert codes == Counter({200: 12, 429: 18}), codes
+    assert len(answered_by) >= 2, f"the answered searches came from one replica only: {answered_by}"
+    refused = [body for status, _, body in results if status == 429]
+    assert all(body["error"]["code"] == "rate_limited" for body in refused)
+
+
+def test_a_published_copy_that_fails_its_checks_is_refused_by_every_replica_which_says_so(running):
+    """A copy damaged on the shared storage after its checks (a bad disk, a hand edit): every replica keeps serving
+    its build and shows the refusal in /health."""
+    from service.indexing.store import BUILDS, CURRENT, _point_current
+
+    published = running.publish_dir
+    serving = (published / CURRENT).resolve()
+    damaged = published / BUILDS / (serving.name[:-1] + "x")
+    shutil.copytree(serving, damaged)
+    vectors = damaged / "vectors.faiss"
+    data = bytearray(vectors.read_bytes())
+    data[-10] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    _point_current(published, damaged.name, published / ".current.tmp-test")
+
+    def refused_everywhere() -> bool:
+        for n in running.names():
+            with urllib.request.urlopen(f"http://127.0.0.1:{running.port(n)}/health", timeout=5) as response:
+                last = json.loads(response.read())["reload"]["last"] or {}
+            if last.get("ok") is not False:
+                return False
+        return True
+
+    took = _wait_until(refused_everywhere, 15)
+    assert took is not None, "a replica did not refuse the damaged copy within 15 s"
+    for n in running.names():
+        assert cluster.ready(running.port(n))["index_id"] == serving.name
+    status, _, _ = _post(running.url + "/search", {"query": "mot de passe oublie"})
+    assert status == 200
+
+
+def test_haproxy_accepts_the_rendered_configuration(tmp_path):
+    _needs("haproxy")
+    import subprocess
+
+    spec = cluster.ClusterSpec(replicas=3, run_dir=tmp_path)
+    (tmp_path / "haproxy.cfg").write_text(cluster.render_haproxy(spec))
+    done = subprocess.run([cluster._program("haproxy"), "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True)
+    assert done.returncode == 0, done.stdout + done.stderr

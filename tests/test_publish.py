@@ -1,0 +1,85 @@
+"""Publishing a build to the index directory a cluster's replicas serve (store.publish_index, faq-search publish)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import MINI_CORPUS
+
+from service.cli.publish import main as publish_main
+from service.errors import IndexUnavailable
+from service.indexing.build import build_index
+from service.indexing.store import BUILDS, CURRENT, load_index, publish_index, read_manifest
+
+
+def _build(tmp_path, embedder, name: str, extra: str = "") -> tuple:
+    corpus = tmp_path / f"{name}.jsonl"
+    rows = [json.loads(line) for line in MINI_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows[-1]["answer"] = rows[-1].get("answer", "") + extra
+    corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / name
+    build_index(corpus, out, embedder, show_progress=False)
+    return out, read_manifest(out)["index_id"]
+
+
+def test_a_build_is_published_checked_and_a_rollback_only_swaps_current(tmp_path, fake_embedder):
+    first, first_id = _build(tmp_path, fake_embedder, "a")
+    second, second_id = _build(tmp_path, fake_embedder, "b", " Changed.")
+    shared = tmp_path / "published"
+    assert publish_index(first, shared)["index_id"] == first_id
+    assert load_index(shared).index_id == first_id
+    publish_index(second, shared)
+    assert load_index(shared).index_id == second_id
+    assert not list((shared / BUILDS).glob(".tmp-*")), "no temporary copy is left"
+    publish_index(first, shared)  # already there: checked again, and current points back at it
+    assert (shared / CURRENT).resolve().name == first_id
+
+
+def test_a_damaged_build_is_not_published_and_current_stays(tmp_path, fake_embedder):
+    good, good_id = _build(tmp_path, fake_embedder, "a")
+    bad, _ = _build(tmp_path, fake_embedder, "b", " Changed.")
+    shared = tmp_path / "published"
+    publish_index(good, shared)
+    vectors = (bad / CURRENT).resolve() / "vectors.faiss"
+    vectors.write_bytes(vectors.read_bytes()[:-8])
+    with pytest.raises(IndexUnavailable):
+        publish_index(bad, shared)
+    assert (shared / CURRENT).resolve().name == good_id
+    assert [p.name for p in (shared / BUILDS).iterdir()] == [good_id]
+
+
+def test_the_publish_command_prints_the_build_or_the_reason(tmp_path, fake_embedder, capsys):
+    good, good_id = _build(tmp_path, fake_embedder, "a")
+    assert publish_main(["--index", str(good), "--to", str(tmp_path / "published")]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] == good_id
+    assert publish_main(["--index", str(tmp_path / "nowhere"), "--to", str(tmp_path / "published")]) == 1
+    assert "no index at" in capsys.readouterr().err
+
+
+def test_the_cluster_command_refuses_a_missing_or_unknown_replica_and_reports_a_stopped_cluster(tmp_path, capsys):
+    from service.cli.cluster import main as cluster_main
+
+    for argv in (["stop-replica"], ["start-replica", "r9", "--replicas", "2"], ["up", "--replicas", "0"]):
+        try:
+            code = cluster_main([*argv, "--dir", str(tmp_path)])
+        except SystemExit as exc:  # argparse's own refusal
+            code = exc.code
+        assert code in (1, 2), argv
+    assert "error" in capsys.readouterr().err
+    assert cluster_main(["status", "--dir", str(tmp_path)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["haproxy"]["pid"] is None and all(r["pid"] is None for r in status["replicas"].values())
+    assert cluster_main(["down", "--dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"stopped": []}
+
+
+def test_the_rendered_configurations_name_every_replica_and_port(tmp_path):
+    from service.deploy.cluster import ClusterSpec, render_haproxy, render_redis
+
+    spec = ClusterSpec(replicas=2, run_dir=tmp_path, front_port=9080, first_replica_port=9101, redis_port=9379)
+    config = render_haproxy(spec)
+    assert "bind 127.0.0.1:9080" in config and "option httpchk GET /ready" in config
+    assert "server r1 127.0.0.1:9101" in config and "server r2 127.0.0.1:9102" in config and "r3" not in config
+    assert "$" not in config  # every field filled in
+    assert "port 9379" in render_redis(spec) and "bind 127.0.0.1" in render_redis(spec)
