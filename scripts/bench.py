@@ -142,7 +142,8 @@ def scenario_http(args) -> dict:
 
     embedder, out = model_and_index(args, threads=1)  # as in a gunicorn worker
     engine = SearchEngine(embedder, load_index(out), cache_size=0)
-    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_WORKERS": "1"})
+    # One worker with one encoder thread, as in-process (gunicorn_conf would give a lone worker every core).
+    server, url = start_gunicorn(out, args.model, extra_env={"FAQ_WORKERS": "1", "FAQ_ENCODER_THREADS": "1"})
     in_process, over_http = [], []
     try:
         conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
@@ -198,17 +199,17 @@ def scenario_cluster(args) -> dict:
     base = Path(tempfile.mkdtemp(prefix="faq-bench-cluster-"))
     one = cluster.ClusterSpec(
         replicas=1, workers_per_replica=2, run_dir=base / "one", front_port=8180, first_replica_port=8181,
-        redis_port=6391, model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
+        model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
     )  # fmt: skip
     run(one, "1x2", [("fresh", 4, fresh), ("fresh", 1, fresh)])
     cached = cluster.ClusterSpec(
         replicas=1, workers_per_replica=2, run_dir=base / "cached", front_port=8180, first_replica_port=8181,
-        redis_port=6391, model=args.model,
+        model=args.model,
     )  # fmt: skip
     run(cached, "1x2", [("cached", 4, fresh), ("cached", 1, fresh)])
     three = cluster.ClusterSpec(
         replicas=3, workers_per_replica=1, run_dir=base / "three", front_port=8180, first_replica_port=8181,
-        redis_port=6391, model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
+        model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
     )  # fmt: skip
     run(three, "3x1", [("fresh", 4, fresh)])
 

@@ -31,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "FAQ_LOG_QUERIES": 0,  # log each query cut to this many characters (0: never; queries are personal)
     "FAQ_RATE_LIMIT": None,  # per-client limit on the search routes, e.g. "600/minute" (None: off)
     "FAQ_RATE_LIMIT_STORAGE": None,  # shared counter store (e.g. redis://host:6379); None: per worker, in memory
-    "FAQ_REPLICA_NAME": None,  # this replica's name in the X-Served-By header (None: the host name)
+    "FAQ_REPLICA_NAME": None,  # this replica's name in every response's X-Served-By header (None: no header)
+    "FAQ_PROXY_HOPS": 0,  # proxies in front whose X-Forwarded-For names the client (0: the peer is the client)
     "FAQ_SEARCH_TIMEOUT": 10.0,  # seconds a search may wait for a free slot before 503 search_timeout
     "FAQ_BODY_TIMEOUT": 10.0,  # seconds a request body may take to arrive before 408 request_timeout (gevent)
     "FAQ_MAX_CONCURRENT_SEARCHES": 2,  # searches running at once in one process (more wait, up to the timeout)
@@ -59,6 +60,7 @@ ENV_TYPES = {
     "FAQ_RATE_LIMIT": str,
     "FAQ_RATE_LIMIT_STORAGE": str,
     "FAQ_REPLICA_NAME": str,
+    "FAQ_PROXY_HOPS": int,
     "FAQ_SEARCH_TIMEOUT": float,
     "FAQ_BODY_TIMEOUT": float,
     "FAQ_MAX_CONCURRENT_SEARCHES": int,

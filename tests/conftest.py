@@ -48,7 +48,21 @@ def shared(relative: str) -> Path:
 
 
 MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
-LIVE_ADMIN_TOKEN = "live-admin-token"  # the admin token of the live_url server
+LIVE_ADMIN_TOKEN = "live-admin-token"
+
+
+def linked_model_copy(tmp_path: Path, without: str | None = None) -> Path:
+    """The converted model as ``tmp_path/model``: every file a symlink to the real one (nothing copied, nothing of
+    the real one changed), except the file named ``without``, left out."""
+    copy = tmp_path / "model"
+    for path in MODEL_DIR.rglob("*"):
+        target = copy / path.relative_to(MODEL_DIR)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.name != without:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    return copy  # the admin token of the live_url server
 
 
 class HashingEmbedder:

@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, PARAPHRASES, assert_error
+from conftest import CHORUS_CORPUS, MINI_CORPUS, MODEL_DIR, PARAPHRASES, assert_error, linked_model_copy
 
 from service.corpus import load_corpus
 from service.encoders.loading import load_embedder, resolve_backend
@@ -146,14 +146,7 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
 
 def _model_copy(tmp_path, weights: bytes | None):
     """The converted model with every file linked, except the fp32 export's weights: ``weights`` (None: absent)."""
-    copy = tmp_path / "model"
-    for path in MODEL_DIR.rglob("*"):
-        target = copy / path.relative_to(MODEL_DIR)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif path.name != "model_emb8.weights":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(path)
+    copy = linked_model_copy(tmp_path, without="model_emb8.weights")
     if weights is not None:
         (copy / ONNX_DIR / "model_emb8.weights").write_bytes(weights)
     return copy
@@ -261,25 +254,54 @@ def test_the_encoder_the_master_preloaded_is_taken_only_for_one_thread_and_the_s
     from service.encoders import onnx_encoder
     from service.encoders.loading import load_embedder
 
+    copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
     try:
         monkeypatch.setenv("FAQ_ENCODER_THREADS", "2")
-        assert not onnx_encoder.preload_encoder(MODEL_DIR, "onnx")  # two threads: each worker loads its own
+        assert not onnx_encoder.preload_encoder(copy, "onnx")  # two threads: each worker loads its own
         monkeypatch.setenv("FAQ_ENCODER_THREADS", "1")
-        assert onnx_encoder.preload_encoder(MODEL_DIR, "onnx")
+        assert onnx_encoder.preload_encoder(copy, "onnx")
         shared = next(iter(onnx_encoder._PRELOADED.values()))
-        assert load_embedder(str(MODEL_DIR), "onnx") is shared
-        assert load_embedder(str(MODEL_DIR), "onnx-int8") is not shared  # another backend
-        copy = _model_copy(tmp_path, (MODEL_DIR / ONNX_DIR / "model_emb8.weights").read_bytes())
-        assert load_embedder(str(copy), "onnx") is not shared  # another directory
+        assert load_embedder(str(copy), "onnx") is shared
+        assert load_embedder(str(copy), "onnx-int8") is not shared  # another backend
+        assert load_embedder(str(MODEL_DIR), "onnx") is not shared  # another directory
         monkeypatch.setenv("FAQ_ENCODER_THREADS", "2")
-        assert load_embedder(str(MODEL_DIR), "onnx") is not shared  # another thread count
+        assert load_embedder(str(copy), "onnx") is not shared  # another thread count
         monkeypatch.setenv("FAQ_ENCODER_THREADS", "1")
-        marker = MODEL_DIR / ONNX_DIR / EXPORT_MARKER
-        stat = marker.stat()
-        os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-        try:
-            assert load_embedder(str(MODEL_DIR), "onnx") is not shared  # a file changed since
-        finally:
-            os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        marker = copy / ONNX_DIR / EXPORT_MARKER
+        content = marker.read_bytes()
+        marker.unlink()  # a symlink to the real model's: replaced by a file of its own, written now
+        marker.write_bytes(content)
+        assert load_embedder(str(copy), "onnx") is not shared  # a file changed since
+    finally:
+        onnx_encoder._PRELOADED.clear()
+
+
+@pytest.mark.slow
+def test_a_worker_forked_after_the_preload_encodes_what_the_master_does(monkeypatch):
+    """The master's encoder used in a forked child (as a gunicorn worker does): the same vectors, and no hang."""
+    from service.encoders import onnx_encoder
+
+    monkeypatch.setenv("FAQ_ENCODER_THREADS", "1")
+    try:
+        assert onnx_encoder.preload_encoder(MODEL_DIR, "onnx")
+        encoder = next(iter(onnx_encoder._PRELOADED.values()))
+        texts = [q for q, _ in PARAPHRASES[:8]]
+        expected = encoder.encode(texts)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: encode, send the vectors, leave without running the parent's cleanup
+            try:
+                os.write(write, encoder.encode(texts).astype(np.float32).tobytes())
+            finally:
+                os._exit(0)
+        os.close(write)
+        data = b""
+        while chunk := os.read(read, 1 << 16):
+            data += chunk
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        got = np.frombuffer(data, dtype=np.float32).reshape(expected.shape)
+        assert np.allclose(got, expected, atol=1e-6)
     finally:
         onnx_encoder._PRELOADED.clear()

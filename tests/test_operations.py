@@ -408,12 +408,14 @@ def test_a_made_up_key_is_no_new_client_for_the_rate_limit(served):
 def test_an_unreachable_shared_store_fails_open_counts_per_worker_and_says_so(served, caplog):
     """Redis down (nothing listens on the port): searches answer, the limit is counted in this worker's memory,
     and /health, /metrics and the log say so."""
-    import socket
 
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     make, _ = served
+    fallbacks_before = _sample(
+        make().test_client().get("/metrics").get_data(as_text=True), "faq_rate_limit_fallbacks_total"
+    )
     app = make(FAQ_RATE_LIMIT="4/minute", FAQ_RATE_LIMIT_STORAGE=f"redis://:secret@127.0.0.1:{port}/0")
     client = app.test_client()
     with caplog.at_level("WARNING"):
@@ -421,10 +423,18 @@ def test_an_unreachable_shared_store_fails_open_counts_per_worker_and_says_so(se
     assert codes == [200] * 4 + [429] * 2  # open, and still the limit, counted alone
     assert "falling back to in-memory storage" in caplog.text
     limit = client.get("/health").get_json()["rate_limit"]
-    where = f"redis://127.0.0.1:{port}"  # without the password
-    assert limit == {"enabled": True, "limit": "4/minute", "storage": where, "state": "fallback_memory"}
+    assert limit == {"enabled": True, "limit": "4/minute", "storage": "redis", "state": "fallback_memory"}
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert "faq_rate_limit_shared 0.0" in metrics and "faq_rate_limit_fallbacks_total 1.0" in metrics
+    assert "faq_rate_limit_shared 0.0" in metrics
+    assert _sample(metrics, "faq_rate_limit_fallbacks_total") == fallbacks_before + 1
+
+
+def _sample(metrics: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus' text format (0 when absent)."""
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def test_every_response_says_which_replica_served_it(served):
@@ -432,7 +442,30 @@ def test_every_response_says_which_replica_served_it(served):
     client = make(FAQ_REPLICA_NAME="replica-7").test_client()
     for response in (client.post("/search", json={"query": "mot"}), client.get("/health"), client.get("/nowhere")):
         assert response.headers["X-Served-By"] == "replica-7"
-    assert make().test_client().get("/health").headers["X-Served-By"] == socket.gethostname()
+    assert "X-Served-By" not in make().test_client().get("/health").headers  # no name: the host's is not told
+
+
+def test_behind_a_proxy_each_client_has_its_own_limit_and_cannot_choose_its_address(served):
+    """FAQ_PROXY_HOPS=1 (the cluster's replicas): the client is the address the proxy put last in
+    X-Forwarded-For; without it the header is ignored and the peer is the client."""
+    make, _ = served
+    behind = make(FAQ_RATE_LIMIT="2/minute", FAQ_PROXY_HOPS=1).test_client()
+
+    def codes(forwarded: str) -> list[int]:
+        return [
+            behind.post("/search", json={"query": "mot"}, headers={"X-Forwarded-For": forwarded}).status_code
+            for _ in range(3)
+        ]
+
+    assert codes("203.0.113.1") == [200, 200, 429]
+    assert codes("203.0.113.2") == [200, 200, 429]  # another client, its own allowance
+    # A client's own header before the proxy's address changes nothing: only the last hop is trusted.
+    assert codes("198.51.100.9, 203.0.113.1") == [429, 429, 429]
+    direct = make(FAQ_RATE_LIMIT="2/minute").test_client()
+    forged = [
+        direct.post("/search", json={"query": "mot"}, headers={"X-Forwarded-For": f"192.0.2.{n}"}) for n in range(3)
+    ]
+    assert [r.status_code for r in forged] == [200, 200, 429]  # no proxy configured: the header is not believed
 
 
 def test_a_search_that_cannot_start_in_time_fails_fast(tmp_path):

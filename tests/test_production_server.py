@@ -198,3 +198,48 @@ def test_a_body_that_stalls_gets_408(server):
     )
     assert (status, body["error"]["code"]) == (408, "request_timeout")
     assert 1.5 < time.monotonic() - started < 10
+
+
+def test_workers_sharing_the_masters_encoder_stop_at_once_and_answer_the_same(real_index_dir):
+    """The master preloads the ONNX encoder (one encoder thread a worker): both workers answer with the master's
+    copy, and on SIGTERM they leave on their own (ONNX Runtime's exit handlers would wait forever on a thread of
+    the master's: gunicorn then killed each worker after its 30 s graceful timeout)."""
+    proc, port = _start(real_index_dir, workers=2)
+    try:
+        answers = set()
+        for _ in range(6):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/search", data=json.dumps({"query": "mot de passe perdu"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answers.add(json.dumps(json.loads(response.read())["results"]))
+        assert len(answers) == 1
+        master = psutil.Process(proc.pid)
+        assert len(master.children()) == 2
+        assert "model_emb8.weights" in {os.path.basename(m.path) for m in master.memory_maps()}  # the master's copy
+    finally:
+        log = _stop(proc)
+    assert proc.returncode == 0
+    assert "SIGKILL" not in log, log[-2000:]
+
+
+def test_a_missing_converted_tokenizer_stops_the_server_with_what_to_run(tmp_path, real_index_dir):
+    """A worker that cannot load the model exits with gunicorn's boot error: the server halts and says why
+    (before, the preloaded ONNX Runtime made that worker hang on its way out and the server listened on, unready)."""
+    from conftest import linked_model_copy
+
+    copy = linked_model_copy(tmp_path, without="tokenizer.model")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**ENV, "FAQ_INDEX": str(real_index_dir), "FAQ_MODEL": str(copy), "FAQ_PORT": str(free_port())},
+    )  # fmt: skip
+    try:
+        log = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        log = proc.communicate()[1]
+        pytest.fail(f"the server did not stop: {log[-2000:]}")
+    assert proc.returncode != 0
+    assert "Worker failed to boot" in log and "tokenizer.model is missing" in log and "prepare-model --onnx-only" in log

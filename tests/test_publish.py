@@ -77,9 +77,10 @@ def test_the_cluster_command_refuses_a_missing_or_unknown_replica_and_reports_a_
 def test_the_rendered_configurations_name_every_replica_and_port(tmp_path):
     from service.deploy.cluster import ClusterSpec, render_haproxy, render_redis
 
-    spec = ClusterSpec(replicas=2, run_dir=tmp_path, front_port=9080, first_replica_port=9101, redis_port=9379)
+    spec = ClusterSpec(replicas=2, run_dir=tmp_path, front_port=9080, first_replica_port=9101)
     config = render_haproxy(spec)
     assert "bind 127.0.0.1:9080" in config and "option httpchk GET /ready" in config
     assert "server r1 127.0.0.1:9101" in config and "server r2 127.0.0.1:9102" in config and "r3" not in config
     assert "$" not in config  # every field filled in
-    assert "port 9379" in render_redis(spec) and "bind 127.0.0.1" in render_redis(spec)
+    redis = render_redis(spec)
+    assert "port 0" in redis and f"unixsocket {tmp_path}/redis.sock" in redis and "unixsocketperm 700" in redis

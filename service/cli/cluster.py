@@ -6,7 +6,8 @@
     faq-search cluster start-replica r2
     faq-search cluster down                     # everything stops; nothing is left running
 
-Defaults come from the environment (REPLICAS, FAQ_CLUSTER_DIR, FAQ_FRONT_PORT, FAQ_PUBLISH_DIR, FAQ_RATE_LIMIT…).
+Defaults come from the environment (REPLICAS, FAQ_CLUSTER_DIR, FAQ_FRONT_PORT, FAQ_PUBLISH_DIR, FAQ_RATE_LIMIT…);
+every action but `up` acts on the cluster started in --dir, with the settings it was started with.
 """
 
 from __future__ import annotations
@@ -16,17 +17,34 @@ import json
 import os
 import sys
 
-from service.deploy.cluster import ClusterError, ClusterSpec, start, start_replica, status, stop, stop_replica
+from service.deploy.cluster import (
+    ClusterError,
+    ClusterSpec,
+    load_spec,
+    start,
+    start_replica,
+    status,
+    stop,
+    stop_replica,
+)
 from service.errors import ServiceError
 
 
 def spec_from(args) -> ClusterSpec:
-    """The cluster these options describe."""
+    """The cluster these options describe; for every action but ``up``, the one started in ``--dir`` (its
+    ``spec.json``: the same replicas, ports, model and rate limit), when there is one."""
+    if args.action != "up":
+        started = load_spec(args.dir)
+        if started is not None:
+            return started
     return ClusterSpec(
         replicas=args.replicas, run_dir=args.dir, front_port=args.port, first_replica_port=args.first_replica_port,
-        redis_port=args.redis_port, workers_per_replica=args.workers, publish_dir=args.published, model=args.model,
-        rate_limit=args.rate_limit,
+        workers_per_replica=args.workers, publish_dir=args.published, model=args.model, rate_limit=args.rate_limit,
     )  # fmt: skip
+
+
+def _int(value: str) -> int:
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status", "stop-replica", "start-replica"])
     parser.add_argument("replica", nargs="?", help="stop-replica / start-replica: the replica's name (r1, r2…)")
-    parser.add_argument(
-        "--replicas", type=int, default=int(env("REPLICAS", 3)), help="replicas (default: $REPLICAS or 3)"
-    )
+    parser.add_argument("--replicas", type=_int, default=env("REPLICAS", "3"), help="replicas ($REPLICAS or 3)")
     parser.add_argument("--dir", default=env("FAQ_CLUSTER_DIR", ".cluster"), help="run directory: pids, logs, configs")
-    parser.add_argument("--port", type=int, default=int(env("FAQ_FRONT_PORT", 8080)), help="HAProxy's port (8080)")
-    parser.add_argument("--first-replica-port", type=int, default=int(env("FAQ_FIRST_REPLICA_PORT", 8101)),
+    parser.add_argument("--port", type=_int, default=env("FAQ_FRONT_PORT", "8080"), help="HAProxy's port (8080)")
+    parser.add_argument("--first-replica-port", type=_int, default=env("FAQ_FIRST_REPLICA_PORT", "8101"),
                         help="replica r1's port; r2 the next… (8101)")  # fmt: skip
-    parser.add_argument("--redis-port", type=int, default=int(env("FAQ_REDIS_PORT", 6390)), help="Redis's port (6390)")
-    parser.add_argument("--workers", type=int, default=int(env("FAQ_WORKERS_PER_REPLICA", 1)),
+    parser.add_argument("--workers", type=_int, default=env("FAQ_WORKERS_PER_REPLICA", "1"),
                         help="gunicorn workers per replica (1)")  # fmt: skip
     parser.add_argument("--published", default=env("FAQ_PUBLISH_DIR"),
                         help="the index directory the replicas serve (default: DIR/published)")  # fmt: skip
     parser.add_argument("--index", default=env("FAQ_INDEX", "index"), help="published at `up` if nothing is yet")
     parser.add_argument("--model", default=env("FAQ_MODEL"), help="the model directory (default: the service's)")
     parser.add_argument("--rate-limit", default=env("FAQ_RATE_LIMIT"), help="per-client limit, counted in Redis")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # string defaults go through `type` too: a bad $REPLICAS is a usage error
     if args.action in ("stop-replica", "start-replica") and not args.replica:
         parser.error(f"{args.action} needs the replica's name (r1, r2…)")
     try:

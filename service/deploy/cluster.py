@@ -43,7 +43,6 @@ class ClusterSpec:
     front_host: str = "127.0.0.1"
     front_port: int = 8080
     first_replica_port: int = 8101
-    redis_port: int = 6390
     workers_per_replica: int = 1
     #: The index directory every replica serves (``faq-search publish`` writes it); default: run_dir/published.
     publish_dir: Path | None = None
@@ -68,8 +67,13 @@ class ClusterSpec:
         return self.first_replica_port + int(name[1:]) - 1
 
     @property
+    def redis_socket(self) -> Path:
+        """Redis listens on this Unix socket only (no TCP port): only this user reaches it (mode 700)."""
+        return self.run_dir / "redis.sock"
+
+    @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return f"redis+unix://{self.redis_socket}?db=0"
 
     @property
     def url(self) -> str:
@@ -78,6 +82,18 @@ class ClusterSpec:
 
 def _render(template: str, **fields) -> str:
     return string.Template((DEPLOY / template).read_text()).substitute(**fields)
+
+
+SPEC_FILE = "spec.json"
+
+
+def load_spec(run_dir: str | os.PathLike) -> ClusterSpec | None:
+    """The spec a cluster was started with (``run_dir/spec.json``, written by ``start``), or None."""
+    try:
+        fields = json.loads((Path(run_dir) / SPEC_FILE).read_text())
+        return ClusterSpec(**{k: v for k, v in fields.items() if k in ClusterSpec.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def render_haproxy(spec: ClusterSpec) -> str:
@@ -91,7 +107,7 @@ def render_haproxy(spec: ClusterSpec) -> str:
 
 def render_redis(spec: ClusterSpec) -> str:
     """``deploy/redis.conf`` filled in for ``spec``."""
-    return _render("redis.conf", redis_port=spec.redis_port, run_dir=spec.run_dir)
+    return _render("redis.conf", redis_socket=spec.redis_socket, run_dir=spec.run_dir)
 
 
 def _program(name: str) -> str:
@@ -114,7 +130,8 @@ def _spawn(spec: ClusterSpec, name: str, argv: list[str], env: dict | None = Non
     )  # fmt: skip
     log.close()
     _CHILDREN[process.pid] = process
-    _pidfile(spec, name).write_text(str(process.pid))
+    # The pid and the process's start time: a pid file left by a crash never names another process later.
+    _pidfile(spec, name).write_text(f"{process.pid} {_started(process.pid)}")
     return process.pid
 
 
@@ -123,6 +140,14 @@ def _tail(spec: ClusterSpec, name: str, lines: int = 15) -> str:
         return "\n".join((spec.run_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (``/proc/<pid>/stat``'s field 22, in clock ticks since boot), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -144,11 +169,14 @@ def _alive(pid: int) -> bool:
 
 
 def _pid(spec: ClusterSpec, name: str) -> int | None:
+    """The pid of this cluster's process ``name`` while it runs; None when it does not (or when its pid file names
+    a pid that now belongs to another process: another start time)."""
     try:
-        pid = int(_pidfile(spec, name).read_text())
+        pid_text, started = _pidfile(spec, name).read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _started(pid) == started else None
 
 
 def _wait(check, seconds: float, what: str, spec: ClusterSpec, name: str) -> None:
@@ -168,6 +196,28 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _refuse_taken(port: int, what: str) -> None:
+    """Refuse to start ``what`` on a port something else already listens on (it would fail to bind, and the
+    cluster would talk to that other process instead)."""
+    if _port_open(port):
+        raise ClusterError(f"port {port} of {what} is already in use by another process: stop it or choose another")
+
+
+def served_by(port: int) -> str | None:
+    """The ``X-Served-By`` of the service on ``port`` when it is ready (``/ready`` 200), else None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return response.headers.get("X-Served-By")
+    except OSError:
+        return None
+
+
+def _socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(str(path)) == 0
+
+
 def ready(port: int) -> dict | None:
     """``GET /ready`` of the service on ``port``: its JSON when it answers 200, else None."""
     try:
@@ -183,8 +233,9 @@ def start_redis(spec: ClusterSpec) -> int:
     if pid:
         return pid
     (spec.run_dir / "redis.conf").write_text(render_redis(spec))
+    spec.redis_socket.unlink(missing_ok=True)
     pid = _spawn(spec, "redis", [_program("redis-server"), str(spec.run_dir / "redis.conf")])
-    _wait(lambda: _port_open(spec.redis_port), 10, "redis-server", spec, "redis")
+    _wait(lambda: _socket_answers(spec.redis_socket), 10, "redis-server", spec, "redis")
     return pid
 
 
@@ -201,6 +252,9 @@ def replica_env(spec: ClusterSpec, name: str) -> dict:
         # The host's cores shared by every worker of every replica (gunicorn_conf divides by its own workers only).
         "FAQ_ENCODER_THREADS": str(max(1, (os.cpu_count() or 1) // (spec.replicas * spec.workers_per_replica))),
         "FAQ_RATE_LIMIT_STORAGE": spec.redis_url,
+        # Behind HAProxy, the client is the address HAProxy puts in X-Forwarded-For (it overwrites what a client
+        # sends), not HAProxy's own 127.0.0.1: the rate limit counts each client, not the proxy.
+        "FAQ_PROXY_HOPS": "1",
         **({"FAQ_MODEL": spec.model} if spec.model else {}),
         **({"FAQ_RATE_LIMIT": spec.rate_limit} if spec.rate_limit else {}),
         **spec.extra_env,
@@ -213,10 +267,13 @@ def start_replica(spec: ClusterSpec, name: str, wait: bool = True) -> int:
     """Start replica ``name`` (gunicorn with the service's settings); with ``wait``, until ``/ready`` answers."""
     pid = _pid(spec, name)
     if pid is None:
+        _refuse_taken(spec.port(name), f"replica {name}")
         argv = [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
         pid = _spawn(spec, name, argv, env=replica_env(spec, name))
     if wait:
-        _wait(lambda: ready(spec.port(name)) is not None, 120, f"replica {name}", spec, name)
+        _wait(lambda: served_by(spec.port(name)) == name, 120, f"replica {name}", spec, name)
+        if _pid(spec, "haproxy"):
+            haproxy_command(spec, f"set server replicas/{name} state ready")  # back from stop_replica's maint
     return pid
 
 
@@ -225,6 +282,7 @@ def start_haproxy(spec: ClusterSpec) -> int:
     pid = _pid(spec, "haproxy")
     if pid:
         return pid
+    _refuse_taken(spec.front_port, "HAProxy")
     config = spec.run_dir / "haproxy.cfg"
     config.write_text(render_haproxy(spec))
     haproxy = _program("haproxy")
@@ -245,11 +303,20 @@ def start(spec: ClusterSpec, index_dir: str | os.PathLike | None = None) -> dict
         ClusterError: a program missing, or a process that did not start (with its log's last lines).
     """
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "spec.json").write_text(json.dumps(asdict(spec), default=str, indent=2))
+    before = load_spec(spec.run_dir)
+    if before is not None and any(_pid(before, n) for n in ["redis", "haproxy", *before.names()]):
+        changed = sorted(k for k, v in asdict(spec).items() if asdict(before).get(k) != v)
+        if changed:  # a running cluster is not changed under its replicas: said, not silently kept
+            raise ClusterError(
+                f"a cluster already runs in {spec.run_dir} with other settings ({', '.join(changed)}): "
+                "stop it first (`make cluster-stop` or `faq-search cluster down`)"
+            )
+    (spec.run_dir / SPEC_FILE).write_text(json.dumps(asdict(spec), default=str, indent=2))
     if not (spec.publish_dir / CURRENT).exists():
         if index_dir is None:
             raise ClusterError(f"nothing is published in {spec.publish_dir}: publish a build first")
         publish_index(index_dir, spec.publish_dir)
+    running = {name for name in ["redis", "haproxy", *spec.names()] if _pid(spec, name)}
     try:
         start_redis(spec)
         for name in spec.names():
@@ -258,7 +325,9 @@ def start(spec: ClusterSpec, index_dir: str | os.PathLike | None = None) -> dict
             start_replica(spec, name, wait=True)
         start_haproxy(spec)
     except BaseException:
-        stop(spec)
+        for name in ["haproxy", *spec.names(), "redis"]:
+            if name not in running:  # what this call started, not what ran before it
+                _end(spec, name)
         raise
     return status(spec)
 
@@ -293,17 +362,19 @@ def _end(spec: ClusterSpec, name: str, timeout: float = 30) -> bool:
     if pid is None:
         _pidfile(spec, name).unlink(missing_ok=True)
         return False
+    # HAProxy's graceful stop is SIGUSR1 (it stops listening and leaves once its requests are answered); SIGTERM
+    # is gunicorn's and Redis's.
+    first = signal.SIGUSR1 if name == "haproxy" else signal.SIGTERM
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
+        os.killpg(pid, first)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)  # the workers too, if their master left them behind
     except ProcessLookupError:
         pass
+    except PermissionError as exc:
+        raise ClusterError(f"cannot stop {name} (pid {pid}): {exc}") from None
     _pidfile(spec, name).unlink(missing_ok=True)
     return True
 
@@ -321,7 +392,8 @@ def stop_replica(spec: ClusterSpec, name: str, drain_seconds: float = 10) -> Non
             time.sleep(0.1)
     _end(spec, name)
     if _pid(spec, "haproxy"):
-        haproxy_command(spec, f"set server replicas/{name} state ready")  # health checks decide from now on
+        # Kept out of rotation until start_replica sees it ready again (not merely until 2 checks fail).
+        haproxy_command(spec, f"set server replicas/{name} state maint")
 
 
 def stop(spec: ClusterSpec) -> list[str]:
@@ -329,6 +401,7 @@ def stop(spec: ClusterSpec) -> list[str]:
     replicas = sorted(p.stem for p in spec.run_dir.glob("r*.pid"))  # also those of a larger cluster started before
     stopped = [name for name in ["haproxy", *replicas, "redis"] if _end(spec, name)]
     (spec.run_dir / "haproxy.sock").unlink(missing_ok=True)
+    spec.redis_socket.unlink(missing_ok=True)
     return stopped
 
 
@@ -343,7 +416,7 @@ def status(spec: ClusterSpec) -> dict:
     return {
         "url": spec.url,
         "published": str(spec.publish_dir),
-        "redis": {"pid": _pid(spec, "redis"), "url": spec.redis_url},
+        "redis": {"pid": _pid(spec, "redis"), "socket": str(spec.redis_socket)},
         "haproxy": {"pid": _pid(spec, "haproxy")},
         "replicas": {
             name: {

@@ -87,7 +87,13 @@ def preload_encoder(model_dir: str | os.PathLike, backend: str = "onnx") -> bool
 def onnx_embedder(model_dir: str | os.PathLike, backend: str = "onnx") -> OnnxEmbedder:
     """The master's encoder when it preloaded this one (same files, same thread count), else a new one."""
     threads = encoder_threads() or (os.cpu_count() or 1)
-    return _PRELOADED.get(_encoder_key(model_dir, backend, threads)) or OnnxEmbedder(model_dir, backend)
+    found = _PRELOADED.get(_encoder_key(model_dir, backend, threads))
+    if found is None and _PRELOADED:
+        logging.getLogger(__name__).info(
+            "the encoder the master preloaded is for other files or threads: loading our own (%s, %s, %d threads)",
+            model_dir, backend, threads,
+        )  # fmt: skip
+    return found or OnnxEmbedder(model_dir, backend)
 
 
 def check_weights(model_dir: Path, backend: str) -> Path | None:

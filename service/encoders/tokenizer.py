@@ -41,9 +41,24 @@ def _file_key(path: Path) -> tuple:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _rust_regex(pattern: str) -> str:
-    """A ``tokenizers`` (Rust) regex in Python's syntax: ``\\x{1F}`` becomes ``\\U0000001f``."""
-    return re.sub(r"\\x\{([0-9a-fA-F]+)\}", lambda m: f"\\U{int(m.group(1), 16):08x}", pattern)
+#: What a ``Replace`` regex of ``tokenizer.json`` may hold to be run by Python's ``re`` with the same meaning:
+#: character classes of literal characters, ranges and ``\x{..}`` escapes, and simple repetitions.
+_CLASS = r"\[(?:\\x\{[0-9a-fA-F]+\}|[^\\\[\]&~])+\]"
+_PORTABLE_REGEX = re.compile(rf"^(?:{_CLASS}|\\x\{{[0-9a-fA-F]+\}}|[^\\\[\](){{}}|^$.*+?]|\{{\d+(?:,\d*)?\}}|[*+?])+$")
+
+
+def _rust_regex(pattern: str) -> re.Pattern:
+    """A ``tokenizers`` (Rust) regex compiled by Python's ``re``: ``\\x{1F}`` becomes ``\\U0000001f``.
+
+    Raises:
+        ValueError: syntax outside ``_PORTABLE_REGEX``, whose meaning could differ between the two engines.
+    """
+    if not _PORTABLE_REGEX.match(pattern):
+        raise ValueError(f"regex {pattern!r} is not one whose meaning this module can keep")
+    try:
+        return re.compile(re.sub(r"\\x\{([0-9a-fA-F]+)\}", lambda m: f"\\U{int(m.group(1), 16):08x}", pattern))
+    except re.error as exc:
+        raise ValueError(f"regex {pattern!r}: {exc}") from None
 
 
 def normaliser(spec: dict | None) -> Callable[[str], str]:
@@ -70,7 +85,7 @@ def normaliser(spec: dict | None) -> Callable[[str], str]:
     if kind == "Replace":
         pattern, content = spec["pattern"], spec["content"]
         if "Regex" in pattern:
-            compiled = re.compile(_rust_regex(pattern["Regex"]))
+            compiled = _rust_regex(pattern["Regex"])
             return lambda text: compiled.sub(lambda _: content, text)
         old = pattern["String"]
         return lambda text: text.replace(old, content)
@@ -98,19 +113,35 @@ class PieceTokenizer:
         self.processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
         self.normalise = normaliser(meta["normalizer"])
         self.bos, self.eos = int(meta["bos_id"]), int(meta["eos_id"])
+        # Special tokens written in a text (``<s>``, ``<mask>``…) are read as those tokens, as tokenizers does.
+        self.special = {str(k): int(v) for k, v in (meta.get("special_tokens") or {}).items()}
+        self._special_split = (
+            re.compile("(" + "|".join(re.escape(t) for t in sorted(self.special, key=len, reverse=True)) + ")")
+            if self.special
+            else None
+        )
         self.max_length: int | None = None
 
     def set_max_length(self, max_length: int) -> None:
         """Truncate every text to ``max_length`` ids, ``<s>`` and ``</s>`` included."""
         self.max_length = max_length
 
-    def ids(self, text: str) -> list[int]:
-        """The ids of one text: ``<s>``, the pieces (truncated to ``max_length`` in all), ``</s>``."""
+    def _segment(self, text: str) -> list[int]:
+        """The ids of a text without special tokens in it."""
         text = self.normalise(text).replace(" ", METASPACE)
         # The Metaspace pre-tokenizer's "always" prefix: one metaspace before a text that does not start with one.
         if text and not text.startswith(METASPACE):
             text = METASPACE + text
-        pieces = self.processor.encode(text)
+        return self.processor.encode(text) if text else []
+
+    def ids(self, text: str) -> list[int]:
+        """The ids of one text: ``<s>``, the pieces (truncated to ``max_length`` in all), ``</s>``."""
+        if self._special_split is None or not any(token in text for token in self.special):
+            pieces = self._segment(text)
+        else:
+            pieces = []
+            for i, part in enumerate(self._special_split.split(text)):
+                pieces += [self.special[part]] if i % 2 else self._segment(part)
         if self.max_length is not None:
             pieces = pieces[: max(0, self.max_length - 2)]
         return [self.bos, *pieces, self.eos]
@@ -148,7 +179,8 @@ def pieces_meta(model_dir: Path) -> dict | None:
     meta_path = model_dir / ONNX_DIR / PIECES_META
     if not meta_path.is_file():
         return None
-    redo = f"convert it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir} --force`"
+    # Without --force: an ONNX export that is up to date is kept, and only the tokenizer is converted again.
+    redo = f"convert it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
     try:
         meta = json.loads(meta_path.read_text())
         source, size, digest = str(meta["source_sha256"]), int(meta["bytes"]), str(meta["sha256"])
@@ -157,6 +189,13 @@ def pieces_meta(model_dir: Path) -> dict | None:
     if sha256_file(model_dir / "tokenizer.json") != source:
         log.warning("%s changed since it was converted: serving it as it is (280 MB a process); %s",
                     model_dir / "tokenizer.json", redo)  # fmt: skip
+        return None
+    if meta.get("unicode") != unicodedata.unidata_version:
+        # The normaliser's NFKC comes from Python's Unicode tables: another version could give other ids.
+        log.warning(
+            "%s was converted and checked with Unicode %s, this Python has %s: serving tokenizer.json (280 MB a "
+            "process); %s", meta_path, meta.get("unicode"), unicodedata.unidata_version, redo,
+        )  # fmt: skip
         return None
     path = model_dir / ONNX_DIR / PIECES_FILE
     problem = file_problem(path, size, digest, made="converted")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import unicodedata
 from pathlib import Path
 
 from ..files import sha256_file
@@ -23,7 +24,7 @@ from .tokenizer import METASPACE, ONNX_DIR, PIECES_FILE, PIECES_META, PieceToken
 log = logging.getLogger(__name__)
 
 #: Bump when the conversion changes, so that ``prepare-model`` converts again.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 #: Random strings whose ids may differ (ties between equally scored splittings), at most.
 MAX_RANDOM_MISMATCH = 0.002
 CHECK_SENTENCES = [
@@ -36,6 +37,8 @@ CHECK_SENTENCES = [
     "passage: Das ist ein Test. これはテストです。 这是一个测试。 테스트입니다. Это тест. اختبار",
     "query:   espaces   multiples\tet\nretours\u200bzéro\ufeff",
     "query: ～ 🈻 ▁ \x7f\x01 fin",
+    "passage: une balise <s>barrée</s>, <pad> <unk> <mask> et <s>",
+    "query:<s>x</s>y",
     "",
     " ",
     "x",
@@ -58,10 +61,19 @@ def _supported(spec: dict) -> str | None:
         return f"pre-tokenizer {pre.get('type')!r}, not a splitting Metaspace"
     if pre.get("prepend_scheme", "always" if pre.get("add_prefix_space", True) else "never") != "always":
         return "a Metaspace that does not always prepend"
+    for token in spec.get("added_tokens", []):
+        if (
+            not token.get("special")
+            or token.get("normalized")
+            or token.get("lstrip")
+            or token.get("rstrip")
+            or (token.get("single_word"))
+        ):
+            return f"added token {token.get('content')!r} is not a plain special token"
     try:
         normaliser(spec.get("normalizer"))
-    except (ValueError, KeyError) as exc:
-        return str(exc)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"normaliser: {exc}"
     return None
 
 
@@ -93,8 +105,9 @@ def convert_tokenizer(model_dir: str | os.PathLike, force: bool = False) -> dict
     if not force and meta_path.is_file() and model_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-            if (meta.get("converter_version"), meta.get("source_sha256")) == (CONVERTER_VERSION, source_sha) and (
-                meta.get("sha256") == sha256_file(model_path)
+            current = (CONVERTER_VERSION, source_sha, unicodedata.unidata_version, sha256_file(model_path))
+            if (meta.get("converter_version"), meta.get("source_sha256"), meta.get("unicode"), meta.get("sha256")) == (
+                current
             ):
                 return meta
         except ValueError:
@@ -140,6 +153,9 @@ def convert_tokenizer(model_dir: str | os.PathLike, force: bool = False) -> dict
         "normalizer": spec.get("normalizer"),
         "bos_id": bos,
         "eos_id": eos,
+        "special_tokens": {t["content"]: t["id"] for t in spec.get("added_tokens", [])},
+        # NFKC runs with Python's Unicode tables: the ids were checked with this version (tokenizer.py checks it).
+        "unicode": unicodedata.unidata_version,
         "pieces": len(vocab),
     }
     converted = PieceTokenizer(model_path, meta)

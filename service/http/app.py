@@ -92,6 +92,13 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
     # No redirects: Werkzeug would answer //health with an HTML 308 to http://<Host header>/health (a reflected
     # host, and outside the error handler).
     app.url_map.merge_slashes = False
+    if int(app.config.get("FAQ_PROXY_HOPS") or 0) > 0:
+        # Behind a proxy that sets X-Forwarded-For (the cluster's HAProxy), the client is the address it names, not
+        # the proxy's: what the per-client rate limit and the request log count. Only as many hops as configured
+        # are trusted, so a client cannot name itself by sending the header to a proxy that appends to it.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["FAQ_PROXY_HOPS"]))
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["faq_engine_failure"] = None

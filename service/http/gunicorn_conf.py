@@ -1,8 +1,10 @@
 """gunicorn settings for the service, from the environment (docs/performance.md, docs/reliability.md).
 
-Defaults for a CPU-only machine: one worker process per core, each with its own copy of the model (loaded after
-the fork: neither torch nor ONNX Runtime thread pools survive a fork) and the encoder limited to cores ÷ workers
-threads, so workers do not fight over cores.
+Defaults for a CPU-only machine: one worker process per core and the encoder limited to cores ÷ workers threads, so
+workers do not fight over cores. With one encoder thread a worker (the default when there are as many workers as
+cores), the master loads the ONNX encoder before forking and the workers share it copy-on-write (ONNX Runtime makes
+no thread pool for one thread, so nothing is lost at the fork); otherwise each worker loads its own after the fork
+(thread pools do not survive a fork) and the master only preloads the tokenizer.
 
 Connections are cheap: gevent workers hold each connection in a greenlet, so clients that send their request
 slowly (or never finish it) cost a socket each, not one of a few threads. With gthread workers, 4 connections
@@ -13,6 +15,7 @@ of a request (``FAQ_MAX_REQUEST_TOKENS``) bounds how long one search holds its w
 
 import json
 import os
+import sys
 import tempfile
 
 from gunicorn import util as _gunicorn_util
@@ -43,6 +46,10 @@ encoder_threads = int(
 )
 
 
+#: Whether the master imported ONNX Runtime before forking (the workers inherit the flag: see worker_exit).
+_master_state = {"onnxruntime": False}
+
+
 def _preload_model() -> None:
     """The model's ONNX encoder loaded in the master, so that the workers share it (``preload_encoder``: the session
     and the tokenizer, when the workers' encoders run on one thread), else its tokenizer alone (``preload_tokenizer``);
@@ -51,11 +58,15 @@ def _preload_model() -> None:
     if os.environ.get("FAQ_BACKEND") == "torch":
         return
     try:
-        from service.encoders.base import default_backend, default_model
+        from service.config import DEFAULTS, config_from_env
         from service.encoders.loading import resolve_backend
+        from service.indexing.store import read_manifest
+        from service.search.loading import encoder_for
 
-        model = default_model()
-        backend = resolve_backend(model, default_backend())
+        config = {**DEFAULTS, **config_from_env()}
+        # The encoder a worker will load for the index it serves (its fine-tune, the backend that made its vectors).
+        model, backend = encoder_for(config, read_manifest(config["FAQ_INDEX"]))
+        backend = resolve_backend(model, backend)
         if backend == "torch":
             return
         if os.environ.get("FAQ_PRELOAD_ENCODER", "1") != "0" and encoder_threads == 1:
@@ -75,11 +86,13 @@ def _preload_model() -> None:
 def on_starting(server):
     """In the master, before the first workers are forked."""
     _preload_model()
+    _master_state["onnxruntime"] = "onnxruntime" in sys.modules
 
 
 def on_reload(server):
     """In the master, on SIGHUP (its graceful restart of every worker): the model's files may have changed."""
     _preload_model()
+    _master_state["onnxruntime"] = "onnxruntime" in sys.modules
 
 
 def post_fork(server, worker):
@@ -104,10 +117,28 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def worker_exit(server, worker):
-    """A worker stopping normally (restart, reload of the master, shutdown) writes its queued query-log rows first."""
-    querylog = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_query_log")
-    if querylog is not None:
-        querylog.close(timeout=5)
+    """A worker stopping (restart, reload of the master, shutdown, or a failed boot) writes its queued query-log rows
+    first. Then, when the master had imported ONNX Runtime (to preload the encoder), it leaves at once with its
+    exit status (``os._exit``): ONNX Runtime's C++ destructors, run at a normal exit, wait on a condition variable
+    of a thread that exists only in the master (ONNX Runtime starts one when it is imported), and a forked worker
+    would hang there until gunicorn killed it (30 s per stop; a worker that failed to boot never told the master
+    so, and the server went on without one)."""
+    try:
+        querylog = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_query_log")
+        if querylog is not None:
+            querylog.close(timeout=5)
+    finally:
+        if _master_state["onnxruntime"]:
+            import logging
+
+            # Called from gunicorn's `finally` around the worker: the exception in flight is the worker's exit.
+            leaving = sys.exc_info()[1]
+            code = leaving.code if isinstance(leaving, SystemExit) else (1 if leaving is not None else 0)
+            code = code if isinstance(code, int) else (0 if code is None else 1)
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(code)
 
 
 def child_exit(server, worker):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import time
 import uuid
 
@@ -110,10 +109,11 @@ def index_gauges(engine) -> None:
 def install(app: Flask) -> None:
     """Request ids, the replica's name, per-request JSON log lines and metrics for every route, and ``/metrics``.
 
-    Every response says which replica served it (``X-Served-By``: ``FAQ_REPLICA_NAME``, else the host name): behind
-    a load balancer, that is how a client or an operator tells the replicas apart.
+    With ``FAQ_REPLICA_NAME`` set, every response says which replica served it (``X-Served-By``): behind a load
+    balancer, that is how a client or an operator tells the replicas apart (unset: no header, the host's name is
+    not told to anyone who asks).
     """
-    served_by = app.config.get("FAQ_REPLICA_NAME") or socket.gethostname()
+    served_by = app.config.get("FAQ_REPLICA_NAME")
 
     @app.before_request
     def _start() -> None:
@@ -124,7 +124,8 @@ def install(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
-        response.headers["X-Served-By"] = served_by
+        if served_by:
+            response.headers["X-Served-By"] = served_by
         seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         if route != "/metrics":

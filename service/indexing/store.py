@@ -355,11 +355,12 @@ def _point_current(out: Path, index_id: str, link_tmp: Path) -> None:
 def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
     """Publish the build ``index_dir`` points to into the index directory ``to``, from which replicas serve.
 
-    The build is checked (checksums, counts, model) before it leaves, copied into a hidden directory of
+    The build is checked (format, checksums, counts) before it leaves, copied into a hidden directory of
     ``to/builds``, checked again there, renamed into place, and only then is ``to/current`` swapped to it: a replica
     (its watcher, ``FAQ_WATCH_SECONDS``) sees the old build or the new one, never a part. Publishing a build that
     ``to`` already holds (a rollback) only swaps ``current``, after checking that copy again. The manifest and its
-    checksums travel with the build; each replica checks them again when it loads it.
+    checksums travel with the build; each replica checks them again when it loads it, and refuses a build made
+    with another model or encoder than its own.
 
     Returns:
         The published build's manifest.
@@ -384,7 +385,12 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
                     os.fsync(fh.fileno())
             load_index(tmp)
             _fsync_dir(tmp)
-            tmp.rename(final)
+            try:
+                tmp.rename(final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another publish of the same build was first: its copy stays
             _fsync_dir(builds)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -22,15 +22,21 @@ def load_engine(config: Mapping[str, Any]) -> SearchEngine:
     # Cheap: fail before loading the model if no build loads. A damaged current build falls back on the newest
     # earlier one that loads (a worker restarted by gunicorn keeps serving instead of stopping the server).
     index = load_latest_sound(config["FAQ_INDEX"])
+    embedder = load_embedder(*encoder_for(config, index.manifest))
+    return engine_for(config, embedder, index)
+
+
+def encoder_for(config: Mapping[str, Any], manifest: dict) -> tuple[str, str]:
+    """The model and backend that encode queries for an index: the configured model (or the fine-tune of it the
+    index was built with) and the backend that made the index's vectors, unless ``FAQ_BACKEND`` says otherwise
+    (the engine then refuses a mismatch). The gunicorn master preloads the same one."""
     model = config.get("FAQ_MODEL") or default_model()
-    tuned = index.manifest["model"].get("finetuned")
+    tuned = manifest["model"].get("finetuned")
     if tuned and tuned["base"] == model_id_for(model) and Path(tuned["path"]).is_dir():
         # The index was built with a fine-tune of the configured model: that fine-tune is part of the index.
         model = tuned["path"]
-    # Queries are encoded by the encoder that made the index's vectors; the engine refuses any other.
-    built_with = index.encoder_backend
-    embedder = load_embedder(model, config.get("FAQ_BACKEND") or (built_with if built_with in BACKENDS else "auto"))
-    return engine_for(config, embedder, index)
+    built_with = (manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
+    return model, config.get("FAQ_BACKEND") or (built_with if built_with in BACKENDS else "auto")
 
 
 def engine_for(config: Mapping[str, Any], embedder, index) -> SearchEngine:
