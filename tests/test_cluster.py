@@ -314,3 +314,34 @@ def test_haproxy_accepts_the_rendered_configuration(tmp_path):
     (tmp_path / "haproxy.cfg").write_text(cluster.render_haproxy(spec))
     done = subprocess.run([cluster._program("haproxy"), "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_slow_bodies_wait_at_haproxy_and_searches_go_on(running):
+    """24 clients that send a search body slowly (a byte now and then) hold HAProxy's connections, not the replicas'
+    8 slots each: the others' searches are answered meanwhile."""
+    slow = []
+    try:
+        for _ in range(24):
+            s = socket.create_connection(("127.0.0.1", running.front_port), timeout=10)
+            head = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n"
+            s.sendall(head + b"\r\n")
+            s.sendall(b'{"query": "' + b"a" * 100)
+            slow.append(s)
+        time.sleep(1)
+        codes = [_post(running.url + "/search", {"query": q}, timeout=20)[0] for q in QUERIES * 2]
+    finally:
+        for s in slow:
+            s.close()
+    assert codes == [200] * len(QUERIES) * 2
+
+
+def test_haproxys_own_answer_when_no_replica_is_ready_is_json_and_named(running):
+    try:
+        for name in running.names():
+            cluster.haproxy_command(running, f"set server replicas/{name} state maint")
+        status, headers, body = _post(running.url + "/search", {"query": "mot"})
+    finally:
+        for name in running.names():
+            cluster.haproxy_command(running, f"set server replicas/{name} state ready")
+    assert status == 503 and body["error"]["code"] == "no_replica"
+    assert headers.get("X-Served-By") == "haproxy" and headers.get("Content-Type") == "application/json"

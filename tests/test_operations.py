@@ -632,3 +632,16 @@ def test_a_build_that_cannot_be_published_leaves_nothing_behind(served, tmp_path
         build_index(_changed_corpus(tmp_path, "SANS-INODE")[0], out, fake_embedder, show_progress=False)
     assert sorted(p.name for p in (out / "builds").iterdir()) == before
     assert resolve(out) == current and not [p for p in out.iterdir() if p.name.startswith(".current")]
+
+
+def test_the_rate_limit_is_one_allowance_per_client_across_routes_and_a_batch_costs_its_questions(served):
+    make, _ = served
+    client = make(FAQ_RATE_LIMIT="6/minute").test_client()
+    assert client.post("/search", json={"query": "mot"}).status_code == 200  # 1
+    assert client.get("/search?q=mot").status_code == 200  # 2: the same allowance on another route
+    batch = client.post("/search/batch", json={"queries": [{"query": "un"}, {"query": "deux"}, {"query": "trois"}]})
+    assert batch.status_code == 200 and len(batch.get_json()["results"]) == 3  # 5: three questions
+    assert client.post("/search", json={"query": "mot"}).status_code == 200  # 6
+    assert_error(client.get("/search?q=mot"), 429, "rate_limited")
+    broken = make(FAQ_RATE_LIMIT="6/minute").test_client()
+    assert_error(broken.post("/search/batch", data=b"{not json", content_type="application/json"), 400, "invalid_json")

@@ -84,3 +84,31 @@ def test_the_rendered_configurations_name_every_replica_and_port(tmp_path):
     assert "$" not in config  # every field filled in
     redis = render_redis(spec)
     assert "port 0" in redis and f"unixsocket {tmp_path}/redis.sock" in redis and "unixsocketperm 700" in redis
+
+
+def test_a_build_of_another_model_is_not_published_unless_said(tmp_path, fake_embedder, capsys):
+    first, first_id = _build(tmp_path, fake_embedder, "a")
+    other, other_id = _build(tmp_path, fake_embedder, "b", " Changed.")
+    manifest_path = (other / CURRENT).resolve() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["name"] = "another/model"
+    manifest_path.write_text(json.dumps(manifest))
+    shared = tmp_path / "published"
+    publish_index(first, shared)
+    assert publish_main(["--index", str(other), "--to", str(shared)]) == 1
+    assert "--new-model" in capsys.readouterr().err
+    assert (shared / CURRENT).resolve().name == first_id
+    assert publish_main(["--index", str(other), "--to", str(shared), "--new-model"]) == 0
+    assert (shared / CURRENT).resolve().name == other_id
+
+
+def test_a_damaged_published_copy_is_copied_again_and_no_directory_is_refused(tmp_path, fake_embedder):
+    good, good_id = _build(tmp_path, fake_embedder, "a")
+    shared = tmp_path / "published"
+    publish_index(good, shared)
+    rows = shared / BUILDS / good_id / "rows.jsonl"
+    rows.write_text(rows.read_text()[:-5])
+    publish_index(good, shared)
+    assert load_index(shared).index_id == good_id
+    with pytest.raises(IndexUnavailable, match="no directory"):
+        publish_index(good, "")

@@ -197,3 +197,29 @@ def test_the_converted_tokenizer_gives_the_ids_of_tokenizer_json_on_the_evaluati
     reference.enable_truncation(512)
     assert len(texts) > 5000
     assert load_tokenizer(MODEL_DIR, 512).encode_batch(texts) == [e.ids for e in reference.encode_batch(texts)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"normalizer": {"type": "Precompiled", "precompiled_charsmap": "AAAA"}},
+        {"normalizer": {"type": "Replace", "pattern": {"Regex": "\\p{L}"}, "content": ""}},
+        {"bos_id": 10**9},
+        {"bos_id": "x"},
+    ],
+)
+def test_a_converted_tokenizer_whose_description_is_wrong_is_refused_naming_it(tmp_path, change):
+    _tiny_unigram(tmp_path)
+    meta = convert_tokenizer(tmp_path)
+    (tmp_path / "onnx" / PIECES_META).write_text(json.dumps({**meta, **change}))
+    with pytest.raises(ModelUnavailable, match="tokenizer.model.json or .* cannot be used.*prepare-model --onnx-only"):
+        load_tokenizer(tmp_path, 512)
+
+
+def test_a_description_that_is_not_a_file_is_refused_not_passed_over(tmp_path):
+    _tiny_unigram(tmp_path)
+    convert_tokenizer(tmp_path)
+    (tmp_path / "onnx" / PIECES_META).unlink()
+    (tmp_path / "onnx" / PIECES_META).mkdir()
+    with pytest.raises(ModelUnavailable, match="unreadable"):
+        load_tokenizer(tmp_path, 512)

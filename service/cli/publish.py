@@ -29,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         "--to", default=os.environ.get("FAQ_PUBLISH_DIR"), required=not os.environ.get("FAQ_PUBLISH_DIR"),
         help="the index directory every replica serves from (default: $FAQ_PUBLISH_DIR)",
     )  # fmt: skip
+    parser.add_argument(
+        "--new-model", action="store_true",
+        help="publish a build of another model than the published one (after the replicas were started with it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        manifest = publish_index(args.index, args.to)
+        manifest = publish_index(args.index, args.to, new_model=args.new_model)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

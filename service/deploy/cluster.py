@@ -286,7 +286,7 @@ def start_haproxy(spec: ClusterSpec) -> int:
     config = spec.run_dir / "haproxy.cfg"
     config.write_text(render_haproxy(spec))
     haproxy = _program("haproxy")
-    checked = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+    checked = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
     if checked.returncode != 0:
         raise ClusterError(f"{config} is not a valid HAProxy configuration:\n{checked.stdout}{checked.stderr}")
     pid = _spawn(spec, "haproxy", [haproxy, "-db", "-f", str(config)])

@@ -121,6 +121,9 @@ class PieceTokenizer:
             else None
         )
         self.max_length: int | None = None
+        pieces, ids = self.processor.get_piece_size(), (self.bos, self.eos, *self.special.values())
+        if not all(0 <= i < pieces for i in ids):
+            raise ValueError(f"special ids {sorted(set(ids))} not all in 0-{pieces - 1}")
 
     def set_max_length(self, max_length: int) -> None:
         """Truncate every text to ``max_length`` ids, ``<s>`` and ``</s>`` included."""
@@ -177,14 +180,14 @@ def pieces_meta(model_dir: Path) -> dict | None:
     from ..files import file_problem, sha256_file
 
     meta_path = model_dir / ONNX_DIR / PIECES_META
-    if not meta_path.is_file():
+    if not meta_path.exists() and not meta_path.is_symlink():
         return None
     # Without --force: an ONNX export that is up to date is kept, and only the tokenizer is converted again.
     redo = f"convert it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
     try:
         meta = json.loads(meta_path.read_text())
         source, size, digest = str(meta["source_sha256"]), int(meta["bytes"]), str(meta["sha256"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ModelUnavailable(f"{meta_path} is unreadable ({type(exc).__name__}): {redo}") from None
     if sha256_file(model_dir / "tokenizer.json") != source:
         log.warning("%s changed since it was converted: serving it as it is (280 MB a process); %s",
@@ -209,7 +212,18 @@ def _load(model_dir: Path):
     meta = pieces_meta(model_dir)
     if meta is not None:
         path = model_dir / ONNX_DIR / PIECES_FILE
-        return path, lambda: PieceTokenizer(path, meta)
+
+        def make() -> PieceTokenizer:
+            try:
+                return PieceTokenizer(path, meta)
+            except (ValueError, KeyError, TypeError, RuntimeError, OSError, RecursionError) as exc:
+                raise ModelUnavailable(
+                    f"{model_dir / ONNX_DIR / PIECES_META} or {path} cannot be used ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}): convert it again with "
+                    f"`.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
+                ) from None
+
+        return path, make
     from tokenizers import Tokenizer
 
     path = model_dir / "tokenizer.json"

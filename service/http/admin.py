@@ -15,9 +15,10 @@ import os
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..errors import AdminDisabled, InvalidRequest, Unauthorized
-from .bodies import read_body
+from ..errors import AdminDisabled, InvalidRequest, ServiceError, Unauthorized
+from .bodies import json_body, read_body
 from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
+from .schemas import MAX_BATCH
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -88,10 +89,16 @@ def install_rate_limit(app) -> None:
 
     storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
     shared = not storage.startswith("memory://")
+    exempt = lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS"  # noqa: E731
     limiter = Limiter(
         client_key,
         app=app,
-        default_limits=[limit],
+        # One allowance per client across every search route (an application limit: per route, a client would get
+        # the limit on each of POST /search, GET /search, the batch and /faq), a batch costing one per question.
+        application_limits=[limit],
+        application_limits_cost=_searches_in_request,
+        # CORS preflights (OPTIONS) carry no key and do no search: they spend nothing.
+        application_limits_exempt_when=exempt,
         headers_enabled=True,
         storage_uri=storage,
         # A store that does not answer costs a search at most this long before the fallback takes over.
@@ -99,8 +106,6 @@ def install_rate_limit(app) -> None:
         in_memory_fallback_enabled=shared,
         in_memory_fallback=[limit] if shared else [],
         swallow_errors=True,
-        # CORS preflights (OPTIONS) carry no key and do no search: they spend nothing.
-        default_limits_exempt_when=lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS",
     )
     app.extensions["faq_limiter"] = limiter
     if shared:
@@ -115,6 +120,18 @@ def install_rate_limit(app) -> None:
                 RATE_LIMIT_SHARED.set(1 if up else 0)
                 seen["shared"] = up
             return response
+
+
+def _searches_in_request() -> int:
+    """What a request costs of the allowance: the number of queries of a batch (at most ``MAX_BATCH``), else 1."""
+    if request.endpoint != "api.search_batch":
+        return 1
+    try:
+        body = json_body()  # read once, kept for the route (which answers any error of it itself)
+    except ServiceError:
+        return 1
+    queries = body.get("queries") if isinstance(body, dict) else None
+    return min(max(len(queries), 1), MAX_BATCH) if isinstance(queries, list) else 1
 
 
 def rate_limit_status(app) -> dict:

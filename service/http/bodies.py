@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from ..errors import InvalidRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
 
@@ -52,10 +52,18 @@ def _reject_constant(name: str):
 
 def read_body() -> bytes:
     """The raw body, within ``FAQ_BODY_TIMEOUT``; 400 ``bad_request`` when the server cannot read it (a malformed
-    chunk size or terminator), 413 over ``MAX_CONTENT_LENGTH``, 408 when it stalls."""
+    chunk size or terminator), 413 over ``MAX_CONTENT_LENGTH``, 408 when it stalls. Read once per request (kept for
+    a second call: the rate limit reads a batch to count its questions before the route does)."""
+    failed = g.get("faq_body_error")
+    if failed is not None:
+        raise failed
     try:
-        with _deadline(float(current_app.config["FAQ_BODY_TIMEOUT"])):
-            raw = request.get_data(cache=False)
+        try:
+            with _deadline(float(current_app.config["FAQ_BODY_TIMEOUT"])):
+                raw = request.get_data(cache=True)
+        except Exception as exc:
+            g.faq_body_error = exc  # a second read would wait again on what is left of a failed body
+            raise
     except ServiceError:
         raise
     except Exception as exc:

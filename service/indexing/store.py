@@ -352,7 +352,13 @@ def _point_current(out: Path, index_id: str, link_tmp: Path) -> None:
     _fsync_dir(out)
 
 
-def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
+def _served_model(manifest: dict) -> tuple:
+    """What a replica's encoder must match to serve a build: the model's name and dimension, and the encoder."""
+    model = manifest.get("model") or {}
+    return model.get("name"), model.get("dimension"), (model.get("encoder") or {}).get("backend")
+
+
+def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model: bool = False) -> dict:
     """Publish the build ``index_dir`` points to into the index directory ``to``, from which replicas serve.
 
     The build is checked (format, checksums, counts) before it leaves, copied into a hidden directory of
@@ -362,16 +368,34 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
     checksums travel with the build; each replica checks them again when it loads it, and refuses a build made
     with another model or encoder than its own.
 
+    A build made with another model or encoder than the published one is refused unless ``new_model`` (the
+    replicas, started with the old model, would refuse it, and a replica started after it would not start): change
+    the replicas' model first. A copy already in ``to`` that fails its checks is replaced by a new copy.
+
     Returns:
         The published build's manifest.
     Raises:
         IndexUnavailable: the build or its copy fails its checks (``to/current`` is then left as it was).
+        IndexMismatch: another model than the published build's, without ``new_model``.
     """
+    if not str(to).strip():
+        raise IndexUnavailable("no directory to publish into: name the replicas' index directory (--to)")
     build = resolve(index_dir)
     manifest = read_manifest(build)
     load_index(build)
     index_id = manifest["index_id"]
     out = Path(to)
+    if not new_model and (out / CURRENT).exists():
+        try:
+            published = read_manifest(out)
+        except IndexUnavailable:
+            published = None  # a damaged published build: nothing to compare with
+        if published is not None and _served_model(published) != _served_model(manifest):
+            raise IndexMismatch(
+                f"{build} was built with {_served_model(manifest)}, the published index with "
+                f"{_served_model(published)} (model, dimension, encoder): the replicas serve one model. Start them "
+                "with the new model first, then publish with --new-model"
+            )
     builds = out / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     final = builds / index_id
@@ -396,7 +420,14 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     else:
-        load_index(final)
+        try:
+            load_index(final)
+        except IndexUnavailable as exc:  # damaged since it was published: copied again from the sound build
+            log.warning("the published copy %s fails its checks (%s): copying it again", final, exc.message)
+            damaged = builds / f".tmp-damaged-{index_id}-{os.getpid()}"
+            final.rename(damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
+            return publish_index(index_dir, to, new_model=new_model)
     _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}")
     _prune(builds, keep=final)
     log.info("published %s into %s", index_id, out)
