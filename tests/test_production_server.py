@@ -3,6 +3,7 @@ its error answers, connections that never finish, a worker restarting on a damag
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -142,13 +144,30 @@ def test_a_worker_restarted_on_a_damaged_build_serves_the_last_good_one(tmp_path
         os.kill(workers[0].pid, signal.SIGKILL)
         deadline = time.time() + 60
         seen = set()
+        busy = json.dumps({"queries": [{"query": "facture " * 150}] * 8}).encode()
+
+        def occupy() -> None:  # a batch that keeps one worker encoding, so that the other one accepts
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/search/batch", data=busy, headers={"Content-Type": "application/json"}
+            )
+            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=30) as r:
+                r.read()
+
         while time.time() < deadline and len(seen) < 2:
+            # Idle workers do not share the connections evenly (one may take every one): the probes alternate
+            # between an idle server and one whose busy worker leaves them to the other.
+            holder = threading.Thread(target=occupy) if len(seen) == 1 else None
+            if holder:
+                holder.start()
+                time.sleep(0.05)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
                     fallback = json.loads(r.read())["index"]["fallback"]
                     seen.add(fallback["serving"] if fallback else "current")
             except OSError:
                 pass
+            if holder:
+                holder.join()
             time.sleep(0.2)
         assert proc.poll() is None, "the server stopped"
         assert seen == {"current", first}, seen  # the old worker from memory, the new one from the earlier build
