@@ -179,39 +179,34 @@ def scenario_cluster(args) -> dict:
     from service.deploy import cluster
 
     embedder, out = model_and_index(args)
-    fresh = wrk_post_script(out / "fresh.lua", {"query": "je ne trouve pas le lien pour activer mon compte"})
+    script = wrk_post_script(out / "post.lua", {"query": "je ne trouve pas le lien pour activer mon compte"})
     rows: dict[str, list] = {}
 
-    def run(spec: cluster.ClusterSpec, label: str, pairs: list[tuple[str, int, Path]]) -> None:
+    base = Path(tempfile.mkdtemp(prefix="faq-bench-cluster-"))
+
+    def run(replicas: int, workers: int, name: str, concurrencies: tuple[int, ...]) -> None:
+        """A cluster of ``replicas`` × ``workers`` (response cache off for fresh searches), measured with wrk at each
+        concurrency, directly on replica r1 and through HAProxy, alternating for ``args.rounds`` rounds."""
+        label = f"{replicas}x{workers}"
+        spec = cluster.ClusterSpec(
+            replicas=replicas, workers_per_replica=workers, run_dir=base / f"{label}-{name}", front_port=8180,
+            first_replica_port=8181, model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"} if name == "fresh" else {},
+        )  # fmt: skip
         cluster.start(spec, out)
         try:
-            direct, front = f"http://127.0.0.1:{spec.first_replica_port}", spec.url
-            wrk(front + "/search", 4, 3, fresh)  # warm every worker
+            direct = "r1 direct" if replicas > 1 else "direct"
+            wrk(spec.url + "/search", 4, 3, script)  # warm every worker
             for _ in range(args.rounds):
-                for name, concurrency, script in pairs:
-                    for where, url in (("direct", direct), ("haproxy", front)):
+                for concurrency in concurrencies:
+                    for where, url in ((direct, f"http://127.0.0.1:{spec.first_replica_port}"), ("haproxy", spec.url)):
                         row = wrk(url + "/search", concurrency, args.seconds, script)
-                        where = "r1 direct" if where == "direct" and spec.replicas > 1 else where
                         rows.setdefault(f"{label} {name} c={concurrency} {where}", []).append(row)
         finally:
             cluster.stop(spec)
 
-    base = Path(tempfile.mkdtemp(prefix="faq-bench-cluster-"))
-    one = cluster.ClusterSpec(
-        replicas=1, workers_per_replica=2, run_dir=base / "one", front_port=8180, first_replica_port=8181,
-        model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
-    )  # fmt: skip
-    run(one, "1x2", [("fresh", 4, fresh), ("fresh", 1, fresh)])
-    cached = cluster.ClusterSpec(
-        replicas=1, workers_per_replica=2, run_dir=base / "cached", front_port=8180, first_replica_port=8181,
-        model=args.model,
-    )  # fmt: skip
-    run(cached, "1x2", [("cached", 4, fresh), ("cached", 1, fresh)])
-    three = cluster.ClusterSpec(
-        replicas=3, workers_per_replica=1, run_dir=base / "three", front_port=8180, first_replica_port=8181,
-        model=args.model, extra_env={"FAQ_CACHE_SIZE": "0"},
-    )  # fmt: skip
-    run(three, "3x1", [("fresh", 4, fresh)])
+    run(1, 2, "fresh", (4, 1))
+    run(1, 2, "cached", (4, 1))
+    run(3, 1, "fresh", (4,))
 
     def median_of(key: str, field: str) -> float:
         return round(statistics.median(r[field] for r in rows[key]), 3)

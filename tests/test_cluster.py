@@ -40,8 +40,10 @@ QUERIES = [
 
 
 def _needs(program: str) -> None:
-    if shutil.which(program) is None and not os.path.exists(f"/usr/sbin/{program}"):
-        pytest.fail(f"{program} is not installed: `make test` installs it (apt-get install {program})")
+    try:
+        cluster._program(program)
+    except cluster.ClusterError as exc:
+        pytest.fail(f"{exc} (`make test` installs it too)")
 
 
 def _post(url: str, body: dict, headers: dict | None = None, timeout: float = 10) -> tuple[int, Any, dict]:

@@ -190,10 +190,12 @@ def _wait(check, seconds: float, what: str, spec: ClusterSpec, name: str) -> Non
     raise ClusterError(f"{what} not ready after {seconds:.0f} s:\n{_tail(spec, name)}")
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
+def _port_open(port: int | Path) -> bool:
+    """Whether something accepts connections on the loopback ``port``, or on the Unix socket at that path."""
+    unix = isinstance(port, Path)
+    with socket.socket(socket.AF_UNIX if unix else socket.AF_INET) as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex(str(port) if unix else ("127.0.0.1", port)) == 0
 
 
 def _refuse_taken(port: int, what: str) -> None:
@@ -210,12 +212,6 @@ def served_by(port: int) -> str | None:
             return response.headers.get("X-Served-By")
     except OSError:
         return None
-
-
-def _socket_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(0.2)
-        return s.connect_ex(str(path)) == 0
 
 
 def ready(port: int) -> dict | None:
@@ -235,7 +231,7 @@ def start_redis(spec: ClusterSpec) -> int:
     (spec.run_dir / "redis.conf").write_text(render_redis(spec))
     spec.redis_socket.unlink(missing_ok=True)
     pid = _spawn(spec, "redis", [_program("redis-server"), str(spec.run_dir / "redis.conf")])
-    _wait(lambda: _socket_answers(spec.redis_socket), 10, "redis-server", spec, "redis")
+    _wait(lambda: _port_open(spec.redis_socket), 10, "redis-server", spec, "redis")
     return pid
 
 

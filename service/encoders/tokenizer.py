@@ -170,6 +170,12 @@ class JsonTokenizer:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
 
 
+def _convert_again(model_dir: Path) -> str:
+    """What to run for a converted tokenizer that cannot be used. Without --force: an ONNX export that is up to
+    date is kept, and only the tokenizer is converted again."""
+    return f"convert it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
+
+
 def pieces_meta(model_dir: Path) -> dict | None:
     """``onnx/tokenizer.model.json`` when the model's tokenizer was converted for the ``tokenizer.json`` it has now,
     else None (with a warning when it was converted from another ``tokenizer.json``).
@@ -182,8 +188,7 @@ def pieces_meta(model_dir: Path) -> dict | None:
     meta_path = model_dir / ONNX_DIR / PIECES_META
     if not meta_path.exists() and not meta_path.is_symlink():
         return None
-    # Without --force: an ONNX export that is up to date is kept, and only the tokenizer is converted again.
-    redo = f"convert it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
+    redo = _convert_again(model_dir)
     try:
         meta = json.loads(meta_path.read_text())
         source, size, digest = str(meta["source_sha256"]), int(meta["bytes"]), str(meta["sha256"])
@@ -219,8 +224,7 @@ def _load(model_dir: Path):
             except (ValueError, KeyError, TypeError, RuntimeError, OSError, RecursionError) as exc:
                 raise ModelUnavailable(
                     f"{model_dir / ONNX_DIR / PIECES_META} or {path} cannot be used ({type(exc).__name__}: "
-                    f"{str(exc)[:200]}): convert it again with "
-                    f"`.venv/bin/faq-search prepare-model --onnx-only {model_dir}`"
+                    f"{str(exc)[:200]}): {_convert_again(model_dir)}"
                 ) from None
 
         return path, make

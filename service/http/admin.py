@@ -87,8 +87,7 @@ def install_rate_limit(app) -> None:
         return
     from flask_limiter import Limiter
 
-    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
-    shared = not storage.startswith("memory://")
+    storage, shared = _rate_limit_storage(app)
     exempt = lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS"  # noqa: E731
     limiter = Limiter(
         client_key,
@@ -122,6 +121,13 @@ def install_rate_limit(app) -> None:
             return response
 
 
+def _rate_limit_storage(app) -> tuple[str, bool]:
+    """Where the rate limit is counted (``FAQ_RATE_LIMIT_STORAGE``, else each worker's memory) and whether that
+    store is shared by the workers."""
+    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
+    return storage, not storage.startswith("memory://")
+
+
 def _searches_in_request() -> int:
     """What a request costs of the allowance: the number of queries of a batch (at most ``MAX_BATCH``), else 1."""
     if request.endpoint != "api.search_batch":
@@ -139,8 +145,7 @@ def rate_limit_status(app) -> dict:
     limit = app.config.get("FAQ_RATE_LIMIT")
     if not limit:
         return {"enabled": False}
-    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
-    shared = not storage.startswith("memory://")
+    storage, shared = _rate_limit_storage(app)
     limiter = app.extensions.get("faq_limiter")
     state = "memory"
     if shared:

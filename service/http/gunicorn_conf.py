@@ -54,10 +54,10 @@ def _preload_model() -> None:
     """The model's ONNX encoder loaded in the master, so that the workers share it (``preload_encoder``: the session
     and the tokenizer, when the workers' encoders run on one thread), else its tokenizer alone (``preload_tokenizer``);
     nothing for the torch encoder, which has its own. ``FAQ_PRELOAD_ENCODER=0`` and ``FAQ_PRELOAD_TOKENIZER=0`` turn
-    each off."""
-    if os.environ.get("FAQ_BACKEND") == "torch":
-        return
+    each off. Records whether the master now holds ONNX Runtime (``worker_exit``)."""
     try:
+        if os.environ.get("FAQ_BACKEND") == "torch":
+            return
         from service.config import DEFAULTS, config_from_env
         from service.encoders.loading import resolve_backend
         from service.indexing.store import read_manifest
@@ -81,18 +81,18 @@ def _preload_model() -> None:
             preload_tokenizer(model)
     except Exception as exc:  # each worker then loads its own: more memory, nothing else
         print(f"warning: the model was not preloaded ({type(exc).__name__}: {exc})")
+    finally:
+        _master_state["onnxruntime"] = "onnxruntime" in sys.modules
 
 
 def on_starting(server):
     """In the master, before the first workers are forked."""
     _preload_model()
-    _master_state["onnxruntime"] = "onnxruntime" in sys.modules
 
 
 def on_reload(server):
     """In the master, on SIGHUP (its graceful restart of every worker): the model's files may have changed."""
     _preload_model()
-    _master_state["onnxruntime"] = "onnxruntime" in sys.modules
 
 
 def post_fork(server, worker):

@@ -399,6 +399,14 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
     builds = out / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     final = builds / index_id
+    if final.is_dir():
+        try:
+            load_index(final)
+        except IndexUnavailable as exc:  # damaged since it was published: copied again from the sound build
+            log.warning("the published copy %s fails its checks (%s): copying it again", final, exc.message)
+            damaged = builds / f".tmp-damaged-{index_id}-{os.getpid()}"
+            final.rename(damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
     if not final.is_dir():
         tmp = builds / f".tmp-publish-{index_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -419,15 +427,6 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    else:
-        try:
-            load_index(final)
-        except IndexUnavailable as exc:  # damaged since it was published: copied again from the sound build
-            log.warning("the published copy %s fails its checks (%s): copying it again", final, exc.message)
-            damaged = builds / f".tmp-damaged-{index_id}-{os.getpid()}"
-            final.rename(damaged)
-            shutil.rmtree(damaged, ignore_errors=True)
-            return publish_index(index_dir, to, new_model=new_model)
     _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}")
     _prune(builds, keep=final)
     log.info("published %s into %s", index_id, out)
