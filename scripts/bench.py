@@ -20,6 +20,11 @@ Scenarios so far:
     incremental one cnil_faq entry changed: a build reusing the current index's vectors against a full build.
     querylog    the query log's cost: on the request path in-process (with the log against without, alternating),
                 under wrk through gunicorn (A B A B), and the rows a worker killed with SIGKILL under load loses.
+    redaction   the query log's redaction on the worst inputs the probes found (the time of one query, and the old
+                quadratic e-mail pattern on the same inputs), then /health's latency through gunicorn while one
+                client repeats the worst query with the log on.
+    mcp         the MCP server over HTTP (the model in-process, keys and a rate limit set): 48 concurrent searches of
+                512 tokens each; what was answered or refused, and the process's memory before, at its peak, after.
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -738,6 +743,172 @@ def scenario_querylog(args) -> dict:
     return result
 
 
+#: The e-mail pattern before issue 25: quadratic on a long run of word characters (kept here as the baseline).
+_OLD_EMAIL = r'(?:"[^"\n]{1,64}"|[\w.+%-]+)\s?@\s?[\w-]+(?:\.[\w-]+)*'
+#: The worst inputs the probes sent (each about 1,000 characters, the service's query limit).
+WORST_QUERIES = {
+    "\\u3316 x 995 (NFKC: 6 characters each)": "\u3316" * 995,
+    "\\ufdfa x 1000 (NFKC: 18 characters each)": "\ufdfa" * 1000,
+    "a x 999 then @": "a" * 999 + "@",
+    "a. x 500": "a." * 500,
+    "jean x 200 then at": "jean " * 200 + "at",
+    "digits and separators x 500": "1 " * 500,
+    "12 rue x 140": "12 rue " * 140,
+    "a typical question": "je n'ai pas reçu le mail d'activation de mon compte chorus pro",
+}
+
+
+def scenario_redaction(args) -> dict:
+    """Redaction's cost on the worst inputs, and the event loop's health while one client repeats the worst."""
+    import re
+    import threading
+    import unicodedata
+    import urllib.request
+
+    from service.learning.redaction import redact
+
+    old = re.compile(_OLD_EMAIL)
+    rows = {}
+    for label, text in WORST_QUERIES.items():
+        now, before = [], []
+        for _ in range(args.rounds * 5):
+            t = time.perf_counter()
+            redact(text)
+            now.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            old.sub("<email>", unicodedata.normalize("NFKC", text))
+            before.append((time.perf_counter() - t) * 1000)
+        rows[label] = {"redact_ms_p50": round(statistics.median(now), 3),
+                       "old_email_pattern_ms_p50": round(statistics.median(before), 3)}  # fmt: skip
+    result: dict = {"inputs": rows}
+    # Through gunicorn (2 workers, the log on, cache on so the search itself is free): one client repeats the worst
+    # query for the whole run while another asks /health every 50 ms.
+    _, out = model_and_index(args, threads=1)
+    work = Path(tempfile.mkdtemp(prefix="faq-bench-redaction-"))
+    server, url = start_gunicorn(
+        out, args.model, extra_env={"FAQ_QUERY_LOG": str(work / "q.db"), "FAQ_CACHE_SIZE": "1024"}
+    )
+    worst_label = max(rows, key=lambda label: rows[label]["old_email_pattern_ms_p50"])  # the worst before the fix
+    worst = json.dumps({"query": WORST_QUERIES[worst_label]})
+    stop = threading.Event()
+    sent = [0]
+
+    def hammer() -> None:
+        while not stop.is_set():
+            request = urllib.request.Request(url + "/search", worst.encode(), {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:
+                    r.read()
+                    sent[0] += 1
+            except OSError:
+                pass
+
+    health = []
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            with urllib.request.urlopen(url + "/health", timeout=30) as r:
+                r.read()
+            health.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        server.terminate()
+        server.wait(timeout=60)
+    result["health_under_worst_query"] = {
+        **summary(health),
+        "query": worst_label,
+        "worst_queries_sent": sent[0],
+        "seconds": args.seconds,
+    }
+    return result
+
+
+def scenario_mcp(args) -> dict:
+    """48 concurrent long searches to the MCP server over HTTP: its slots and token budget bound its memory."""
+    import asyncio
+    import socket
+    import subprocess
+    import threading
+
+    import httpx2
+    import psutil
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    _, out = model_and_index(args, threads=1)
+    port = 8795
+    env = {**os.environ, "FAQ_INDEX": str(out), "FAQ_MODEL": args.model, "FAQ_API_KEYS": "bench-key",
+           "FAQ_RATE_LIMIT": "1000/minute"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.mcp", "--transport", "streamable-http", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit("the MCP server did not start") from None
+            time.sleep(0.5)
+    process = psutil.Process(proc.pid)
+    before = process.memory_info().rss
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    # 512 tokens each: a French question of about 1,000 characters of rare words (the service's query limit).
+    long_query = " ".join(f"dématérialisation{n} sous-traitance{n}" for n in range(40))[:1000]
+
+    async def run() -> list:
+        async with (
+            httpx2.AsyncClient(headers={"X-API-Key": "bench-key"}, timeout=120) as http,
+            Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
+        ):
+            calls = [client.call_tool("search_faq", {"query": f"{long_query} {n}"}) for n in range(48)]
+            return await asyncio.gather(*calls)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        results = asyncio.run(run())
+        seconds = time.perf_counter() - started
+        time.sleep(2)
+        after = process.memory_info().rss
+    finally:
+        stop.set()
+        sampler.join()
+        proc.terminate()
+        proc.wait(timeout=60)
+    refused: dict[str, int] = {}
+    for r in results:
+        if r.is_error:
+            code = r.content[0].text.split(":", 1)[0]
+            refused[code] = refused.get(code, 0) + 1
+    mb = lambda b: round(b / 2**20)  # noqa: E731
+    return {
+        "searches": len(results),
+        "answered": sum(not r.is_error for r in results),
+        "refused": refused,
+        "seconds": round(seconds, 1),
+        "rss_mb": {"before": mb(before), "peak": mb(peak[0]), "after": mb(after)},
+    }
+
+
 SCENARIOS = {
     "soak": scenario_soak,
     "ann": scenario_ann,
@@ -746,6 +917,8 @@ SCENARIOS = {
     "http": scenario_http,
     "check": scenario_check,
     "querylog": scenario_querylog,
+    "redaction": scenario_redaction,
+    "mcp": scenario_mcp,
     "throughput": scenario_throughput,
     "startup": scenario_startup,
     "build": scenario_build,
@@ -877,6 +1050,24 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name:10} SIGKILL of a worker under load: {c['answered_200']} answered, {c['rows_logged']} logged, "
                 f"{c['rows_lost']} lost"
+            )
+            continue
+        if name == "redaction":
+            print(f"{'input':44} {'redact p50 ms':>14} {'old e-mail pattern p50 ms':>26}")
+            for label, r in result["inputs"].items():
+                print(f"{label:44} {r['redact_ms_p50']:>14.3f} {r['old_email_pattern_ms_p50']:>26.3f}")
+            h = result["health_under_worst_query"]
+            print(
+                f"/health while 2 clients repeat {h['query']} ({h['worst_queries_sent']} sent in {h['seconds']} s): "
+                f"p50 {h['p50_ms']} ms, p95 {h['p95_ms']} ms, p99 {h['p99_ms']} ms"
+            )
+            continue
+        if name == "mcp":
+            rss = result["rss_mb"]
+            print(
+                f"mcp: {result['searches']} concurrent long searches in {result['seconds']} s: {result['answered']} "
+                f"answered, refused {result['refused']}; RSS {rss['before']} MB before, {rss['peak']} MB peak, "
+                f"{rss['after']} MB after"
             )
             continue
         if name == "throughput":

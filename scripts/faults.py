@@ -14,11 +14,21 @@ each with what happened and whether anything was lost. Prints a table and writes
                        the current build damaged on disk, then a worker killed: the replacement serves the last
                        good build and says so in /health; the server stays up
     cache-equality     the real model, cached against fresh answers over case and spacing variants
+
+The learning loop's faults (docs/learning.md), on a second server with the query log, the admin token and its
+corpus in a directory of its own (a 256 KB tmpfs when run as root):
+    review-unreadable-queries   searches of an invisible-only query, a NUL and a character NFKC makes 18 of, then
+                                decisions on all of them and one by " ": the reviewed file stays readable
+    review-disk-full            a decision while the corpus's filesystem is full, then again once there is room
+    review-corpus-rewritten     an editor rewrites the corpus in place, slowly, while a decision's build reads it
+    review-worker-killed        the worker whose child runs the review build is killed with SIGKILL
+    review-build-failed         a decision's build fails (the corpus broken), the corpus is fixed: retried alone
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -399,6 +409,233 @@ def fault_cache_equality(ctx) -> dict:
     }
 
 
+# ---- the learning loop ----
+
+
+def _admin(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(url + path, data=data, method=method, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _flagged_group(url: str, question: str) -> tuple[dict, str]:
+    """Ask ``question`` (the FAQ does not answer it), then the review queue's group holding it and the index id."""
+    _post(url + "/search", json.dumps({"query": question}).encode())
+    for _ in range(40):
+        time.sleep(0.5)
+        status, queue = _admin(url, "GET", "/admin/review")
+        group = next((g for g in queue.get("groups", []) if any(w["text"] == question for w in g["wordings"])), None)
+        if group is not None:
+            return group, queue["index_id"]
+    raise RuntimeError(f"{question!r} never reached the review queue ({status})")
+
+
+def _entries(url: str) -> int:
+    return _health(url)["index"]["entries"]
+
+
+def _wait_applied(url: str, seconds: float) -> dict:
+    """Until the rebuild is done and every decision is in the served build (bounded); the last state seen."""
+    deadline = time.monotonic() + seconds
+    state: dict = {}
+    while time.monotonic() < deadline:
+        state = _admin(url, "GET", "/admin/review")[1].get("rebuild") or {}
+        if state.get("state") == "done" and state.get("pending") is False:
+            ids = {_health(url)["index"]["id"] for _ in range(6)}
+            if ids == {state.get("index_id")}:
+                return state
+        time.sleep(1)
+    return state
+
+
+def fault_review_unreadable_queries(ctx) -> dict:
+    url = ctx["review_url"]
+    for query in ("\u200b", "facture\u0000refusee", "\ufdfa" * 1000):
+        _post(url + "/search", json.dumps({"query": query}).encode())
+    time.sleep(1.5)
+    status, queue = _admin(url, "GET", "/admin/review")
+    decided = []
+    for group in queue.get("groups", []):
+        decided.append(_admin(url, "POST", "/admin/review/actions", {
+            "action": "dismiss", "query_keys": group["query_keys"], "index_id": queue["index_id"]})[0])  # fmt: skip
+    nobody = _admin(url, "POST", "/admin/review/actions", {"action": "dismiss", "query_keys": ["q0123456789abcde"],
+                                                          "index_id": queue["index_id"], "by": " "})  # fmt: skip
+    after = [_admin(url, "GET", path)[0] for path in ("/admin/review", "/admin/gaps", "/admin/review/actions")]
+    built = subprocess.run(
+        [sys.executable, "-m", "service.cli.build", "--corpus", ctx["review_corpus"], "--out",
+         str(Path(tempfile.mkdtemp(prefix="faq-check-")) / "index"), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return {
+        "what_happened": f"listing {status}; {len(decided)} decisions answered {sorted(set(decided))}; a decision by "
+        f"' ' answered {nobody[0]} {nobody[1].get('error', {}).get('code')}; then the queue, the gaps and the "
+        f"history answered {after}; `faq-search build --check` exited {built.returncode}",
+        "nothing_lost": status == 200
+        and set(decided) <= {201}
+        and nobody[0] == 400
+        and after == [200, 200, 200]
+        and built.returncode == 0,
+    }
+
+
+def fault_review_disk_full(ctx) -> dict:
+    url, mount = ctx["review_url"], ctx["review_mount"]
+    if mount is None:
+        return {"what_happened": "not run: mounting a tmpfs needs root", "nothing_lost": None}
+    group, index_id = _flagged_group(url, "combien de licornes faut-il pour deposer une facture")
+    reviewed = Path(ctx["review_corpus"]).with_name(Path(ctx["review_corpus"]).stem + ".reviewed.jsonl")
+    before = reviewed.read_bytes() if reviewed.exists() else b""
+    filler = Path(mount) / "filler"
+    with open(filler, "wb", buffering=0) as fh:  # fill what is left, then leave 40 bytes: less than a line
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    body = {"action": "dismiss", "query_keys": group["query_keys"], "index_id": index_id, "by": "faults"}
+    full = _admin(url, "POST", "/admin/review/actions", body)
+    unchanged = (reviewed.read_bytes() if reviewed.exists() else b"") == before
+    filler.unlink()
+    again = _admin(url, "POST", "/admin/review/actions", body)
+    readable = _admin(url, "GET", "/admin/review/actions")
+    return {
+        "what_happened": f"on a full filesystem the decision answered {full[0]} {full[1].get('error', {}).get('code')}"
+        f" and the reviewed file was {'unchanged' if unchanged else 'CHANGED'}; with room again it answered "
+        f"{again[0]}, and the history {readable[0]} with {len(readable[1].get('actions', []))} decisions",
+        "nothing_lost": full[0] == 500 and unchanged and again[0] == 201 and readable[0] == 200,
+    }
+
+
+def fault_review_corpus_rewritten(ctx) -> dict:
+    url, corpus = ctx["review_url"], Path(ctx["review_corpus"])
+    group, index_id = _flagged_group(url, "ma licorne refuse de valider la facture de mon sous-traitant")
+    whole = corpus.read_bytes()
+    entries = _entries(url)
+    lines = whole.splitlines(keepends=True)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                seen.append(_entries(url))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with open(corpus, "r+b") as fh:  # an editor saving in place: truncate, the first lines, a pause, the rest
+        fh.truncate(0)
+        fh.write(b"".join(lines[:2]))
+        fh.flush()
+        decided = _admin(
+            url,
+            "POST",
+            "/admin/review/actions",
+            {"action": "attach", "faq_id": "chorus-pro-4", "query_keys": group["query_keys"], "index_id": index_id},
+        )
+        time.sleep(4)
+        fh.write(b"".join(lines[2:]))
+    state = _wait_applied(url, 120)
+    stop.set()
+    watcher.join()
+    outcome = "was retried and applied the decision" if state.get("state") == "done" else f"ended {state.get('state')}"
+    served = _entries(url)
+    return {
+        "what_happened": f"decision {decided[0]}; entries served while the corpus was half-written: min {min(seen)}, "
+        f"max {max(seen)} (of {entries}); the build {outcome} (attempt {state.get('attempt')}), {served} entries "
+        "served after",
+        "nothing_lost": decided[0] == 201
+        and min(seen) == entries
+        and state.get("state") == "done"
+        and served == entries,
+    }
+
+
+def fault_review_worker_killed(ctx) -> dict:
+    import psutil
+
+    url = ctx["review_url"]
+    group, index_id = _flagged_group(url, "les licornes ont perdu mon mot de passe chorus")
+    decided = _admin(
+        url,
+        "POST",
+        "/admin/review/actions",
+        {"action": "attach", "faq_id": "chorus-pro-3", "query_keys": group["query_keys"], "index_id": index_id},
+    )
+    child = None
+    deadline = time.monotonic() + 30
+    while child is None and time.monotonic() < deadline:
+        child = next((p for p in psutil.process_iter(["cmdline"])
+                      if "service.learning.rebuild_child" in " ".join(p.info["cmdline"] or [])), None)  # fmt: skip
+    if child is None:
+        return {"what_happened": "the build ended before its worker could be killed", "nothing_lost": None}
+    worker = child.ppid()
+    os.kill(worker, signal.SIGKILL)
+    state = _wait_applied(url, 120)
+    return {
+        "what_happened": f"decision {decided[0]}; worker {worker} killed while its child built; the build says "
+        f"{state.get('state')} ({state.get('index_id')}), decisions pending: {state.get('pending')}; every worker "
+        "asked serves it"
+        if state
+        else "no state",
+        "nothing_lost": state.get("state") == "done" and state.get("pending") is False,
+    }
+
+
+def fault_review_build_failed(ctx) -> dict:
+    url, corpus = ctx["review_url"], Path(ctx["review_corpus"])
+    group, index_id = _flagged_group(url, "une licorne peut-elle etre gestionnaire principal")
+    whole = corpus.read_bytes()
+    corpus.write_bytes(whole + b"{not json\n")
+    decided = _admin(
+        url,
+        "POST",
+        "/admin/review/actions",
+        {"action": "attach", "faq_id": "chorus-pro-4", "query_keys": group["query_keys"], "index_id": index_id},
+    )
+    failed: dict = {}
+    for _ in range(60):
+        failed = _admin(url, "GET", "/admin/review")[1].get("rebuild") or {}
+        if failed.get("state") == "failed":
+            break
+        time.sleep(0.5)
+    corpus.write_bytes(whole)
+    started = time.monotonic()
+    state = _wait_applied(url, 120)
+    return {
+        "what_happened": f"decision {decided[0]}; the build failed ({str(failed.get('error'))[:80]}…), next attempt "
+        f"planned; the corpus fixed, attempt {state.get('attempt')} applied it {time.monotonic() - started:.0f} s "
+        f"later with no one asking ({state.get('state')}, pending {state.get('pending')})",
+        "nothing_lost": failed.get("state") == "failed"
+        and state.get("state") == "done"
+        and state.get("pending") is False,
+    }
+
+
+def start_review_server(args, embedder) -> dict:
+    """The second server: 2 workers, the query log, its own corpus (on a 256 KB tmpfs when root) and index."""
+    work = Path(tempfile.mkdtemp(prefix="faq-faults-review-"))
+    corpus_dir = work / "corpus"
+    corpus_dir.mkdir()
+    mount = None
+    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                                             str(corpus_dir)]).returncode == 0:  # fmt: skip
+        mount = str(corpus_dir)
+    corpus = corpus_dir / "faq.jsonl"
+    shutil.copy(args.corpus, corpus)
+    os.utime(corpus, (time.time() - 10, time.time() - 10))
+    index = work / "index"
+    build_index(corpus, index, embedder, show_progress=False)
+    server, url = start_gunicorn(index, args.model, port=8796, extra_env={
+        "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_QUERY_LOG": str(work / "queries.db"), "FAQ_CORPUS": str(corpus)})  # fmt: skip
+    return {"review_server": server, "review_url": url, "review_corpus": str(corpus), "review_mount": mount}
+
+
 FAULTS = {
     "index-corrupted": lambda ctx: fault_index_damaged(ctx, "corrupted"),
     "index-deleted": lambda ctx: fault_index_damaged(ctx, "deleted"),
@@ -411,6 +648,11 @@ FAULTS = {
     "corrupted-build-worker-killed": lambda ctx: fault_damaged_build_worker_killed(ctx, "corrupted"),
     "deleted-build-worker-killed": lambda ctx: fault_damaged_build_worker_killed(ctx, "deleted"),
     "cache-equality": fault_cache_equality,
+    "review-unreadable-queries": fault_review_unreadable_queries,
+    "review-disk-full": fault_review_disk_full,
+    "review-corpus-rewritten": fault_review_corpus_rewritten,
+    "review-worker-killed": fault_review_worker_killed,
+    "review-build-failed": fault_review_build_failed,
 }
 
 
@@ -433,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"FAQ_ADMIN_TOKEN": TOKEN, **({"FAQ_WORKER_CLASS": args.worker_class} if args.worker_class else {})}
     server, url = start_gunicorn(out, args.model, extra_env=extra)  # cache off
     ctx = {"url": url, "out": out, "corpus": args.corpus, "embedder": embedder, "script": script, "server": server}
+    if any(name.startswith("review-") for name in args.faults):
+        ctx.update(start_review_server(args, embedder))
     report = {}
     try:
         time.sleep(3)
@@ -445,6 +689,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        if ctx.get("review_server") is not None:
+            ctx["review_server"].terminate()
+            ctx["review_server"].wait(timeout=60)
+        if ctx.get("review_mount"):
+            subprocess.run(["umount", ctx["review_mount"]])
     Path(args.json).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     return 0 if all(r["nothing_lost"] is not False for r in report.values()) else 1
 

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     # SQLite file of the query log (redacted queries, results, feedback; docs/learning.md); None: nothing is kept
     "FAQ_QUERY_LOG": None,
     "FAQ_QUERY_LOG_DAYS": 30.0,  # rows older than this are deleted
+    "FAQ_QUERY_LOG_MAX_MB": 500.0,  # the log's content at most; past it the oldest rows are deleted first
     # The corpus the index is built from: the review queue writes its reviewed file next to it and rebuilds from it
     "FAQ_CORPUS": str(REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl"),
 }
@@ -66,6 +67,7 @@ ENV_TYPES = {
     "FAQ_MAX_CONCURRENT_SEARCHES": int,
     "FAQ_QUERY_LOG": str,
     "FAQ_QUERY_LOG_DAYS": float,
+    "FAQ_QUERY_LOG_MAX_MB": float,
     "FAQ_CORPUS": str,
 }
 

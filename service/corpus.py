@@ -14,9 +14,11 @@ each known non-answer get a vector of their own (``entry_rows``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,6 +317,52 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     )
 
 
+#: Times a file is read again when it changed while it was read.
+READ_ATTEMPTS = 5
+
+
+def stable_read(path: str | os.PathLike, settle: float = 0.0, what: str = "file") -> bytes:
+    """A file's bytes as they were at one moment: its size, time and inode the same before and after the read (an
+    editor or a copy writing it meanwhile makes it read again, up to ``READ_ATTEMPTS`` times).
+
+    Args:
+        settle: seconds the file must have been left alone before it is read (waited for, up to ten times as long):
+            a file written a moment ago may be half-way through being rewritten.
+    Raises:
+        CorpusError: unreadable (its cause is the OSError), or still changing after every attempt.
+    """
+    path = Path(path)
+    waited_until = time.time() + 10 * settle
+    for _ in range(READ_ATTEMPTS):
+        try:
+            before = os.stat(path)
+            if settle and time.time() - before.st_mtime < settle and time.time() < waited_until:
+                time.sleep(settle)
+                continue
+            raw = path.read_bytes()
+            after = os.stat(path)
+        except OSError as exc:
+            raise CorpusError(path, None, f"cannot read {what}: {exc.strerror or exc}") from exc
+        same = (before.st_ino, before.st_size, before.st_mtime_ns) == (after.st_ino, after.st_size, after.st_mtime_ns)
+        if same and len(raw) == after.st_size:
+            return raw
+        time.sleep(0.1)
+    raise CorpusError(
+        path,
+        None,
+        f"the {what} kept changing while it was read (an editor or a copy writing it?): try again once it is written",
+    )
+
+
+@dataclass(frozen=True)
+class CorpusSnapshot:
+    """A corpus as read at one moment: its identity, its entries and the SHA-256 of the very bytes they came from."""
+
+    identity: FaqIdentity
+    entries: list[FaqEntry]
+    sha256: str
+
+
 def load_corpus(path: str | os.PathLike) -> list[FaqEntry]:
     """Read and validate a JSONL corpus: its entries (``read_corpus`` also gives its identity header).
 
@@ -331,11 +379,18 @@ def read_corpus(path: str | os.PathLike) -> tuple[FaqIdentity, list[FaqEntry]]:
         CorpusError: unreadable file, bad UTF-8 or JSON, a bad header or entry, a header after the first line,
             a duplicate id, or no entry at all.
     """
+    snapshot = read_corpus_snapshot(path)
+    return snapshot.identity, snapshot.entries
+
+
+def read_corpus_snapshot(path: str | os.PathLike, settle: float = 0.0) -> CorpusSnapshot:
+    """``read_corpus`` from one stable read of the file (``stable_read``), with the checksum of what was read.
+
+    Raises:
+        CorpusError: as ``read_corpus``, or the file kept changing while it was read.
+    """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CorpusError(path, None, f"cannot read corpus: {exc.strerror or exc}") from exc
+    raw = stable_read(path, settle, what="corpus")
     entries: list[FaqEntry] = []
     identity = FaqIdentity()
     first_line = True  # the identity header may only be the first non-blank line
@@ -366,7 +421,7 @@ def read_corpus(path: str | os.PathLike) -> tuple[FaqIdentity, list[FaqEntry]]:
         raise CorpusError(first.path, first.line, first.reason, rest, max(0, len(errors) - MAX_REPORTED_ERRORS))
     if not entries:
         raise CorpusError(path, None, "the corpus has no entry")
-    return identity, entries
+    return CorpusSnapshot(identity, entries, hashlib.sha256(raw).hexdigest())
 
 
 def _entry_of_line(line_bytes: bytes, path: Path, number: int) -> FaqEntry | FaqIdentity | None:

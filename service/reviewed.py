@@ -18,8 +18,11 @@ same question for the same entry replaces an earlier one. An action on an entry 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -27,13 +30,14 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .corpus import ID_PATTERN, CorpusError, FaqEntry, text_field
-from .files import sha256_file
+from .corpus import ID_PATTERN, CorpusError, FaqEntry, stable_read, text_field
+
+log = logging.getLogger(__name__)
 
 #: What an action may do to the questions it names.
 ACTIONS = ("attach", "not_answered", "dismiss")
-#: Limits of one action (questions, characters of ``by`` and ``note``).
-MAX_QUESTIONS, MAX_QUESTION_CHARS = 500, 2000
+#: Limits of one action (questions, characters of a question, of ``by``).
+MAX_QUESTIONS, MAX_QUESTION_CHARS, MAX_BY_CHARS = 500, 2000, 100
 
 
 def fold(text: str) -> str:
@@ -90,7 +94,17 @@ def new_action(action: str, by: str, **fields) -> ReviewAction:
     )
 
 
-def _parse(obj, path: Path, line: int) -> ReviewAction:
+def check_action(action: ReviewAction, path: str | os.PathLike) -> None:
+    """Check a new action with the reader's own rules (``read_actions``), before it is appended: what the writer
+    appends, the reader accepts.
+
+    Raises:
+        CorpusError: the line it would make is one the reader refuses (the reason names the field).
+    """
+    _parse(json.loads(json.dumps(action.to_dict(), ensure_ascii=False)), Path(path), None)
+
+
+def _parse(obj, path: Path, line: int | None) -> ReviewAction:
     if not isinstance(obj, dict):
         raise CorpusError(path, line, f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("action")
@@ -98,6 +112,8 @@ def _parse(obj, path: Path, line: int) -> ReviewAction:
         raise CorpusError(path, line, f"'action' must be one of {', '.join((*ACTIONS, 'revert'))}, not {kind!r}")
     for name in ("id", "at", "by"):
         text_field(obj.get(name), name, path, line)
+    if len(obj["by"]) > MAX_BY_CHARS or any(unicodedata.category(c) == "Cc" for c in obj["by"]):
+        raise CorpusError(path, line, f"'by' is over {MAX_BY_CHARS} characters or holds control characters")
     if kind == "revert":
         if not isinstance(obj.get("reverts"), str):
             raise CorpusError(path, line, "a revert needs 'reverts': the id of the action it cancels")
@@ -130,29 +146,41 @@ def _parse(obj, path: Path, line: int) -> ReviewAction:
     )
 
 
-def read_actions(path: str | os.PathLike) -> list[ReviewAction]:
-    """Every action of a reviewed file, in order (none when the file does not exist).
+def read_actions(path: str | os.PathLike, problems: list[CorpusError] | None = None) -> list[ReviewAction]:
+    """Every readable action of a reviewed file, in order (none when the file does not exist).
+
+    A line the reader refuses (a hand edit, a line of an older version) is skipped with a warning naming the file
+    and the line, and added to ``problems``: one bad line never stops the review loop or a build.
 
     Raises:
-        CorpusError: a line is not JSON or not an action (file, line, reason).
+        CorpusError: the file itself cannot be read.
     """
-    path = Path(path)
+    return _read(Path(path), problems)[0]
+
+
+def _read(path: Path, problems: list[CorpusError] | None = None) -> tuple[list[ReviewAction], bytes | None]:
+    """The actions of a reviewed file and the bytes they were read from (None: no file)."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise CorpusError(path, None, f"cannot read the reviewed file: {exc.strerror or exc}") from exc
+        raw = stable_read(path)
+    except CorpusError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return [], None
+        raise
     actions = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise CorpusError(path, number, f"invalid JSON: {exc}") from None
-        actions.append(_parse(obj, path, number))
-    return actions
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+                raise CorpusError(path, number, f"invalid JSON: {str(exc)[:200]}") from None
+            actions.append(_parse(obj, path, number))
+        except CorpusError as exc:
+            log.warning("reviewed file: line skipped: %s", exc)
+            if problems is not None:
+                problems.append(exc)
+    return actions, raw
 
 
 def active_actions(actions: list[ReviewAction]) -> list[ReviewAction]:
@@ -174,16 +202,36 @@ def decisions_lock(path: str | os.PathLike):
 
 
 def append_action(path: str | os.PathLike, action: ReviewAction) -> None:
-    """Append one action (under an exclusive lock, flushed to disk: two reviewers never interleave a line)."""
+    """Append one action, whole or not at all, and on disk before returning.
+
+    Under an exclusive lock (two reviewers never interleave a line); checked with the reader's rules first
+    (``check_action``); a short write is completed, and a write that fails (a full disk, a file size limit) is rolled
+    back to the file's previous size before the error is raised, so the file never keeps half a line.
+
+    Raises:
+        CorpusError: the reader would refuse the line. OSError: it could not be written (the file is as it was).
+    """
+    check_action(action, path)
     line = (json.dumps(action.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":  # a hand edit left the last line open: close it first
             line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
+        try:
+            written = 0
+            while written < len(line):  # a short write (a disk filling up) is completed or fails below
+                n = os.pwrite(fd, line[written:], size + written)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # cutting a file never needs space
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            raise
     finally:
         os.close(fd)
 
@@ -198,6 +246,10 @@ class MergeReport:
     alt_questions: int = 0
     not_questions: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: Lines of the file the reader refused (file:line: reason), left out of the build.
+    unreadable: list[str] = field(default_factory=list)
+    #: ``applied_key`` of the actions merged: what a build covers (``pending``).
+    applied: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -207,6 +259,8 @@ class MergeReport:
             "alt_questions": self.alt_questions,
             "not_questions": self.not_questions,
             "skipped": self.skipped[:20],
+            "unreadable": self.unreadable[:20],
+            "applied": self.applied,
         }
 
 
@@ -216,7 +270,7 @@ def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple
     A question already among the entry's own (its question or a corpus alt question, compared with ``fold``) is
     never made a known non-answer (the corpus wins; reported as skipped).
     """
-    report = MergeReport()
+    report = MergeReport(applied=applied_key(actions))
     by_id = {e.id: e for e in entries}
     alts: dict[str, dict[str, str]] = {e.id: {} for e in entries}  # folded -> as written, added by review
     nots: dict[str, dict[str, str]] = {e.id: {} for e in entries}
@@ -259,17 +313,36 @@ def merge_actions(entries: list[FaqEntry], actions: list[ReviewAction]) -> tuple
 
 
 def apply_reviewed(entries: list[FaqEntry], corpus: str | os.PathLike) -> tuple[list[FaqEntry], MergeReport]:
-    """Merge the corpus's reviewed file, if it has one, into its entries (what a build indexes).
+    """Merge the corpus's reviewed file, if it has one, into its entries (what a build indexes); its unreadable lines
+    are left out and listed in the report.
 
     Raises:
-        CorpusError: the reviewed file is unreadable or has a bad line.
+        CorpusError: the reviewed file cannot be read at all.
     """
     path = reviewed_path(corpus)
-    actions = read_actions(path)
+    problems: list[CorpusError] = []
+    actions, raw = _read(path, problems)
     merged, report = merge_actions(entries, actions)
-    if path.exists():
-        report.file, report.sha256 = path.name, sha256_file(path)
+    report.unreadable = [str(p) for p in problems]
+    if raw is not None:
+        report.file, report.sha256 = path.name, hashlib.sha256(raw).hexdigest()
     return merged, report
+
+
+def applied_key(actions: list[ReviewAction]) -> str:
+    """What of the reviewed file changes an index: a digest of the attach and not_answered actions in force (a
+    dismissal, or a revert of one, changes nothing in the index and needs no build)."""
+    ids = [a.id for a in active_actions(actions) if a.action != "dismiss"]
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def pending(actions: list[ReviewAction], reviewed: dict | None) -> bool:
+    """Whether the served build (its manifest's ``corpus.reviewed``) misses decisions of the reviewed file."""
+    reviewed = reviewed or {}
+    if reviewed.get("applied") is not None:
+        return reviewed["applied"] != applied_key(actions)
+    # A build from before ``applied`` was recorded: built again once if any decision changes the index.
+    return any(a.action != "dismiss" for a in active_actions(actions))
 
 
 def reviewed_keys(actions: list[ReviewAction], kinds: tuple[str, ...] = ACTIONS) -> dict[str, ReviewAction]:

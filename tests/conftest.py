@@ -173,6 +173,46 @@ def corpus_with(source: Path, out_dir: Path, marker: str) -> tuple[Path, str]:
     return path, first["id"]
 
 
+#: The admin token of the ``learning`` app.
+LEARNING_TOKEN = "admin-secret"
+
+
+class RecordingRebuilder:
+    """Stands in for the rebuild (a child process running the real build): records what was asked."""
+
+    def __init__(self):
+        self.requests = []
+        self.state = None
+
+    def request(self, action_id, attempt=1):
+        self.requests.append(action_id)
+        return {"state": "running", "action": action_id, "attempt": attempt}
+
+    def retry(self):
+        self.state = {"state": "running", "action": "retry", "attempt": 1, "pending": True, "attempts_left": 3}
+        return self.request("retry")
+
+    def status(self):
+        return self.state
+
+
+@pytest.fixture
+def learning(tmp_path, fake_embedder):
+    """An app with a query log and the admin token over the mini corpus (copied: the reviewed file goes beside it)."""
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_bytes(MINI_CORPUS.read_bytes())
+    index = tmp_path / "index"
+    build_index(corpus, index, fake_embedder, show_progress=False)
+    app = create_app(
+        {"TESTING": True, "FAQ_QUERY_LOG": str(tmp_path / "log.db"), "FAQ_ADMIN_TOKEN": LEARNING_TOKEN,
+         "FAQ_CORPUS": str(corpus), "FAQ_INDEX": str(index)},
+        engine=SearchEngine(fake_embedder, load_index(index)),
+    )  # fmt: skip
+    app.extensions["faq_rebuilder"] = RecordingRebuilder()
+    yield app, app.test_client(), tmp_path
+    app.extensions["faq_query_log"].close()
+
+
 def assert_error(response, status: int, code: str) -> dict:
     """The one error shape: JSON ``{"error": {"status", "code", "message"}}``, no traceback."""
     assert response.status_code == status, response.get_data(as_text=True)

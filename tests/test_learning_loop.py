@@ -52,6 +52,23 @@ def _wait_rebuild(port, index_id, seconds=120):
     raise AssertionError(f"the rebuild did not reach every worker in {seconds} s: {state}, {ids}")
 
 
+def _attach_unanswered(port: int, question: str, faq_id: str) -> dict:
+    """Ask ``question`` (refused), then attach its group of the review queue to ``faq_id``; the listing used."""
+    _, body = _call(port, "POST", "/search", {"query": question})
+    assert body["answered"] is False
+    time.sleep(1)
+    _, queue = _call(port, "GET", "/admin/review", token=TOKEN)
+    group = next(g for g in queue["groups"] if any(e["text"] == question for e in g["examples"]))
+    status, attached = _call(
+        port, "POST", "/admin/review/actions",
+        {"action": "attach", "faq_id": faq_id, "query_keys": group["query_keys"], "index_id": queue["index_id"],
+         "by": "marie"},
+        token=TOKEN,
+    )  # fmt: skip
+    assert status == 201, attached
+    return queue
+
+
 def test_feedback_review_rebuild_and_the_decision_applies_everywhere(tmp_path, real_embedder):
     corpus = tmp_path / "faq.jsonl"
     shutil.copy(CHORUS_CORPUS, corpus)
@@ -110,18 +127,7 @@ def test_feedback_review_rebuild_and_the_decision_applies_everywhere(tmp_path, r
         _, body = _call(port, "POST", "/search", {"query": PRICE[0]})
         assert body["answered"] is True
         # A user's wording the FAQ misses (refused: no feedback needed to queue it), attached to its entry.
-        _, body = _call(port, "POST", "/search", {"query": ADMIN_LEFT})
-        assert body["answered"] is False
-        time.sleep(1)
-        _, queue = _call(port, "GET", "/admin/review", token=TOKEN)
-        group = next(g for g in queue["groups"] if any(e["text"] == ADMIN_LEFT for e in g["examples"]))
-        status, attached = _call(
-            port, "POST", "/admin/review/actions",
-            {"action": "attach", "faq_id": "chorus-pro-4", "query_keys": group["query_keys"],
-             "index_id": queue["index_id"], "by": "marie"},
-            token=TOKEN,
-        )  # fmt: skip
-        assert status == 201, attached
+        queue = _attach_unanswered(port, ADMIN_LEFT, "chorus-pro-4")
         _wait_rebuild(port, queue["index_id"])
         _, body = _call(port, "POST", "/search", {"query": ADMIN_LEFT})
         assert body["answered"] is True and body["results"][0]["faq_id"] == "chorus-pro-4"
@@ -137,3 +143,49 @@ def test_feedback_review_rebuild_and_the_decision_applies_everywhere(tmp_path, r
     stored = " ".join(q for (q,) in conn.execute("SELECT query FROM searches"))
     conn.close()
     assert "jean.dupont@example.fr" not in stored and "<email>" in stored
+
+
+def test_a_review_build_whose_worker_is_killed_is_still_served_by_every_worker(tmp_path, real_embedder):
+    """Issue 25: SIGKILL the worker whose child runs the review build: the build records that it succeeded, and
+    both workers (the survivor, and the replacement that was loading meanwhile) switch to it without a reload."""
+    import os
+    import signal
+
+    import psutil
+    from test_production_server import _served_builds
+
+    corpus = tmp_path / "faq.jsonl"
+    shutil.copy(CHORUS_CORPUS, corpus)
+    index = tmp_path / "index"
+    build_index(corpus, index, real_embedder, show_progress=False)
+    proc, port = _start(
+        index, workers=2, FAQ_QUERY_LOG=str(tmp_path / "queries.db"), FAQ_ADMIN_TOKEN=TOKEN, FAQ_CORPUS=str(corpus)
+    )
+    try:
+        queue = _attach_unanswered(port, ADMIN_LEFT, "chorus-pro-4")
+        deadline = time.monotonic() + 30
+        child = None
+        while child is None and time.monotonic() < deadline:
+            child = next(
+                (p for p in psutil.process_iter(["cmdline"]) if "service.learning.rebuild_child" in " ".join(
+                    p.info["cmdline"] or [])), None)  # fmt: skip
+        assert child is not None, "the review build did not start"
+        worker = child.ppid()
+        assert worker in {w.pid for w in psutil.Process(proc.pid).children()}
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        served = {}
+        while time.monotonic() < deadline:
+            served = _served_builds(port)
+            if len(served) == 1 and queue["index_id"] not in served and next(iter(served.values())) == 2.0:
+                break
+            time.sleep(0.5)
+        [(new, count)] = served.items()
+        assert new != queue["index_id"] and count == 2.0, served
+        _, state = _call(port, "GET", "/admin/review", token=TOKEN)
+        assert state["rebuild"]["state"] == "done" and state["rebuild"]["index_id"] == new, state["rebuild"]
+        assert state["rebuild"]["pending"] is False
+        _, body = _call(port, "POST", "/search", {"query": ADMIN_LEFT})
+        assert body["answered"] is True and body["results"][0]["faq_id"] == "chorus-pro-4"
+    finally:
+        _stop(proc)

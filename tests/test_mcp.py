@@ -82,9 +82,7 @@ def test_stdio_server_calls_a_running_service(live_url):
 
 
 def test_streamable_http_transport(live_url):
-    import socket
     import subprocess
-    import time
 
     port = free_port()
     proc = subprocess.Popen(
@@ -94,23 +92,14 @@ def test_streamable_http_transport(live_url):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                time.sleep(0.2)
+        _wait_port(proc, port)
         tools, (search,) = asyncio.run(
             _session(f"http://127.0.0.1:{port}/mcp", [("search_faq", {"query": "créer mon compte"})])
         )
         assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry", "send_feedback"}
         assert _payload(search)["results"][0]["faq_id"] == "compte"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        proc.stderr.close()
+        _stop(proc)
 
 
 def test_the_documented_mcp_client_example_runs(live_url, tmp_path):
@@ -137,3 +126,151 @@ def test_the_documented_mcp_client_example_runs(live_url, tmp_path):
         "True",
         "False",
     )
+
+
+# ---- over HTTP: the HTTP API's rules (issue 25) ----
+
+#: An MCP server over streamable HTTP around the mini corpus and the fake embedder, with keys, a rate limit of 10
+#: a minute, one search slot, a budget of 200 tokens; ``FAQ_TEST_SLOW`` makes each search hold its slot that long.
+HTTP_SERVER = """
+import time
+from conftest import HashingEmbedder
+from service.access import RateLimit
+from service.indexing.store import load_index
+from service.integrations.mcp import EngineBackend, build_server, serve_http
+from service.search.admission import SearchGate
+from service.search.engine import SearchEngine
+
+class Slow(HashingEmbedder):
+    def encode(self, texts, **kw):
+        if any("lent" in t for t in texts):
+            time.sleep(1.5)
+        return super().encode(texts, **kw)
+
+engine = SearchEngine(Slow(), load_index({index!r}))
+gate = SearchGate(max_concurrent=1, timeout=0.3, max_request_tokens=200)
+server = build_server(EngineBackend(engine, 1000, None, gate), RateLimit("10/minute"), ["k-one", "k-two"])
+serve_http(server, "127.0.0.1", {port}, ["k-one", "k-two"])
+"""
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    proc.stderr.close()
+
+
+def _wait_port(proc, port: int, seconds: float = 60) -> None:
+    """Until the server ``proc`` accepts connections on ``port`` (bounded); fails with its stderr if it exits."""
+    import socket
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
+
+
+def _mcp_http_server(tmp_path, make_index):
+    import os
+    import subprocess
+
+    index = make_index(out=tmp_path / "mcp-index")
+    port = free_port()
+    code = HTTP_SERVER.format(index=str(index), port=port)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}  # the fake embedder lives in conftest
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _wait_port(proc, port)
+    return proc, f"http://127.0.0.1:{port}/mcp"
+
+
+async def _keyed_session(url, headers, calls, concurrent=False):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        tools = await client.list_tools()
+        if concurrent:
+            results = await asyncio.gather(*(client.call_tool(name, args) for name, args in calls))
+        else:
+            results = [await client.call_tool(name, args) for name, args in calls]
+        return tools, results
+
+
+def test_mcp_over_http_needs_a_key_for_everything(tmp_path, make_index):
+    import urllib.error
+    import urllib.request
+
+    proc, url = _mcp_http_server(tmp_path, make_index)
+    try:
+        init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).encode()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "k-one-"}):
+            request = urllib.request.Request(
+                url, init, {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                            **headers}, method="POST")  # fmt: skip
+            try:
+                urllib.request.urlopen(request, timeout=10)
+                raise AssertionError("answered without a valid key")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401
+                assert json.loads(exc.read())["error"]["code"] == "unauthorized"
+        # The real client, with either header, gets the tools.
+        for headers in ({"Authorization": "Bearer k-one"}, {"X-API-Key": "k-two"}):
+            tools, (search,) = asyncio.run(
+                _keyed_session(url, headers, [("search_faq", {"query": "créer mon compte"})])
+            )
+            assert {t.name for t in tools.tools} == {"search_faq", "get_faq_entry", "send_feedback"}
+            assert _payload(search)["results"][0]["faq_id"] == "compte"
+    finally:
+        _stop(proc)
+
+
+def test_mcp_over_http_keeps_the_rate_limit_the_token_budget_and_the_slots(tmp_path, make_index):
+    proc, url = _mcp_http_server(tmp_path, make_index)
+    key = {"Authorization": "Bearer k-one"}
+    try:
+        # One search slot, 0.3 s to get it: of two slow searches at once, one waits too long.
+        _, (a, b) = asyncio.run(
+            _keyed_session(
+                url, key, [("search_faq", {"query": "lent compte"}), ("search_faq", {"query": "lent"})], concurrent=True
+            )  # fmt: skip
+        )
+        assert sorted([a.is_error, b.is_error]) == [False, True]
+        assert "search_timeout" in (a if a.is_error else b).content[0].text
+        # 200 tokens a request: a long query is refused before it is encoded.
+        _, (long,) = asyncio.run(_keyed_session(url, key, [("search_faq", {"query": "facture " * 90})]))
+        assert long.is_error and "too_many_tokens" in long.content[0].text
+        # 10 tool calls a minute for this key (3 spent above, counting the refused ones): 7 more, then refused.
+        calls = [("search_faq", {"query": "mot de passe"})] * 9
+        _, results = asyncio.run(_keyed_session(url, key, calls))
+        assert [r.is_error for r in results] == [False] * 7 + [True] * 2
+        assert "rate_limited" in results[-1].content[0].text
+        # Another key is another client.
+        _, (other,) = asyncio.run(_keyed_session(url, {"X-API-Key": "k-two"}, calls[:1]))
+        assert not other.is_error
+    finally:
+        _stop(proc)
+
+
+def test_mcp_over_http_refuses_a_public_address_without_keys():
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "FAQ_API_KEYS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.mcp", "--url", "http://127.0.0.1:9", "--transport", "streamable-http",
+         "--host", "0.0.0.0", "--port", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "without API keys" in done.stderr

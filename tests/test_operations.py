@@ -107,7 +107,7 @@ def test_reload_switches_to_the_new_build(served, tmp_path, fake_embedder):
     assert health["reload"]["reloads"] == 1 and health["reload"]["last"]["trigger"] == "admin"
     assert "NOUVEAU-TEXTE" in _answer_of(client, faq_id)
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert f'faq_index_info{{index_id="{before}"}} 0.0' in metrics
+    assert f'index_id="{before}"' not in metrics, "a build no longer served leaves no series behind"
     assert f'faq_index_info{{index_id="{body["index_id"]}"}} 1.0' in metrics
     assert 'faq_reloads_total{outcome="switched"}' in metrics
     assert client.post("/admin/reload", json={"force": True}, headers=AUTH).get_json()["changed"]
@@ -645,3 +645,50 @@ def test_the_rate_limit_is_one_allowance_per_client_across_routes_and_a_batch_co
     assert_error(client.get("/search?q=mot"), 429, "rate_limited")
     broken = make(FAQ_RATE_LIMIT="6/minute").test_client()
     assert_error(broken.post("/search/batch", data=b"{not json", content_type="application/json"), 400, "invalid_json")
+
+
+# ---- no request line reaches a log unredacted (issue 25) ----
+
+PERSONAL_LINE = b"GET /search?q=mon mail jean.dupont@gmail.com tel 0612345678 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_development_server_logs_no_query_string(app, caplog):
+    """Werkzeug logs each request line, and a malformed one as an error, query string and all."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from service.http.devserver import ScrubbingHandler
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=ScrubbingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            answer = _raw(url, PERSONAL_LINE)
+            _raw(
+                url,
+                b"GET /search?q=jean.dupont%40gmail.com+0612345678 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert answer.startswith(b"HTTP/1.") and "/search" in logged
+    for secret in ("jean.dupont", "0612345678", "gmail", "q="):
+        assert secret not in logged, logged

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -140,40 +139,36 @@ def test_a_worker_restarted_on_a_damaged_build_serves_the_last_good_one(tmp_path
             shutil.rmtree(current)
         else:
             (current / VECTORS).write_bytes((current / VECTORS).read_bytes()[:100])
+        second = current.name
         workers = psutil.Process(proc.pid).children()
         os.kill(workers[0].pid, signal.SIGKILL)
-        deadline = time.time() + 60
-        seen = set()
-        busy = json.dumps({"queries": [{"query": "facture " * 150}] * 8}).encode()
-
-        def occupy() -> None:  # a batch that keeps one worker encoding, so that the other one accepts
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/search/batch", data=busy, headers={"Content-Type": "application/json"}
-            )
-            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=30) as r:
-                r.read()
-
-        while time.time() < deadline and len(seen) < 2:
-            # Idle workers do not share the connections evenly (one may take every one): the probes alternate
-            # between an idle server and one whose busy worker leaves them to the other.
-            holder = threading.Thread(target=occupy) if len(seen) == 1 else None
-            if holder:
-                holder.start()
-                time.sleep(0.05)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    fallback = json.loads(r.read())["index"]["fallback"]
-                    seen.add(fallback["serving"] if fallback else "current")
-            except OSError:
-                pass
-            if holder:
-                holder.join()
-            time.sleep(0.2)
+        # /metrics adds up every worker's record of the build it serves, whichever worker answers: wait for the
+        # restarted worker to serve the last good build beside the old worker's build (a connection's luck does not
+        # decide which worker is asked).
+        deadline = time.time() + 90
+        served: dict[str, float] = {}
+        while time.time() < deadline:
+            served = _served_builds(port)
+            if served == {second: 1.0, first: 1.0}:
+                break
+            time.sleep(0.5)
         assert proc.poll() is None, "the server stopped"
-        assert seen == {"current", first}, seen  # the old worker from memory, the new one from the earlier build
+        assert served == {second: 1.0, first: 1.0}, served  # the old worker from memory, the new one the earlier build
         assert len(psutil.Process(proc.pid).children()) == 2
     finally:
         _stop(proc)
+
+
+def _served_builds(port: int) -> dict[str, float]:
+    """``faq_index_info`` of /metrics: the builds served now, with how many workers serve each."""
+    import re
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return {m[0]: float(m[1]) for m in re.findall(r'^faq_index_info\{index_id="([^"]+)"\} (\S+)$', text, re.M)}
 
 
 def test_each_instance_has_its_own_control_socket(monkeypatch, tmp_path):
@@ -262,3 +257,52 @@ def test_a_missing_converted_tokenizer_stops_the_server_with_what_to_run(tmp_pat
         pytest.fail(f"the server did not stop: {log[-2000:]}")
     assert proc.returncode != 0
     assert "Worker failed to boot" in log and "tokenizer.model is missing" in log and "prepare-model --onnx-only" in log
+
+
+def test_gunicorn_logs_no_query_string_keeps_one_metrics_series_and_lets_booting_workers_be(tmp_path, real_embedder):
+    """Issue 25: a malformed request line with personal data is logged cut to its method and path; reloads leave one
+    ``faq_index_info`` series (not one per build ever served); a reload signal to a worker still loading its model
+    does not kill it ("Worker was sent SIGHUP!")."""
+    out = tmp_path / "index"
+    build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
+    proc, port = _start(out, FAQ_ADMIN_TOKEN="t0ken", FAQ_LOG_LEVEL="debug")
+    try:
+        status, _ = _raw(
+            port, b"GET /search?q=mon mail jean.dupont@gmail.com tel 0612345678 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert status == 400
+        _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Mail jean.dupont@gmail.com\r\n\r\n")
+        for _ in range(3):  # three new builds, each switched to by both workers
+            new = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)["index_id"]
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/admin/reload", data=b"", headers={"Authorization": "Bearer t0ken"}
+            )
+            with urllib.request.urlopen(request, timeout=60) as r:
+                assert json.loads(r.read())["ok"]
+            deadline = time.time() + 60
+            while _served_builds(port) != {new: 2.0} and time.time() < deadline:
+                time.sleep(0.3)
+            assert _served_builds(port) == {new: 2.0}, "one series: the build both workers serve"
+        # A worker restarts; while it loads, its siblings' reload signals reach it.
+        master = psutil.Process(proc.pid)
+        before = {w.pid for w in master.children()}
+        os.kill(next(iter(before)), signal.SIGKILL)
+        deadline = time.time() + 30
+        booting = None
+        while booting is None and time.time() < deadline:
+            booting = next((w.pid for w in master.children() if w.pid not in before), None)
+        assert booting is not None, "no worker was started again"
+        signalled = 0
+        while time.time() < deadline and _served_builds(port).get(new) != 2.0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(booting, signal.SIGHUP)
+                signalled += 1
+            time.sleep(0.05)
+        assert signalled > 5 and psutil.pid_exists(booting) and booting in {w.pid for w in master.children()}
+        assert _served_builds(port) == {new: 2.0}
+    finally:
+        log = _stop(proc)
+    assert "Invalid request" in log, log[-2000:]
+    for secret in ("jean.dupont", "0612345678", "gmail"):
+        assert secret not in log, secret
+    assert "was sent SIGHUP" not in log

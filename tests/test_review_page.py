@@ -7,9 +7,9 @@ import json
 import urllib.request
 
 import pytest
-from conftest import MINI_CORPUS, serving
+from conftest import MINI_CORPUS, RecordingRebuilder, serving
 from playwright.sync_api import expect
-from test_learning import UNANSWERABLE, RecordingRebuilder
+from test_learning import UNANSWERABLE
 from test_page import OUTPUT, browser  # noqa: F401 - the module's browser fixture
 
 from service.http.app import create_app
@@ -110,3 +110,19 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
     groups.first.get_by_role("button", name="Écarter").click()
     expect(page.get_by_role("status")).to_have_text("Groupe écarté.")
     expect(groups).to_have_count(1)
+
+
+def test_a_failed_rebuild_is_said_with_a_retry_button(open_page):
+    page, app, url = open_page
+    rebuilder = app.extensions["faq_rebuilder"]
+    rebuilder.state = {"state": "failed", "action": "r-1", "attempt": 4, "attempts_left": 0, "pending": True,
+                       "error": "corpus error: faq.jsonl:3: invalid JSON", "next_retry_at": None}  # fmt: skip
+    page.goto(url + "/review")
+    page.get_by_label("Jeton d'administration").fill(TOKEN)
+    page.get_by_role("button", name="Afficher").click()
+    expect(page.locator("#reconstruction")).to_contain_text("échouée : corpus error: faq.jsonl:3")
+    expect(page.locator("#reconstruction")).to_contain_text("relancez-la")
+    page.get_by_role("button", name="Relancer la reconstruction").click()
+    expect(page.get_by_role("status")).to_have_text("Reconstruction relancée.")
+    assert rebuilder.requests == ["retry"]
+    expect(page.locator("#reconstruction")).to_have_text("Reconstruction de l'index en cours…")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
 import os
@@ -14,9 +13,9 @@ from service.corpus import CorpusError, read_corpus, split_passages
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.finetune import FinetuneSettings
 from service.errors import ServiceError
-from service.indexing.build import build_index, corpus_changes, describe_changes
+from service.indexing.build import build_index, build_lock, corpus_changes, describe_changes, settings_like_current
 from service.indexing.scoring import Scoring
-from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS, read_manifest
+from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS
 from service.reviewed import apply_reviewed
 
 
@@ -48,15 +47,6 @@ def check(corpus: str, out: str) -> int:
         )
     )
     return 0
-
-
-def _build_lock(out: str) -> int:
-    """Builds of one index directory take turns (an exclusive lock on ``<out>/.build.lock``, released at exit):
-    two builds started together would otherwise switch ``current`` in the order they finish, not started."""
-    os.makedirs(out, exist_ok=True)
-    fd = os.open(os.path.join(out, ".build.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,40 +152,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.like_current:
         try:
-            current = read_manifest(args.out)
+            like = settings_like_current(args.out)
         except ServiceError as exc:
-            print(f"error: --like-current needs a current build in {args.out}: {exc.message}", file=sys.stderr)
+            print(f"error: --like-current needs a current build in {args.out} it can repeat: {exc.message}",
+                  file=sys.stderr)  # fmt: skip
             return 1
-        if current["model"].get("finetuned"):
-            print(
-                "error: the current build uses a model fine-tuned on its corpus; --like-current does not fine-tune: "
-                "rebuild it with --finetune",
-                file=sys.stderr,
+        args.backend = like["backend"] or args.backend
+        args.index_kind, params, scoring = like["index_kind"], like["index_params"], like["scoring"]
+    try:
+        with build_lock(args.out):
+            manifest = build_index(
+                args.corpus,
+                args.out,
+                args.model,
+                batch_size=args.batch_size,
+                scoring=scoring,
+                finetune=FinetuneSettings(epochs=args.finetune_epochs) if args.finetune else None,
+                backend=args.backend,
+                index_kind=args.index_kind,
+                index_params=params,
+                reuse=not args.no_reuse,
             )
-            return 1
-        built_with = (current["model"].get("encoder") or {}).get("backend")
-        args.backend = built_with if built_with in BACKENDS else args.backend
-        args.index_kind = current.get("vector_index", {}).get("kind", args.index_kind)
-        params = dict(current.get("vector_index", {}).get("params") or {})
-        scoring = Scoring.carried_over(current.get("scoring"))
-    try:
-        lock = _build_lock(args.out)
-    except OSError as exc:
-        print(f"error: cannot write to the index directory {args.out}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        manifest = build_index(
-            args.corpus,
-            args.out,
-            args.model,
-            batch_size=args.batch_size,
-            scoring=scoring,
-            finetune=FinetuneSettings(epochs=args.finetune_epochs) if args.finetune else None,
-            backend=args.backend,
-            index_kind=args.index_kind,
-            index_params=params,
-            reuse=not args.no_reuse,
-        )
     except CorpusError as exc:
         print(f"corpus error: {exc}", file=sys.stderr)
         return 1
@@ -205,11 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an index parameter the chosen kind does not take
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a full disk, a read-only directory…: the current index is untouched
+    except OSError as exc:  # a full disk, a read-only directory, no lock…: the current index is untouched
         print(f"error: the build failed and the current index is unchanged: {exc}", file=sys.stderr)
         return 1
-    finally:
-        os.close(lock)
     summary = {k: manifest[k] for k in ("index_id", "counts", "build_seconds")}
     summary["model"] = manifest["model"]["name"]
     summary["encoder"] = manifest["model"]["encoder"]["backend"]

@@ -60,19 +60,14 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
 
 
 def _dev_server(host: str, port: int) -> int:
-    """Flask's threaded server; 2 with the reason on stderr when no index can be served."""
+    """Flask's threaded server (``http.devserver``); 2 with the reason on stderr when no index can be served."""
     logging.basicConfig(
         level=os.environ.get("FAQ_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from werkzeug.serving import run_simple
+    from ..http.devserver import serve
 
-    from ..http.app import create_app
-
-    app = create_app()
-    if app.extensions["faq_engine"] is None:
-        print(f"error: {app.extensions['faq_engine_failure'].message}", file=sys.stderr)
+    failure = serve(host, port)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
         return 2
-    app.extensions["faq_reloader"].install_sighup()  # `kill -HUP <pid>` switches to a new index build
-    logging.getLogger(__name__).info("serving on http://%s:%d", host, port)
-    run_simple(host, port, app, threaded=True, use_reloader=False)
     return 0

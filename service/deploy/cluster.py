@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..config import REPO_ROOT
 from ..indexing.store import CURRENT, publish_index
+from ..processes import alive
 
 DEPLOY = REPO_ROOT / "deploy"
 #: The processes this one started, by pid: kept to be reaped when they end (``stop`` in the same process).
@@ -155,17 +156,7 @@ def _alive(pid: int) -> bool:
     if child is not None and child.poll() is not None:  # ended, and now reaped
         del _CHILDREN[pid]
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not alive.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return alive(pid)
 
 
 def _pid(spec: ClusterSpec, name: str) -> int | None:

@@ -8,13 +8,13 @@ never logged or echoed.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 
 from flask import Blueprint, current_app, jsonify, request
 
+from ..access import bearer, client_identity, key_matches, parse_keys
+from ..access import valid_key as access_valid_key
 from ..errors import AdminDisabled, InvalidRequest, ServiceError, Unauthorized
 from .bodies import json_body, read_body
 from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
@@ -25,46 +25,18 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 def bearer_token() -> str | None:
     """The token of ``Authorization: Bearer …``, if any."""
-    auth = request.headers.get("Authorization", "")
-    return (auth[7:].strip() or None) if auth[:7].lower() == "bearer " else None
-
-
-def presented_keys() -> list[str]:
-    """The API keys a request carries: ``Authorization: Bearer …`` and ``X-API-Key`` (either may be the key)."""
-    return [k for k in (bearer_token(), request.headers.get("X-API-Key")) if k]
-
-
-def _matches(given: str | None, allowed: list[str]) -> bool:
-    if not given:
-        return False
-    found = False
-    for key in allowed:  # no early exit: the time taken does not tell which key was close
-        found |= hmac.compare_digest(given.encode(), key.encode())
-    return found
-
-
-def parse_keys(value) -> list[str]:
-    """``FAQ_API_KEYS`` as a list (a comma-separated string or a list)."""
-    if not value:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [k.strip() for k in items if k and k.strip()]
+    return bearer(request.headers.get("Authorization"))
 
 
 def valid_key() -> str | None:
     """The request's key if it is one of ``FAQ_API_KEYS`` (in either header), else None."""
     keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
-    return next((key for key in presented_keys() if _matches(key, keys)), None)
+    return access_valid_key(request.headers.get("Authorization"), request.headers.get("X-API-Key"), keys)
 
 
 def client_key() -> str:
-    """Who a rate limit counts against: a *valid* API key (hashed, never stored raw), else the address.
-
-    An unchecked key is no identity: counting by whatever key a request sends would give every request with a
-    new made-up key a fresh allowance, and would never limit someone guessing keys.
-    """
-    key = valid_key()
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else "ip:" + (request.remote_addr or "unknown")
+    """Who a rate limit counts against and the query log counts as one client (``access.client_identity``)."""
+    return client_identity(valid_key(), request.remote_addr)
 
 
 def install_rate_limit(app) -> None:
@@ -173,7 +145,7 @@ def require_admin_token():
     token = current_app.config.get("FAQ_ADMIN_TOKEN")
     if not token:
         raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")
-    if not _matches(bearer_token(), [token]):  # only there: X-API-Key is for the search keys
+    if not key_matches(bearer_token(), [token]):  # only there: X-API-Key is for the search keys
         raise Unauthorized("send the admin token as `Authorization: Bearer <token>`")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import DEFAULTS, config_from_env
 from ..errors import HTTP_STATUS_CODES, ServiceError, redact_paths
+from ..search.admission import SearchGate
 from ..search.loading import load_engine
 from . import observability
 from .admin import bp as admin_bp
@@ -117,10 +121,13 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None) -> Flask:
     if float(app.config.get("FAQ_WATCH_SECONDS") or 0) > 0:
         reloader.watch(float(app.config["FAQ_WATCH_SECONDS"]))
 
-    # At most FAQ_MAX_CONCURRENT_SEARCHES searches run at once in this process; the others wait in line.
-    app.extensions["faq_search_slots"] = threading.BoundedSemaphore(int(app.config["FAQ_MAX_CONCURRENT_SEARCHES"]))
-    # Heavy requests (long batches) one at a time per process, so that plain searches interleave with them.
-    app.extensions["faq_heavy_slots"] = threading.BoundedSemaphore(1)
+    # At most FAQ_MAX_CONCURRENT_SEARCHES searches run at once in this process (the others wait in line), within
+    # FAQ_MAX_REQUEST_TOKENS a request: the same gate the MCP server uses (search/admission.py).
+    app.extensions["faq_search_gate"] = SearchGate(
+        int(app.config["FAQ_MAX_CONCURRENT_SEARCHES"]),
+        float(app.config["FAQ_SEARCH_TIMEOUT"]),
+        int(app.config["FAQ_MAX_REQUEST_TOKENS"]),
+    )
 
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
@@ -142,7 +149,13 @@ def _query_log(app: Flask) -> None:
     from ..learning.querylog import QueryLog
     from ..learning.rebuild import Rebuilder
 
-    querylog = QueryLog(path, days=float(app.config["FAQ_QUERY_LOG_DAYS"]), observer=observability.observe_query_log)
+    max_mb = app.config.get("FAQ_QUERY_LOG_MAX_MB")
+    querylog = QueryLog(
+        path,
+        days=float(app.config["FAQ_QUERY_LOG_DAYS"]),
+        observer=observability.observe_query_log,
+        max_mb=float(max_mb) if max_mb else None,
+    )
     querylog.start()  # opens the database (an error is logged and shown in /health) and enforces the retention
     app.extensions["faq_query_log"] = querylog
     reloader = app.extensions["faq_reloader"]
@@ -153,8 +166,75 @@ def _query_log(app: Flask) -> None:
         return outcome
 
     app.extensions["faq_rebuilder"] = Rebuilder(
-        str(app.config["FAQ_CORPUS"]), str(app.config["FAQ_INDEX"]), str(path), on_done=reload_everywhere
+        str(app.config["FAQ_CORPUS"]),
+        str(app.config["FAQ_INDEX"]),
+        str(path),
+        on_done=reload_everywhere,
+        model=app.config.get("FAQ_MODEL"),
+        master_pid=lambda: reloader.gunicorn_master,
     )
+
+
+def start_background(app: Flask, every_seconds: float | None = None) -> threading.Thread | None:
+    """The learning loop's upkeep in a thread of this serving process (gunicorn's ``post_worker_init``, the
+    development server): decisions the current build lacks are built (``Rebuilder.reconcile``), a build the review
+    loop published while this process was not listening is switched to, and flagged queries get their vectors
+    ahead of the owner's next listing. Nothing without a query log."""
+    rebuilder = app.extensions.get("faq_rebuilder")
+    if rebuilder is None:
+        return None
+    from ..learning import review
+    from ..learning.rebuild import RECONCILE_SECONDS
+
+    reloader = app.extensions["faq_reloader"]
+    vectors_lock = f"{app.config['FAQ_QUERY_LOG']}.vectors.lock"
+
+    def tick() -> None:
+        rebuilder.reconcile()
+        reloader.follow_review_builds()
+        engine = app.extensions.get("faq_engine")
+        gate = app.extensions["faq_search_gate"]
+        if engine is None or not gate.try_slot():  # searches first: only a free slot is used
+            return
+        try:
+            with _exclusive(vectors_lock) as mine:  # one worker encodes at a time
+                if mine:
+                    source = review.Source(
+                        app.config["FAQ_QUERY_LOG"], str(app.config["FAQ_CORPUS"]), engine, str(app.config["FAQ_INDEX"])
+                    )
+                    review.precompute_vectors(source, float(app.config["FAQ_QUERY_LOG_DAYS"]))
+        finally:
+            gate.release()
+
+    def loop() -> None:
+        while not reloader.stopped.wait(every_seconds or RECONCILE_SECONDS):
+            try:
+                tick()
+            except Exception:  # the upkeep outlives anything one tick meets
+                log.exception("learning loop upkeep failed; trying again later")
+
+    thread = threading.Thread(target=loop, name="faq-learning-upkeep", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def _exclusive(path: str):
+    """Yield whether this process holds the lock file ``path`` (without waiting for it)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 #: The search page and its files load nothing from elsewhere; their responses say so to the browser.

@@ -15,12 +15,15 @@ of a request (``FAQ_MAX_REQUEST_TOKENS``) bounds how long one search holds its w
 
 import json
 import os
+import signal
 import sys
 import tempfile
 
 from gunicorn import util as _gunicorn_util
+from gunicorn.glogging import Logger as _GunicornLogger
 
 from service.errors import HTTP_STATUS_CODES, error_body
+from service.http.log_scrub import scrub_request_text
 
 _cores = os.cpu_count() or 1
 _port = os.environ.get("FAQ_PORT", "8000")
@@ -40,6 +43,8 @@ preload_app = False
 timeout = int(os.environ.get("FAQ_WORKER_TIMEOUT", 120))  # model loading takes several seconds
 graceful_timeout = 30
 accesslog = os.environ.get("FAQ_ACCESS_LOG") or None  # the app logs one JSON line per request already
+# The access log, when on, without the query string (%(U)s is the path alone) nor the referrer: queries are personal.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 loglevel = os.environ.get("FAQ_LOG_LEVEL", "info").lower()
 encoder_threads = int(
     os.environ.get("FAQ_ENCODER_THREADS") or os.environ.get("FAQ_TORCH_THREADS") or max(1, _cores // workers)
@@ -96,18 +101,38 @@ def on_reload(server):
 
 
 def post_fork(server, worker):
-    """Limit the encoder's threads in each worker before the model is loaded (``encoders.base.encoder_threads``)."""
+    """Limit the encoder's threads in each worker before the model is loaded (``encoders.base.encoder_threads``),
+    and keep SIGHUP ignored while the worker boots.
+
+    gunicorn's ``init_signals`` resets SIGHUP to its default (terminate the process) before the app is loaded; a
+    sibling's reload signal (an admin or review rebuild) would then kill a worker still loading its model ("Worker
+    was sent SIGHUP!"). The booting worker loads the current build anyway, and ``post_worker_init`` catches up with
+    a build published meanwhile.
+    """
     os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)
+    init_signals = worker.init_signals
+
+    def init_signals_then_ignore_hup():
+        init_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    worker.init_signals = init_signals_then_ignore_hup
 
 
 def post_worker_init(worker):
-    """Reload the index in place on SIGHUP to this worker, and let an admin reload reach the other workers.
+    """Reload the index in place on SIGHUP to this worker, let an admin reload reach the other workers, switch to a
+    build published while this worker loaded, and start the learning loop's upkeep (with a query log).
 
     (SIGHUP to the master is gunicorn's own graceful restart of every worker, which also picks up a new index.)
     """
-    reloader = worker.wsgi.extensions["faq_reloader"]
+    from service.http.app import start_background
+
+    app = worker.wsgi
+    reloader = app.extensions["faq_reloader"]
     reloader.gunicorn_master = os.getppid()
     reloader.install_sighup()
+    reloader.catch_up()
+    start_background(app)
 
 
 # Prometheus: each worker writes its samples under this directory and /metrics adds them up (a fresh directory per
@@ -142,10 +167,40 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from /metrics."""
+    """Drop a dead worker's live gauges and its served index from /metrics."""
     from prometheus_client import multiprocess
 
+    from service.http.observability import forget_process
+
     multiprocess.mark_process_dead(worker.pid)
+    forget_process(worker.pid)
+
+
+def _scrubbing(level: str):
+    """gunicorn's logger method ``level``, its message passed through ``scrub_request_text`` first."""
+
+    def method(self, msg, *args, **kwargs):
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = str(msg)
+        getattr(_GunicornLogger, level)(self, scrub_request_text(text), **kwargs)
+
+    return method
+
+
+class ScrubbingLogger(_GunicornLogger):
+    """gunicorn's logger, its messages about requests cut to the method and the path (``log_scrub``): a malformed
+    request line is logged as it came, query string and all."""
+
+    critical, error, warning = _scrubbing("critical"), _scrubbing("error"), _scrubbing("warning")
+    info, debug, exception = _scrubbing("info"), _scrubbing("debug"), _scrubbing("exception")
+
+    def log(self, lvl, msg, *args, **kwargs):
+        super().log(lvl, scrub_request_text(str(msg) % args if args else str(msg)), **kwargs)
+
+
+logger_class = ScrubbingLogger
 
 
 def _write_json_error(sock, status_int, reason, mesg):

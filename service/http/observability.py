@@ -10,6 +10,9 @@ characters, and then cut to it. Keys and tokens are never logged.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import glob
 import logging
 import os
 import re
@@ -17,7 +20,17 @@ import time
 import uuid
 
 from flask import Flask, Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from ..processes import alive
 
 log = logging.getLogger("service.requests")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
@@ -31,12 +44,6 @@ SEARCH = Histogram(
 )
 CACHE = Counter("faq_cache", "Response cache lookups", ["result"])
 ANSWERED = Counter("faq_searches", "Searches by whether the best entry was an answer", ["answered"])
-INDEX_INFO = Gauge(
-    "faq_index_info",
-    "1 for the index this worker serves, 0 for one it served before",
-    ["index_id"],
-    multiprocess_mode="liveall",
-)
 INDEX_ENTRIES = Gauge("faq_index_entries", "Entries in the index this worker serves", multiprocess_mode="liveall")
 INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", multiprocess_mode="liveall")
 RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
@@ -87,23 +94,73 @@ def watch_engine(engine) -> None:
     index_gauges(engine)
 
 
-_served_index: list[str] = []  # the index id this process last published
+_served_index: list[str] = []  # the index id this process serves
+#: Under gunicorn, each worker's served index id, in a file of the metrics directory: ``served_index_<pid>.txt``.
+SERVED_FILE = "served_index_{pid}.txt"
 
 
 def index_gauges(engine) -> None:
-    """Publish the served index's id and size (at start and after each reload).
-
-    Under gunicorn every sample lives in a file per worker, which a label's removal would not delete: the index
-    served before is set to 0 rather than removed, so ``faq_index_info == 1`` always picks the current one.
-    """
+    """Publish the served index's id and size (at start and after each reload)."""
     if engine is None:
         return
-    for previous in _served_index:
-        INDEX_INFO.labels(previous).set(0)
     _served_index[:] = [engine.index.index_id]
-    INDEX_INFO.labels(engine.index.index_id).set(1)
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = os.path.join(directory, SERVED_FILE.format(pid=os.getpid()))
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as fh:
+                fh.write(engine.index.index_id)
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            log.warning("could not record the served index for /metrics: %s", exc)
     INDEX_ENTRIES.set(len(engine.index.entries))
     INDEX_VECTORS.set(len(engine.index.rows))
+
+
+class ServedIndexCollector:
+    """``faq_index_info{index_id}``: how many live processes serve each build now. One series per build in service
+    (two while workers switch), never one per build ever served: a worker's label, once written to gunicorn's
+    multiprocess files, could not be removed, and each review rebuild would have left a series behind."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "faq_index_info", "Processes serving this build of the index now", labels=["index_id"]
+        )
+        for index_id, count in sorted(collections.Counter(_served_ids()).items()):
+            family.add_metric([index_id], count)
+        yield family
+
+
+def _served_ids() -> list[str]:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return list(_served_index)
+    out = []
+    for path in glob.glob(os.path.join(directory, SERVED_FILE.format(pid="*"))):
+        pid = os.path.basename(path)[len("served_index_") : -len(".txt")]
+        if not pid.isdigit() or not alive(int(pid)):
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out.append(fh.read().strip())
+        except OSError:
+            continue
+    return out
+
+
+def forget_process(pid: int) -> None:
+    """A worker has exited: its served-index record goes (gunicorn's ``child_exit``)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, SERVED_FILE.format(pid=pid)))
+
+
+_SERVED_COLLECTOR = ServedIndexCollector()
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    REGISTRY.register(_SERVED_COLLECTOR)
 
 
 def install(app: Flask) -> None:
@@ -156,10 +213,9 @@ def install(app: Flask) -> None:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            registry.register(_SERVED_COLLECTOR)
             body = generate_latest(registry)
         else:
-            from prometheus_client import REGISTRY
-
             body = generate_latest(REGISTRY)
         return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -93,6 +93,14 @@ def _window_parameters() -> list[dict]:
             "description": "Groups returned at most.",
             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
         },
+        {
+            "name": "page",
+            "in": "query",
+            "required": False,
+            "description": "Which 500 flagged queries to group, the most flagged first (the response says how many "
+            "pages there are).",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
+        },
     ]
 
 
@@ -129,6 +137,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                 schemas.GapsResponse,
                 schemas.ReviewActionResponse,
                 schemas.ReviewActionsResponse,
+                schemas.RebuildResponse,
             )
         ],
         ref_template="#/components/schemas/{model}",
@@ -291,6 +300,17 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "responses": {
                         "201": _typed("The revert as recorded and the rebuild's state.", "ReviewActionResponse"),
                         **_errors("400", "401", "403", "404", "409", "415", "500", "503"),
+                    },
+                },
+            },
+            "/admin/review/rebuild": {
+                "post": {
+                    "operationId": "reviewRebuild",
+                    "summary": "Reconstruire l'index maintenant pour les décisions qui lui manquent (après un échec)",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "202": _typed("The rebuild started, or queued behind the one running.", "RebuildResponse"),
+                        **_errors("401", "403", "500", "503"),
                     },
                 },
             },

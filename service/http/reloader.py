@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 from ..errors import ServiceError
-from ..indexing.store import load_index, resolve
+from ..indexing.store import load_index, load_manifest_origin, resolve
 from ..search.loading import engine_for, load_engine
 from . import observability
 
@@ -177,6 +177,38 @@ class Reloader:
         thread = threading.Thread(target=loop, name="faq-index-watch", daemon=True)
         thread.start()
         return thread
+
+    def follow_review_builds(self) -> dict | None:
+        """Switch to the current build if the review loop published it and this process does not serve it yet (a
+        worker that was starting, or whose sibling's signal was lost, when it was published); None if nothing to do.
+        An operator's build is left to the watcher or a reload, as configured."""
+        engine = self.engine
+        try:
+            build = self._current_build()
+            if engine is None or str(engine.index.path) == build or build == self._refused:
+                return None
+            origin = load_manifest_origin(build)
+        except ServiceError:
+            return None
+        return self.reload("review") if origin == "review" else None
+
+    def catch_up(self) -> dict | None:
+        """Once a worker listens to SIGHUP: switch if ``current`` moved while it was loading (a signal sent then was
+        ignored); None if it did not, or if this worker serves an earlier build because the current one is bad."""
+        engine = self.engine
+        if engine is None or engine.index.fallback is not None:
+            return None
+        try:
+            if str(engine.index.path) == self._current_build():
+                return None
+        except ServiceError:
+            return None
+        return self.reload("catch-up")
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set when the process stops reloading (threads that tick with the reloader wait on it)."""
+        return self._stop
 
     def stop(self) -> None:
         self._stop.set()

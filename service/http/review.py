@@ -2,7 +2,8 @@
 
 ``GET /admin/review`` lists the groups; ``POST /admin/review/actions`` applies a decision to queries (then the
 index is rebuilt in a child process and reloaded); ``GET /admin/review/actions`` lists the decisions and
-``POST /admin/review/actions/<id>/revert`` cancels one; ``GET /admin/gaps`` ranks what the FAQ does not answer.
+``POST /admin/review/actions/<id>/revert`` cancels one; ``POST /admin/review/rebuild`` builds again now for the
+decisions the current build lacks (after a failed build); ``GET /admin/gaps`` ranks what the FAQ does not answer.
 All of it needs the query log (``FAQ_QUERY_LOG``). The page ``GET /review`` is static (it asks for the token and
 calls these routes).
 """
@@ -27,7 +28,7 @@ bp = Blueprint("review", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
 page = Blueprint("review_page", __name__)
 
-MAX_DAYS, MAX_LIMIT = 3650, 500
+MAX_DAYS, MAX_LIMIT, MAX_PAGE = 3650, 500, 10_000
 
 
 def _source() -> review.Source:
@@ -64,21 +65,25 @@ def _reading(call):
         ) from None
 
 
-def _window() -> tuple[float, int]:
-    unknown = sorted(set(request.args) - {"days", "limit"})
+def _window() -> tuple[float, int, int]:
+    unknown = sorted(set(request.args) - {"days", "limit", "page"})
     if unknown:
-        raise InvalidRequest(f"unknown parameter '{unknown[0]}'; accepted: days, limit", code="unknown_field",
+        raise InvalidRequest(f"unknown parameter '{unknown[0]}'; accepted: days, limit, page", code="unknown_field",
                              field=unknown[0])  # fmt: skip
     days_default = float(current_app.config["FAQ_QUERY_LOG_DAYS"])
-    return _number("days", days_default, 0.001, MAX_DAYS), int(_number("limit", 50, 1, MAX_LIMIT, integer=True))
+    return (
+        _number("days", days_default, 0.001, MAX_DAYS),
+        int(_number("limit", 50, 1, MAX_LIMIT, integer=True)),
+        int(_number("page", 1, 1, MAX_PAGE, integer=True)),
+    )
 
 
 @bp.get("/review")
 def review_queue():
     """The groups of unanswered or unhelpful queries not yet reviewed, most flagged first, with the rebuild state."""
     source = _source()
-    days, limit = _window()
-    out = _reading(lambda: review.review_queue(source, days, limit))
+    days, limit, page = _window()
+    out = _reading(lambda: review.review_queue(source, days, limit, page))
     out["rebuild"] = _reading(current_app.extensions["faq_rebuilder"].status)
     return jsonify(out)
 
@@ -87,8 +92,16 @@ def review_queue():
 def gaps():
     """The FAQ's missing questions: groups of unanswered queries, most asked first."""
     source = _source()
-    days, limit = _window()
-    return jsonify(_reading(lambda: review.gaps(source, days, limit)))
+    days, limit, page = _window()
+    return jsonify(_reading(lambda: review.gaps(source, days, limit, page)))
+
+
+@bp.post("/review/rebuild")
+def rebuild_now():
+    """Build again now for the decisions the current build lacks (the review page's retry button)."""
+    _source()
+    state = current_app.extensions["faq_rebuilder"].retry()
+    return jsonify({"rebuild": state}), 202
 
 
 @bp.post("/review/actions")

@@ -6,15 +6,9 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..errors import (
-    FeatureDisabled,
-    IndexUnavailable,
-    PayloadTooLarge,
-    SearchTimeout,
-    redact_paths,
-)
+from ..errors import FeatureDisabled, IndexUnavailable, redact_paths
 from . import observability
-from .admin import KEYED_ENDPOINTS, check_api_key, rate_limit_status
+from .admin import KEYED_ENDPOINTS, check_api_key, client_key, rate_limit_status
 from .bodies import json_request
 from .openapi import openapi_document
 from .schemas import (
@@ -45,35 +39,9 @@ def current_engine():
     return engine
 
 
-#: A request whose queries are longer than this many tokens in all (more than any single query can be) is heavy.
-HEAVY_REQUEST_TOKENS = 512
-
-
-def _searching(call, tokens: int = 0):
-    """Run ``call()`` once a search slot is free; give up with 503 ``search_timeout`` after FAQ_SEARCH_TIMEOUT.
-
-    Encoding cannot be interrupted half-way, so the bound is on waiting: under overload, requests fail fast with
-    a clear error (and ``Retry-After``) instead of piling up behind each other until every client times out.
-    A heavy request (a long batch) also needs the process's one heavy slot: heavy batches run one at a time per
-    process and wait, or get the 503, among themselves, while plain searches go on between their encoding runs.
-    """
-    timeout = float(current_app.config["FAQ_SEARCH_TIMEOUT"])
-    gates = [current_app.extensions["faq_search_slots"]]  # made by create_app
-    if tokens > HEAVY_REQUEST_TOKENS:
-        gates.insert(0, current_app.extensions["faq_heavy_slots"])
-    deadline = time.monotonic() + timeout
-    taken = []
-    try:
-        for gate in gates:
-            if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise SearchTimeout(
-                    f"the service is saturated: no search could start within {timeout:g} s; retry later"
-                )
-            taken.append(gate)
-        return call()
-    finally:
-        for gate in taken:
-            gate.release()
+def _gate():
+    """The search slots and token budget of this process (``search.admission``; made by create_app)."""
+    return current_app.extensions["faq_search_gate"]
 
 
 @bp.post("/search")
@@ -86,8 +54,9 @@ def _search_one(req: SearchRequest):
     """One validated search, within the token budget and a search slot: the JSON of its outcome."""
     g.logged_query = req.query
     engine = current_engine()
-    tokens = _within_token_budget(engine, [req.query])
-    body = _searching(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict()
+    gate = _gate()
+    tokens = gate.tokens(engine, [req.query])
+    body = gate.run(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict()
     _log_search(req.query, body)
     body["request_id"] = observability.request_id()
     return jsonify(body)
@@ -97,22 +66,7 @@ def _log_search(query: str, body: dict) -> None:
     """Queue the search for the query log, when there is one (``FAQ_QUERY_LOG``): never blocks, never fails."""
     querylog = current_app.extensions.get("faq_query_log")
     if querylog is not None:
-        querylog.record(observability.request_id(), query, body)
-
-
-def _within_token_budget(engine, queries: list[str]) -> int:
-    """Refuse a request whose queries would make the encoder read more than ``FAQ_MAX_REQUEST_TOKENS`` tokens
-    (413 ``too_many_tokens``): characters say little of the cost (1,000 of them are 200 tokens of French, or 512
-    of symbols), and one search holds its worker for as long as its encoding takes."""
-    limit = int(current_app.config["FAQ_MAX_REQUEST_TOKENS"])
-    tokens = sum(engine.count_tokens(queries))
-    if tokens > limit:
-        raise PayloadTooLarge(
-            f"the request's queries are {tokens} tokens long, over the limit of {limit}: send fewer or shorter "
-            "queries (split a batch)",
-            code="too_many_tokens",
-        )
-    return tokens
+        querylog.record(observability.request_id(), query, body, client_key())
 
 
 @bp.post("/search/batch")
@@ -122,9 +76,10 @@ def search_batch():
     items = parse_batch(json_request(), current_app.config["FAQ_MAX_QUERY_CHARS"])
     valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
     engine = current_engine()
-    tokens = _within_token_budget(engine, [r.query for _, r in valid])
+    gate = _gate()
+    tokens = gate.tokens(engine, [r.query for _, r in valid])
     requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
-    responses = _searching(lambda: engine.search_batch(requests), tokens) if valid else []
+    responses = gate.run(lambda: engine.search_batch(requests), tokens) if valid else []
     results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
     for (i, item), response in zip(valid, responses, strict=True):
         results[i] = response.to_dict()
@@ -152,7 +107,7 @@ def feedback():
     querylog = query_log("feedback is off: this service keeps no query log", code="feedback_disabled")
     body = parse_body(FeedbackRequest, json_request())
     engine = current_engine()
-    querylog.feedback(body.request_id, body.faq_id, body.helpful, engine.index.index_id)
+    querylog.feedback(body.request_id, body.faq_id, body.helpful, engine.index.index_id, client_key())
     observability.FEEDBACK.labels("true" if body.helpful else "false").inc()
     return jsonify(
         {"status": "recorded", "request_id": body.request_id, "faq_id": body.faq_id, "helpful": body.helpful}

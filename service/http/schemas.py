@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InvalidRequest
 
 MAX_TOP_K = 50
+#: A name someone can read: something visible, no control characters (what the reviewed file's reader accepts).
+VISIBLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff][^\x00-\x1f\x7f]*$"
 
 
 class SearchRequest(BaseModel):
@@ -227,7 +229,9 @@ class ReviewActionRequest(BaseModel):
         min_length=1, max_length=128, description="The `index_id` of the listing: refused (409) if the index changed."
     )
     faq_id: str | None = Field(None, max_length=128, description="The entry (not for `dismiss`).")
-    by: str = Field("admin", min_length=1, max_length=100, description="Who decides (kept with the action).")
+    by: str = Field(
+        "admin", min_length=1, max_length=100, pattern=VISIBLE, description="Who decides (kept with the action)."
+    )
     note: str | None = Field(None, max_length=500, description="Why, for the record.")
 
 
@@ -236,7 +240,7 @@ class RevertRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    by: str = Field("admin", min_length=1, max_length=100, description="Who reverts.")
+    by: str = Field("admin", min_length=1, max_length=100, pattern=VISIBLE, description="Who reverts.")
 
 
 def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
@@ -264,6 +268,10 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
             ) from None
         if kind == "literal_error":
             raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_request", field=field) from None
+        if kind == "string_pattern_mismatch" and field == "by":
+            raise InvalidRequest(
+                "'by' must hold something visible, without control characters", code="invalid_request", field=field
+            ) from None
         if kind in _TYPE_ERRORS or kind in ("list_type", "string_type"):
             raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_type", field=field) from None
         if kind in _RANGE_ERRORS or kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
@@ -477,7 +485,18 @@ class EntryRef(BaseModel):
     question: str
 
 
-class ReviewQueueResponse(BaseModel):
+class QueuePage(BaseModel):
+    """Which page of the flagged queries a listing is (500 queries a page, the most flagged first)."""
+
+    page: int = Field(description="This page (from 1).")
+    pages: int = Field(description="Pages of flagged queries in the window.")
+    queries: int = Field(description="Flagged queries in the window, every page.")
+    preparing: int = Field(
+        description="Queries of this page left out until their vectors are made (in the background; list again)."
+    )
+
+
+class ReviewQueueResponse(QueuePage):
     """``GET /admin/review``."""
 
     index_id: str = Field(description="The index the listing was made on: send it with an action.")
@@ -485,19 +504,29 @@ class ReviewQueueResponse(BaseModel):
     groups: list[ReviewGroup]
     total_groups: int
     active_actions: int = Field(description="Decisions in force (not reverted).")
+    reviewed_file_problems: list[str] = Field(
+        description="Lines of the reviewed file its reader refuses (file:line: reason): skipped, never applied."
+    )
     entries: list[EntryRef] = Field(description="Every entry, for a choice beyond the suggestions.")
     rebuild: dict[str, Any] | None = Field(
-        description="The last rebuild's state: running, queued, done, failed or interrupted (docs/learning.md)."
+        description="The last rebuild's state: running, queued, done, failed or interrupted, with `pending` "
+        "(decisions the current build lacks), `attempt`, `attempts_left` and `next_retry_at` (docs/learning.md)."
     )
 
 
-class GapsResponse(BaseModel):
+class GapsResponse(QueuePage):
     """``GET /admin/gaps``."""
 
     index_id: str
     days: float
     gaps: list[ReviewGroup]
     total: int
+
+
+class RebuildResponse(BaseModel):
+    """``POST /admin/review/rebuild``: the build started (or queued behind the one running)."""
+
+    rebuild: dict[str, Any]
 
 
 class ReviewActionOut(BaseModel):

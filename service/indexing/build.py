@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +17,17 @@ import numpy as np
 from ..config import REPO_ROOT
 from ..corpus import (
     ROW_KINDS,
+    CorpusError,
     FaqIdentity,
-    corpus_checksum,
     entry_rows,
     passage_vector_text,
-    read_corpus,
+    read_corpus_snapshot,
     split_passages,
 )
-from ..encoders.base import Embedder, default_backend, default_model, encoder_info, model_id_for
+from ..encoders.base import BACKENDS, Embedder, default_backend, default_model, encoder_info, model_id_for
 from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
-from ..errors import IndexUnavailable
+from ..errors import IndexUnavailable, ServiceError
 from ..files import sha256_file
 from ..reviewed import apply_reviewed
 from .scoring import Scoring
@@ -48,6 +51,9 @@ def build_index(
     index_kind: str = "auto",
     index_params: dict | None = None,
     reuse: bool = True,
+    may_remove: Collection[str] | None = None,
+    origin: str = "operator",
+    settle: float = 0.0,
 ) -> dict:
     """Build and atomically publish an index of ``corpus`` under ``out_dir``.
 
@@ -74,20 +80,32 @@ def build_index(
         reuse: take the vector of every text the current index already embedded with the same model, weights,
             encoder and prompts (``reusable_vectors``) instead of embedding it again; the manifest's
             ``vectors_reused`` says how many. False: embed everything.
+        may_remove: the entries of the current index this build may leave out; None: any (an operator's build of
+            the corpus as it is). A build that nobody asked to remove entries (the rebuild after a review decision)
+            passes an empty set: a corpus that lost entries is then refused, since it is more likely a file
+            caught half-written than a deletion.
+        origin: who asked for the build, ``operator`` or ``review`` (the manifest's ``origin``): each keeps its own
+            earlier builds (``store.KEEP_OLD_BUILDS``), so decisions never push out an operator's last build.
+        settle: seconds the corpus must have been left alone before it is read (``corpus.stable_read``).
     Returns:
         The manifest written.
     Raises:
-        CorpusError: the corpus is invalid (file, line, reason).
+        CorpusError: the corpus is invalid (file, line, reason), changed while it was read, or lost entries it
+            may not lose.
         ModelUnavailable: the model cannot be loaded.
     """
     started = time.time()
-    identity, entries = read_corpus(corpus)
+    snapshot = read_corpus_snapshot(corpus, settle)  # read once: the checksum is of the very bytes indexed
+    identity, checksum = snapshot.identity, snapshot.sha256
     # The FAQ owner's decisions on real questions (corpus/<name>.reviewed.jsonl), the corpus file untouched.
-    entries, reviewed = apply_reviewed(entries, corpus)
+    entries, reviewed = apply_reviewed(snapshot.entries, corpus)
     if reviewed.skipped:
         log.warning("reviewed file: %d actions skipped: %s", len(reviewed.skipped), "; ".join(reviewed.skipped[:5]))
+    if reviewed.unreadable:
+        log.warning(
+            "reviewed file: %d lines left out: %s", len(reviewed.unreadable), "; ".join(reviewed.unreadable[:5])
+        )
     passages = split_passages(entries)
-    checksum = corpus_checksum(corpus)
     try:
         changes = corpus_changes(entries, out_dir, identity)
     except IndexUnavailable as exc:  # a damaged current build must never stop the build that replaces it
@@ -102,6 +120,17 @@ def build_index(
             "identity_changed": False,
         }
     log.info("against the current index: %s", describe_changes(changes))
+    lost = sorted(set(changes["removed"]) - set(may_remove)) if may_remove is not None else []
+    if lost:
+        raise CorpusError(
+            corpus,
+            None,
+            f"{len(lost)} entries of the served index are not in the corpus ({', '.join(lost[:5])}"
+            f"{', …' if len(lost) > 5 else ''}): this build may not remove entries (a file caught half-written?). "
+            "If they were removed on purpose, build with `faq-search build`",
+        )
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
     tuned = None
     if finetune is not None:
         if model is not None and not isinstance(model, str):
@@ -157,6 +186,7 @@ def build_index(
     manifest = {
         "index_id": new_index_id(checksum + (reviewed.sha256 or ""), embedder.model_id),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "origin": origin,
         "model": {
             "name": embedder.model_id,
             "dimension": embedder.dimension,
@@ -194,6 +224,50 @@ def build_index(
     written = write_index(out_dir, vectors, rows, passages, entries, manifest)
     log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
     return written
+
+
+@contextlib.contextmanager
+def build_lock(out_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of builds of one index directory (``<out>/.build.lock``): builds started together
+    would otherwise switch ``current`` in the order they finish, not the order they started.
+
+    Raises:
+        OSError: the index directory cannot be created or written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    fd = os.open(os.path.join(out_dir, ".build.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+#: Who asks for a build: an operator (``faq-search build``, ``make index``) or the review loop after a decision.
+ORIGINS = ("operator", "review")
+
+
+def settings_like_current(index_dir: str | os.PathLike) -> dict:
+    """The build settings of the build ``index_dir`` serves now, as ``build_index`` keyword arguments: its encoder,
+    its FAISS index kind and parameters, its scoring (what the rebuild after a review decision keeps).
+
+    Raises:
+        IndexUnavailable: no current build, or its manifest cannot be read.
+        ServiceError: the current build uses a model fine-tuned on its corpus (``--finetune`` builds it again).
+    """
+    current = read_manifest(index_dir)
+    if (current.get("model") or {}).get("finetuned"):
+        raise ServiceError(
+            "the current build uses a model fine-tuned on its corpus; a build like it does not fine-tune: "
+            "rebuild it with `faq-search build --finetune`"
+        )
+    built_with = ((current.get("model") or {}).get("encoder") or {}).get("backend")
+    return {
+        "backend": built_with if built_with in BACKENDS else None,
+        "index_kind": (current.get("vector_index") or {}).get("kind", "auto"),
+        "index_params": dict((current.get("vector_index") or {}).get("params") or {}),
+        "scoring": Scoring.carried_over(current.get("scoring")),
+    }
 
 
 def row_key(prompt_kind: str, text: str) -> str:

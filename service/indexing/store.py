@@ -4,6 +4,7 @@ Layout of an index directory (``index/`` by default)::
 
     index/
       current -> builds/<index_id>      symlink, swapped atomically by each build
+      published.jsonl                   every build ``current`` pointed to, in order (the fallback takes only these)
       builds/<index_id>/
         manifest.json                   written last; lists every other file with its SHA-256
         vectors.faiss                   FAISS index over L2-normalised float32 vectors (inner product = cosine):
@@ -13,9 +14,11 @@ Layout of an index directory (``index/`` by default)::
         passages.jsonl                  the answer passages (what a result shows)
         entries.jsonl                   the corpus entries, for GET /faq/<id>
 
-A build is written into a hidden temporary directory, renamed into ``builds/``, then published by
-replacing the ``current`` symlink with ``os.replace``: a reader sees the old index or the new one, never a
-mix, and a failed build leaves ``current`` untouched. ``load_index`` also accepts a build directory itself.
+A build is written into a hidden temporary directory (``.tmp-<pid>-…``), renamed into ``builds/``, then
+published by replacing the ``current`` symlink with ``os.replace``: a reader sees the old index or the new one,
+never a mix, and a failed build leaves ``current`` untouched. ``load_index`` also accepts a build directory
+itself. Earlier builds are kept for rollback, ``KEEP_OLD_BUILDS`` of each origin (an operator's, the review
+loop's), and the temporary directory of a build whose process is gone is removed by the next build.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 from ..corpus import ROW_KINDS, FaqEntry, FaqIdentity, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
+from ..processes import alive
 from .scoring import Scoring
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,13 @@ PASSAGES = "passages.jsonl"
 ENTRIES = "entries.jsonl"
 CURRENT = "current"
 BUILDS = "builds"
-#: Older builds kept beside the current one (for rollback and for readers still on them).
+PUBLISHED = "published.jsonl"
+#: Older builds kept beside the current one (for rollback and for readers still on them), for each origin of
+#: builds: an operator's (``faq-search build``) and the review loop's, so that a morning of review decisions
+#: never pushes out the last build an operator made.
 KEEP_OLD_BUILDS = 2
+#: Temporary directories of a build whose process cannot be told dead are removed after this long.
+STALE_TMP_SECONDS = 24 * 3600
 
 
 #: Up to this many vectors the index is exact: a flat search of 10,000 384-d vectors takes 0.6 ms on one core
@@ -289,7 +298,7 @@ def write_index(
     final = builds / index_id
     if final.exists():
         raise FileExistsError(f"build {final} already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{index_id}-", dir=builds))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix('build')}{index_id}-", dir=builds))
     link_tmp = out / f".{CURRENT}.tmp-{os.getpid()}"
     renamed = published = False
     try:
@@ -325,10 +334,11 @@ def write_index(
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        _start_published_list(out)
         tmp.rename(final)
         renamed = True
         _fsync_dir(builds)
-        _point_current(out, index_id, link_tmp)
+        _point_current(out, index_id, link_tmp, manifest.get("origin"))
         published = True
     except BaseException:
         # Nothing of a failed build stays behind: not its temporary directory, not a build that was never
@@ -343,13 +353,58 @@ def write_index(
     return full
 
 
-def _point_current(out: Path, index_id: str, link_tmp: Path) -> None:
-    """Point ``out/current`` at ``builds/<index_id>`` in one step (a new link renamed over the old one)."""
+def _point_current(out: Path, index_id: str, link_tmp: Path, origin: str | None = None) -> None:
+    """Point ``out/current`` at ``builds/<index_id>`` in one step (a new link renamed over the old one), then record
+    it in ``published.jsonl`` (a build killed before this point is never served, not even as a fallback)."""
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
     os.symlink(Path(BUILDS) / index_id, link_tmp)  # a symlink takes an inode: it can fail when the build did not
     os.replace(link_tmp, out / CURRENT)
     _fsync_dir(out)
+    line = json.dumps({"index_id": index_id, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "origin": origin or "operator"})  # fmt: skip
+    try:
+        with open(out / PUBLISHED, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    except OSError as exc:  # published all the same; only the fallback's list misses it
+        log.warning("could not record the publication of %s in %s: %s", index_id, out / PUBLISHED, exc)
+
+
+def published_builds(index_dir: str | os.PathLike) -> list[str] | None:
+    """The ids of the builds ``current`` has pointed to, oldest first (None: an index directory from before the
+    list was kept, where every finished build counts)."""
+    try:
+        lines = (Path(index_dir) / PUBLISHED).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line)["index_id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a crash
+    return out
+
+
+def _start_published_list(out: Path) -> None:
+    """Create ``published.jsonl`` if the index directory has none yet, listing the builds already there (published
+    before the list was kept): from then on, a build is listed only once ``current`` pointed to it."""
+    path = out / PUBLISHED
+    if path.exists():
+        return
+    builds = sorted(p.name for p in (out / BUILDS).iterdir() if p.is_dir() and not p.name.startswith("."))
+    tmp = out / f".{PUBLISHED}.tmp-{os.getpid()}"
+    tmp.write_text("".join(json.dumps({"index_id": b, "origin": _origin(out / BUILDS / b)}) + "\n" for b in builds),
+                   encoding="utf-8")  # fmt: skip
+    os.replace(tmp, path)
+
+
+def _tmp_prefix(kind: str) -> str:
+    """The name a temporary directory of this process starts with: it carries the pid, so that a later build
+    removes it once this process is gone."""
+    return f".tmp-{os.getpid()}-{kind}-"
 
 
 def _served_model(manifest: dict) -> tuple:
@@ -404,11 +459,11 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
             load_index(final)
         except IndexUnavailable as exc:  # damaged since it was published: copied again from the sound build
             log.warning("the published copy %s fails its checks (%s): copying it again", final, exc.message)
-            damaged = builds / f".tmp-damaged-{index_id}-{os.getpid()}"
+            damaged = builds / f"{_tmp_prefix('damaged')}{index_id}"
             final.rename(damaged)
             shutil.rmtree(damaged, ignore_errors=True)
     if not final.is_dir():
-        tmp = builds / f".tmp-publish-{index_id}-{os.getpid()}"
+        tmp = builds / f"{_tmp_prefix('publish')}{index_id}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             shutil.copytree(build, tmp)
@@ -427,7 +482,7 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}")
+    _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}", manifest.get("origin"))
     _prune(builds, keep=final)
     log.info("published %s into %s", index_id, out)
     return manifest
@@ -441,14 +496,57 @@ def _count_kinds(rows: list[Row]) -> dict[str, int]:
 
 
 def _prune(builds: Path, keep: Path) -> None:
-    """Remove old builds beyond KEEP_OLD_BUILDS (and stale temporary dirs of crashed builds)."""
+    """Remove old builds beyond ``KEEP_OLD_BUILDS`` of each origin, and the temporary directories of builds whose
+    process is gone (or older than ``STALE_TMP_SECONDS``)."""
     done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-    for old in [p for p in done if p != keep][KEEP_OLD_BUILDS:]:
-        shutil.rmtree(old, ignore_errors=True)
-    cutoff = time.time() - 24 * 3600
+    kept: dict[str, int] = {}
+    for old in (p for p in done if p != keep):
+        origin = _origin(old)
+        kept[origin] = kept.get(origin, 0) + 1
+        if kept[origin] > KEEP_OLD_BUILDS:
+            shutil.rmtree(old, ignore_errors=True)
+    _trim_published(builds.parent, {p.name for p in builds.iterdir() if p.is_dir()})
+    cutoff = time.time() - STALE_TMP_SECONDS
     for stale in builds.glob(".tmp-*"):
-        if stale.stat().st_mtime < cutoff:
-            shutil.rmtree(stale, ignore_errors=True)
+        pid = stale.name.split("-")[1]
+        gone = pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid))
+        try:
+            if gone or stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue  # removed by another build meanwhile
+
+
+def load_manifest_origin(build: str | os.PathLike) -> str:
+    """Who made the build ``build`` (a build directory or an index directory): ``operator`` or ``review``."""
+    return _origin(resolve(build))
+
+
+def _origin(build: Path) -> str:
+    """Who made a build (its manifest's ``origin``; ``operator`` when it does not say or cannot be read)."""
+    try:
+        origin = json.loads((build / MANIFEST).read_text(encoding="utf-8")).get("origin")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return "operator"
+    return origin if origin in ("operator", "review") else "operator"
+
+
+def _trim_published(out: Path, existing: set[str]) -> None:
+    """Keep ``published.jsonl`` to the builds still on disk (rewritten whole, through a renamed temporary file)."""
+    path = out / PUBLISHED
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    kept = [line for line in lines if any(f'"{name}"' in line for name in existing)]
+    if len(kept) == len(lines):
+        return
+    tmp = out / f".{PUBLISHED}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve(index_dir: str | os.PathLike) -> Path:
@@ -532,9 +630,12 @@ def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> Stor
         candidates = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
     except OSError:  # no builds directory
         raise failure from None
+    published = published_builds(index_dir)
     for build in candidates:  # build names start with their UTC build time: newest first
         if wanted is not None and build.resolve() == wanted:
             continue
+        if published is not None and build.name not in published:
+            continue  # finished but never published (its build was stopped before the switch): never served
         try:
             index = load_index(build, verify)
         except IndexUnavailable:

@@ -93,6 +93,7 @@ BY_CODE = {
             "expectation_failed",
             "headers_too_large",
             "missing_field",
+            "invalid_review_action",
         ),
         InvalidRequestError,
     ),

@@ -7,11 +7,18 @@ streamable HTTP.
 
 The tools return the HTTP API's JSON (docs/api.md), so an assistant reads the same fields a program does.
 ``send_feedback`` needs a query log: the service's (``--url``), or ``FAQ_QUERY_LOG`` when loading in-process.
+
+Over HTTP the server keeps the HTTP API's rules: with ``FAQ_API_KEYS`` every request needs a key (a bearer or
+``X-API-Key``; 401 otherwise, initialize and tools/list included), ``FAQ_RATE_LIMIT`` counts each client's tool
+calls, and in-process searches go through the same token budget and search slots (``search.admission``). It
+refuses to listen on an address other than loopback without keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -19,14 +26,16 @@ import sys
 import uuid
 from typing import Annotated, Any, Protocol
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from ..access import RateLimit, client_identity, parse_keys, valid_key
 from ..config import DEFAULTS, config_from_env
 from ..corpus import FaqIdentity
-from ..errors import FeatureDisabled, ServiceError
+from ..errors import FeatureDisabled, ServiceError, error_body
 from ..http.schemas import MAX_TOP_K, parse_search
+from ..search.admission import SearchGate
 from ..search.lexical import fold
 from ..search.loading import load_engine
 from .client import FaqSearchClient, FaqSearchError
@@ -69,13 +78,14 @@ def server_name(identity: FaqIdentity) -> str:
 
 
 class Backend(Protocol):
-    """Where the tools get their answers: the engine in this process, or a running service."""
+    """Where the tools get their answers: the engine in this process, or a running service. ``client`` is who
+    called (``access.client_identity``), for the query log."""
 
-    def search(self, query: str, top_k: int) -> dict: ...
+    def search(self, query: str, top_k: int, client: str | None = None) -> dict: ...
 
     def entry(self, faq_id: str) -> dict: ...
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict: ...
+    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict: ...
 
     def identity(self) -> FaqIdentity: ...
 
@@ -89,30 +99,34 @@ FEEDBACK_DESCRIPTION = (
 
 
 class EngineBackend:
-    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does.
+    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does, within the same
+    token budget and search slots (``gate``: ``FAQ_MAX_REQUEST_TOKENS``, ``FAQ_MAX_CONCURRENT_SEARCHES``,
+    ``FAQ_SEARCH_TIMEOUT``).
 
     With a ``QueryLog`` (``FAQ_QUERY_LOG``), searches are logged and feedback is taken, as the service does.
     """
 
-    def __init__(self, engine, max_query_chars: int = 1000, querylog=None):
+    def __init__(self, engine, max_query_chars: int = 1000, querylog=None, gate: SearchGate | None = None):
         self.engine, self.max_query_chars, self.querylog = engine, max_query_chars, querylog
+        self.gate = gate or SearchGate()
 
-    def search(self, query: str, top_k: int) -> dict:
+    def search(self, query: str, top_k: int, client: str | None = None) -> dict:
         req = parse_search({"query": query, "top_k": top_k}, self.max_query_chars)
-        body = self.engine.search(req.query, req.top_k).to_dict()
+        tokens = self.gate.tokens(self.engine, [req.query])
+        body = self.gate.run(lambda: self.engine.search(req.query, req.top_k), tokens).to_dict()
         if self.querylog is not None:
             body["request_id"] = uuid.uuid4().hex
-            self.querylog.record(body["request_id"], req.query, body)
+            self.querylog.record(body["request_id"], req.query, body, client)
         return body
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
         if self.querylog is None:
             raise FeatureDisabled(
                 "feedback is off: no query log (set FAQ_QUERY_LOG, or use --url with a service that keeps one)",
                 code="feedback_disabled",
             )
         self.engine.entry(faq_id)  # NotFound for an unknown entry
-        self.querylog.feedback(request_id, faq_id, helpful, self.engine.index.index_id)
+        self.querylog.feedback(request_id, faq_id, helpful, self.engine.index.index_id, client)
         return {"status": "recorded", "request_id": request_id, "faq_id": faq_id, "helpful": helpful}
 
     def entry(self, faq_id: str) -> dict:
@@ -128,13 +142,13 @@ class HttpBackend:
     def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
         self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
 
-    def search(self, query: str, top_k: int) -> dict:
+    def search(self, query: str, top_k: int, client: str | None = None) -> dict:
         return self.client.call("POST", "/search", {"query": query, "top_k": top_k})
 
     def entry(self, faq_id: str) -> dict:
         return self.client.entry(faq_id)
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
         return self.client.send_feedback(request_id, faq_id, helpful)
 
     def identity(self) -> FaqIdentity:
@@ -153,26 +167,55 @@ def _tool_error(exc: Exception) -> ToolError:
     return ToolError(f"{code}: {message}" if code else message)
 
 
-def build_server(backend: Backend) -> MCPServer:
-    """The MCP server with its two tools, answering from ``backend``, named and described after its FAQ."""
+def _caller(ctx: Context | None, keys: list[str]) -> str | None:
+    """Who called a tool: over HTTP, the request's valid key (hashed) or its address; over stdio, None."""
+    try:
+        request = ctx.request_context.request if ctx is not None else None
+    except (AttributeError, ValueError):  # outside a request (a direct call)
+        return None
+    if request is None or not hasattr(request, "headers"):
+        return None
+    key = valid_key(request.headers.get("authorization"), request.headers.get("x-api-key"), keys)
+    return client_identity(key, getattr(getattr(request, "client", None), "host", None))
+
+
+def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: list[str] | None = None) -> MCPServer:
+    """The MCP server with its three tools, answering from ``backend``, named and described after its FAQ.
+
+    Args:
+        rate_limit: each client's tool calls counted against it (``FAQ_RATE_LIMIT``); None: no limit.
+        keys: the API keys (``FAQ_API_KEYS``), for telling clients apart; ``AccessGuard`` refuses requests without one.
+    """
     identity = backend.identity()
     description = search_description(identity)
     server = MCPServer(server_name(identity), instructions=description)
+    keys = keys or []
+
+    def admit(ctx: Context | None) -> str | None:
+        client = _caller(ctx, keys)
+        if rate_limit is not None:
+            wait = rate_limit.hit(client or "local")
+            if wait is not None:
+                raise ToolError(f"rate_limited: over the limit of {rate_limit.limit}; retry in {wait:g} s")
+        return client
 
     @server.tool(name="search_faq", description=description)
     def search_faq(
         query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
+        ctx: Context,
         top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many FAQ entries to return.")] = 5,
     ) -> dict[str, Any]:
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
+        client = admit(ctx)
         try:
-            return backend.search(query, top_k)
+            return backend.search(query, top_k, client)
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
     @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
-    def get_faq_entry(faq_id: str) -> dict[str, Any]:
+    def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
+        admit(ctx)
         try:
             return backend.entry(faq_id)
         except (ServiceError, FaqSearchError) as exc:
@@ -183,13 +226,66 @@ def build_server(backend: Backend) -> MCPServer:
         request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
         faq_id: Annotated[str, Field(description="The entry judged (a result's `faq_id`).")],
         helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
+        ctx: Context,
     ) -> dict[str, Any]:
+        client = admit(ctx)
         try:
-            return backend.feedback(request_id, faq_id, helpful)
+            return backend.feedback(request_id, faq_id, helpful, client)
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
     return server
+
+
+class AccessGuard:
+    """ASGI middleware of the MCP server over HTTP: with API keys configured, every request needs one (a bearer or
+    ``X-API-Key``, compared in constant time), else 401 in the service's JSON error shape."""
+
+    def __init__(self, app, keys: list[str]):
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.keys:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if valid_key(headers.get("authorization"), headers.get("x-api-key"), self.keys) is None:
+                body = json.dumps(
+                    error_body(
+                        401,
+                        "unauthorized",
+                        "this server needs an API key: `Authorization: Bearer <key>` or `X-API-Key`",
+                    )  # fmt: skip
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"www-authenticate", b'Bearer realm="faq-search"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve_http(server: MCPServer, host: str, port: int, keys: list[str]) -> None:
+    """Serve the MCP server over streamable HTTP, behind ``AccessGuard``, with uvicorn."""
+    import anyio
+    import uvicorn
+
+    app = AccessGuard(server.streamable_http_app(host=host), keys)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    anyio.run(uvicorn.Server(config).serve)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,10 +313,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # stdout carries the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    config = {**DEFAULTS, **config_from_env()}
+    keys = parse_keys(config.get("FAQ_API_KEYS"))
+    if args.transport == "streamable-http" and not keys and not _loopback(args.host):
+        print(
+            f"error: refusing to serve MCP on {args.host} without API keys: anyone who reaches it could search and "
+            "send feedback. Set FAQ_API_KEYS, or listen on 127.0.0.1 behind your own proxy",
+            file=sys.stderr,
+        )
+        return 2
+    rate_limit = None
+    try:
+        if config.get("FAQ_RATE_LIMIT"):
+            rate_limit = RateLimit(config["FAQ_RATE_LIMIT"], config.get("FAQ_RATE_LIMIT_STORAGE"))
+    except ValueError as exc:
+        print(f"error: FAQ_RATE_LIMIT: {exc}", file=sys.stderr)
+        return 2
     if args.url:
         backend: Backend = HttpBackend(args.url, api_key=args.api_key)
     else:
-        config = {**DEFAULTS, **config_from_env()}
         if args.index:
             config["FAQ_INDEX"] = args.index
         if args.model:
@@ -233,21 +344,31 @@ def main(argv: list[str] | None = None) -> int:
                 from ..learning.querylog import QueryLog
 
                 try:
-                    querylog = QueryLog(config["FAQ_QUERY_LOG"], days=float(config["FAQ_QUERY_LOG_DAYS"]))
+                    max_mb = config.get("FAQ_QUERY_LOG_MAX_MB")
+                    querylog = QueryLog(
+                        config["FAQ_QUERY_LOG"],
+                        days=float(config["FAQ_QUERY_LOG_DAYS"]),
+                        max_mb=float(max_mb) if max_mb else None,
+                    )
                 except ValueError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return 2
                 querylog.start()
                 atexit.register(querylog.close)  # what is queued is written before the server exits
-            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"], querylog)
+            gate = SearchGate(
+                int(config["FAQ_MAX_CONCURRENT_SEARCHES"]),
+                float(config["FAQ_SEARCH_TIMEOUT"]),
+                int(config["FAQ_MAX_REQUEST_TOKENS"]),
+            )
+            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"], querylog, gate)
         except ServiceError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
-    server = build_server(backend)
+    server = build_server(backend, rate_limit, keys)
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host=args.host, port=args.port)
+        serve_http(server, args.host, args.port, keys)
     return 0
 
 

@@ -2,10 +2,16 @@
 
 Off unless ``FAQ_QUERY_LOG`` names a database file. A search only puts a small tuple on a bounded in-memory queue
 (``record``, which never blocks and never raises); a writer thread of the worker redacts the queries
-(``redaction.redact``) and writes them in batches, so a slow disk, a locked or a corrupted database never slows
-or fails a search: the rows of that batch are counted as failed, the error is logged and shown in ``/health``, and
-the writer tries again. SQLite in WAL mode lets every gunicorn worker write to the same file while the review
-queue reads it. Rows older than ``FAQ_QUERY_LOG_DAYS`` are deleted at start and every hour.
+(``redaction.redact``, linear in the query's length) and writes them in batches, both in a native thread under
+gevent (``_blocking``), so neither a long query nor a slow disk, a locked or a corrupted database slows the
+worker's other requests or fails a search: the rows of a failed batch are counted as failed, the error is logged
+and shown in ``/health``, and the writer tries again. SQLite in WAL mode lets every gunicorn worker write to the
+same file while the review queue reads it. Rows older than ``FAQ_QUERY_LOG_DAYS`` are deleted at start and every
+hour, and the oldest rows go first when the file's content passes ``FAQ_QUERY_LOG_MAX_MB``.
+
+Each row names its client by a salted hash (an API key or an address, never stored as such): the review queue and
+the gaps count one client's repeats once a day, so that nobody can push a question up the queue by asking it
+again and again.
 
 What a crash loses: the rows still on the queue, at most ``gather_seconds`` (0.05 s) worth of searches or
 ``batch_rows``, since the writer commits what it gathered at least that often (``scripts/bench.py querylog``,
@@ -15,10 +21,12 @@ docs/learning.md).
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 import logging
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -43,7 +51,8 @@ CREATE TABLE IF NOT EXISTS searches (
     index_id TEXT,
     answered INTEGER NOT NULL,
     reason TEXT,                 -- the reason code when not answered
-    results TEXT NOT NULL        -- JSON [[faq_id, score], ...], best first
+    results TEXT NOT NULL,       -- JSON [[faq_id, score], ...], best first
+    client TEXT                  -- salted hash of the client (NULL: unknown, each row its own client)
 );
 CREATE INDEX IF NOT EXISTS searches_ts ON searches (ts);
 CREATE INDEX IF NOT EXISTS searches_request ON searches (request_id);
@@ -55,7 +64,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     query_key TEXT NOT NULL,
     faq_id TEXT NOT NULL,
     helpful INTEGER NOT NULL,
-    index_id TEXT
+    index_id TEXT,
+    client TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 CREATE INDEX IF NOT EXISTS feedback_key ON feedback (query_key);
@@ -78,6 +88,10 @@ MAX_DAYS = 36_500
 FEEDBACK_WAIT_SECONDS = 1.0
 #: How long a failing database is left alone before the writer opens it again.
 RETRY_SECONDS = 5.0
+#: How often the writer looks at the database's size (``max_mb``), at most.
+SIZE_CHECK_SECONDS = 5.0
+#: A client's repeats of one query count once per period of this many seconds (a day) in the review ranking.
+CLIENT_PERIOD_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -112,10 +126,15 @@ def connect(path: str | os.PathLike, timeout: float = 2.0, create: bool = False)
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if create:
             tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:  # a new file: freed pages can be given back (the size bound deletes oldest rows)
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             if not {"searches", "feedback", "vectors", "meta"} <= tables:
                 conn.executescript(SCHEMA)
+            for table in ("searches", "feedback"):  # a log from before clients were counted
+                if "client" not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN client TEXT")
             conn.execute("PRAGMA secure_delete=ON")  # purged queries are overwritten, not left in free pages
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process, not of the host
     except BaseException:
@@ -170,6 +189,8 @@ class QueryLog:
         gather_seconds, batch_rows: after the first row, the writer gathers for this long (or this many rows) and
             writes them in one transaction: what a SIGKILL of the worker can lose.
         observer: called with ``(outcome, rows)`` for ``written``, ``dropped`` and ``failed`` (metrics).
+        max_mb: the most the database's content may hold, in megabytes (``FAQ_QUERY_LOG_MAX_MB``; None: no bound):
+            past it the oldest rows are deleted first.
     """
 
     def __init__(
@@ -181,9 +202,13 @@ class QueryLog:
         gather_seconds: float = 0.05,
         batch_rows: int = 256,
         observer: Callable[[str, int], None] | None = None,
+        max_mb: float | None = 500,
     ):
         if not (isinstance(days, (int, float)) and 0 < days <= MAX_DAYS):  # NaN and infinity fail too
             raise ValueError(f"FAQ_QUERY_LOG_DAYS must be a number of days from 0 to {MAX_DAYS}, not {days!r}")
+        if max_mb is not None and not (isinstance(max_mb, (int, float)) and 1 <= max_mb <= 10**7):
+            raise ValueError(f"FAQ_QUERY_LOG_MAX_MB must be a number of megabytes from 1 to 10000000, not {max_mb!r}")
+        self.max_bytes = int(max_mb * 2**20) if max_mb is not None else None
         self.path = Path(path)
         self.days = float(days)
         self.flush_seconds = flush_seconds
@@ -199,6 +224,9 @@ class QueryLog:
         self.last_error_at: float | None = None
         self.last_purge: dict | None = None
         self._inode: int | None = None  # the file the writer's connection has open
+        self._salt: bytes | None = None  # of the clients' hashes, kept in the database (``meta.client_salt``)
+        self._next_size_check = 0.0
+        self.size_deleted = 0
 
     def start(self) -> None:
         """Create the database's tables now (an error is logged and shows in ``status``; searches go on), then
@@ -211,15 +239,22 @@ class QueryLog:
 
     # ---- the request path ----
 
-    def record(self, request_id: str, query: str, outcome: dict) -> None:
-        """Queue one search (``outcome`` is its response dict); never blocks, never raises."""
-        self._enqueue(("search", time.time(), request_id, query, outcome))
+    def record(self, request_id: str, query: str, outcome: dict, client: str | None = None) -> None:
+        """Queue one search (``outcome`` is its response dict; ``client`` who asked, hashed before it is written);
+        never blocks, never raises."""
+        self._enqueue(("search", time.time(), request_id, query, outcome, client))
 
     def record_feedback(
-        self, request_id: str, query_key: str, faq_id: str, helpful: bool, index_id: str | None
+        self,
+        request_id: str,
+        query_key: str,
+        faq_id: str,
+        helpful: bool,
+        index_id: str | None,
+        client: str | None = None,
     ) -> None:
         """Queue one feedback row (written like searches)."""
-        self._enqueue(("feedback", time.time(), request_id, query_key, faq_id, helpful, index_id))
+        self._enqueue(("feedback", time.time(), request_id, query_key, faq_id, helpful, index_id, client))
 
     def _enqueue(self, row: tuple) -> None:
         """Put a row on the writer's queue; a full queue or a closed log drops it (counted), never waits or raises."""
@@ -235,7 +270,9 @@ class QueryLog:
             log.exception("query log: could not queue a row")
             self._count("dropped", 1)
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool, index_id: str | None) -> LoggedSearch:
+    def feedback(
+        self, request_id: str, faq_id: str, helpful: bool, index_id: str | None, client: str | None = None
+    ) -> LoggedSearch:
         """Record whether ``faq_id`` helped for the search ``request_id``; returns that search.
 
         Waits up to ``FEEDBACK_WAIT_SECONDS`` for the search to reach the database (the writers of every worker
@@ -273,7 +310,7 @@ class QueryLog:
                 field="faq_id",
             )
         search = min(ranked, key=lambda r: r[:2])[2]
-        self.record_feedback(request_id, search.query_key, faq_id, helpful, index_id)
+        self.record_feedback(request_id, search.query_key, faq_id, helpful, index_id, client)
         return search
 
     # ---- the writer ----
@@ -324,6 +361,9 @@ class QueryLog:
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_EVERY_SECONDS
                     self.purge(conn)
+                if self.max_bytes is not None and time.monotonic() >= self._next_size_check:
+                    self._next_size_check = time.monotonic() + SIZE_CHECK_SECONDS
+                    self.size_deleted += _blocking(_bound_size, conn, self.max_bytes)
             except sqlite3.Error as exc:
                 self._failed(exc, "writing")
                 self._count("failed", len(batch))
@@ -379,24 +419,10 @@ class QueryLog:
         self.last_error, self.last_error_at = message, time.time()
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
-        """Redact and write one batch in one transaction (the database work off the event loop under gevent)."""
-        searches, feedback = [], []
-        for n, item in enumerate(batch, start=1):
-            if n % 16 == 0:
-                time.sleep(0)  # under gevent, let the worker's requests run between rows
-            if item[0] == "search":
-                _, ts, request_id, query, outcome = item
-                text = redact(query)
-                results = [[r["faq_id"], round(float(r["score"]), 4)] for r in outcome["results"][:LOGGED_RESULTS]]
-                reason = (outcome.get("reason") or {}).get("code")
-                index_id = (outcome.get("index") or {}).get("id")
-                answered = int(bool(outcome["answered"]))
-                searches.append(
-                    (ts, request_id, text, query_key(text), index_id, answered, reason, json.dumps(results))
-                )
-            else:
-                feedback.append(item[1:])
-        _blocking(_commit, conn, searches, feedback)
+        """Redact and write one batch in one transaction, both off the event loop under gevent (a native thread)."""
+        if self._salt is None:
+            self._salt = _blocking(_client_salt, conn)
+        _blocking(_redact_and_commit, conn, batch, self._salt)
 
     def purge(self, conn: sqlite3.Connection | None = None, now: float | None = None) -> dict:
         """Delete what is older than the retention; returns how many rows of each table went."""
@@ -437,6 +463,8 @@ class QueryLog:
             "state": "ok" if self.last_error is None else "error",
             "last_error": self.last_error,
             "last_purge": self.last_purge,
+            "max_mb": round(self.max_bytes / 2**20, 1) if self.max_bytes is not None else None,
+            "deleted_for_size": self.size_deleted,
         }
 
     # ---- reads (feedback, the review queue, gaps) ----
@@ -464,17 +492,77 @@ def _delete_before(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
     }
 
 
+def _client_salt(conn: sqlite3.Connection) -> bytes:
+    """The secret that salts the clients' hashes, made once per database (a hash of an address without it is
+    reversed by trying every address)."""
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('client_salt', ?)", (secrets.token_hex(16),))
+    return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'client_salt'").fetchone()[0])
+
+
+def _client_id(salt: bytes, client: str | None) -> str | None:
+    return hmac.new(salt, client.encode("utf-8", "replace"), "sha256").hexdigest()[:16] if client else None
+
+
+def _redact_and_commit(conn: sqlite3.Connection, batch: list[tuple], salt: bytes) -> None:
+    """Redact the batch's queries and insert its rows in one transaction (no gevent call here: it runs in a native
+    thread; redaction is linear in a query's length, and the GIL is passed back to the event loop every few ms)."""
+    searches, feedback = [], []
+    for item in batch:
+        if item[0] == "search":
+            _, ts, request_id, query, outcome, client = item
+            text = redact(query)
+            results = [[r["faq_id"], round(float(r["score"]), 4)] for r in outcome["results"][:LOGGED_RESULTS]]
+            reason = (outcome.get("reason") or {}).get("code")
+            index_id = (outcome.get("index") or {}).get("id")
+            answered = int(bool(outcome["answered"]))
+            searches.append(
+                (ts, request_id, text, query_key(text), index_id, answered, reason, json.dumps(results),
+                 _client_id(salt, client))
+            )  # fmt: skip
+        else:
+            *row, client = item[1:]
+            feedback.append((*row, _client_id(salt, client)))
+    _commit(conn, searches, feedback)
+
+
+def _bound_size(conn: sqlite3.Connection, max_bytes: int) -> int:
+    """Delete the oldest rows while the database's content is over ``max_bytes`` (a tenth of the rows at a time,
+    down to nine tenths of the bound); returns how many searches went."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def used() -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * page_size
+
+    deleted = 0
+    for _ in range(20):
+        if used() <= (max_bytes if deleted == 0 else int(max_bytes * 0.9)):
+            break
+        rows = conn.execute("SELECT COUNT(*) FROM searches").fetchone()[0]
+        if rows == 0:
+            break
+        cutoff = conn.execute(
+            "SELECT ts FROM searches ORDER BY ts LIMIT 1 OFFSET ?", (max(1, rows // 10) - 1,)
+        ).fetchone()[0]
+        deleted += _delete_before(conn, cutoff + 1e-6)["searches"]
+    if deleted:
+        conn.execute("PRAGMA incremental_vacuum")  # the freed pages back to the filesystem (a file made since)
+        log.warning("query log: over its size bound; the %d oldest searches were deleted", deleted)
+    return deleted
+
+
 def _commit(conn: sqlite3.Connection, searches: list[tuple], feedback: list[tuple]) -> None:
     """Insert the rows in one transaction (plain sqlite3 only: it may run in a native thread under gevent)."""
     conn.execute("BEGIN")
     try:
         conn.executemany(
-            "INSERT INTO searches (ts, request_id, query, query_key, index_id, answered, reason, results) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO searches (ts, request_id, query, query_key, index_id, answered, reason, results, client) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             searches,
         )
         conn.executemany(
-            "INSERT INTO feedback (ts, request_id, query_key, faq_id, helpful, index_id) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO feedback (ts, request_id, query_key, faq_id, helpful, index_id, client) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             feedback,
         )
         conn.execute("COMMIT")
@@ -492,7 +580,12 @@ def _logged(row: tuple) -> LoggedSearch:
 
 @dataclass
 class QueryStats:
-    """One distinct query (by ``query_key``) over the log's window: how often asked, answered, found unhelpful."""
+    """One distinct query (by ``query_key``) over the log's window: how often asked, answered, found unhelpful.
+
+    Counts are of clients and days, not of rows: one client asking the same query a hundred times in a day, or
+    saying "not helpful" a hundred times, counts once (``CLIENT_PERIOD_SECONDS``; rows without a client, from
+    before clients were counted, count one each).
+    """
 
     key: str
     text: str  # its latest wording
@@ -506,6 +599,32 @@ class QueryStats:
     not_helpful_entries: Counter = field(default_factory=Counter)
 
 
+class _Tally:
+    """Distinct (client, day) pairs per query, turned into ``QueryStats`` counts."""
+
+    def __init__(self, key: str, text: str, ts: float):
+        self.stats = QueryStats(key, text, ts, ts)
+        self.asked: set = set()
+        self.unanswered: set = set()
+        self.not_helpful: set = set()
+        self.reasons: dict[str, set] = {}
+        self.shown: dict[str, set] = {}
+        self.entries: dict[str, set] = {}
+
+    def done(self) -> QueryStats:
+        s = self.stats
+        s.asked, s.unanswered, s.not_helpful = len(self.asked), len(self.unanswered), len(self.not_helpful)
+        s.reasons = Counter({k: len(v) for k, v in self.reasons.items()})
+        s.shown = Counter({k: len(v) for k, v in self.shown.items()})
+        s.not_helpful_entries = Counter({k: len(v) for k, v in self.entries.items()})
+        return s
+
+
+def _unit(client: str | None, row_id: int, ts: float, kind: str) -> tuple:
+    """Who asked when: a client's repeats within one period are one."""
+    return (client or f"{kind}:{row_id}", int(ts // CLIENT_PERIOD_SECONDS))
+
+
 @off_loop
 def query_stats(
     path: str | os.PathLike,
@@ -513,12 +632,15 @@ def query_stats(
     limit: int = 500,
     skip_reason: str | None = None,
     exclude: frozenset[str] | set[str] = frozenset(),
-) -> list[QueryStats]:
-    """The distinct queries asked since ``since`` that went unanswered or got a "not helpful", most flagged first.
+    offset: int = 0,
+) -> tuple[list[QueryStats], int]:
+    """The distinct queries asked since ``since`` that went unanswered or got a "not helpful", most flagged first:
+    the ``limit`` from ``offset`` on, and how many there are in all.
 
     A user's latest feedback on an entry of a search replaces their earlier one (a "non" clicked by mistake, then
     "oui"). ``skip_reason``: refusals with this reason code do not flag a query (the review queue leaves out what the
-    owner already decided: ``known_non_answer``). ``exclude``: keys left out before the ``limit`` (those reviewed).
+    owner already decided: ``known_non_answer``). ``exclude``: keys left out before the paging (those reviewed).
+    An empty query (nothing visible once cleaned) is never listed.
 
     Raises:
         sqlite3.Error: the database cannot be read.
@@ -526,41 +648,45 @@ def query_stats(
     with closing(connect(path)) as conn:
         flagged = conn.execute(
             """
-            SELECT query_key FROM searches WHERE ts >= :since AND answered = 0 AND reason IS NOT :skip
+            SELECT query_key FROM searches WHERE ts >= :since AND answered = 0 AND reason IS NOT :skip AND query != ''
             UNION SELECT query_key FROM feedback f WHERE ts >= :since AND helpful = 0 AND id = (
                 SELECT MAX(id) FROM feedback g WHERE g.request_id = f.request_id AND g.faq_id = f.faq_id)
             """,
             {"since": since, "skip": skip_reason},
         ).fetchall()
         keys = [k for (k,) in flagged if k not in exclude]
-        stats: dict[str, QueryStats] = {}
+        tallies: dict[str, _Tally] = {}
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
-            for key, ts, query, answered, reason, results in conn.execute(
-                f"SELECT query_key, ts, query, answered, reason, results FROM searches "  # noqa: S608
-                f"WHERE ts >= ? AND query_key IN ({marks}) ORDER BY ts",
+            for row_id, key, ts, query, answered, reason, results, client in conn.execute(
+                f"SELECT id, query_key, ts, query, answered, reason, results, client FROM searches "  # noqa: S608
+                f"WHERE ts >= ? AND query_key IN ({marks}) AND query != '' ORDER BY ts",
                 (since, *chunk),
             ):
-                s = stats.setdefault(key, QueryStats(key, query, ts, ts))
-                s.text, s.last_seen = query, ts
-                s.asked += 1
+                t = tallies.get(key) or tallies.setdefault(key, _Tally(key, query, ts))
+                t.stats.text, t.stats.last_seen = query, ts
+                unit = _unit(client, row_id, ts, "search")
+                t.asked.add(unit)
                 if not answered and reason != skip_reason:
-                    s.unanswered += 1
-                    s.reasons[reason or "unknown"] += 1
+                    t.unanswered.add(unit)
+                    t.reasons.setdefault(reason or "unknown", set()).add(unit)
                 top = json.loads(results)
                 if top:
-                    s.shown[top[0][0]] += 1
-            for key, faq_id in conn.execute(
-                f"SELECT query_key, faq_id FROM feedback f WHERE ts >= ? AND query_key IN ({marks}) "  # noqa: S608
-                "AND helpful = 0 "
+                    t.shown.setdefault(top[0][0], set()).add(unit)
+            for row_id, key, ts, faq_id, client in conn.execute(
+                f"SELECT id, query_key, ts, faq_id, client FROM feedback f WHERE ts >= ? "  # noqa: S608
+                f"AND query_key IN ({marks}) AND helpful = 0 "
                 "AND id = (SELECT MAX(id) FROM feedback g WHERE g.request_id = f.request_id AND g.faq_id = f.faq_id)",
                 (since, *chunk),
             ):
-                if key in stats:
-                    stats[key].not_helpful += 1
-                    stats[key].not_helpful_entries[faq_id] += 1
-    ranked = sorted(stats.values(), key=lambda s: (-(s.unanswered + s.not_helpful), -s.asked, s.key))
-    return ranked[:limit]
+                if key in tallies:
+                    unit = _unit(client, row_id, ts, "feedback")
+                    tallies[key].not_helpful.add(unit)
+                    tallies[key].entries.setdefault(faq_id, set()).add(unit)
+    stats = [t.done() for t in tallies.values()]
+    # The most flagged first; among equals, the most recent (a new question is never pushed out by old ones).
+    ranked = sorted(stats, key=lambda s: (-(s.unanswered + s.not_helpful), -s.asked, -s.last_seen, s.key))
+    return ranked[offset : offset + limit], len(ranked)
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

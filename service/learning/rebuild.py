@@ -1,36 +1,73 @@
-"""Rebuilding the index after a review action: the build CLI in a child process, then the caller's reload.
+"""Rebuilding the index after a review decision, and making sure every decision ends up served.
 
-The build runs as ``faq-search build --like-current`` (same encoder, index kind and scoring as the build served
-now; the vectors of unchanged texts reused, so only the new questions are embedded) in its own process: the
-worker keeps answering, and the build's memory goes away with it. Builds of one index take turns (the CLI's lock
-on ``<index>/.build.lock``), so the last action's build is always the last to switch ``current``. When it
-succeeds, ``on_done`` reloads (the service's zero-downtime path). The state is kept in the query log's ``meta``
-table, so every worker shows the same one.
+``Rebuilder.request`` runs the build in a child process (``python -m service.learning.rebuild_child``), so that
+the worker keeps answering and the build's memory goes away with it. The child calls
+``indexing.build.build_index`` with the settings of the build served now (``settings_like_current``: same encoder,
+index kind and scoring; the vectors of unchanged texts reused), refuses a corpus that lost entries
+(``may_remove=()``: more likely a file caught while an editor rewrites it than a deletion; an operator removes
+entries with ``faq-search build``), and records its own outcome in the query log's ``meta`` table: a build that
+succeeded is reported as such whatever happened to the worker that started it, and if that worker is gone the
+child asks the other workers to switch (SIGHUP). Builds of one index take turns (``build_lock``).
+
+The state is one JSON object under ``meta.rebuild``: ``state`` (``running``, ``done``, ``failed``), the last
+``action`` the build covers, its ``attempt``, the child's ``pid``, ``index_id``, ``error`` and ``next_retry_at``.
+Every worker reconciles it every ``RECONCILE_SECONDS`` (``reconcile``): when the reviewed file holds decisions that
+the current build does not (``reviewed.pending``), and no build is running, a failed or interrupted build is tried
+again after a back-off (``BACKOFF_SECONDS``, at most ``MAX_ATTEMPTS`` times; then the review page's retry button,
+``POST /admin/review/rebuild``), and a decision whose build never started gets one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 
-import psutil
-
+from ..corpus import CorpusError
+from ..errors import ServiceError
+from ..indexing.store import read_manifest
+from ..processes import alive
+from ..reviewed import pending, read_actions, reviewed_path
 from . import querylog
 
 log = logging.getLogger(__name__)
 
 #: A rebuild that takes longer than this is stopped (the current index keeps serving).
 REBUILD_TIMEOUT_SECONDS = 1800
+#: Builds of one decision tried at most (the first and the retries), then the owner's retry button.
+MAX_ATTEMPTS = 4
+#: Seconds before the second, third and fourth attempt.
+BACKOFF_SECONDS = (15.0, 60.0, 300.0)
+#: How often each worker reconciles the decisions with the current build.
+RECONCILE_SECONDS = 10.0
+#: The corpus must have been left alone this long before a review build reads it (an editor may be saving it).
+SETTLE_SECONDS = 1.0
+#: A "running" state whose child never recorded its pid is taken as interrupted after this long.
+START_GRACE_SECONDS = 60.0
+STATE_KEY = "rebuild"
 
 
 class Rebuilder:
-    """One per worker: runs at most one build at a time and runs again if actions came in meanwhile."""
+    """One per worker: starts review builds, at most one at a time, and reconciles what the others left.
+
+    Args:
+        corpus, index_dir, log_path: the corpus (its reviewed file beside it), the index directory, the query log
+            (whose ``meta`` table holds the state every worker shares).
+        model: the model to build with (None: ``FAQ_MODEL`` or the default).
+        on_done: called in this worker after a successful build (the service's reload of every worker); returns
+            the reload's outcome.
+        master_pid: the gunicorn master's pid (its workers are told to switch by a child whose worker is gone).
+        command: the child's command line before its options (tests put a stand-in there).
+    """
 
     def __init__(
         self,
@@ -39,111 +76,278 @@ class Rebuilder:
         log_path: str,
         on_done: Callable[[], dict] | None = None,
         command: list[str] | None = None,
+        model: str | None = None,
+        master_pid: Callable[[], int | None] | None = None,
+        backoff: tuple[float, ...] = BACKOFF_SECONDS,
     ):
         self.corpus, self.index_dir, self.log_path = corpus, index_dir, log_path
-        self.on_done = on_done
-        self.command = command or [sys.executable, "-m", "service.cli.build"]
+        self.on_done, self.model, self.backoff = on_done, model, backoff
+        self.master_pid = master_pid or (lambda: None)
+        self.command = command or [sys.executable, "-m", "service.learning.rebuild_child"]
         self._lock = threading.Lock()
         self._running = False
         self._again = False
         self._latest: str | None = None
+        self._stop = threading.Event()
 
-    def request(self, action_id: str) -> dict:
+    # ---- starting builds ----
+
+    def request(self, action_id: str, attempt: int = 1) -> dict:
         """Start a build for this action now, or right after the one running; returns the state."""
         with self._lock:
             self._latest = action_id  # the build after the running one covers every action up to this one
             if self._running:
                 self._again = True
-                return self._save({"state": "queued", "action": action_id})
+                return {"state": "queued", "action": action_id}
             self._running = True
-        state = self._save({"state": "running", "action": action_id, "started_at": _now()})
-        threading.Thread(target=self._run, args=(action_id,), name="faq-review-build", daemon=True).start()
+        state = {"state": "running", "action": action_id, "attempt": attempt, "started_at": _now()}
+        threading.Thread(target=self._run, args=(action_id, attempt), name="faq-review-build", daemon=True).start()
         return state
 
-    def _run(self, action_id: str) -> None:
+    def retry(self) -> dict:
+        """The owner's retry: build now for the latest decision, the attempts counted afresh."""
+        return self.request(self._latest_action() or "retry", attempt=1)
+
+    def _run(self, action_id: str, attempt: int) -> None:
         while True:
             try:
-                self._build_once(action_id)
+                self._build_once(action_id, attempt)
             except Exception as exc:  # never leave this worker "running" for good: later actions must build
                 log.exception("review rebuild: unexpected error")
-                self._save({"state": "failed", "action": action_id, "finished_at": _now(), "error": str(exc)[:500]})
+                self._failed(action_id, attempt, str(exc))
             with self._lock:
                 if not self._again:
                     self._running = False
                     return
                 self._again = False
-                action_id = self._latest  # _build_once records it as running, with its build's pid
+                action_id, attempt = self._latest, 1
 
-    def _build_once(self, action_id: str) -> None:
+    def _build_once(self, action_id: str, attempt: int) -> None:
+        argv = [
+            *self.command,
+            "--corpus", self.corpus, "--index", self.index_dir, "--log", self.log_path,
+            "--action", action_id, "--attempt", str(attempt),
+            *(["--model", self.model] if self.model else []),
+            *(["--master", str(self.master_pid())] if self.master_pid() else []),
+        ]  # fmt: skip
         started = time.monotonic()
-        argv = [*self.command, "--corpus", self.corpus, "--out", self.index_dir, "--like-current"]
+        before = self._save({"state": "running", "action": action_id, "attempt": attempt, "started_at": _now()})
         try:
-            child = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            # Its own session: a signal to the worker's process group (a terminal's Ctrl-C) does not stop it half-way.
+            child = subprocess.Popen(  # noqa: S603 - our own module, no shell
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
             )
-            # The child's pid goes with the state: a worker that stops mid-build leaves a state that says so.
-            self._save({"state": "running", "action": action_id, "started_at": _now(), "pid": child.pid})
-            try:
-                stdout, stderr = child.communicate(timeout=REBUILD_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                stdout, stderr = child.communicate()
-                stderr += f"\nstopped after {REBUILD_TIMEOUT_SECONDS} s"
-        except (OSError, subprocess.SubprocessError) as exc:
-            self._save({"state": "failed", "action": action_id, "finished_at": _now(), "error": str(exc)[:500]})
-            log.error("review rebuild could not run: %s", exc)
+        except OSError as exc:
+            log.error("review rebuild could not start: %s", exc)
+            self._failed(action_id, attempt, f"the build could not start: {exc}")
             return
-        seconds = round(time.monotonic() - started, 2)
-        if child.returncode != 0:
-            error = (stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1][:500]
-            self._save(
-                {"state": "failed", "action": action_id, "finished_at": _now(), "seconds": seconds, "error": error}
-            )
-            log.error("review rebuild failed (the current index keeps serving): %s", error)
-            return
+        try:  # the child's pid with the state, unless the child already recorded it (or more)
+            _claim(self.log_path, _dumps(before), {**before, "pid": child.pid})
+        except sqlite3.Error as exc:
+            log.warning("could not record the rebuild's pid: %s", exc)
         try:
-            index_id = json.loads(stdout.strip().splitlines()[-1]).get("index_id")
-        except (ValueError, IndexError, AttributeError):
-            index_id = None
+            _, stderr = child.communicate(timeout=REBUILD_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            _, stderr = child.communicate()
+            self._failed(action_id, attempt, f"stopped after {REBUILD_TIMEOUT_SECONDS} s")
+            return
+        state = self._read() or {}
+        if state.get("pid") != child.pid or state.get("state") == "running":
+            # The child ended without recording how (killed, out of memory): its last words, if any.
+            last = (stderr.strip().splitlines() or [_exit_reason(child.returncode)])[-1][:500]
+            self._failed(action_id, attempt, last, seconds=round(time.monotonic() - started, 2))
+            return
+        if state.get("state") != "done":
+            log.error("review rebuild failed (the current index keeps serving): %s", state.get("error"))
+            # The retry follows this worker's back-off (the child knows only the default).
+            self._save({**state, "next_retry_at": failure_state(action_id, attempt, "", self.backoff)["next_retry_at"]})
+            return
         reload = self.on_done() if self.on_done is not None else None
-        state = {"action": action_id, "finished_at": _now(), "seconds": seconds, "index_id": index_id, "reload": reload}
         if reload is not None and not reload.get("ok", False):  # built, but the service refused to switch to it
             error = (reload.get("error") or {}).get("message", "the reload was refused")
-            self._save({"state": "failed", **state, "error": error})
-            log.error("review rebuild built %s but the reload refused it: %s", index_id, error)
+            self._save({**state, "state": "failed", "reload": reload, "error": error, "next_retry_at": None})
+            log.error("review rebuild built %s but the reload refused it: %s", state.get("index_id"), error)
             return
-        self._save({"state": "done", **state})
-        log.info("review rebuild done in %.1f s: %s", seconds, index_id)
+        self._save({**state, "reload": reload})
+        log.info("review rebuild done in %.1f s: %s", state.get("seconds") or 0, state.get("index_id"))
+
+    def _failed(self, action_id: str, attempt: int, error: str, **extra) -> None:
+        self._save(failure_state(action_id, attempt, error, self.backoff, **extra))
+
+    # ---- reconciling ----
+
+    def reconcile(self) -> str | None:
+        """Start the build a decision still needs (a failed one after its back-off), if no build is running.
+
+        Returns:
+            What it did: ``"started"``, or None.
+        """
+        if self._running:
+            return None
+        try:
+            raw = _read_raw(self.log_path)
+            state = json.loads(raw) if raw else None
+            if state is not None and state.get("state") == "running" and not _gone(state):
+                return None
+            if not self._pending():
+                return None
+        except (sqlite3.Error, ValueError, CorpusError, ServiceError, OSError) as exc:
+            log.debug("reconcile: nothing to do now (%s)", exc)
+            return None
+        action = self._latest_action() or "reconcile"
+        attempt = 1
+        # The same latest decision as the last build's, which failed, or whose process is gone (still "running"),
+        # or which succeeded and yet left it out (never built again and again): another attempt, if any is left. A
+        # newer decision starts afresh.
+        again = state is not None and state.get("action") == action
+        if again:
+            attempt = int(state.get("attempt") or 1) + 1
+            if attempt > MAX_ATTEMPTS or time.time() < float(state.get("next_retry_at") or 0):
+                return None
+        claimed = {
+            "state": "running",
+            "action": action,
+            "attempt": attempt,
+            "started_at": _now(),
+            "claimed": os.getpid(),
+        }
+        if not _claim(self.log_path, raw, claimed):
+            return None  # another worker took it
+        log.warning("review rebuild: decisions not in the current build; building (attempt %d)", attempt)
+        self.request(action, attempt)
+        return "started"
+
+    def _pending(self) -> bool:
+        """Whether the reviewed file holds decisions the current build lacks (and the build is of this corpus)."""
+        if not reviewed_path(self.corpus).exists():
+            return False
+        manifest = read_manifest(self.index_dir)
+        corpus = manifest.get("corpus") or {}
+        if corpus.get("file") != Path(self.corpus).name:
+            return False  # FAQ_CORPUS is not what this index is built from: decisions are refused anyway
+        return pending(read_actions(reviewed_path(self.corpus)), corpus.get("reviewed"))
+
+    def _latest_action(self) -> str | None:
+        """The id of the reviewed file's last line (a decision or a revert): a build covers it and all before."""
+        try:
+            actions = read_actions(reviewed_path(self.corpus))
+        except CorpusError:
+            return None
+        return actions[-1].id if actions else None
+
+    def watch(self, every_seconds: float = RECONCILE_SECONDS) -> threading.Thread:
+        """Reconcile every ``every_seconds`` in a thread of this worker."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.reconcile()
+                except Exception:  # the reconciler outlives anything one tick meets
+                    log.exception("review rebuild: reconcile failed; trying again later")
+
+        thread = threading.Thread(target=loop, name="faq-review-reconcile", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ---- state ----
 
     def _save(self, state: dict) -> dict:
         try:
-            _write_state(self.log_path, state)
+            write_state(self.log_path, state)
         except Exception as exc:  # the state is for display: a failure to record it changes nothing else
             log.warning("could not record the rebuild state: %s", exc)
         return state
 
+    def _read(self) -> dict | None:
+        try:
+            raw = _read_raw(self.log_path)
+        except sqlite3.Error:
+            return None
+        return json.loads(raw) if raw else None
+
     def status(self) -> dict | None:
-        """The last rebuild's state (any worker's), or None; a build whose process is gone without saying how it
-        ended (its worker stopped) is ``interrupted``."""
-        state = _read_state(self.log_path)
-        if state and state.get("state") == "running" and state.get("pid") and not psutil.pid_exists(state["pid"]):
-            state = {**state, "state": "interrupted", "error": "the build's process is gone (its worker stopped)"}
+        """The last rebuild's state (any worker's), or None, with ``pending`` (decisions the current build lacks)
+        and ``attempts_left``; a build whose process is gone without saying how it ended is ``interrupted``."""
+        state = self._read()
+        if state is None:
+            return None
+        if state.get("state") == "running" and _gone(state):
+            state = {**state, "state": "interrupted", "error": "the build's process is gone without a word"}
+        try:
+            state["pending"] = self._pending()
+        except (CorpusError, ServiceError, OSError):
+            state["pending"] = None
+        state["attempts_left"] = max(0, MAX_ATTEMPTS - int(state.get("attempt") or 1))
         return state
 
 
+def failure_state(action_id: str, attempt: int, error: str, backoff=BACKOFF_SECONDS, **extra) -> dict:
+    """A failed build's state, with when it is tried again (None: no attempts left)."""
+    wait = backoff[min(attempt, len(backoff)) - 1] if attempt < MAX_ATTEMPTS else None
+    return {
+        "state": "failed",
+        "action": action_id,
+        "attempt": attempt,
+        "finished_at": _now(),
+        "error": error[:500],
+        "next_retry_at": round(time.time() + wait, 3) if wait is not None else None,
+        **extra,
+    }
+
+
+def _gone(state: dict) -> bool:
+    """Whether a "running" state's build process is gone (or never said who it is, long ago)."""
+    pid = state.get("pid")
+    if pid:
+        return not alive(int(pid))
+    started = time.mktime(time.strptime(state.get("started_at", _now()), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    return time.time() - started > START_GRACE_SECONDS
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        return f"the build's process was killed by signal {signal.Signals(-code).name}"
+    return f"the build's process ended with status {code} without recording its outcome"
+
+
 @querylog.off_loop
-def _read_state(log_path: str) -> dict | None:
+def _read_raw(log_path: str) -> str | None:
     with closing(querylog.connect(log_path)) as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'rebuild'").fetchone()
-    return json.loads(row[0]) if row else None
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_KEY,)).fetchone()
+    return row[0] if row else None
 
 
 @querylog.off_loop
-def _write_state(log_path: str, state: dict) -> None:
+def write_state(log_path: str, state: dict) -> None:
+    """Record the rebuild's state (every worker and the build's child share it)."""
     with closing(querylog.connect(log_path, create=True)) as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild', ?)", (json.dumps(state, default=str),)
-        )
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATE_KEY, _dumps(state)))
+
+
+@querylog.off_loop
+def _claim(log_path: str, expected: str | None, state: dict) -> bool:
+    """Write ``state`` only if the stored one is still ``expected`` (one worker of several wins)."""
+    with closing(querylog.connect(log_path, create=True)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_KEY,)).fetchone()
+            if (row[0] if row else None) != expected:
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATE_KEY, _dumps(state)))
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _dumps(state: dict) -> str:
+    return json.dumps(state, default=str)
 
 
 def _now() -> str:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..corpus import FaqEntry
-from ..errors import Conflict, NotFound, ServiceError
+from ..corpus import CorpusError, FaqEntry
+from ..errors import Conflict, InvalidRequest, NotFound, ServiceError
 from ..indexing.store import read_manifest
 from ..reviewed import (
     ACTIONS,
     ReviewAction,
     active_actions,
     append_action,
+    check_action,
     decisions_lock,
     merge_actions,
     new_action,
@@ -37,11 +38,15 @@ from ..reviewed import (
 from ..search.engine import SearchEngine
 from . import querylog
 from .grouping import group_by_meaning
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
-#: Distinct queries looked at per listing (the most asked first).
+#: Distinct queries looked at per listing (the most flagged first): a page of the queue.
 MAX_QUERIES = 500
+#: Queries a listing embeds itself at most; the others wait for the background (``precompute_vectors``) and are
+#: counted in ``preparing``, so that a listing never spends minutes encoding.
+MAX_ENCODED_PER_LISTING = 64
 #: Example wordings shown per group.
 EXAMPLES = 5
 #: Entries suggested per group.
@@ -65,20 +70,28 @@ class Source:
         return str(reviewed_path(self.corpus))
 
 
-def _vectors(source: Source, stats: list[querylog.QueryStats]) -> np.ndarray:
-    """The redacted queries' embeddings: from the log's cache, the missing ones encoded now and cached."""
+def _vectors(
+    source: Source, stats: list[querylog.QueryStats], encode_at_most: int | None = -1
+) -> tuple[np.ndarray, list[int]]:
+    """The redacted queries' embeddings, from the log's cache, and up to ``encode_at_most`` missing ones encoded now
+    (default ``MAX_ENCODED_PER_LISTING``; None: all) and cached; returns them and the positions (in ``stats``) they
+    are for (the rest are still to be encoded)."""
+    if encode_at_most == -1:
+        encode_at_most = MAX_ENCODED_PER_LISTING
     engine = source.engine
     model = engine.index.manifest["model"]["name"]
     dim = engine.embedder.dimension
     cached = querylog.cached_vectors(source.log_path, [s.key for s in stats], model)
     out = np.empty((len(stats), dim), dtype=np.float32)
-    missing = []
+    have, missing = [], []
     for i, s in enumerate(stats):
         blob = cached.get(s.key)
         if blob is not None and len(blob) == 4 * dim:
             out[i] = np.frombuffer(blob, dtype=np.float32)
+            have.append(i)
         else:
             missing.append(i)
+    missing = missing[:encode_at_most] if encode_at_most is not None else missing
     if missing:
         encoded = engine.embedder.encode([stats[i].text for i in missing], kind="query")
         out[missing] = encoded
@@ -90,28 +103,57 @@ def _vectors(source: Source, stats: list[querylog.QueryStats]) -> np.ndarray:
             )
         except sqlite3.Error as exc:  # a cache only: the listing goes on, the next one encodes them again
             log.warning("could not cache the queue's query vectors: %s", exc)
-    return out
+    ready = sorted(have + missing)
+    return out[ready], ready
+
+
+def precompute_vectors(source: Source, days: float, at_most: int = 32) -> int:
+    """Encode (and cache) the vectors of up to ``at_most`` flagged queries that have none yet, the most flagged
+    first: what a worker does in the background so that listing the queue finds them ready. Returns how many.
+
+    Raises:
+        sqlite3.Error: the log cannot be read.
+    """
+    since = time.time() - days * 86400
+    stats, _ = querylog.query_stats(source.log_path, since, MAX_QUERIES)
+    model = source.engine.index.manifest["model"]["name"]
+    cached = querylog.cached_vectors(source.log_path, [s.key for s in stats], model)
+    todo = [s for s in stats if s.key not in cached][:at_most]
+    if todo:
+        _vectors(source, todo, encode_at_most=None)
+    return len(todo)
 
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _flagged_groups(source: Source, days: float, decided: set[str], skip_reason: str | None = None) -> list[dict]:
-    """The flagged queries of the last ``days`` days not ``decided``, grouped, the groups the FAQ failed most
-    first (refused, or its answer judged unhelpful), then the most asked."""
+def _flagged_groups(
+    source: Source, days: float, decided: set[str], skip_reason: str | None = None, page: int = 1
+) -> tuple[list[dict], dict]:
+    """The flagged queries of the last ``days`` days not ``decided``, ``MAX_QUERIES`` a page, grouped, the groups
+    the FAQ failed most first (refused, or its answer judged unhelpful), then the most asked; and the paging
+    (``page``, ``pages``, ``queries``, ``preparing``: queries left out until their vectors are made)."""
     since = time.time() - days * 86400
-    stats = querylog.query_stats(source.log_path, since, MAX_QUERIES, skip_reason=skip_reason, exclude=decided)
-    groups = _groups(source, stats)
+    offset = (page - 1) * MAX_QUERIES
+    stats, total = querylog.query_stats(
+        source.log_path, since, MAX_QUERIES, skip_reason=skip_reason, exclude=decided, offset=offset
+    )
+    groups, preparing = _groups(source, stats)
     groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
-    return groups
+    paging = {"page": page, "pages": max(1, -(-total // MAX_QUERIES)), "queries": total, "preparing": preparing}
+    return groups, paging
 
 
-def _groups(source: Source, stats: list[querylog.QueryStats]) -> list[dict]:
+def _groups(source: Source, stats: list[querylog.QueryStats]) -> tuple[list[dict], int]:
     if not stats:
-        return []
+        return [], 0
     engine = source.engine
-    vectors = _vectors(source, stats)
+    vectors, ready = _vectors(source, stats)
+    preparing = len(stats) - len(ready)
+    stats = [stats[i] for i in ready]
+    if not stats:
+        return [], preparing
     groups = []
     for members in group_by_meaning(vectors):
         items = sorted((stats[i] for i in members), key=lambda s: (-s.asked, s.key))
@@ -150,7 +192,7 @@ def _groups(source: Source, stats: list[querylog.QueryStats]) -> list[dict]:
                 ],
             }
         )
-    return groups
+    return groups, preparing
 
 
 def _sorted_counts(counts: list[Counter]) -> dict[str, int]:
@@ -158,29 +200,35 @@ def _sorted_counts(counts: list[Counter]) -> dict[str, int]:
     return dict(sorted(sum(counts, Counter()).items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def review_queue(source: Source, days: float, limit: int = 50) -> dict:
+def review_queue(source: Source, days: float, limit: int = 50, page: int = 1) -> dict:
     """The groups to review: queries of the last ``days`` days unanswered or marked not helpful and not reviewed
-    yet, grouped by meaning, the most flagged groups first.
+    yet, grouped by meaning, the most flagged groups first; one page of ``MAX_QUERIES`` queries at a time.
 
     Raises:
         sqlite3.Error: the log cannot be read.
-        CorpusError: the reviewed file has a bad line.
+        CorpusError: the reviewed file cannot be read at all (a bad line is only skipped, and listed in
+            ``reviewed_file_problems``).
     """
-    actions = read_actions(source.reviewed_file)
-    groups = _flagged_groups(source, days, set(reviewed_keys(actions)), skip_reason="known_non_answer")
+    problems: list[CorpusError] = []
+    actions = read_actions(source.reviewed_file, problems)
+    groups, paging = _flagged_groups(
+        source, days, set(reviewed_keys(actions)), skip_reason="known_non_answer", page=page
+    )
     entries = source.engine.index.entries
     return {
         "index_id": source.engine.index.index_id,
         "days": days,
         "groups": groups[:limit],
         "total_groups": len(groups),
+        **paging,
         "active_actions": len(active_actions(actions)),
+        "reviewed_file_problems": [str(p) for p in problems[:20]],
         # Every entry, for choosing one the suggestions missed (the page's list).
         "entries": [{"faq_id": i, "question": e.question} for i, e in list(entries.items())[:MAX_LISTED_ENTRIES]],
     }
 
 
-def gaps(source: Source, days: float, limit: int = 50) -> dict:
+def gaps(source: Source, days: float, limit: int = 50, page: int = 1) -> dict:
     """The FAQ's missing questions: groups of queries the service did not answer (or whose answer was marked not
     helpful), by how often that happened, then by how often they were asked. Queries attached to an entry or
     dismissed are no gap; known non-answers are.
@@ -189,8 +237,14 @@ def gaps(source: Source, days: float, limit: int = 50) -> dict:
         sqlite3.Error: the log cannot be read.
     """
     decided = set(reviewed_keys(read_actions(source.reviewed_file), kinds=("attach", "dismiss")))
-    groups = _flagged_groups(source, days, decided)
-    return {"index_id": source.engine.index.index_id, "days": days, "gaps": groups[:limit], "total": len(groups)}
+    groups, paging = _flagged_groups(source, days, decided, page=page)
+    return {
+        "index_id": source.engine.index.index_id,
+        "days": days,
+        "gaps": groups[:limit],
+        "total": len(groups),
+        **paging,
+    }
 
 
 def apply(
@@ -230,8 +284,11 @@ def apply(
         )
     if action != "dismiss" and faq_id not in engine.index.entries:
         raise NotFound(f"no FAQ entry with id {faq_id!r} in the served index", code="unknown_entry")
-    texts = querylog.texts_of(source.log_path, query_keys, time.time() - days * 86400)
-    unknown = [k for k in query_keys if k not in texts]
+    # Redacted again as the log now redacts (a row written by an older version may hold what a corpus may not, or a
+    # detail its patterns missed).
+    logged = querylog.texts_of(source.log_path, query_keys, time.time() - days * 86400)
+    texts = {k: redact(t) for k, t in logged.items()}
+    unknown = [k for k in query_keys if not texts.get(k)]
     if unknown:
         raise NotFound(
             f"{len(unknown)} of these queries are not in the log (purged after its retention, or never asked): "
@@ -265,6 +322,13 @@ def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, n
         index_id=index_id,
         note=note,
     )
+    try:  # what the writer appends, the reader accepts
+        check_action(record, source.reviewed_file)
+    except CorpusError as exc:
+        raise InvalidRequest(
+            f"this decision would make a line the reviewed file's reader refuses: {exc.reason}",
+            code="invalid_review_action",
+        ) from None
     if action != "dismiss":
         entries: list[FaqEntry] = list(source.engine.index.entries.values())
         _, report = merge_actions(entries, [record])

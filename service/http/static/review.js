@@ -6,6 +6,9 @@ const connexion = document.getElementById("connexion");
 const jeton = document.getElementById("jeton");
 const auteur = document.getElementById("auteur");
 const reconstruction = document.getElementById("reconstruction");
+const relancer = document.getElementById("relancer");
+// The page of the queue shown (500 questions a page, the most flagged first).
+let page = 1;
 
 const ACTIONS = {attach: "rattachée à", not_answered: "ne répond pas :", dismiss: "écartée", revert: "annulation de"};
 
@@ -101,20 +104,57 @@ function decision(a) {
   return item;
 }
 
+function heure(secondes) {
+  return new Date(secondes * 1000).toLocaleTimeString("fr-FR", {timeStyle: "short"});
+}
+
+// What the last rebuild did, and whether the decisions are all in the index served.
+function etatReconstruction(r) {
+  if (!r) return "";
+  const manque = r.pending ? " Des décisions ne sont pas encore dans l'index." : "";
+  if (r.state === "failed" || r.state === "interrupted") {
+    const cause = r.state === "failed" ? `échouée : ${r.error}` : "interrompue (son processus s'est arrêté)";
+    const suite = !r.pending ? "" : r.next_retry_at && r.attempts_left > 0
+      ? ` Nouvel essai automatique vers ${heure(r.next_retry_at)}.` : " Plus de nouvel essai automatique : relancez-la.";
+    return `Dernière reconstruction ${cause}.${manque}${suite}`;
+  }
+  return ({running: "Reconstruction de l'index en cours…", queued: "Reconstruction de l'index en attente…",
+           done: `Dernière reconstruction terminée (${r.index_id || "index"}, ${r.seconds} s).${manque}`}[r.state] || "");
+}
+
+async function relancerReconstruction() {
+  try {
+    await appelerAdmin("/admin/review/rebuild", {method: "POST"});
+    annoncer("Reconstruction relancée.");
+    await charger(false);
+  } catch (e) {
+    annoncer(`Relance refusée : ${e.message}`, true);
+  }
+}
+
 async function charger(annonce = true) {
-  const file = await appelerAdmin("/admin/review");
+  const file = await appelerAdmin(`/admin/review?page=${page}`);
+  if (page > file.pages) {  // the queue shrank under the page shown
+    page = file.pages;
+    return charger(annonce);
+  }
   indexId = file.index_id;
   questions = new Map(file.entries.map((e) => [e.faq_id, e.question]));
   const liste = document.getElementById("liste-groupes");
   liste.replaceChildren(...file.groups.map(groupe));
   document.getElementById("groupes").hidden = false;
   const r = file.rebuild;
-  reconstruction.textContent = r
-    ? {running: "Reconstruction de l'index en cours…", queued: "Reconstruction de l'index en attente…",
-       done: `Dernière reconstruction terminée (${r.index_id || "index"}, ${r.seconds} s).`,
-       failed: `Dernière reconstruction échouée : ${r.error}`,
-       interrupted: "Dernière reconstruction interrompue (le processus qui la menait s'est arrêté)."}[r.state] || ""
-    : "";
+  reconstruction.textContent = etatReconstruction(r);
+  relancer.hidden = !(r && r.pending && ["failed", "interrupted", "done"].includes(r.state));
+  const problemes = document.getElementById("problemes");
+  problemes.replaceChildren(...file.reviewed_file_problems.map((p) =>
+    element("li", {}, `Ligne ignorée du fichier des décisions : ${p}`)));
+  problemes.hidden = !file.reviewed_file_problems.length;
+  document.getElementById("pagination").textContent =
+    (file.pages > 1 ? `Page ${file.page} sur ${file.pages} (${file.queries} questions). ` : "") +
+    (file.preparing ? `${file.preparing} question${file.preparing > 1 ? "s" : ""} en préparation : rechargez dans un instant.` : "");
+  document.getElementById("page-precedente").hidden = file.page <= 1;
+  document.getElementById("page-suivante").hidden = file.page >= file.pages;
   const manques = await appelerAdmin("/admin/gaps?limit=20");
   document.getElementById("liste-manques").replaceChildren(...manques.gaps.map((g) =>
     element("tr", {}, element("td", {}, String(g.asked)), element("td", {}, String(g.unanswered)),
@@ -129,6 +169,10 @@ async function charger(annonce = true) {
   }
   if (r && (r.state === "running" || r.state === "queued")) setTimeout(() => charger(false).catch(() => {}), 1500);
 }
+
+relancer.addEventListener("click", relancerReconstruction);
+document.getElementById("page-precedente").addEventListener("click", () => { page -= 1; charger().catch(() => {}); });
+document.getElementById("page-suivante").addEventListener("click", () => { page += 1; charger().catch(() => {}); });
 
 connexion.addEventListener("submit", async (evenement) => {
   evenement.preventDefault();
