@@ -424,8 +424,12 @@ def _admin(url: str, method: str, path: str, body: dict | None = None) -> tuple[
 
 
 def _flagged_group(url: str, question: str) -> tuple[dict, str]:
-    """Ask ``question`` (the FAQ does not answer it), then the review queue's group holding it and the index id."""
-    _post(url + "/search", json.dumps({"query": question}).encode())
+    """Ask ``question`` (and say the answer did not help, if it got one), then the review queue's group holding it
+    and the index id."""
+    _, body = _post(url + "/search", json.dumps({"query": question}).encode())
+    if body.get("answered"):
+        feedback = {"request_id": body["request_id"], "faq_id": body["results"][0]["faq_id"], "helpful": False}
+        _post(url + "/feedback", json.dumps(feedback).encode())
     for _ in range(40):
         time.sleep(0.5)
         status, queue = _admin(url, "GET", "/admin/review")
@@ -489,7 +493,9 @@ def fault_review_disk_full(ctx) -> dict:
         return {"what_happened": "not run: mounting a tmpfs needs root", "nothing_lost": None}
     group, index_id = _flagged_group(url, "combien de licornes faut-il pour deposer une facture")
     reviewed = Path(ctx["review_corpus"]).with_name(Path(ctx["review_corpus"]).stem + ".reviewed.jsonl")
-    before = reviewed.read_bytes() if reviewed.exists() else b""
+    with open(reviewed, "ab") as fh:  # blank lines (the reader skips them) up to a page: the next line needs a new one
+        fh.write(b"\n" * (-fh.tell() % 4096))
+    before = reviewed.read_bytes()
     filler = Path(mount) / "filler"
     with open(filler, "wb", buffering=0) as fh:  # fill what is left, then leave 40 bytes: less than a line
         try:
@@ -499,7 +505,7 @@ def fault_review_disk_full(ctx) -> dict:
             pass
     body = {"action": "dismiss", "query_keys": group["query_keys"], "index_id": index_id, "by": "faults"}
     full = _admin(url, "POST", "/admin/review/actions", body)
-    unchanged = (reviewed.read_bytes() if reviewed.exists() else b"") == before
+    unchanged = reviewed.read_bytes() == before
     filler.unlink()
     again = _admin(url, "POST", "/admin/review/actions", body)
     readable = _admin(url, "GET", "/admin/review/actions")
@@ -557,7 +563,6 @@ def fault_review_corpus_rewritten(ctx) -> dict:
 
 
 def fault_review_worker_killed(ctx) -> dict:
-    import psutil
 
     url = ctx["review_url"]
     group, index_id = _flagged_group(url, "les licornes ont perdu mon mot de passe chorus")
@@ -569,9 +574,8 @@ def fault_review_worker_killed(ctx) -> dict:
     )
     child = None
     deadline = time.monotonic() + 30
-    while child is None and time.monotonic() < deadline:
-        child = next((p for p in psutil.process_iter(["cmdline"])
-                      if "service.learning.rebuild_child" in " ".join(p.info["cmdline"] or [])), None)  # fmt: skip
+    while child is None and time.monotonic() < deadline:  # this server's build only, never another one's
+        child = _build_child(ctx["review_server"].pid)
     if child is None:
         return {"what_happened": "the build ended before its worker could be killed", "nothing_lost": None}
     worker = child.ppid()
@@ -585,6 +589,19 @@ def fault_review_worker_killed(ctx) -> dict:
         else "no state",
         "nothing_lost": state.get("state") == "done" and state.get("pending") is False,
     }
+
+
+def _build_child(server_pid: int):
+    """The review build's child process among the server's descendants (never another server's), or None."""
+    import psutil
+
+    for process in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "service.learning.rebuild_child" in " ".join(process.cmdline()):
+                return process
+        except psutil.Error:  # ended meanwhile
+            continue
+    return None
 
 
 def fault_review_build_failed(ctx) -> dict:

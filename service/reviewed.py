@@ -177,10 +177,16 @@ def _read(path: Path, problems: list[CorpusError] | None = None) -> tuple[list[R
                 raise CorpusError(path, number, f"invalid JSON: {str(exc)[:200]}") from None
             actions.append(_parse(obj, path, number))
         except CorpusError as exc:
-            log.warning("reviewed file: line skipped: %s", exc)
+            if str(exc) not in _WARNED and len(_WARNED) < 10_000:  # once per process, not at every listing
+                _WARNED.add(str(exc))
+                log.warning("reviewed file: line skipped: %s", exc)
             if problems is not None:
                 problems.append(exc)
     return actions, raw
+
+
+#: The skipped lines already logged by this process.
+_WARNED: set[str] = set()
 
 
 def active_actions(actions: list[ReviewAction]) -> list[ReviewAction]:

@@ -165,10 +165,8 @@ def test_a_review_build_whose_worker_is_killed_is_still_served_by_every_worker(t
         queue = _attach_unanswered(port, ADMIN_LEFT, "chorus-pro-4")
         deadline = time.monotonic() + 30
         child = None
-        while child is None and time.monotonic() < deadline:
-            child = next(
-                (p for p in psutil.process_iter(["cmdline"]) if "service.learning.rebuild_child" in " ".join(
-                    p.info["cmdline"] or [])), None)  # fmt: skip
+        while child is None and time.monotonic() < deadline:  # this server's build only, never another one's
+            child = _build_child(proc.pid)
         assert child is not None, "the review build did not start"
         worker = child.ppid()
         assert worker in {w.pid for w in psutil.Process(proc.pid).children()}
@@ -189,3 +187,16 @@ def test_a_review_build_whose_worker_is_killed_is_still_served_by_every_worker(t
         assert body["answered"] is True and body["results"][0]["faq_id"] == "chorus-pro-4"
     finally:
         _stop(proc)
+
+
+def _build_child(server_pid: int):
+    """The review build's child process among the server's descendants (never another server's), or None."""
+    import psutil
+
+    for process in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "service.learning.rebuild_child" in " ".join(process.cmdline()):
+                return process
+        except psutil.Error:  # ended meanwhile
+            continue
+    return None

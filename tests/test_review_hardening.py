@@ -281,6 +281,7 @@ def test_a_decision_whose_build_never_started_is_built_by_any_worker(decided):
     assert read_manifest(tmp / "index")["origin"] == "review"
     assert "ouvrir un espace" in load_index(tmp / "index").entries["compte"].alt_questions
     assert rebuilder.reconcile() is None, "nothing left to build"
+    assert rebuilder.retry() is None, "the owner's retry builds nothing either"
 
 
 def test_a_failed_build_is_retried_after_its_backoff(decided, monkeypatch):

@@ -120,7 +120,7 @@ def test_a_failed_rebuild_is_said_with_a_retry_button(open_page):
     page.goto(url + "/review")
     page.get_by_label("Jeton d'administration").fill(TOKEN)
     page.get_by_role("button", name="Afficher").click()
-    expect(page.locator("#reconstruction")).to_contain_text("échouée : corpus error: faq.jsonl:3")
+    expect(page.locator("#reconstruction")).to_contain_text("a échoué (corpus error: faq.jsonl:3")
     expect(page.locator("#reconstruction")).to_contain_text("relancez-la")
     page.get_by_role("button", name="Relancer la reconstruction").click()
     expect(page.get_by_role("status")).to_have_text("Reconstruction relancée.")

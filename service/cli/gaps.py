@@ -1,4 +1,5 @@
-"""The FAQ's missing questions from the query log: groups of unanswered (or unhelpful) queries, most asked first.
+"""The FAQ's missing questions from the query log: groups of unanswered (or unhelpful) queries, the most
+failed first, then the most asked.
 
     faq-search gaps --log /var/lib/faq/queries.db            # JSON, as GET /admin/gaps
     faq-search gaps --log /var/lib/faq/queries.db --csv      # one row per group, for a spreadsheet

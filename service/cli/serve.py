@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         "--port", type=int, default=int(os.environ.get("FAQ_PORT", "8000")), help="port (env FAQ_PORT, default 8000)"
     )
     parser.add_argument("--index", default=None, help="index directory (env FAQ_INDEX, default index/)")
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="the corpus the index is built from: the review queue writes its decisions beside it and rebuilds from "
+        "it (env FAQ_CORPUS, default corpus/chorus_pro_faq.jsonl)",
+    )
     parser.add_argument("--model", default=None, help="model directory or sentence-transformers name (env FAQ_MODEL)")
     parser.add_argument(
         "--watch-seconds",
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         "FAQ_HOST": args.host,
         "FAQ_PORT": args.port,
         "FAQ_INDEX": args.index,
+        "FAQ_CORPUS": args.corpus,
         "FAQ_MODEL": args.model,
         "FAQ_WORKERS": args.workers,
         "FAQ_WATCH_SECONDS": args.watch_seconds,

@@ -170,10 +170,10 @@ def child_exit(server, worker):
     """Drop a dead worker's live gauges and its served index from /metrics."""
     from prometheus_client import multiprocess
 
-    from service.http.observability import forget_process
+    from service.http import served_index
 
     multiprocess.mark_process_dead(worker.pid)
-    forget_process(worker.pid)
+    served_index.forget(worker.pid)
 
 
 def _scrubbing(level: str):

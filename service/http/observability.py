@@ -11,8 +11,6 @@ characters, and then cut to it. Keys and tokens are never logged.
 from __future__ import annotations
 
 import collections
-import contextlib
-import glob
 import logging
 import os
 import re
@@ -30,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..processes import alive
+from . import served_index
 
 log = logging.getLogger("service.requests")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
@@ -95,8 +93,6 @@ def watch_engine(engine) -> None:
 
 
 _served_index: list[str] = []  # the index id this process serves
-#: Under gunicorn, each worker's served index id, in a file of the metrics directory: ``served_index_<pid>.txt``.
-SERVED_FILE = "served_index_{pid}.txt"
 
 
 def index_gauges(engine) -> None:
@@ -104,15 +100,7 @@ def index_gauges(engine) -> None:
     if engine is None:
         return
     _served_index[:] = [engine.index.index_id]
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        path = os.path.join(directory, SERVED_FILE.format(pid=os.getpid()))
-        try:
-            with open(path + ".tmp", "w", encoding="utf-8") as fh:
-                fh.write(engine.index.index_id)
-            os.replace(path + ".tmp", path)
-        except OSError as exc:
-            log.warning("could not record the served index for /metrics: %s", exc)
+    served_index.record(engine.index.index_id)
     INDEX_ENTRIES.set(len(engine.index.entries))
     INDEX_VECTORS.set(len(engine.index.rows))
 
@@ -128,34 +116,10 @@ class ServedIndexCollector:
         family = GaugeMetricFamily(
             "faq_index_info", "Processes serving this build of the index now", labels=["index_id"]
         )
-        for index_id, count in sorted(collections.Counter(_served_ids()).items()):
+        served = served_index.served_ids()
+        for index_id, count in sorted(collections.Counter(_served_index if served is None else served).items()):
             family.add_metric([index_id], count)
         yield family
-
-
-def _served_ids() -> list[str]:
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return list(_served_index)
-    out = []
-    for path in glob.glob(os.path.join(directory, SERVED_FILE.format(pid="*"))):
-        pid = os.path.basename(path)[len("served_index_") : -len(".txt")]
-        if not pid.isdigit() or not alive(int(pid)):
-            continue
-        try:
-            with open(path, encoding="utf-8") as fh:
-                out.append(fh.read().strip())
-        except OSError:
-            continue
-    return out
-
-
-def forget_process(pid: int) -> None:
-    """A worker has exited: its served-index record goes (gunicorn's ``child_exit``)."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(directory, SERVED_FILE.format(pid=pid)))
 
 
 _SERVED_COLLECTOR = ServedIndexCollector()

@@ -309,6 +309,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
                     "summary": "Reconstruire l'index maintenant pour les décisions qui lui manquent (après un échec)",
                     "security": [{"bearer": []}],
                     "responses": {
+                        "200": _typed("Nothing to build: the current build has every decision.", "RebuildResponse"),
                         "202": _typed("The rebuild started, or queued behind the one running.", "RebuildResponse"),
                         **_errors("401", "403", "500", "503"),
                     },
@@ -317,7 +318,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
             "/admin/gaps": {
                 "get": {
                     "operationId": "faqGaps",
-                    "summary": "Les questions que la FAQ ne couvre pas, les plus posées d'abord",
+                    "summary": "Les questions que la FAQ ne couvre pas, les plus souvent manquées d'abord",
                     "security": [{"bearer": []}],
                     "parameters": _window_parameters(),
                     "responses": {

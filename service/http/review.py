@@ -90,7 +90,7 @@ def review_queue():
 
 @bp.get("/gaps")
 def gaps():
-    """The FAQ's missing questions: groups of unanswered queries, most asked first."""
+    """The FAQ's missing questions: groups of queries it failed, the most failed first, then the most asked."""
     source = _source()
     days, limit, page = _window()
     return jsonify(_reading(lambda: review.gaps(source, days, limit, page)))
@@ -98,10 +98,14 @@ def gaps():
 
 @bp.post("/review/rebuild")
 def rebuild_now():
-    """Build again now for the decisions the current build lacks (the review page's retry button)."""
+    """Build again now for the decisions the current build lacks (the review page's retry button): 202 with the
+    build's state; 200 with the last state when the current build has them all (nothing is built)."""
     _source()
-    state = current_app.extensions["faq_rebuilder"].retry()
-    return jsonify({"rebuild": state}), 202
+    rebuilder = current_app.extensions["faq_rebuilder"]
+    state = _reading(rebuilder.retry)
+    if state is None:
+        return jsonify({"rebuild": _reading(rebuilder.status), "started": False}), 200
+    return jsonify({"rebuild": state, "started": True}), 202
 
 
 @bp.post("/review/actions")

@@ -510,7 +510,8 @@ class ReviewQueueResponse(QueuePage):
     entries: list[EntryRef] = Field(description="Every entry, for a choice beyond the suggestions.")
     rebuild: dict[str, Any] | None = Field(
         description="The last rebuild's state: running, queued, done, failed or interrupted, with `pending` "
-        "(decisions the current build lacks), `attempt`, `attempts_left` and `next_retry_at` (docs/learning.md)."
+        "(decisions the current build lacks), `attempt`, `attempts_left` and `next_retry_at`; times in ISO 8601, UTC "
+        "(docs/learning.md)."
     )
 
 
@@ -524,9 +525,10 @@ class GapsResponse(QueuePage):
 
 
 class RebuildResponse(BaseModel):
-    """``POST /admin/review/rebuild``: the build started (or queued behind the one running)."""
+    """``POST /admin/review/rebuild``: the build started (or queued behind the one running), or nothing to build."""
 
-    rebuild: dict[str, Any]
+    rebuild: dict[str, Any] | None
+    started: bool = Field(description="False when the current build has every decision already: nothing was built.")
 
 
 class ReviewActionOut(BaseModel):

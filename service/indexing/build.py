@@ -125,7 +125,8 @@ def build_index(
         raise CorpusError(
             corpus,
             None,
-            f"{len(lost)} entries of the served index are not in the corpus ({', '.join(lost[:5])}"
+            f"{len(lost)} {'entry' if len(lost) == 1 else 'entries'} of the served index "
+            f"{'is' if len(lost) == 1 else 'are'} not in the corpus ({', '.join(lost[:5])}"
             f"{', …' if len(lost) > 5 else ''}): this build may not remove entries (a file caught half-written?). "
             "If they were removed on purpose, build with `faq-search build`",
         )

@@ -285,6 +285,11 @@ def serve_http(server: MCPServer, host: str, port: int, keys: list[str]) -> None
 
     app = AccessGuard(server.streamable_http_app(host=host), keys)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    print(
+        f"MCP server {server.name} on http://{host}:{port}/mcp (API keys: {'required' if keys else 'none'})",
+        file=sys.stderr,
+        flush=True,
+    )
     anyio.run(uvicorn.Server(config).serve)
 
 

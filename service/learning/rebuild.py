@@ -19,6 +19,7 @@ again after a back-off (``BACKOFF_SECONDS``, at most ``MAX_ATTEMPTS`` times; the
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import os
@@ -104,8 +105,14 @@ class Rebuilder:
         threading.Thread(target=self._run, args=(action_id, attempt), name="faq-review-build", daemon=True).start()
         return state
 
-    def retry(self) -> dict:
-        """The owner's retry: build now for the latest decision, the attempts counted afresh."""
+    def retry(self) -> dict | None:
+        """The owner's retry: build now for the latest decision, the attempts counted afresh; None (nothing built)
+        when the current build has every decision already."""
+        try:
+            if not self._pending():
+                return None
+        except (CorpusError, ServiceError, OSError) as exc:
+            log.info("retry: cannot tell what the current build lacks (%s); building", exc)
         return self.request(self._latest_action() or "retry", attempt=1)
 
     def _run(self, action_id: str, attempt: int) -> None:
@@ -203,7 +210,7 @@ class Rebuilder:
         again = state is not None and state.get("action") == action
         if again:
             attempt = int(state.get("attempt") or 1) + 1
-            if attempt > MAX_ATTEMPTS or time.time() < float(state.get("next_retry_at") or 0):
+            if attempt > MAX_ATTEMPTS or time.time() < _epoch(state.get("next_retry_at")):
                 return None
         claimed = {
             "state": "running",
@@ -294,7 +301,7 @@ def failure_state(action_id: str, attempt: int, error: str, backoff=BACKOFF_SECO
         "attempt": attempt,
         "finished_at": _now(),
         "error": error[:500],
-        "next_retry_at": round(time.time() + wait, 3) if wait is not None else None,
+        "next_retry_at": _iso(time.time() + wait) if wait is not None else None,
         **extra,
     }
 
@@ -304,8 +311,19 @@ def _gone(state: dict) -> bool:
     pid = state.get("pid")
     if pid:
         return not alive(int(pid))
-    started = time.mktime(time.strptime(state.get("started_at", _now()), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
-    return time.time() - started > START_GRACE_SECONDS
+    return time.time() - _epoch(state.get("started_at")) > START_GRACE_SECONDS
+
+
+def _iso(ts: float) -> str:
+    """A time as the state writes them all: ISO 8601 in UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _epoch(iso: str | None) -> float:
+    """Seconds since the epoch of a state's time (0 when it has none)."""
+    if not iso:
+        return 0.0
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def _exit_reason(code: int) -> str:
@@ -351,4 +369,4 @@ def _dumps(state: dict) -> str:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return _iso(time.time())

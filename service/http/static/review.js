@@ -104,8 +104,8 @@ function decision(a) {
   return item;
 }
 
-function heure(secondes) {
-  return new Date(secondes * 1000).toLocaleTimeString("fr-FR", {timeStyle: "short"});
+function heure(iso) {
+  return new Date(iso).toLocaleTimeString("fr-FR", {timeStyle: "short"});
 }
 
 // What the last rebuild did, and whether the decisions are all in the index served.
@@ -113,19 +113,21 @@ function etatReconstruction(r) {
   if (!r) return "";
   const manque = r.pending ? " Des décisions ne sont pas encore dans l'index." : "";
   if (r.state === "failed" || r.state === "interrupted") {
-    const cause = r.state === "failed" ? `échouée : ${r.error}` : "interrompue (son processus s'est arrêté)";
+    const cause = r.state === "failed" ? `a échoué (${r.error})` : "a été interrompue (son processus s'est arrêté)";
     const suite = !r.pending ? "" : r.next_retry_at && r.attempts_left > 0
       ? ` Nouvel essai automatique vers ${heure(r.next_retry_at)}.` : " Plus de nouvel essai automatique : relancez-la.";
-    return `Dernière reconstruction ${cause}.${manque}${suite}`;
+    return `La dernière reconstruction de l'index ${cause}.${manque}${suite}`;
   }
+  const duree = typeof r.seconds === "number"
+    ? ` en ${r.seconds.toLocaleString("fr-FR", {maximumFractionDigits: 1})} s` : "";
   return ({running: "Reconstruction de l'index en cours…", queued: "Reconstruction de l'index en attente…",
-           done: `Dernière reconstruction terminée (${r.index_id || "index"}, ${r.seconds} s).${manque}`}[r.state] || "");
+           done: `Dernière reconstruction de l'index terminée${duree}.${manque}`}[r.state] || "");
 }
 
 async function relancerReconstruction() {
   try {
-    await appelerAdmin("/admin/review/rebuild", {method: "POST"});
-    annoncer("Reconstruction relancée.");
+    const reponse = await appelerAdmin("/admin/review/rebuild", {method: "POST"});
+    annoncer(reponse.started ? "Reconstruction relancée." : "L'index contient déjà toutes les décisions.");
     await charger(false);
   } catch (e) {
     annoncer(`Relance refusée : ${e.message}`, true);
@@ -158,7 +160,7 @@ async function charger(annonce = true) {
   const manques = await appelerAdmin("/admin/gaps?limit=20");
   document.getElementById("liste-manques").replaceChildren(...manques.gaps.map((g) =>
     element("tr", {}, element("td", {}, String(g.asked)), element("td", {}, String(g.unanswered)),
-            element("td", {}, g.examples[0].text))));
+            element("td", {}, String(g.not_helpful)), element("td", {}, g.examples[0].text))));
   document.getElementById("manques").hidden = false;
   const decisions = await appelerAdmin("/admin/review/actions");
   document.getElementById("liste-decisions").replaceChildren(...decisions.actions.map(decision));
