@@ -112,7 +112,7 @@ def _parse(obj, path: Path, line: int | None) -> ReviewAction:
         raise CorpusError(path, line, f"'action' must be one of {', '.join((*ACTIONS, 'revert'))}, not {kind!r}")
     for name in ("id", "at", "by"):
         text_field(obj.get(name), name, path, line)
-    if len(obj["by"]) > MAX_BY_CHARS or any(unicodedata.category(c) == "Cc" for c in obj["by"]):
+    if len(obj["by"]) > MAX_BY_CHARS or any(unicodedata.category(c) == "Cc" for c in obj["by"]):  # C0 and C1
         raise CorpusError(path, line, f"'by' is over {MAX_BY_CHARS} characters or holds control characters")
     if kind == "revert":
         if not isinstance(obj.get("reverts"), str):

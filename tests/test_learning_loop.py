@@ -25,11 +25,15 @@ ADMIN_LEFT = "notre admin est parti sans passer la main"
 PRICE = ["combien coute chorus pro", "chorus pro est il payant", "quel est le tarif de chorus pro"]
 
 
-def _call(port, method, path, body=None, token=None):
+def _call(port, method, path, body=None, token=None, user=None):
+    """A request; ``user``: the address a proxy in front says it comes from (the servers trust one hop), so that
+    several users can be told apart on loopback."""
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if user:
+        headers["X-Forwarded-For"] = user
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -76,18 +80,21 @@ def test_feedback_review_rebuild_and_the_decision_applies_everywhere(tmp_path, r
     build_index(corpus, index, real_embedder, show_progress=False)
     log = tmp_path / "queries.db"
     proc, port = _start(
-        index, workers=2, FAQ_QUERY_LOG=str(log), FAQ_ADMIN_TOKEN=TOKEN, FAQ_CORPUS=str(corpus), FAQ_CACHE_SIZE="0"
-    )
+        index, workers=2, FAQ_QUERY_LOG=str(log), FAQ_ADMIN_TOKEN=TOKEN, FAQ_CORPUS=str(corpus), FAQ_CACHE_SIZE="0",
+        FAQ_PROXY_HOPS="1",
+    )  # fmt: skip
     try:
-        # Users ask about the price, get an entry with confidence, and say it did not help (the feedback may land
-        # on the other worker than the search: it waits for the search's row).
-        for question in PRICE:
-            status, body = _call(port, "POST", "/search", {"query": question})
+        # Three users ask about the price, get an entry with confidence, and say it did not help (the feedback may
+        # land on the other worker than the search: it waits for the search's row).
+        for n, question in enumerate(PRICE):
+            user = f"10.0.0.{n + 1}"
+            status, body = _call(port, "POST", "/search", {"query": question}, user=user)
             assert status == 200 and body["request_id"]
             first = body["results"][0]["faq_id"]
             status, ack = _call(
-                port, "POST", "/feedback", {"request_id": body["request_id"], "faq_id": first, "helpful": False}
-            )
+                port, "POST", "/feedback", {"request_id": body["request_id"], "faq_id": first, "helpful": False},
+                user=user,
+            )  # fmt: skip
             assert status == 201, ack
         # An e-mail address typed into a search never reaches the disk.
         _call(port, "POST", "/search", {"query": "mon adresse jean.dupont@example.fr ne recoit rien"})

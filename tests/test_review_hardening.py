@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -77,16 +78,21 @@ def test_the_invisible_query_cannot_be_decided_and_nothing_is_written(learning):
     assert "not in the log" in err["message"] and not reviewed_path(tmp / "faq.jsonl").exists()
 
 
-@pytest.mark.parametrize("by", [" ", "\u200b", "marie\x00", "a\nb"])
-def test_a_decision_by_nobody_is_refused(learning, by):
+@pytest.mark.parametrize("by", [" ", "\u200b", "marie\x00", "a\nb", "\u0085x", "\u009fy"])
+def test_a_decision_or_a_revert_by_nobody_is_refused(learning, by):
     app, client, tmp = learning
     _search(client, "xylophone quantique")
     _flush(app)
     group = _queue(client)["groups"][0]
-    r = _decide(client, {"action": "dismiss", "query_keys": group["query_keys"], "index_id": _queue(client)["index_id"],
-                         "by": by})  # fmt: skip
+    body = {"action": "dismiss", "query_keys": group["query_keys"], "index_id": _queue(client)["index_id"]}
+    r = _decide(client, {**body, "by": by})
     assert assert_error(r, 400, "invalid_request")["field"] == "by"
     assert not reviewed_path(tmp / "faq.jsonl").exists()
+    decided = _decide(client, body).get_json()["action"]["id"]
+    before = reviewed_path(tmp / "faq.jsonl").read_bytes()
+    r = client.post(f"/admin/review/actions/{decided}/revert", headers=ADMIN, json={"by": by})
+    assert assert_error(r, 400, "invalid_request")["field"] == "by"
+    assert reviewed_path(tmp / "faq.jsonl").read_bytes() == before
 
 
 def test_a_logged_row_the_reader_would_refuse_is_refused_before_it_is_written(learning, monkeypatch):
@@ -241,7 +247,7 @@ for option in ("--corpus", "--index", "--log", "--action", "--attempt", "--model
     parser.add_argument(option)
 a = parser.parse_args()
 if a.attempt in os.environ.get("FAQ_TEST_FAIL_ON", "").split(","):
-    write_state(a.log, failure_state(a.action, int(a.attempt), "corpus error: half a file", pid=os.getpid()))
+    write_state(a.log, failure_state(a.action, int(a.attempt), "corpus error: half a file", pid=os.getpid()), own=True)
     sys.exit(1)
 state = run_build(a.corpus, a.index, a.log, a.action, int(a.attempt), HashingEmbedder())
 sys.exit(0 if state["state"] == "done" else 1)
@@ -287,12 +293,12 @@ def test_a_decision_whose_build_never_started_is_built_by_any_worker(decided):
 def test_a_failed_build_is_retried_after_its_backoff(decided, monkeypatch):
     tmp, action = decided
     monkeypatch.setenv("FAQ_TEST_FAIL_ON", "1")
-    rebuilder = _rebuilder(tmp, backoff=(0.5, 0.5, 0.5))
+    rebuilder = _rebuilder(tmp, backoff=(2.0, 2.0, 2.0))  # the state's times are to the second
     rebuilder.request(action.id)  # the decision's own build (what the route asks for)
     state = _settled(rebuilder)
     assert (state["state"], state["attempt"], state["pending"], state["attempts_left"]) == ("failed", 1, True, 3)
     assert rebuilder.reconcile() is None, "not before its back-off"
-    time.sleep(0.6)
+    time.sleep(2.2)
     assert rebuilder.reconcile() == "started"
     state = _settled(rebuilder)
     assert (state["state"], state["attempt"], state["pending"]) == ("done", 2, False)
@@ -393,6 +399,28 @@ def test_one_client_repeating_a_query_or_its_feedback_counts_once(learning):
     assert by_text["mot de passe oublié"].not_helpful == 1
 
 
+def test_one_client_rewording_a_query_counts_once_in_its_group(learning, monkeypatch):
+    """Twenty wordings from one client (the fake embedder ignores the numbers: one meaning) and one from another."""
+    app, client, tmp = learning
+    monkeypatch.setattr(review, "MAX_ENCODED_PER_LISTING", 100)
+    for n in range(1, 21):
+        _search(client, f"xylophone quantique interstellaire {n}", client_ip="10.9.9.9")
+    _search(client, "xylophone quantique interstellaire", client_ip="10.9.9.8")
+    _flush(app)
+    [group] = _queue(client)["groups"]
+    assert (group["queries"], group["asked"], group["unanswered"]) == (21, 2, 2)
+    assert sum(group["reasons"].values()) == 2
+
+
+def test_a_query_of_punctuation_alone_is_never_listed(learning):
+    app, client, tmp = learning
+    for query in ("?", "\u200b", "!!", "xylophone quantique"):
+        _search(client, query)
+    _flush(app)
+    texts = [e["text"] for g in _queue(client)["groups"] for e in g["examples"]]
+    assert texts == ["xylophone quantique"]
+
+
 def test_the_queue_pages_past_its_listing_size_and_new_queries_are_not_dropped(learning, monkeypatch):
     app, client, tmp = learning
     monkeypatch.setattr(review, "MAX_QUERIES", 5)
@@ -453,6 +481,12 @@ def test_a_build_killed_before_its_switch_is_never_served_as_a_fallback(tmp_path
     assert killed.returncode == -9
     orphans = [p.name for p in (index / BUILDS).iterdir() if not p.name.startswith(".") and p.name != good]
     assert len(orphans) == 1, "the killed build finished its directory"
+    # It counts for no origin's earlier builds: two more builds keep the two published before them.
+    later = [build_index(MINI_CORPUS, index, fake_embedder, show_progress=False)["index_id"] for _ in range(2)]
+    on_disk = {p.name for p in (index / BUILDS).iterdir() if not p.name.startswith(".")}
+    assert {good, *later} <= on_disk and orphans[0] in on_disk, "young: it may be a build about to switch"
+    for build in (later[-1], later[0]):
+        shutil.rmtree(index / BUILDS / build)
     (index / BUILDS / good / "vectors.faiss").write_bytes(b"damaged")
     with pytest.raises(IndexUnavailable):
         load_latest_sound(index)  # before: the never-published build was served

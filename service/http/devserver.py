@@ -7,7 +7,7 @@ import logging
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from .app import create_app, start_background
-from .log_scrub import scrub_request_text
+from .log_scrub import scrub_request_text, scrub_target
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ class ScrubbingHandler(WSGIRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:
         path = getattr(self, "path", None)  # absent when the request line could not be read
-        path = path.split("?", 1)[0] if isinstance(path, str) else "-"
+        path = scrub_target(path) if isinstance(path, str) else "-"
         method, version = getattr(self, "command", None) or "-", getattr(self, "request_version", None) or "-"
         self.log("info", '"%s %s %s" %s %s', method, path, version, code, size)
 

@@ -43,8 +43,9 @@ preload_app = False
 timeout = int(os.environ.get("FAQ_WORKER_TIMEOUT", 120))  # model loading takes several seconds
 graceful_timeout = 30
 accesslog = os.environ.get("FAQ_ACCESS_LOG") or None  # the app logs one JSON line per request already
-# The access log, when on, without the query string (%(U)s is the path alone) nor the referrer: queries are personal.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
+# The access log, when on, without the query string (%(U)s is the path alone), the referrer, the user agent or a basic
+# authentication's user name: what users type, and who they are, stays out of it.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s'
 loglevel = os.environ.get("FAQ_LOG_LEVEL", "info").lower()
 encoder_threads = int(
     os.environ.get("FAQ_ENCODER_THREADS") or os.environ.get("FAQ_TORCH_THREADS") or max(1, _cores // workers)

@@ -12,7 +12,7 @@ from ..errors import InvalidRequest
 
 MAX_TOP_K = 50
 #: A name someone can read: something visible, no control characters (what the reviewed file's reader accepts).
-VISIBLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff][^\x00-\x1f\x7f]*$"
+VISIBLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff][^\x00-\x1f\x7f-\x9f]*$"
 
 
 class SearchRequest(BaseModel):

@@ -23,6 +23,7 @@ loop's), and the temporary directory of a build whose process is gone is removed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -66,6 +67,8 @@ PUBLISHED = "published.jsonl"
 KEEP_OLD_BUILDS = 2
 #: Temporary directories of a build whose process cannot be told dead are removed after this long.
 STALE_TMP_SECONDS = 24 * 3600
+#: A finished build never published (stopped between its rename and the switch) is removed after this long.
+UNPUBLISHED_SECONDS = 3600
 
 
 #: Up to this many vectors the index is exact: a flat search of 10,000 384-d vectors takes 0.6 ms on one core
@@ -499,8 +502,16 @@ def _prune(builds: Path, keep: Path) -> None:
     """Remove old builds beyond ``KEEP_OLD_BUILDS`` of each origin, and the temporary directories of builds whose
     process is gone (or older than ``STALE_TMP_SECONDS``)."""
     done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    published = published_builds(builds.parent)
     kept: dict[str, int] = {}
     for old in (p for p in done if p != keep):
+        if published is not None and old.name not in published:
+            # Never published (its build was stopped before the switch, or is switching now): it counts for no
+            # origin, and goes once it is old enough not to be a build about to switch.
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < time.time() - UNPUBLISHED_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+            continue
         origin = _origin(old)
         kept[origin] = kept.get(origin, 0) + 1
         if kept[origin] > KEEP_OLD_BUILDS:

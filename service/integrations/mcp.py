@@ -17,15 +17,18 @@ refuses to listen on an address other than loopback without keys.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import logging
 import os
 import re
 import sys
+import time
 import uuid
 from typing import Annotated, Any, Protocol
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
@@ -81,7 +84,7 @@ class Backend(Protocol):
     """Where the tools get their answers: the engine in this process, or a running service. ``client`` is who
     called (``access.client_identity``), for the query log."""
 
-    def search(self, query: str, top_k: int, client: str | None = None) -> dict: ...
+    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict: ...
 
     def entry(self, faq_id: str) -> dict: ...
 
@@ -110,10 +113,13 @@ class EngineBackend:
         self.engine, self.max_query_chars, self.querylog = engine, max_query_chars, querylog
         self.gate = gate or SearchGate()
 
-    def search(self, query: str, top_k: int, client: str | None = None) -> dict:
+    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict:
+        """One search; ``arrived`` (``time.monotonic()``): when the call came in, so that the time it waited for a
+        thread counts in ``FAQ_SEARCH_TIMEOUT``."""
         req = parse_search({"query": query, "top_k": top_k}, self.max_query_chars)
         tokens = self.gate.tokens(self.engine, [req.query])
-        body = self.gate.run(lambda: self.engine.search(req.query, req.top_k), tokens).to_dict()
+        deadline = None if arrived is None else arrived + self.gate.timeout
+        body = self.gate.run(lambda: self.engine.search(req.query, req.top_k), tokens, deadline).to_dict()
         if self.querylog is not None:
             body["request_id"] = uuid.uuid4().hex
             self.querylog.record(body["request_id"], req.query, body, client)
@@ -142,7 +148,7 @@ class HttpBackend:
     def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
         self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
 
-    def search(self, query: str, top_k: int, client: str | None = None) -> dict:
+    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict:
         return self.client.call("POST", "/search", {"query": query, "top_k": top_k})
 
     def entry(self, faq_id: str) -> dict:
@@ -199,40 +205,38 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
                 raise ToolError(f"rate_limited: over the limit of {rate_limit.limit}; retry in {wait:g} s")
         return client
 
+    async def call(function, *args):
+        """Run a backend call in a worker thread (the tools block on the encoder and the database), its errors as
+        the service's."""
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(function, *args))
+        except (ServiceError, FaqSearchError) as exc:
+            raise _tool_error(exc) from None
+
     @server.tool(name="search_faq", description=description)
-    def search_faq(
+    async def search_faq(
         query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
         ctx: Context,
         top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many FAQ entries to return.")] = 5,
     ) -> dict[str, Any]:
+        arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
-        client = admit(ctx)
-        try:
-            return backend.search(query, top_k, client)
-        except (ServiceError, FaqSearchError) as exc:
-            raise _tool_error(exc) from None
+        return await call(backend.search, query, top_k, admit(ctx), arrived)
 
     @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
-    def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
+    async def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
         admit(ctx)
-        try:
-            return backend.entry(faq_id)
-        except (ServiceError, FaqSearchError) as exc:
-            raise _tool_error(exc) from None
+        return await call(backend.entry, faq_id)
 
     @server.tool(name="send_feedback", description=FEEDBACK_DESCRIPTION)
-    def send_feedback(
+    async def send_feedback(
         request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
         faq_id: Annotated[str, Field(description="The entry judged (a result's `faq_id`).")],
         helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
         ctx: Context,
     ) -> dict[str, Any]:
-        client = admit(ctx)
-        try:
-            return backend.feedback(request_id, faq_id, helpful, client)
-        except (ServiceError, FaqSearchError) as exc:
-            raise _tool_error(exc) from None
+        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx))
 
     return server
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NotFound, QueryLogUnavailable
-from .redaction import query_key, redact
+from .redaction import EMPTY_KEY, query_key, redact
 
 log = logging.getLogger(__name__)
 
@@ -547,6 +547,7 @@ def _bound_size(conn: sqlite3.Connection, max_bytes: int) -> int:
         deleted += _delete_before(conn, cutoff + 1e-6)["searches"]
     if deleted:
         conn.execute("PRAGMA incremental_vacuum")  # the freed pages back to the filesystem (a file made since)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and the write-ahead log, which grew with the deletions
         log.warning("query log: over its size bound; the %d oldest searches were deleted", deleted)
     return deleted
 
@@ -597,6 +598,31 @@ class QueryStats:
     reasons: Counter = field(default_factory=Counter)
     shown: Counter = field(default_factory=Counter)  # the entry given first, and how often
     not_helpful_entries: Counter = field(default_factory=Counter)
+    #: The (client, day) pairs behind each count, so that a group of wordings counts a client once too.
+    units: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def count_units(stats: list[QueryStats]) -> dict:
+    """The counts of several queries taken together (a group): each client once a day, whatever wording it used."""
+
+    def union(name: str) -> set:
+        return set().union(*(s.units.get(name, set()) for s in stats))
+
+    def by_key(name: str) -> Counter:
+        merged: dict[str, set] = {}
+        for s in stats:
+            for key, units in s.units.get(name, {}).items():
+                merged.setdefault(key, set()).update(units)
+        return Counter({key: len(units) for key, units in merged.items()})
+
+    return {
+        "asked": len(union("asked")),
+        "unanswered": len(union("unanswered")),
+        "not_helpful": len(union("not_helpful")),
+        "reasons": by_key("reasons"),
+        "shown": by_key("shown"),
+        "not_helpful_entries": by_key("entries"),
+    }
 
 
 class _Tally:
@@ -617,6 +643,8 @@ class _Tally:
         s.reasons = Counter({k: len(v) for k, v in self.reasons.items()})
         s.shown = Counter({k: len(v) for k, v in self.shown.items()})
         s.not_helpful_entries = Counter({k: len(v) for k, v in self.entries.items()})
+        s.units = {"asked": self.asked, "unanswered": self.unanswered, "not_helpful": self.not_helpful,
+                   "reasons": self.reasons, "shown": self.shown, "entries": self.entries}  # fmt: skip
         return s
 
 
@@ -654,7 +682,7 @@ def query_stats(
             """,
             {"since": since, "skip": skip_reason},
         ).fetchall()
-        keys = [k for (k,) in flagged if k not in exclude]
+        keys = [k for (k,) in flagged if k not in exclude and k != EMPTY_KEY]  # no word in it: nothing to review
         tallies: dict[str, _Tally] = {}
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
@@ -706,7 +734,8 @@ def texts_of(path: str | os.PathLike, keys: list[str], since: float) -> dict[str
         for chunk in _chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
             for key, query in conn.execute(
-                f"SELECT query_key, query FROM searches WHERE ts >= ? AND query_key IN ({marks}) ORDER BY ts",  # noqa: S608
+                f"SELECT query_key, query FROM searches WHERE ts >= ? AND query_key IN ({marks}) "  # noqa: S608
+                "AND query != '' ORDER BY ts",
                 (since, *chunk),
             ):
                 out[key] = query

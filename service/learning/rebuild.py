@@ -159,7 +159,7 @@ class Rebuilder:
             _, stderr = child.communicate()
             self._failed(action_id, attempt, f"stopped after {REBUILD_TIMEOUT_SECONDS} s")
             return
-        state = self._read() or {}
+        state = self._read(child.pid) or {}  # its own record: another worker's build may have written the shared one
         if state.get("pid") != child.pid or state.get("state") == "running":
             # The child ended without recording how (killed, out of memory): its last words, if any.
             last = (stderr.strip().splitlines() or [_exit_reason(child.returncode)])[-1][:500]
@@ -269,9 +269,10 @@ class Rebuilder:
             log.warning("could not record the rebuild state: %s", exc)
         return state
 
-    def _read(self) -> dict | None:
+    def _read(self, pid: int | None = None) -> dict | None:
+        """The shared state, or the one the build ``pid`` recorded for itself (``write_state(…, own=True)``)."""
         try:
-            raw = _read_raw(self.log_path)
+            raw = _read_raw(self.log_path, f"{STATE_KEY}:{pid}" if pid else STATE_KEY)
         except sqlite3.Error:
             return None
         return json.loads(raw) if raw else None
@@ -333,17 +334,25 @@ def _exit_reason(code: int) -> str:
 
 
 @querylog.off_loop
-def _read_raw(log_path: str) -> str | None:
+def _read_raw(log_path: str, key: str = STATE_KEY) -> str | None:
     with closing(querylog.connect(log_path)) as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATE_KEY,)).fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None
 
 
 @querylog.off_loop
-def write_state(log_path: str, state: dict) -> None:
-    """Record the rebuild's state (every worker and the build's child share it)."""
+def write_state(log_path: str, state: dict, own: bool = False) -> None:
+    """Record the rebuild's state (every worker and the build's child share it); ``own``: also under the build's
+    pid, for the worker that waits for it (two builds may run one after the other and both write the shared one)."""
     with closing(querylog.connect(log_path, create=True)) as conn:
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATE_KEY, _dumps(state)))
+        rows = [(STATE_KEY, _dumps(state))]
+        if own and state.get("pid"):
+            rows.append((f"{STATE_KEY}:{state['pid']}", _dumps(state)))
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+        conn.execute(  # the builds' own records of an hour ago are read by now
+            "DELETE FROM meta WHERE key LIKE ? AND json_extract(value, '$.finished_at') < ?",
+            (f"{STATE_KEY}:%", _iso(time.time() - 3600)),
+        )
 
 
 @querylog.off_loop

@@ -56,7 +56,7 @@ def run_build(corpus: str, index_dir: str, log_path: str, action: str, attempt: 
             "seconds": round(time.monotonic() - started, 2),
             "index_id": manifest["index_id"],
         }
-    write_state(log_path, state)
+    write_state(log_path, state, own=True)
     return state
 
 

@@ -27,7 +27,6 @@ from ..reviewed import (
     ReviewAction,
     active_actions,
     append_action,
-    check_action,
     decisions_lock,
     merge_actions,
     new_action,
@@ -46,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_QUERIES = 500
 #: Queries a listing embeds itself at most; the others wait for the background (``precompute_vectors``) and are
 #: counted in ``preparing``, so that a listing never spends minutes encoding.
-MAX_ENCODED_PER_LISTING = 64
+MAX_ENCODED_PER_LISTING = 16
 #: Example wordings shown per group.
 EXAMPLES = 5
 #: Entries suggested per group.
@@ -140,7 +139,8 @@ def _flagged_groups(
         source.log_path, since, MAX_QUERIES, skip_reason=skip_reason, exclude=decided, offset=offset
     )
     groups, preparing = _groups(source, stats)
-    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], g["id"]))
+    # The most failed first, then the most asked, then the one with the most wordings (more of what users say).
+    groups.sort(key=lambda g: (-(g["unanswered"] + g["not_helpful"]), -g["asked"], -g["queries"], g["id"]))
     paging = {"page": page, "pages": max(1, -(-total // MAX_QUERIES)), "queries": total, "preparing": preparing}
     return groups, paging
 
@@ -162,13 +162,14 @@ def _groups(source: Source, stats: list[querylog.QueryStats]) -> tuple[list[dict
         centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
         # The entries nearest the group's meaning (its centroid), read with the most asked wording's words.
         outcome = engine.search_encoded(items[0].text, centroid.astype(np.float32), top_k=SUGGESTED)
+        counts = querylog.count_units(items)  # one client's paraphrases count once, as its repeats do
         groups.append(
             {
                 "id": "g" + hashlib.sha256("\0".join(keys).encode()).hexdigest()[:12],
                 "queries": len(items),
-                "asked": sum(s.asked for s in items),
-                "unanswered": sum(s.unanswered for s in items),
-                "not_helpful": sum(s.not_helpful for s in items),
+                "asked": counts["asked"],
+                "unanswered": counts["unanswered"],
+                "not_helpful": counts["not_helpful"],
                 "first_seen": _iso(min(s.first_seen for s in items)),
                 "last_seen": _iso(max(s.last_seen for s in items)),
                 "examples": [
@@ -184,9 +185,9 @@ def _groups(source: Source, stats: list[querylog.QueryStats]) -> tuple[list[dict
                 "query_keys": [s.key for s in items],
                 # Every wording an action on the group decides (the examples are only the most asked).
                 "wordings": [{"key": s.key, "text": s.text, "asked": s.asked} for s in items],
-                "reasons": _sorted_counts([s.reasons for s in items]),
-                "shown": _sorted_counts([s.shown for s in items]),
-                "not_helpful_entries": _sorted_counts([s.not_helpful_entries for s in items]),
+                "reasons": _sorted_counts([counts["reasons"]]),
+                "shown": _sorted_counts([counts["shown"]]),
+                "not_helpful_entries": _sorted_counts([counts["not_helpful_entries"]]),
                 "suggested": [
                     {"faq_id": r.faq_id, "question": r.question, "score": round(r.score, 4)} for r in outcome.results
                 ],
@@ -298,8 +299,23 @@ def apply(
     with decisions_lock(source.reviewed_file):  # two reviewers never both decide the same queries
         actions = read_actions(source.reviewed_file)
         record = _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, note)
-        append_action(source.reviewed_file, record)
+        _append(source, record)
     return record
+
+
+def _append(source: Source, record: ReviewAction) -> None:
+    """Append a checked action; one the reviewed file's reader would refuse is a 400, and nothing is written.
+
+    Raises:
+        InvalidRequest: ``invalid_review_action``. OSError: the file cannot be written (it is as it was).
+    """
+    try:
+        append_action(source.reviewed_file, record)
+    except CorpusError as exc:
+        raise InvalidRequest(
+            f"this decision would make a line the reviewed file's reader refuses: {exc.reason}",
+            code="invalid_review_action",
+        ) from None
 
 
 def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, note) -> ReviewAction:
@@ -322,13 +338,6 @@ def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, n
         index_id=index_id,
         note=note,
     )
-    try:  # what the writer appends, the reader accepts
-        check_action(record, source.reviewed_file)
-    except CorpusError as exc:
-        raise InvalidRequest(
-            f"this decision would make a line the reviewed file's reader refuses: {exc.reason}",
-            code="invalid_review_action",
-        ) from None
     if action != "dismiss":
         entries: list[FaqEntry] = list(source.engine.index.entries.values())
         _, report = merge_actions(entries, [record])
@@ -361,7 +370,7 @@ def revert(source: Source, action_id: str, by: str) -> tuple[ReviewAction, Revie
         if any(a.action == "revert" and a.reverts == action_id for a in actions):
             raise Conflict(f"action {action_id} is already reverted", code="already_reverted")
         record = new_action("revert", by, reverts=action_id)
-        append_action(source.reviewed_file, record)
+        _append(source, record)
     return record, target
 
 

@@ -52,16 +52,19 @@ class SearchGate:
             )
         return tokens
 
-    def run(self, call: Callable[[], T], tokens: int = 0) -> T:
+    def run(self, call: Callable[[], T], tokens: int = 0, deadline: float | None = None) -> T:
         """``call()`` once a search slot (and for a heavy request the heavy slot) is free.
 
+        Args:
+            deadline: ``time.monotonic()`` by which a slot must be had (default: ``timeout`` seconds from now); a
+                request that waited elsewhere first (for a thread) gives the time it arrived plus ``timeout``.
         Raises:
             SearchTimeout: no slot within ``timeout`` seconds.
         """
         gates = [self._slots]
         if tokens > HEAVY_REQUEST_TOKENS:
             gates.insert(0, self._heavy)
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         taken = []
         try:
             for gate in gates:
@@ -74,6 +77,10 @@ class SearchGate:
         finally:
             for gate in taken:
                 gate.release()
+
+    def deadline(self) -> float:
+        """When a request arriving now must have its slot (``time.monotonic()``)."""
+        return time.monotonic() + self.timeout
 
     def try_slot(self) -> bool:
         """Take a search slot if one is free now (background work that must never delay a search); ``release``."""
