@@ -871,7 +871,7 @@ def scenario_mcp(args) -> dict:
             time.sleep(0.02)
 
     # 512 tokens each: a French question of about 1,000 characters of rare words (the service's query limit).
-    long_query = " ".join(f"dématérialisation{n} sous-traitance{n}" for n in range(40))[:1000]
+    long_query = " ".join(f"dématérialisation{n} sous-traitance{n}" for n in range(40))[:990]
 
     async def run() -> list:
         async with (
@@ -897,7 +897,7 @@ def scenario_mcp(args) -> dict:
     refused: dict[str, int] = {}
     for r in results:
         if r.is_error:
-            code = r.content[0].text.split(":", 1)[0]
+            code = r.content[0].text.removeprefix("Error executing tool search_faq: ").split(":", 1)[0]
             refused[code] = refused.get(code, 0) + 1
     mb = lambda b: round(b / 2**20)  # noqa: E731
     return {

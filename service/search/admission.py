@@ -31,7 +31,8 @@ class SearchGate:
         if max_concurrent < 1:
             raise ValueError(f"FAQ_MAX_CONCURRENT_SEARCHES must be at least 1, not {max_concurrent}")
         self.timeout, self.max_request_tokens = float(timeout), int(max_request_tokens)
-        self._slots = threading.BoundedSemaphore(int(max_concurrent))
+        self.slots = int(max_concurrent)
+        self._slots = threading.BoundedSemaphore(self.slots)
         self._heavy = threading.BoundedSemaphore(1)
 
     def tokens(self, engine, queries: list[str]) -> int:
