@@ -30,10 +30,10 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test test-fast lint format bench faults install model index index-force clean cluster cluster-stop publish
 
-# gunicorn, one worker per core (service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
+# gunicorn, one worker per core (`faq-search serve`: service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
 	FAQ_HOST=$(FAQ_HOST) FAQ_PORT=$(FAQ_PORT) FAQ_INDEX=$(FAQ_INDEX) FAQ_WATCH_SECONDS=$(FAQ_WATCH_SECONDS) \
-		FAQ_CORPUS=$(FAQ_CORPUS) $(BIN)/gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app
+		FAQ_CORPUS=$(FAQ_CORPUS) $(BIN)/faq-search serve
 
 test: $(INDEX) $(CHROMIUM) $(HAPROXY) $(REDIS_SERVER)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
@@ -114,7 +114,7 @@ index: $(INDEX)
 
 # The FAQ owner's review decisions (the reviewed file next to the corpus, docs/learning.md) are part of the build.
 $(INDEX): $(MODEL) $(FAQ_CORPUS) $(wildcard $(basename $(FAQ_CORPUS)).reviewed.jsonl) service/corpus.py \
-		service/reviewed.py service/indexing/build.py service/indexing/store.py service/indexing/scoring.py \
+		service/reviewed_file.py service/indexing/build.py service/indexing/store.py service/indexing/scoring.py \
 		service/encoders/base.py | $(MODEL_DIR)/onnx/tokenizer.model
 	$(BUILD_INDEX)
 

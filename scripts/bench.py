@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 
-from service.config import REPO_ROOT as ROOT
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.evaluation.datasets import chorus_questions
@@ -50,6 +49,7 @@ from service.evaluation.serving import start_gunicorn, wrk, wrk_post_script
 from service.indexing.build import build_index
 from service.indexing.store import load_index
 from service.search.engine import SearchEngine
+from service.settings import REPO_ROOT as ROOT
 
 
 def summary(samples_ms: list[float]) -> dict:
@@ -654,7 +654,7 @@ def scenario_querylog(args) -> dict:
                 assert response.status_code == 200
                 if round_:
                     times[name].append(elapsed)
-    logged_app.extensions["faq_query_log"].close()
+    logged_app.extensions["faq_service"].query_log.close()
     record = QueryLog(work / "record.db")
     record._thread = object()  # no writer: time the call a request makes, alone
     outcome = engine.search(queries[0]).to_dict()

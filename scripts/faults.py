@@ -43,13 +43,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from service.config import GUNICORN_ARGS
-from service.config import REPO_ROOT as ROOT
 from service.encoders.base import default_model
 from service.encoders.loading import load_embedder
 from service.evaluation.serving import start_gunicorn, wrk, wrk_post_script
 from service.indexing.build import build_index
 from service.indexing.store import VECTORS, resolve
+from service.settings import GUNICORN_ARGS
+from service.settings import REPO_ROOT as ROOT
 
 TOKEN = "faults-admin-token"
 QUERY = {"query": "je ne trouve pas le lien pour activer mon compte", "top_k": 5}

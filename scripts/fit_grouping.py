@@ -4,7 +4,8 @@ Prints, per average-linkage cut, how pure the groups are (homogeneity: a group h
 (completeness: a need is one group) and the adjusted Rand index, over simulated logs of 300 questions from 25
 answers; writes the table to --out (JSON). A group that mixes two needs misleads the FAQ owner more than a need
 split in two, so the cut favours homogeneity (``service/learning/grouping.py``; the function is
-``service.evaluation.learning.grouping_table``). Usage: ``python scripts/fit_grouping.py [--data ../shared/data]``.
+``service.evaluation.review_simulation.grouping_table``).
+Usage: ``python scripts/fit_grouping.py [--data ../shared/data]``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from service.config import REPO_ROOT
 from service.encoders.loading import load_embedder
-from service.evaluation.learning import grouping_table
+from service.evaluation.review_simulation import grouping_table
+from service.settings import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """What the review queue is worth, simulated on covid_quebec_fr: approved alternative questions and known
 non-answers as approvals accumulate (k = 0, 1, 2, 4, 8 per answer); prints two tables and writes them to --out.
 
-The functions live in ``service/evaluation/learning.py`` (docs/learning.md explains the protocol). About a minute
-on two cores. Usage: ``python scripts/simulate_review.py [--data ../shared/data] [--out review_simulation.json]``.
+The functions live in ``service/evaluation/review_simulation.py`` (docs/learning.md explains the protocol).
+About a minute on two cores.
+Usage: ``python scripts/simulate_review.py [--data ../shared/data] [--out review_simulation.json]``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.config import REPO_ROOT
 from service.encoders.loading import load_embedder
-from service.evaluation.learning import alt_questions_curve, non_answers_curve
 from service.evaluation.methods import CachingEmbedder
+from service.evaluation.review_simulation import alt_questions_curve, non_answers_curve
+from service.settings import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

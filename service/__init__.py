@@ -1,8 +1,10 @@
 """French FAQ semantic search: embeddings (sentence-transformers) + FAISS behind a Flask API.
 
-Subpackages by concern, arrows pointing down: ``http`` and ``integrations`` over ``evaluation`` over ``search``
-over ``indexing`` over ``encoders``; ``corpus``, ``config``, ``errors`` and ``files`` are shared by all. Importing
-``service`` itself imports nothing (the client stays standard library only).
+Subpackages by concern, arrows pointing down (docs/architecture.md; import-linter checks them): ``cli`` over
+``deploy`` over ``http`` and ``integrations`` (adapters) over ``core`` (the running service) over ``evaluation``,
+``learning``, ``search`` (with its answer ``decision``), ``indexing`` and ``encoders``; ``corpus``, ``settings``,
+``errors`` and ``files`` are shared by all. Importing ``service`` itself imports nothing (the client stays standard
+library only).
 """
 
 __version__ = "0.4.0"

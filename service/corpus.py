@@ -197,52 +197,35 @@ class Row:
         return {"faq_id": self.faq_id, "kind": self.kind, "ref": self.ref}
 
 
-def entry_rows(
-    entries: list[FaqEntry],
-    passages: list[Passage],
-    kinds: tuple[str, ...] = tuple(ROW_KINDS),
-    passage_text: str = "question_answer",
-) -> tuple[list[Row], list[str]]:
+#: What a passage's vector embeds, as the manifest describes it (``Passage.embed_text``).
+PASSAGE_TEXT = "question\\n[section heading\\n]section text"
+
+
+def entry_rows(entries: list[FaqEntry], passages: list[Passage]) -> tuple[list[Row], list[str]]:
     """The vectors to index for each entry, in entry order, and the text to embed for each.
 
     An entry gets one row for its question and one per alternative question (embedded like a user's question,
-    with the query prompt), then one row per answer passage (question, heading and text, with the passage prompt).
-
-    Args:
-        kinds: the kinds of rows to make (evaluation baselines leave some out); passages are always made.
-        passage_text: ``"question_answer"`` (the default) or ``"answer"`` (heading and text only, a baseline).
+    with the query prompt), one per known non-answer, then one row per answer passage (question, heading and text,
+    ``Passage.embed_text``, with the passage prompt).
     """
-    if passage_text not in ("question_answer", "answer"):
-        raise ValueError(f"passage_text must be 'question_answer' or 'answer', not {passage_text!r}")
     by_entry: dict[str, list[Passage]] = {}
     for passage in passages:
         by_entry.setdefault(passage.faq_id, []).append(passage)
     rows: list[Row] = []
     texts: list[str] = []
     for entry in entries:
-        if "question" in kinds:
-            rows.append(Row(entry.id, "question", entry.question))
-            texts.append(entry.question)
-        if "alt_question" in kinds:
-            for alt in entry.alt_questions:
-                rows.append(Row(entry.id, "alt_question", alt))
-                texts.append(alt)
-        if "not_question" in kinds:
-            for other in entry.not_questions:
-                rows.append(Row(entry.id, "not_question", other))
-                texts.append(other)
+        rows.append(Row(entry.id, "question", entry.question))
+        texts.append(entry.question)
+        for alt in entry.alt_questions:
+            rows.append(Row(entry.id, "alt_question", alt))
+            texts.append(alt)
+        for other in entry.not_questions:
+            rows.append(Row(entry.id, "not_question", other))
+            texts.append(other)
         for passage in by_entry.get(entry.id, []):
             rows.append(Row(entry.id, "passage", passage.passage_id))
-            texts.append(passage_vector_text(passage, passage_text))
+            texts.append(passage.embed_text)
     return rows, texts
-
-
-def passage_vector_text(passage: Passage, passage_text: str = "question_answer") -> str:
-    """What a passage's vector embeds: question, heading and text (``"question_answer"``), or heading and text
-    only (``"answer"``, a baseline)."""
-    if passage_text == "question_answer":
-        return passage.embed_text
-    return "\n".join(filter(None, [passage.section, passage.text]))
 
 
 def lexical_text(entry: FaqEntry) -> str:

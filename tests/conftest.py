@@ -115,6 +115,14 @@ def engine(make_index, fake_embedder):
     return SearchEngine(fake_embedder, load_index(make_index()))
 
 
+def service_for(engine, **settings):
+    """A ``FaqService`` around ``engine``, with these settings over the environment's."""
+    from service.core.faq_service import FaqService
+    from service.settings import Settings
+
+    return FaqService(Settings.from_env(**settings), engine)
+
+
 @pytest.fixture
 def app(engine):
     return create_app({"TESTING": True}, engine=engine)
@@ -208,9 +216,9 @@ def learning(tmp_path, fake_embedder):
          "FAQ_CORPUS": str(corpus), "FAQ_INDEX": str(index)},
         engine=SearchEngine(fake_embedder, load_index(index)),
     )  # fmt: skip
-    app.extensions["faq_rebuilder"] = RecordingRebuilder()
+    app.extensions["faq_service"].rebuilder = RecordingRebuilder()
     yield app, app.test_client(), tmp_path
-    app.extensions["faq_query_log"].close()
+    app.extensions["faq_service"].query_log.close()
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -13,9 +13,10 @@ from conftest import CHORUS_CORPUS, PARAPHRASES
 
 from service.corpus import load_corpus
 from service.evaluation.datasets import CHORUS_GAPS, chorus_gaps, write_corpus
-from service.indexing.answerability import FEATURES, Answerability, default_answerability, features
 from service.indexing.build import build_index
+from service.indexing.scoring import FEATURES, default_answer_model
 from service.indexing.store import load_index
+from service.search.decision import AnswerCheck, features
 from service.search.engine import SearchEngine
 
 GAPS = chorus_gaps()
@@ -33,8 +34,8 @@ def _check(weights: dict | None = None, thresholds=((5, 0.5), (500, 0.2)), bias:
 
 
 def test_the_shipped_check_loads_and_covers_every_feature():
-    check = default_answerability()
-    assert check is not None, "service/indexing/answerability.json is missing: scripts/fit_answerability.py"
+    check = default_answer_model()
+    assert check is not None, "service/indexing/answerability.json is missing: faq-search fit-answerability"
     assert set(check.weights) == set(FEATURES)
     sizes = [n for n, _ in check.thresholds]
     assert sizes == sorted(sizes) and all(0 <= t <= 1 for _, t in check.thresholds)
@@ -64,11 +65,11 @@ def test_a_damaged_check_is_refused(damage):
     elif damage == "empty":
         data["thresholds"] = []
     with pytest.raises(ValueError):
-        Answerability.from_dict(data)
+        AnswerCheck.from_dict(data)
 
 
 def test_the_threshold_follows_the_faq_size_in_log_scale_and_is_clamped():
-    check = Answerability.from_dict(_check(thresholds=((5, 0.5), (500, 0.2))))
+    check = AnswerCheck.from_dict(_check(thresholds=((5, 0.5), (500, 0.2))))
     assert check.threshold(5) == pytest.approx(0.5) and check.threshold(500) == pytest.approx(0.2)
     assert check.threshold(50) == pytest.approx(0.35)  # halfway in log(size)
     assert check.threshold(1) == pytest.approx(0.5) and check.threshold(10**6) == pytest.approx(0.2)
@@ -113,20 +114,20 @@ def _found(uncovered=("navigateur",)):
 
 
 def test_a_refusal_names_the_words_the_entry_lacks_else_the_strongest_pull():
-    lenient = Answerability.from_dict(_check({"coverage": 4.0}, thresholds=((1, 0.5),)))
+    lenient = AnswerCheck.from_dict(_check({"coverage": 4.0}, thresholds=((1, 0.5),)))
     assert lenient.refusal(_found()) is None  # coverage 0.5, mean 0: logit +2, p 0.88
     data = _check({"coverage": 4.0}, thresholds=((1, 0.5),))
     data["mean"]["coverage"] = 1.0  # half the words missing now pulls the logit to -2
-    why = Answerability.from_dict(data).refusal(_found())
+    why = AnswerCheck.from_dict(data).refusal(_found())
     assert why["code"] == "not_covered" and why["terms"] == ["navigateur"] and "navigateur" in why["message"]
     assert why["confidence"] == pytest.approx(1 / (1 + 2.718281828**2), abs=1e-3)
     # Every word covered: the group that pulled the probability down most names the reason.
     data = _check({"margin": 2.0, "fused": 1.0}, thresholds=((1, 0.99),))
     data["mean"]["margin"] = 1.0  # margin 0 is far below: a pull of -2
-    assert Answerability.from_dict(data).refusal(_found(uncovered=()))["code"] == "ambiguous"
+    assert AnswerCheck.from_dict(data).refusal(_found(uncovered=()))["code"] == "ambiguous"
     data["mean"].update(margin=0.0, fused=3.0)  # now the score is what is far below
     found = _found(uncovered=())
-    assert Answerability.from_dict(data).refusal(found)["code"] == "no_close_entry"
+    assert AnswerCheck.from_dict(data).refusal(found)["code"] == "no_close_entry"
 
 
 def test_every_refusal_of_the_engine_carries_a_reason_and_an_answer_none(make_index, fake_embedder):
@@ -157,7 +158,7 @@ def test_the_build_can_leave_the_check_out(make_index, fake_embedder, tmp_path):
     scoring = Scoring().with_overrides(answerability=False)
     build_index(CHORUS_CORPUS, out, fake_embedder, show_progress=False, scoring=scoring)
     index = load_index(out)
-    assert index.manifest["scoring"]["answerability"] is False
+    assert index.manifest.scoring_settings["answerability"] is False
     assert SearchEngine(fake_embedder, index).answer_check is None
     assert SearchEngine(fake_embedder, load_index(make_index())).answer_check is not None
 
@@ -276,7 +277,7 @@ def test_leave_entry_out_the_questions_of_a_removed_entry_are_mostly_refused(rea
     for gone in entries:
         corpus = write_corpus([e for e in entries if e.id != gone.id], tmp_path / f"minus-{gone.id}.jsonl")
         out = build_index(corpus, tmp_path / f"index-{gone.id}", real_embedder, show_progress=False)
-        assert out["counts"]["entries"] == 4
+        assert out.counts.entries == 4
         engine = SearchEngine(real_embedder, load_index(tmp_path / f"index-{gone.id}"))
         for query, faq_id in PARAPHRASES:
             if faq_id == gone.id:
@@ -355,7 +356,7 @@ def test_known_non_answers_are_vectors_of_their_own_never_a_match(tmp_path, fake
 
     corpus = _with_not_questions(tmp_path, ["mot de passe oublié navigateur"])
     manifest = build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
-    assert manifest["counts"]["vectors_by_kind"]["not_question"] == 1
+    assert manifest.counts.vectors_by_kind["not_question"] == 1
     engine = SearchEngine(fake_embedder, load_index(tmp_path / "index"), cache_size=0)
     assert engine.entry("chorus-pro-1")["not_questions"] == ["mot de passe oublié navigateur"]
     # Not in the lexical leg: "navigateur" is in no entry's text.
@@ -437,7 +438,7 @@ def test_a_one_entry_faq_can_still_refuse(fake_embedder, tmp_path):
 
 
 def test_known_non_answers_leave_the_centroid_alone_and_are_quoted_briefly(tmp_path, fake_embedder):
-    from service.indexing.answerability import MAX_QUOTED, reason
+    from service.search.decision.reasons import MAX_QUOTED, reason
 
     plain = SearchEngine(fake_embedder, load_index(build_index_dir(tmp_path / "a", CHORUS_CORPUS, fake_embedder)))
     marked_corpus = _with_not_questions(tmp_path, [f"question hors sujet numéro {n}" for n in range(200)])
@@ -476,9 +477,9 @@ def test_the_product_name_alone_is_not_an_answer(real_engine):
 def test_every_reason_code_is_in_the_schema_the_page_and_the_mcp_description():
     import typing
 
-    from service.http.schemas import Reason
-    from service.indexing.answerability import REASONS
+    from service.core.models import Reason
     from service.integrations.mcp import SEARCH_DESCRIPTION
+    from service.search.decision import REASONS
 
     codes = set(REASONS)
     assert set(typing.get_args(Reason.model_fields["code"].annotation)) == codes

@@ -65,7 +65,7 @@ def test_answered_follows_min_score(client):
 
 
 def test_default_threshold_comes_from_manifest_or_config(engine):
-    assert engine.answer_threshold == engine.index.manifest["scoring"]["answer_threshold"]
+    assert engine.answer_threshold == engine.index.manifest.scoring_settings["answer_threshold"]
     app = create_app({"TESTING": True}, engine=engine)
     scoring = app.test_client().get("/health").get_json()["index"]["scoring"]
     assert scoring["answer_threshold"] == engine.answer_threshold
@@ -285,7 +285,9 @@ def test_environment_configures_the_app(engine, monkeypatch):
     monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "5")
     monkeypatch.setenv("FAQ_MIN_SCORE", "0.5")
     app = create_app({"TESTING": True}, engine=engine)
-    assert app.config["FAQ_MAX_QUERY_CHARS"] == 5 and app.config["FAQ_MIN_SCORE"] == 0.5
+    settings = app.extensions["faq_service"].settings
+    assert (settings.max_query_chars, settings.min_score) == (5, 0.5)
+    assert_error(app.test_client().post("/search", json={"query": "x" * 6}), 400, "query_too_long")
     monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "many")
     with pytest.raises(ValueError, match="FAQ_MAX_QUERY_CHARS"):
         create_app({"TESTING": True}, engine=engine)

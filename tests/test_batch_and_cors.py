@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import assert_error
 
+from service.core.models import MAX_BATCH
 from service.http.app import create_app
-from service.http.schemas import MAX_BATCH
 
 
 def test_batch_answers_each_query_like_search_and_encodes_once(engine, fake_embedder):

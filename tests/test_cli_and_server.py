@@ -38,7 +38,7 @@ def test_build_index_cli(tmp_path):
         "vectors": 10,
         "vectors_by_kind": {"question": 4, "alt_question": 1, "passage": 5},
     }
-    manifest = json.loads((out / "current" / "manifest.json").read_text())
+    manifest = json.loads((out / "current" / "manifest.json").read_text())  # the file as written
     assert manifest["model"]["name"].startswith("intfloat/multilingual-e5-small")
     assert manifest["model"]["prompts"] == {"query": "query: ", "passage": "passage: "}
     assert manifest["model"]["dimension"] == 384
@@ -108,7 +108,8 @@ def test_evaluate_cli_refuses_to_fit_on_the_report_only_set():
 def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
     from service.encoders.finetune import FinetuneSettings
     from service.indexing.build import build_index
-    from service.search.loading import load_engine
+    from service.search.engine_loading import load_engine
+    from service.settings import Settings
 
     settings = FinetuneSettings(epochs=1, batch_size=4, max_seq_length=64)
     manifest = build_index(
@@ -119,14 +120,14 @@ def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
         finetune=settings,
         finetune_root=tmp_path / "tuned",
     )
-    tuned = manifest["model"]["finetuned"]
+    tuned = manifest.model.finetuned
     assert tuned["pairs"] == 6 and tuned["base"].startswith("intfloat/multilingual-e5-small")
-    assert manifest["model"]["name"].endswith("+ finetuned on corpus " + manifest["corpus"]["sha256"][:12])
+    assert manifest.model.name.endswith("+ finetuned on corpus " + manifest.corpus.sha256[:12])
     assert (tmp_path / "tuned").is_dir() and tuned["path"].startswith(str(tmp_path / "tuned"))
-    assert manifest["scoring"]["calibrated_for"] == tuned["base"], "says the calibration is the base model's"
+    assert manifest.scoring_settings["calibrated_for"] == tuned["base"], "says the calibration is the base model's"
     # The service configured with the base model serves the index with its fine-tuned model.
-    engine = load_engine({"FAQ_MODEL": str(MODEL_DIR), "FAQ_INDEX": str(tmp_path / "idx")})
-    assert engine.embedder.model_id == manifest["model"]["name"]
+    engine = load_engine(Settings.from_env(model=str(MODEL_DIR), index=tmp_path / "idx"))
+    assert engine.embedder.model_id == manifest.model.name
     assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
     # A second build with the same corpus and settings reuses the model instead of training again.
     again = build_index(
@@ -137,14 +138,15 @@ def test_finetuned_build_is_named_in_the_manifest_and_served(tmp_path):
         finetune=settings,
         finetune_root=tmp_path / "tuned",
     )
-    assert again["model"]["finetuned"] == tuned
+    assert again.model.finetuned == tuned
 
 
 def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibration_is_the_base_models(tmp_path):
     from service.corpus import load_corpus
     from service.encoders.finetune import training_pairs
     from service.indexing.build import build_index
-    from service.search.loading import load_engine
+    from service.search.engine_loading import load_engine
+    from service.settings import Settings
 
     labelled = [
         ("mon admin est parti", "gestionnaire"),
@@ -176,11 +178,11 @@ def test_adapt_model_cli_learns_user_questions_and_the_index_says_the_calibratio
     assert marker["pairs"] == len(training_pairs(load_corpus(MINI_CORPUS), labelled)[0]) > 6  # 6 without them
     assert marker["model_id"].endswith("finetuned on questions.jsonl (" + marker["corpus_sha256"][:12] + ")")
     manifest = build_index(MINI_CORPUS, tmp_path / "idx", str(out), show_progress=False)
-    assert manifest["model"]["name"] == marker["model_id"]
-    assert manifest["scoring"]["calibrated_for"] == marker["base_model"]
-    assert manifest["model"]["finetuned"]["path"] == str(out.resolve())
+    assert manifest.model.name == marker["model_id"]
+    assert manifest.scoring_settings["calibrated_for"] == marker["base_model"]
+    assert manifest.model.finetuned["path"] == str(out.resolve())
     # The service configured with the base model serves this index with the adapted model.
-    engine = load_engine({"FAQ_MODEL": str(MODEL_DIR), "FAQ_INDEX": str(tmp_path / "idx")})
+    engine = load_engine(Settings.from_env(model=str(MODEL_DIR), index=tmp_path / "idx"))
     assert engine.embedder.model_id == marker["model_id"]
     assert engine.search("facture sous-traitant").results[0].faq_id == "factures"
     # A label that names no entry is refused with one line, not a traceback.
@@ -271,7 +273,7 @@ def test_server_refuses_to_start_without_index(tmp_path):
 def test_server_refuses_an_index_built_for_another_model(make_index):
     done = _run(["-m", "service", "--port", str(free_port()), "--index", str(make_index())])
     assert done.returncode == 2
-    assert "test/hashing-embedder" in done.stderr and "build_index.py" in done.stderr
+    assert "test/hashing-embedder" in done.stderr and "faq-search build --model" in done.stderr
 
 
 def test_mcp_server_over_stdio_with_the_engine_in_process(real_index_dir):
@@ -303,6 +305,14 @@ def test_bench_cli_runs_the_cache_scenario(tmp_path):
     assert report["cache"]["hits"] == 50, "every repeated question was served from the cache"
 
 
+def _log_of(proc) -> str:
+    """What a stopped server said: its stderr pipe, or the file it logged to (``proc.log``)."""
+    if proc.stderr is not None:
+        return proc.communicate()[1]
+    proc.log.seek(0)
+    return proc.log.read()
+
+
 def _wait_http(url: str, proc, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -310,7 +320,7 @@ def _wait_http(url: str, proc, seconds: float = 120) -> None:
             urllib.request.urlopen(url, timeout=2)
             return
         except OSError:
-            assert proc.poll() is None, proc.communicate()[1]
+            assert proc.poll() is None, _log_of(proc)
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer in {seconds} s")
 

@@ -167,7 +167,7 @@ def test_a_published_build_reaches_every_replica_under_load_without_a_failed_req
     corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     new = tmp_path / "new-index"
     build_index(corpus, new, real_embedder, show_progress=False)
-    new_id = read_manifest(new)["index_id"]
+    new_id = read_manifest(new).index_id
     with Load(running.url) as load:
         time.sleep(1)
         publish_index(new, running.publish_dir)

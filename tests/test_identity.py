@@ -8,13 +8,13 @@ import asyncio
 import json
 
 import pytest
-from conftest import CHORUS_CORPUS, MINI_CORPUS
+from conftest import CHORUS_CORPUS, MINI_CORPUS, service_for
 
 from service.corpus import CorpusError, FaqIdentity, load_corpus, read_corpus
 from service.http.app import create_app
 from service.indexing.build import build_index
 from service.indexing.store import load_index
-from service.integrations.mcp import EngineBackend, HttpBackend, build_server, server_name
+from service.integrations.mcp import HttpBackend, ServiceBackend, build_server, server_name
 from service.search.engine import SearchEngine
 
 HEADER = {
@@ -91,7 +91,7 @@ def named_engine(tmp_path, fake_embedder):
 
 
 def test_the_identity_travels_with_the_index_to_health_and_openapi(named_engine):
-    assert named_engine.index.manifest["faq"]["name"] == "Mairie de Trifouilly"
+    assert named_engine.index.manifest.faq.name == "Mairie de Trifouilly"
     client = create_app({"TESTING": True}, engine=named_engine).test_client()
     faq = client.get("/health").get_json()["index"]["faq"]
     assert faq == HEADER["faq"]
@@ -113,12 +113,12 @@ def test_the_mcp_server_is_named_and_described_after_its_faq(named_engine, engin
         async with Client(server) as client:
             return (await client.list_tools()).tools, client.server_info.name
 
-    tools, name = asyncio.run(listing(build_server(EngineBackend(named_engine))))
+    tools, name = asyncio.run(listing(build_server(ServiceBackend(service_for(named_engine)))))
     assert name == "faq-mairie-de-trifouilly"
     description = {t.name: t for t in tools}["search_faq"].description
     assert "the official FAQ of Mairie de Trifouilly" in description
     assert "hand over to a human (l'accueil de la mairie, 01 23 45 67 89)" in description
-    tools, name = asyncio.run(listing(build_server(EngineBackend(engine))))
+    tools, name = asyncio.run(listing(build_server(ServiceBackend(service_for(engine)))))
     assert name == "faq-search" and "the organisation's official FAQ" in tools[0].description
     assert server_name(FaqIdentity("Chorus Pro")) == "faq-chorus-pro"
     assert server_name(FaqIdentity("Île-de-France Mobilités")) == "faq-ile-de-france-mobilites"

@@ -46,7 +46,7 @@ def test_unnormalised_or_empty_vectors_are_refused():
 def test_round_trip_and_manifest(make_index, fake_embedder):
     out = make_index()
     stored = load_index(out)
-    m = stored.manifest
+    m = stored.manifest.to_dict()
     assert m["format_version"] == index_store.FORMAT_VERSION
     assert m["model"] == {
         "name": fake_embedder.model_id,
@@ -80,7 +80,7 @@ def test_round_trip_and_manifest(make_index, fake_embedder):
 
 def test_index_for_another_model_is_refused_with_what_to_run(make_index):
     stored = load_index(make_index())
-    with pytest.raises(IndexMismatch, match="scripts/build_index.py") as info:
+    with pytest.raises(IndexMismatch, match="faq-search build --model") as info:
         stored.check_model("intfloat/multilingual-e5-small", 384)
     assert info.value.status == 503 and info.value.code == "index_model_mismatch"
     with pytest.raises(IndexMismatch, match="dimension 128"):
@@ -211,16 +211,16 @@ def test_approximate_indexes_find_the_exact_neighbours(kind, floor, tmp_path):
 def test_manifest_records_the_index_and_its_search_parameters(make_index):
     out = make_index(index_kind="hnsw", index_params={"efSearch": 40})
     stored = load_index(out)
-    assert stored.manifest["vector_index"] == {
+    assert stored.manifest.vector_index == {
         "kind": "hnsw",
         "factory": "HNSW32,Flat",
         "params": {"M": 32, "efConstruction": 80, "efSearch": 40},
     }
-    assert stored.manifest["faiss"]["type"] == "IndexHNSWFlat"
+    assert stored.manifest.faiss["type"] == "IndexHNSWFlat"
     import faiss
 
     assert faiss.downcast_index(stored.vectors._index).hnsw.efSearch == 40  # applied again on load
-    assert load_index(make_index(out=out.parent / "small")).manifest["vector_index"]["kind"] == "flat"
+    assert load_index(make_index(out=out.parent / "small")).manifest.vector_index["kind"] == "flat"
 
 
 def test_engine_ranks_the_same_over_hnsw_as_over_flat(make_index, fake_embedder, tmp_path):
@@ -284,17 +284,17 @@ def test_an_edit_re_embeds_only_what_changed_and_equals_a_full_build(tmp_path, f
 
     counting = CountingEmbedder(fake_embedder)
     first = build_index(MINI_CORPUS, tmp_path / "index", counting, show_progress=False)
-    assert first["vectors_reused"] == {"reused": 0, "embedded": first["counts"]["vectors"], "from": None}
+    assert first.vectors_reused == {"reused": 0, "embedded": first.counts.vectors, "from": None}
     edited = _edited(tmp_path, MINI_CORPUS, "gestionnaire", " Le support répond sous deux jours.")
     counting.texts = 0
     second = build_index(edited, tmp_path / "index", counting, show_progress=False)
     # The text is added to the entry's last section: that passage alone is new (its question and first section are not).
     changed_rows = 1
-    assert second["vectors_reused"]["embedded"] == counting.texts == changed_rows
-    assert second["vectors_reused"]["reused"] == second["counts"]["vectors"] - changed_rows
-    assert second["vectors_reused"]["from"] == first["index_id"]
+    assert second.vectors_reused["embedded"] == counting.texts == changed_rows
+    assert second.vectors_reused["reused"] == second.counts.vectors - changed_rows
+    assert second.vectors_reused["from"] == first.index_id
     full = build_index(edited, tmp_path / "full", fake_embedder, show_progress=False, reuse=False)
-    assert full["vectors_reused"]["reused"] == 0
+    assert full.vectors_reused["reused"] == 0
     incremental, scratch = load_index(tmp_path / "index"), load_index(tmp_path / "full")
     assert [r.to_dict() for r in incremental.rows] == [r.to_dict() for r in scratch.rows]
     n = len(incremental.rows)
@@ -315,10 +315,10 @@ def test_vectors_are_not_reused_across_models_or_lossy_storage(tmp_path, fake_em
     other = Other(fake_embedder)
     other.model_id = "test/another-model"
     rebuilt = build_index(MINI_CORPUS, tmp_path / "index", other, show_progress=False)
-    assert rebuilt["vectors_reused"]["reused"] == 0 and other.texts == rebuilt["counts"]["vectors"]
+    assert rebuilt.vectors_reused["reused"] == 0 and other.texts == rebuilt.counts.vectors
     build_index(MINI_CORPUS, tmp_path / "sq8", fake_embedder, show_progress=False, index_kind="hnsw-sq8")
     again = build_index(MINI_CORPUS, tmp_path / "sq8", fake_embedder, show_progress=False, index_kind="hnsw-sq8")
-    assert again["vectors_reused"]["reused"] == 0, "SQ8 stores approximations: embed again"
+    assert again.vectors_reused["reused"] == 0, "SQ8 stores approximations: embed again"
 
 
 @pytest.mark.slow
@@ -332,8 +332,8 @@ def test_with_the_real_encoder_an_incremental_build_equals_a_full_one(tmp_path, 
     build_index(CHORUS_CORPUS, tmp_path / "index", real_embedder, show_progress=False)
     edited = _edited(tmp_path, CHORUS_CORPUS, "chorus-pro-5", " Un guide pas à pas est disponible.")
     incremental = build_index(edited, tmp_path / "index", real_embedder, show_progress=False)
-    assert incremental["vectors_reused"]["embedded"] == 1  # the one passage of the edited entry
-    assert incremental["vectors_reused"]["reused"] == incremental["counts"]["vectors"] - 1
+    assert incremental.vectors_reused["embedded"] == 1  # the one passage of the edited entry
+    assert incremental.vectors_reused["reused"] == incremental.counts.vectors - 1
     build_index(edited, tmp_path / "full", real_embedder, show_progress=False, reuse=False)
     a, b = load_index(tmp_path / "index"), load_index(tmp_path / "full")
     n = len(a.rows)
@@ -364,8 +364,8 @@ def test_a_current_build_that_cannot_be_read_never_stops_the_next_build(tmp_path
             with open(build / "entries.jsonl", "a", encoding="utf-8") as fh:
                 fh.write("null\n")
         rebuilt = build_index(MINI_CORPUS, out, fake_embedder, show_progress=False)
-        assert rebuilt["vectors_reused"]["reused"] == 0, damage
-        assert load_index(out).index_id == rebuilt["index_id"]
+        assert rebuilt.vectors_reused["reused"] == 0, damage
+        assert load_index(out).index_id == rebuilt.index_id
 
 
 def test_the_encoder_fingerprint_covers_the_tokenizer_and_length(tmp_path):
@@ -384,3 +384,36 @@ def test_the_encoder_fingerprint_covers_the_tokenizer_and_length(tmp_path):
     (model / "sentence_bert_config.json").write_text('{"max_seq_length": 64}')
     assert weights_sha256(Fake()) != first
     assert weights_sha256(object()) is None
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_index_an_earlier_version_wrote_still_loads_searches_and_is_rebuilt_over(tmp_path, fake_embedder, version):
+    """``tests/data/old_indexes/``: indexes as earlier versions wrote them (format 2; format 3 before the typed
+    manifest). Today's service reads them, searches them as built, and a new build over one replaces it."""
+    import shutil
+
+    from conftest import DATA
+
+    from service.search.engine import SearchEngine
+
+    out = tmp_path / "index"
+    shutil.copytree(DATA / "old_indexes" / f"format{version}", out, symlinks=True)
+    stored = load_index(out)
+    manifest = stored.manifest
+    assert manifest.format_version == version and manifest.encoder_backend == "custom"
+    assert manifest.counts.entries == 4 and manifest.identity.language == "fr"
+    assert index_store.Manifest.from_dict(manifest.to_dict()) == manifest  # read as written, written as read
+    assert manifest.scoring.answer_model() is not None, "built with the answer check: it still decides with it"
+    engine = SearchEngine(fake_embedder, stored)
+    build_index(MINI_CORPUS, tmp_path / "today", fake_embedder, show_progress=False)
+    today = SearchEngine(fake_embedder, load_index(tmp_path / "today"))
+    for query in ("transférer le rôle de gestionnaire principal", "facture sous-traitant", "lien d'activation"):
+        old, new = engine.search(query, top_k=4), today.search(query, top_k=4)
+        assert [r.faq_id for r in old.results] == [r.faq_id for r in new.results], query
+        if version == 3:  # the same scoring: the same scores (format 2 decides as it was built, without alt weights)
+            assert [r.score for r in old.results] == pytest.approx([r.score for r in new.results], abs=1e-6)
+    assert engine.summary()["format_version"] == version
+    rebuilt = build_index(MINI_CORPUS, out, fake_embedder, show_progress=False)
+    assert rebuilt.format_version == index_store.FORMAT_VERSION
+    assert rebuilt.changes["previous_index_id"] == stored.index_id
+    assert load_index(out).index_id == rebuilt.index_id

@@ -22,7 +22,7 @@ from service.indexing.store import load_index
 from service.learning.grouping import group_by_meaning
 from service.learning.querylog import QueryLog
 from service.learning.redaction import query_key, redact
-from service.reviewed import merge_actions, new_action, read_actions, reviewed_path
+from service.reviewed_file import merge_actions, new_action, read_actions, reviewed_path
 from service.search.engine import SearchEngine
 
 ADMIN = {"Authorization": f"Bearer {LEARNING_TOKEN}"}
@@ -36,7 +36,7 @@ def _search(client, query, client_ip="127.0.0.1", **extra):
 
 
 def _flush(app):
-    assert app.extensions["faq_query_log"].flush(5)
+    assert app.extensions["faq_service"].query_log.flush(5)
 
 
 def _rows(path, table="searches"):
@@ -191,7 +191,7 @@ def test_without_a_log_nothing_is_written_and_feedback_and_review_are_off(tmp_pa
     app = create_app({"TESTING": True, "FAQ_ADMIN_TOKEN": LEARNING_TOKEN}, engine=engine)
     client = app.test_client()
     body = _search(client, "mot de passe")
-    assert app.extensions["faq_query_log"] is None
+    assert app.extensions["faq_service"].query_log is None
     assert client.get("/health").get_json()["query_log"] == {"enabled": False}
     assert_error(
         client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": True}),
@@ -207,7 +207,7 @@ def test_retention_deletes_old_rows(learning):
     app, client, tmp = learning
     _search(client, "mot de passe")
     _flush(app)
-    log = app.extensions["faq_query_log"]
+    log = app.extensions["faq_service"].query_log
     conn = sqlite3.connect(tmp / "log.db")
     old = time.time() - 31 * 86400
     conn.execute(
@@ -249,7 +249,7 @@ def test_a_corrupted_database_never_fails_a_search_and_shows_in_health(tmp_path,
         )  # fmt: skip
         assert bad.read_bytes().startswith(b"this is not a database"), "the file is left as it was"
     finally:
-        app.extensions["faq_query_log"].close()
+        app.extensions["faq_service"].query_log.close()
 
 
 def test_a_full_queue_drops_rows_instead_of_waiting(tmp_path):
@@ -329,13 +329,16 @@ def test_feedback_judges_only_what_the_search_returned_and_the_latest_judgement_
 
 
 def _logged_results(app, request_id):
-    return [tuple(r) for s in app.extensions["faq_query_log"].searches_of_request(request_id) for r in s.results]
+    return [
+        tuple(r) for s in app.extensions["faq_service"].query_log.searches_of_request(request_id) for r in s.results
+    ]
 
 
 def test_feedback_needs_json_and_the_api_key_when_keys_are_set(learning):
     app, client, _ = learning
     assert_error(client.post("/feedback", data="x", content_type="text/plain"), 415, "unsupported_media_type")
-    app.config["FAQ_API_KEYS"] = "k1"
+    service = app.extensions["faq_service"]
+    service.settings = service.settings.model_copy(update={"api_keys": "k1"})
     assert_error(
         client.post("/feedback", json={"request_id": "a", "faq_id": "compte", "helpful": True}), 401, "unauthorized"
     )
@@ -369,11 +372,31 @@ def _flagged(app, client):
     _flush(app)
 
 
+def test_the_queue_shows_a_search_just_made_though_its_row_is_still_being_written(learning, monkeypatch):
+    """The writer is slow (0.4 s a batch): listing the queue right after a search waits (at most
+    ``FLUSH_BEFORE_REVIEW_SECONDS``) for this worker's queued rows, so the owner sees the question just asked."""
+    import time
+
+    from service.learning import querylog
+
+    app, client, _ = learning
+    commit = querylog._redact_and_commit
+
+    def slow(*args):
+        time.sleep(0.4)
+        commit(*args)
+
+    monkeypatch.setattr(querylog, "_redact_and_commit", slow)
+    assert _search(client, UNANSWERABLE)["answered"] is False
+    groups = _queue(client)["groups"]
+    assert [g["queries"] for g in groups] == [1] and groups[0]["examples"][0]["text"] == UNANSWERABLE
+
+
 def test_the_queue_groups_flagged_queries_by_meaning(learning):
     app, client, _ = learning
     _flagged(app, client)
     queue = _queue(client)
-    assert queue["index_id"] == app.extensions["faq_engine"].index.index_id
+    assert queue["index_id"] == app.extensions["faq_service"].current_engine.index.index_id
     first, second = queue["groups"]
     assert (first["queries"], first["asked"], first["unanswered"]) == (2, 4, 4), "same words: one need"
     assert first["examples"][0]["asked"] == 3 and first["reasons"] == {"no_close_entry": 4}
@@ -425,7 +448,7 @@ def test_attach_writes_the_reviewed_file_and_asks_for_a_rebuild(learning):
         and action["faq_id"] == "compte"
         and sorted(action["query_keys"]) == sorted(group["query_keys"])
     )
-    assert app.extensions["faq_rebuilder"].requests == [action["id"]]
+    assert app.extensions["faq_service"].rebuilder.requests == [action["id"]]
     assert (tmp / "faq.jsonl").read_bytes() == official, "the official corpus is never rewritten"
     (line,) = read_actions(tmp / "faq.reviewed.jsonl")
     assert line.id == action["id"] and set(line.questions) == {e["text"] for e in group["examples"]}
@@ -456,15 +479,16 @@ def test_review_actions_are_refused_with_their_reason(learning):
     assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, who="x"), 400, "unknown_field")
     broken = client.post("/admin/review/actions", headers=ADMIN, data="{", content_type="application/json")
     assert_error(broken, 400, "invalid_json")
-    assert app.extensions["faq_rebuilder"].requests == []
-    assert not reviewed_path(app.config["FAQ_CORPUS"]).exists(), "nothing written for a refused action"
+    assert app.extensions["faq_service"].rebuilder.requests == []
+    assert not reviewed_path(app.extensions["faq_service"].settings.corpus).exists(), "nothing written when refused"
 
 
 def test_no_decision_while_faq_corpus_is_not_the_served_index_corpus(learning):
     app, client, tmp = learning
     _flagged(app, client)
     queue = _queue(client)
-    app.config["FAQ_CORPUS"] = str(tmp / "other.jsonl")
+    service = app.extensions["faq_service"]
+    service.settings = service.settings.model_copy(update={"corpus": tmp / "other.jsonl"})
     refused = _act(client, action="dismiss", query_keys=queue["groups"][0]["query_keys"], index_id=queue["index_id"])
     err = assert_error(refused, 409, "corpus_mismatch")
     assert "faq.jsonl" in err["message"] and str(tmp) not in err["message"]
@@ -501,7 +525,7 @@ def test_dismiss_then_revert_and_the_history(learning):
     assert [a["action"] for a in history] == ["revert", "dismiss"] and history[1]["reverted_by"] == history[0]["id"]
     assert_error(client.post(f"/admin/review/actions/{action_id}/revert", headers=ADMIN), 409, "already_reverted")
     assert_error(client.post("/admin/review/actions/r-nope/revert", headers=ADMIN), 404, "unknown_action")
-    assert app.extensions["faq_rebuilder"].requests == []
+    assert app.extensions["faq_service"].rebuilder.requests == []
 
 
 def test_a_bad_line_of_the_reviewed_file_is_skipped_and_named_never_a_500(learning):
@@ -535,7 +559,7 @@ def test_gaps_rank_unanswered_groups_by_how_often_asked(learning, monkeypatch, c
 
     from service.cli import gaps as gaps_cli
 
-    monkeypatch.setattr(gaps_cli, "load_engine", lambda config: app.extensions["faq_engine"])
+    monkeypatch.setattr(gaps_cli, "load_engine", lambda settings: app.extensions["faq_service"].current_engine)
     assert gaps_cli.main(["--log", str(tmp / "log.db"), "--corpus", str(tmp / "faq.jsonl"), "--csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["example"] == "hippopotame gastronomique" and rows[0]["asked"] == "5" and rows[0]["rank"] == "1"
@@ -570,7 +594,7 @@ def test_merge_adds_alt_and_not_questions_and_later_decisions_win():
 def test_a_build_merges_the_reviewed_file(tmp_path, fake_embedder):
     corpus = tmp_path / "faq.jsonl"
     corpus.write_bytes(MINI_CORPUS.read_bytes())
-    from service.reviewed import append_action
+    from service.reviewed_file import append_action
 
     append_action(
         reviewed_path(corpus), new_action("attach", "marie", faq_id="compte", questions=("ouvrir un espace",))
@@ -580,7 +604,7 @@ def test_a_build_merges_the_reviewed_file(tmp_path, fake_embedder):
         new_action("not_answered", "marie", faq_id="compte", questions=("comment créer mon compte pro",)),
     )
     manifest = build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
-    reviewed = manifest["corpus"]["reviewed"]
+    reviewed = manifest.corpus.reviewed
     assert (reviewed["file"], reviewed["actions"], reviewed["alt_questions"], reviewed["not_questions"]) == (
         "faq.reviewed.jsonl", 2, 1, 1,
     )  # fmt: skip
@@ -649,11 +673,11 @@ def test_two_reviewers_deciding_the_same_queries_at_once_get_one_decision(learni
 
 
 def test_reviewed_queries_never_crowd_out_the_rest_of_the_queue(learning, monkeypatch):
-    from service.learning import review
+    from service.learning import review_queue
 
     app, client, _ = learning
     _flagged(app, client)
-    monkeypatch.setattr(review, "MAX_QUERIES", 2)  # the two most flagged distinct queries
+    monkeypatch.setattr(review_queue, "MAX_QUERIES", 2)  # the two most flagged distinct queries
     queue = _queue(client)
     first = queue["groups"][0]
     assert _act(client, action="dismiss", query_keys=first["query_keys"], index_id=queue["index_id"]).status_code == 201
@@ -682,7 +706,7 @@ def test_a_listing_from_a_worker_that_already_serves_the_new_build_is_not_stale(
     _flagged(app, client)
     queue = _queue(client)
     # Another worker rebuilt and switched: the build on disk is newer than the one this worker serves.
-    newer = build_index(tmp / "faq.jsonl", tmp / "index", fake_embedder, show_progress=False)["index_id"]
+    newer = build_index(tmp / "faq.jsonl", tmp / "index", fake_embedder, show_progress=False).index_id
     keys = queue["groups"][0]["query_keys"]
     assert _act(client, action="dismiss", query_keys=keys, index_id=newer).status_code == 201
     assert_error(_act(client, action="dismiss", query_keys=queue["groups"][1]["query_keys"], index_id="gone"), 409,
@@ -692,7 +716,7 @@ def test_a_listing_from_a_worker_that_already_serves_the_new_build_is_not_stale(
 def test_a_read_only_corpus_directory_is_a_clear_error(learning, monkeypatch):
     import errno
 
-    from service.learning import review
+    from service.learning import review_queue
 
     app, client, tmp = learning
     _flagged(app, client)
@@ -701,7 +725,7 @@ def test_a_read_only_corpus_directory_is_a_clear_error(learning, monkeypatch):
     def read_only(path, action):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(review, "append_action", read_only)
+    monkeypatch.setattr(review_queue, "append_action", read_only)
     refused = _act(client, action="dismiss", query_keys=queue["groups"][0]["query_keys"], index_id=queue["index_id"])
     err = assert_error(refused, 500, "reviewed_file_unwritable")
     assert "Read-only file system" in err["message"] and str(tmp) not in err["message"]
@@ -829,7 +853,7 @@ def test_a_build_whose_process_is_gone_is_interrupted(tmp_path):
 
 
 def test_an_action_after_a_hand_edit_that_left_the_last_line_open_keeps_the_file_readable(tmp_path):
-    from service.reviewed import append_action
+    from service.reviewed_file import append_action
 
     path = tmp_path / "faq.reviewed.jsonl"
     first = new_action("dismiss", "a", questions=("x",))
@@ -907,14 +931,14 @@ def test_feedback_on_a_batch_goes_to_the_search_that_ranked_the_entry_highest(le
 
 def test_the_review_responses_conform_to_the_openapi_document(learning):
     """Every review route's real answers (listing, gaps, action, history, revert, and an error) against the
-    document's schemas (``http/schemas.py``), as test_openapi.py does for the search routes."""
+    document's schemas (``core/models.py``), as test_openapi.py does for the search routes."""
     from openapi_core import OpenAPI
     from test_openapi import check
 
     from service.http.openapi import openapi_document
 
-    spec = OpenAPI.from_dict(openapi_document())
     app, client, _ = learning
+    spec = OpenAPI.from_dict(openapi_document(app))
     _flagged(app, client)
     listing = client.get("/admin/review", headers=ADMIN)
     check(spec, listing)

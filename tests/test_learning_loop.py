@@ -16,7 +16,7 @@ from conftest import CHORUS_CORPUS
 from test_production_server import _start, _stop
 
 from service.indexing.build import build_index
-from service.reviewed import read_actions
+from service.reviewed_file import read_actions
 
 pytestmark = pytest.mark.slow
 

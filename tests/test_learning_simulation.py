@@ -1,4 +1,4 @@
-"""What the review queue is worth, on covid_quebec_fr (``service/evaluation/learning.py``, docs/learning.md):
+"""What the review queue is worth, on covid_quebec_fr (``service/evaluation/review_simulation.py``, docs/learning.md):
 approved alternative questions raise ranking without making the service answer questions about missing answers,
 and known non-answers raise refusals without losing right answers. The issue's R@1 target stays a strict xfail."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import shared
 
-from service.evaluation.learning import alt_questions_curve, non_answers_curve
 from service.evaluation.methods import CachingEmbedder
+from service.evaluation.review_simulation import alt_questions_curve, non_answers_curve
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,8 @@ def test_make_run_builds_and_serves_what_the_environment_names(tmp_path):
     )
     assert f"faq-search build --corpus {MINI_CORPUS} --out {index}" in out  # stale (absent): built first
     assert f"FAQ_HOST=127.0.0.2 FAQ_PORT=8021 FAQ_INDEX={index} FAQ_WATCH_SECONDS=0" in out
-    assert "gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:app" in out
+    # The production server as `faq-search serve` starts it (gunicorn with settings.GUNICORN_ARGS: one command line).
+    assert out.rstrip().endswith(f"FAQ_CORPUS={MINI_CORPUS} .venv/bin/faq-search serve")
 
 
 def test_the_makefile_defaults_and_the_older_names(tmp_path):

@@ -7,11 +7,11 @@ import asyncio
 import json
 import sys
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, service_for
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from service.integrations.mcp import EngineBackend, build_server
+from service.integrations.mcp import ServiceBackend, build_server
 
 
 async def _session(server, calls):
@@ -29,7 +29,7 @@ def _payload(result) -> dict:
 
 
 def test_tools_are_listed_with_guidance_for_the_model(engine):
-    tools, _ = asyncio.run(_session(build_server(EngineBackend(engine)), []))
+    tools, _ = asyncio.run(_session(build_server(ServiceBackend(service_for(engine))), []))
     by_name = {t.name: t for t in tools.tools}
     assert set(by_name) == {"search_faq", "get_faq_entry", "send_feedback"}
     description = by_name["search_faq"].description
@@ -43,7 +43,7 @@ def test_tools_are_listed_with_guidance_for_the_model(engine):
 def test_search_and_entry_tools_answer_from_the_engine(engine):
     _, (search, entry, empty, missing, bad_k) = asyncio.run(
         _session(
-            build_server(EngineBackend(engine)),
+            build_server(ServiceBackend(service_for(engine))),
             [
                 ("search_faq", {"query": "facture sous-traitant", "top_k": 2}),
                 ("get_faq_entry", {"faq_id": "gestionnaire"}),
@@ -134,11 +134,10 @@ def test_the_documented_mcp_client_example_runs(live_url, tmp_path):
 #: a minute, one search slot, a budget of 200 tokens; ``FAQ_TEST_SLOW`` makes each search hold its slot that long.
 HTTP_SERVER = """
 import time
-from conftest import HashingEmbedder
+from conftest import HashingEmbedder, service_for
 from service.access import RateLimit
 from service.indexing.store import load_index
-from service.integrations.mcp import EngineBackend, build_server, serve_http
-from service.search.admission import SearchGate
+from service.integrations.mcp import ServiceBackend, build_server, serve_http
 from service.search.engine import SearchEngine
 
 class Slow(HashingEmbedder):
@@ -148,8 +147,8 @@ class Slow(HashingEmbedder):
         return super().encode(texts, **kw)
 
 engine = SearchEngine(Slow(), load_index({index!r}))
-gate = SearchGate(max_concurrent=1, timeout=0.3, max_request_tokens=200)
-server = build_server(EngineBackend(engine, 1000, None, gate), RateLimit("10/minute"), ["k-one", "k-two"])
+service = service_for(engine, max_concurrent_searches=1, search_timeout=0.3, max_request_tokens=200)
+server = build_server(ServiceBackend(service), RateLimit("10/minute"), ["k-one", "k-two"])
 serve_http(server, "127.0.0.1", {port}, ["k-one", "k-two"])
 """
 

@@ -35,7 +35,7 @@ def onnx_embedders():
 
 
 def test_missing_export_is_a_clear_model_error(tmp_path):
-    with pytest.raises(ModelUnavailable, match="prepare_model.py"):
+    with pytest.raises(ModelUnavailable, match="faq-search prepare-model --out"):
         OnnxEmbedder(tmp_path, "onnx")
     with pytest.raises(ValueError, match="backend must be"):
         OnnxEmbedder(tmp_path, "tensorrt")
@@ -129,9 +129,9 @@ def test_changed_weights_make_the_export_stale(tmp_path):
 def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_embedders):
     out = tmp_path / "index"
     manifest = build_index(MINI_CORPUS, out, onnx_embedders["onnx"], show_progress=False)
-    assert manifest["model"]["encoder"] == {"backend": "onnx", "file": "onnx/model_emb8.onnx"}
+    assert manifest.model.encoder.to_dict() == {"backend": "onnx", "file": "onnx/model_emb8.onnx"}
     served = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR)})
-    assert isinstance(served.extensions["faq_engine"].embedder, OnnxEmbedder)
+    assert isinstance(served.extensions["faq_service"].current_engine.embedder, OnnxEmbedder)
     assert served.test_client().post("/search", json={"query": "mot de passe"}).status_code == 200
     for backend, code in (
         ("torch", "index_model_mismatch"),
@@ -139,7 +139,7 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
         ("gpu", "model_unavailable"),
     ):
         app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": backend})
-        assert app.extensions["faq_engine"] is None
+        assert app.extensions["faq_service"].current_engine is None
         err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)
         assert backend in err["message"]
 

@@ -10,9 +10,9 @@ from openapi_spec_validator import validate
 from service.http.openapi import openapi_document
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return OpenAPI.from_dict(openapi_document())
+@pytest.fixture
+def spec(app):
+    return OpenAPI.from_dict(openapi_document(app))
 
 
 def check(spec, response) -> None:
@@ -27,13 +27,13 @@ def check(spec, response) -> None:
 
 def test_the_document_is_valid_openapi_3_1(client):
     doc = client.get("/openapi.json").get_json()
-    assert doc["openapi"] == "3.1.0" and doc == openapi_document()
+    assert doc["openapi"] == "3.1.0" and doc == openapi_document(client.application)
     validate(doc)
     assert "réponse" in doc["info"]["description"] or "répond" in doc["info"]["description"]
 
 
 def test_every_route_and_method_is_described(app):
-    paths = openapi_document()["paths"]
+    paths = openapi_document(app)["paths"]
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
@@ -78,3 +78,28 @@ def test_an_unavailable_index_answers_a_documented_503(spec):
         response = client.get(url)
         assert response.status_code == 503
         check(spec, response)
+
+
+def test_a_route_without_its_description_is_refused(app):
+    from service.http.openapi import operations
+
+    app.add_url_rule("/undescribed", "undescribed", lambda: "x")
+    with pytest.raises(LookupError, match="/undescribed"):
+        list(operations(app))
+
+
+def test_every_error_the_bad_request_table_meets_is_listed_for_its_route(app):
+    """The codes each route answers with in ``test_api.py``'s table of bad requests are in its OpenAPI responses."""
+    from test_api import BAD_REQUESTS as BAD
+
+    paths = openapi_document(app)["paths"]
+    checked = 0
+    for _, method, url, _, status, code in BAD:
+        path = url.split("?")[0]
+        path = "/faq/{faq_id}" if path.startswith("/faq/") else path
+        if path not in paths or method not in paths[path]:
+            continue  # an unknown path or method: the HTTP layer's own answer (404, 405)
+        described = paths[path][method]["responses"].get(str(status), {}).get("description", "")
+        assert f"`{code}`" in described, f"{method.upper()} {path}: {status} {code} is not listed"
+        checked += 1
+    assert checked >= 20

@@ -167,7 +167,7 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path):
         {"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": 0},
         engine=SearchEngine(embedder, load_index(out)),
     )
-    before = app.extensions["faq_engine"].index.index_id
+    before = app.extensions["faq_service"].current_engine.index.index_id
     corpus, _ = _changed_corpus(tmp_path, "APRES")
     build_index(corpus, out, embedder, show_progress=False)
     embedder.gate = True
@@ -191,13 +191,13 @@ def test_sighup_reloads(served, tmp_path, fake_embedder):
     app = make()
     previous = signal.getsignal(signal.SIGHUP)
     try:
-        assert app.extensions["faq_reloader"].install_sighup()
+        assert app.extensions["faq_service"].reloader.install_sighup()
         corpus, _ = _changed_corpus(tmp_path, "PAR-SIGNAL")
         build_index(corpus, out, fake_embedder, show_progress=False)
         os.kill(os.getpid(), signal.SIGHUP)
-        _wait(lambda: app.extensions["faq_reloader"].reloads == 1)
-        assert app.extensions["faq_reloader"].last["trigger"] == "sighup"
-        assert app.extensions["faq_engine"].index.path == resolve(out)
+        _wait(lambda: app.extensions["faq_service"].reloader.reloads == 1)
+        assert app.extensions["faq_service"].reloader.last["trigger"] == "sighup"
+        assert app.extensions["faq_service"].current_engine.index.path == resolve(out)
     finally:
         signal.signal(signal.SIGHUP, previous)
 
@@ -205,13 +205,15 @@ def test_sighup_reloads(served, tmp_path, fake_embedder):
 def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, fake_embedder, caplog):
     make, out = served
     app = make(FAQ_WATCH_SECONDS=0.05)
-    reloader = app.extensions["faq_reloader"]
+    reloader = app.extensions["faq_service"].reloader
     try:
         corpus, _ = _changed_corpus(tmp_path, "VU")
         build_index(corpus, out, fake_embedder, show_progress=False)
         _wait(lambda: reloader.reloads == 1)
-        assert reloader.last["trigger"] == "watch" and app.extensions["faq_engine"].index.path == resolve(out)
-        good = app.extensions["faq_engine"].index.index_id
+        assert reloader.last["trigger"] == "watch" and app.extensions[
+            "faq_service"
+        ].current_engine.index.path == resolve(out)
+        good = app.extensions["faq_service"].current_engine.index.index_id
         corpus, _ = _changed_corpus(tmp_path, "CASSE")
         with caplog.at_level(logging.ERROR, logger="service.http.reloader"):
             # The bad build is damaged before it is published (damaged after, the watcher could load it first).
@@ -225,7 +227,7 @@ def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, 
             _wait(lambda: reloader.last["ok"] is False)
             time.sleep(0.3)  # several more ticks: the refused build is not retried over and over
         assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
-        assert app.extensions["faq_engine"].index.index_id == good
+        assert app.extensions["faq_service"].current_engine.index.index_id == good
     finally:
         reloader.stop()
 
@@ -279,7 +281,7 @@ def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fak
     corpus = tmp_path / "next.jsonl"
     corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     manifest = build_index(corpus, out, fake_embedder, show_progress=False)
-    assert manifest["changes"] == {
+    assert manifest.changes == {
         "previous_index_id": previous,
         "added": ["nouvelle-entree"],
         "changed": [rows[0]["id"]],
@@ -287,17 +289,17 @@ def test_a_build_reports_entries_added_changed_and_removed(served, tmp_path, fak
         "unchanged": len(rows) - 2,
         "identity_changed": False,
     }
-    first = build_index(MINI_CORPUS, tmp_path / "fresh", fake_embedder, show_progress=False)["changes"]
+    first = build_index(MINI_CORPUS, tmp_path / "fresh", fake_embedder, show_progress=False).changes
     assert first["previous_index_id"] is None and len(first["added"]) == 4 and not first["removed"]
     assert first["identity_changed"] is False
     # Only the "faq" header changes: the report says so (the entries are the same).
     named = tmp_path / "named.jsonl"
     named.write_text('{"faq": {"name": "Mini"}}\n' + corpus.read_text(encoding="utf-8"), encoding="utf-8")
     renamed = build_index(named, out, fake_embedder, show_progress=False)
-    assert renamed["changes"]["identity_changed"] is True and renamed["changes"]["changed"] == []
+    assert renamed.changes["identity_changed"] is True and renamed.changes["changed"] == []
     from service.indexing.build import describe_changes
 
-    assert "the faq header changed" in describe_changes(renamed["changes"])
+    assert "the faq header changed" in describe_changes(renamed.changes)
 
 
 def test_check_validates_without_building(served, tmp_path):
@@ -579,13 +581,13 @@ def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_pa
     health = client.get("/health").get_json()
     assert health["index"]["id"] == before and health["reload"]["last"]["ok"] is False
     corpus, faq_id = _changed_corpus(tmp_path, "REPARE")
-    good = build_index(corpus, out, fake_embedder, show_progress=False)["index_id"]
+    good = build_index(corpus, out, fake_embedder, show_progress=False).index_id
     deadline = time.time() + 10
     while client.get("/health").get_json()["index"]["id"] != good and time.time() < deadline:
         time.sleep(0.1)
     assert client.get("/health").get_json()["index"]["id"] == good, "the watcher died on the bad build"
     assert "REPARE" in _answer_of(client, faq_id)
-    app.extensions["faq_reloader"].stop()
+    app.extensions["faq_service"].reloader.stop()
 
 
 def test_a_worker_starts_on_the_last_good_build_when_the_current_one_is_damaged(served, tmp_path, fake_embedder):

@@ -33,10 +33,14 @@ def page(browser, live_url):
     page.on("request", lambda r: requests.append(r.url))
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    missing = []  # what the page itself loads (not its API calls, some of which are errors on purpose)
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 and r.request.resource_type not in
+            ("fetch", "xhr") else None)  # fmt: skip
     page.goto(live_url + "/")
     yield page
     assert all(url.startswith(live_url) for url in requests), f"external requests: {requests}"
     assert not errors, errors
+    assert not missing, f"the page's own files answered errors: {missing}"
     context.close()
 
 
@@ -106,6 +110,12 @@ def test_the_page_asks_for_nothing_outside_the_service(live_url):
         html = r.read().decode()
         assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert "http://" not in html and "https://" not in html
+    # Its icon, named by the page and where browsers look by habit: no 404 in the console.
+    assert '<link rel="icon" href="/static/favicon.svg"' in html
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        with urllib.request.urlopen(live_url + path) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("image/svg+xml"), path
+            assert r.read().startswith(b"<svg"), path
 
 
 @pytest.mark.slow

@@ -28,22 +28,33 @@ pytestmark = pytest.mark.slow
 
 
 def _start(index_dir, workers: int = 2, **env):
+    """gunicorn on a free port, its log in a file (a pipe nobody reads fills up, and the server blocks on its next
+    log line: its master then never reaps a killed worker)."""
+    import tempfile
+
     port = free_port()
+    log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - read and closed by _stop
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"],
         cwd=ROOT,
         env={**ENV, "FAQ_INDEX": str(index_dir), "FAQ_PORT": str(port), "FAQ_WORKERS": str(workers), **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
+    proc.log = log
     _wait_http(f"http://127.0.0.1:{port}/ready", proc)
     return proc, port
 
 
 def _stop(proc) -> str:
+    """Stop the server; its log."""
     proc.send_signal(signal.SIGTERM)
-    return proc.communicate(timeout=60)[1]
+    proc.wait(timeout=60)
+    proc.log.seek(0)
+    text = proc.log.read()
+    proc.log.close()
+    return text
 
 
 def _raw(port: int, data: bytes, timeout: float = 10) -> tuple[int, dict]:
@@ -130,11 +141,17 @@ def test_connections_that_never_finish_do_not_take_the_workers(server):
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
 def test_a_worker_restarted_on_a_damaged_build_serves_the_last_good_one(tmp_path, real_embedder, damage):
     out = tmp_path / "index"
-    first = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)["index_id"]
+    first = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False).index_id
     build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)
     proc, port = _start(out)
     try:
         current = resolve(out)
+        # /ready answers once one worker is up: the build is damaged only once both serve it (else the other one
+        # would load after the damage, and there would be no old worker serving from memory).
+        deadline = time.time() + 90
+        while _served_builds(port) != {current.name: 2.0} and time.time() < deadline:
+            time.sleep(0.2)
+        assert _served_builds(port) == {current.name: 2.0}
         if damage == "deleted":
             shutil.rmtree(current)
         else:
@@ -273,7 +290,7 @@ def test_gunicorn_logs_no_query_string_keeps_one_metrics_series_and_lets_booting
         assert status == 400
         _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Mail jean.dupont@gmail.com\r\n\r\n")
         for _ in range(3):  # three new builds, each switched to by both workers
-            new = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False)["index_id"]
+            new = build_index(CHORUS_CORPUS, out, real_embedder, show_progress=False).index_id
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/admin/reload", data=b"", headers={"Authorization": "Bearer t0ken"}
             )

@@ -20,14 +20,14 @@ def _build(tmp_path, embedder, name: str, extra: str = "") -> tuple:
     corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / name
     build_index(corpus, out, embedder, show_progress=False)
-    return out, read_manifest(out)["index_id"]
+    return out, read_manifest(out).index_id
 
 
 def test_a_build_is_published_checked_and_a_rollback_only_swaps_current(tmp_path, fake_embedder):
     first, first_id = _build(tmp_path, fake_embedder, "a")
     second, second_id = _build(tmp_path, fake_embedder, "b", " Changed.")
     shared = tmp_path / "published"
-    assert publish_index(first, shared)["index_id"] == first_id
+    assert publish_index(first, shared).index_id == first_id
     assert load_index(shared).index_id == first_id
     publish_index(second, shared)
     assert load_index(shared).index_id == second_id

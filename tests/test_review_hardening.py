@@ -23,11 +23,11 @@ from service.corpus import CorpusError, text_field
 from service.indexing.build import build_index
 from service.indexing.store import BUILDS, load_index, read_manifest
 from service.learning import querylog as querylog_module
-from service.learning import review
+from service.learning import review_queue
 from service.learning.querylog import QueryLog, connect, query_stats
 from service.learning.rebuild import MAX_ATTEMPTS, Rebuilder
 from service.learning.redaction import MAX_LOGGED_CHARS
-from service.reviewed import MAX_QUESTION_CHARS, append_action, new_action, read_actions, reviewed_path
+from service.reviewed_file import MAX_QUESTION_CHARS, append_action, new_action, read_actions, reviewed_path
 
 TESTS = Path(__file__).resolve().parent
 
@@ -61,8 +61,10 @@ def test_every_logged_query_is_a_question_the_reviewed_file_accepts(learning):
     problems = []
     assert len(read_actions(reviewed_path(tmp / "faq.jsonl"), problems)) == len(queue["groups"]) and not problems
     assert _queue(client)["groups"] == [] and attach
-    manifest = build_index(tmp / "faq.jsonl", tmp / "index", app.extensions["faq_engine"].embedder, show_progress=False)
-    assert manifest["corpus"]["reviewed"]["unreadable"] == []
+    manifest = build_index(
+        tmp / "faq.jsonl", tmp / "index", app.extensions["faq_service"].current_engine.embedder, show_progress=False
+    )
+    assert manifest.corpus.reviewed["unreadable"] == []
 
 
 def test_the_invisible_query_cannot_be_decided_and_nothing_is_written(learning):
@@ -105,7 +107,7 @@ def test_a_logged_row_the_reader_would_refuse_is_refused_before_it_is_written(le
     conn.execute("UPDATE searches SET query = ?", ("xylophone\x00quantique",))
     conn.commit()
     conn.close()
-    monkeypatch.setattr(review, "redact", lambda text: text)
+    monkeypatch.setattr(review_queue, "redact", lambda text: text)
     queue = _queue(client)
     r = _decide(client, {"action": "dismiss", "query_keys": queue["groups"][0]["query_keys"],
                          "index_id": queue["index_id"]})  # fmt: skip
@@ -121,7 +123,7 @@ def test_a_bad_line_never_fails_a_build(tmp_path, fake_embedder):
         '{"action": "attach", "faq_id": "compte", "questions": [""]}\n' + json.dumps(good.to_dict()) + "\nnot json\n"
     )
     manifest = build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
-    reviewed = manifest["corpus"]["reviewed"]
+    reviewed = manifest.corpus.reviewed
     assert reviewed["alt_questions"] == 1 and len(reviewed["unreadable"]) == 2
     assert "faq.reviewed.jsonl:1" in reviewed["unreadable"][0] and "faq.reviewed.jsonl:3" in reviewed["unreadable"][1]
 
@@ -130,7 +132,7 @@ def test_a_bad_line_never_fails_a_build(tmp_path, fake_embedder):
 
 APPEND_UNDER_A_LIMIT = """
 import os, resource, signal, sys
-from service.reviewed import append_action, new_action
+from service.reviewed_file import append_action, new_action
 path = sys.argv[1]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, a write fails with EFBIG instead of killing us
 limit = os.path.getsize(path) + 200
@@ -174,7 +176,7 @@ def test_a_short_write_is_completed_or_rolled_back_and_the_route_says_so(learnin
             return real(fd, data[:10], offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("service.reviewed.os.pwrite", short_then_full)
+    monkeypatch.setattr("service.reviewed_file.os.pwrite", short_then_full)
     assert_error(_decide(client, body), 500, "reviewed_file_unwritable")
     assert path.read_bytes() == b"" and len(calls) == 2, "the 10 bytes written were rolled back"
     calls.clear()
@@ -183,7 +185,7 @@ def test_a_short_write_is_completed_or_rolled_back_and_the_route_says_so(learnin
         calls.append(len(data))
         return real(fd, data[: max(1, len(data) // 2)], offset)
 
-    monkeypatch.setattr("service.reviewed.os.pwrite", short_twice)
+    monkeypatch.setattr("service.reviewed_file.os.pwrite", short_twice)
     assert _decide(client, body).status_code == 201 and len(calls) > 2
     assert [a.action for a in read_actions(path)] == ["dismiss"]
 
@@ -211,7 +213,7 @@ def test_a_corpus_rewritten_while_it_is_read_is_read_again(tmp_path, fake_embedd
 
     monkeypatch.setattr(Path, "read_bytes", editor_at_work)
     manifest = build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
-    assert reads[:2] == ["half", "whole"] and manifest["counts"]["entries"] == 4
+    assert reads[:2] == ["half", "whole"] and manifest.counts.entries == 4
 
 
 def test_a_review_build_refuses_a_corpus_that_lost_entries(tmp_path, fake_embedder):
@@ -220,17 +222,17 @@ def test_a_review_build_refuses_a_corpus_that_lost_entries(tmp_path, fake_embedd
     corpus = tmp_path / "faq.jsonl"
     corpus.write_bytes(MINI_CORPUS.read_bytes())
     index = tmp_path / "index"
-    served = build_index(corpus, index, fake_embedder, show_progress=False)["index_id"]
+    served = build_index(corpus, index, fake_embedder, show_progress=False).index_id
     lines = MINI_CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
     corpus.write_text(lines[0], encoding="utf-8")  # an editor's first write of four entries: one
     connect(tmp_path / "log.db", create=True).close()
     state = run_build(str(corpus), str(index), str(tmp_path / "log.db"), "r-1", model=fake_embedder)
     assert state["state"] == "failed" and "3 entries of the served index are not in the corpus" in state["error"]
-    assert read_manifest(index)["index_id"] == served, "nothing published"
+    assert read_manifest(index).index_id == served, "nothing published"
     with pytest.raises(CorpusError, match="may not remove entries"):
         build_index(corpus, index, fake_embedder, show_progress=False, may_remove=())
     # An operator's build of the corpus as it is removes them: that is a deletion someone asked for.
-    assert build_index(corpus, index, fake_embedder, show_progress=False)["counts"]["entries"] == 1
+    assert build_index(corpus, index, fake_embedder, show_progress=False).counts.entries == 1
 
 
 # ---- 4 and 5. review builds reconciled and retried ----
@@ -284,7 +286,7 @@ def test_a_decision_whose_build_never_started_is_built_by_any_worker(decided):
     assert rebuilder.reconcile() == "started"
     state = _settled(rebuilder)
     assert state["state"] == "done" and state["pending"] is False and reloads == [1]
-    assert read_manifest(tmp / "index")["origin"] == "review"
+    assert read_manifest(tmp / "index").origin == "review"
     assert "ouvrir un espace" in load_index(tmp / "index").entries["compte"].alt_questions
     assert rebuilder.reconcile() is None, "nothing left to build"
     assert rebuilder.retry() is None, "the owner's retry builds nothing either"
@@ -335,7 +337,7 @@ def test_two_workers_reconciling_at_once_start_one_build(decided):
 
 def test_the_retry_route_builds_again(learning):
     app, client, tmp = learning
-    rebuilder = app.extensions["faq_rebuilder"]
+    rebuilder = app.extensions["faq_service"].rebuilder
     r = client.post("/admin/review/rebuild", headers=ADMIN)
     assert r.status_code == 202 and r.get_json()["rebuild"]["action"] == "retry" and rebuilder.requests == ["retry"]
     assert_error(client.post("/admin/review/rebuild"), 401, "unauthorized")
@@ -402,7 +404,7 @@ def test_one_client_repeating_a_query_or_its_feedback_counts_once(learning):
 def test_one_client_rewording_a_query_counts_once_in_its_group(learning, monkeypatch):
     """Twenty wordings from one client (the fake embedder ignores the numbers: one meaning) and one from another."""
     app, client, tmp = learning
-    monkeypatch.setattr(review, "MAX_ENCODED_PER_LISTING", 100)
+    monkeypatch.setattr(review_queue, "MAX_ENCODED_PER_LISTING", 100)
     for n in range(1, 21):
         _search(client, f"xylophone quantique interstellaire {n}", client_ip="10.9.9.9")
     _search(client, "xylophone quantique interstellaire", client_ip="10.9.9.8")
@@ -423,7 +425,7 @@ def test_a_query_of_punctuation_alone_is_never_listed(learning):
 
 def test_the_queue_pages_past_its_listing_size_and_new_queries_are_not_dropped(learning, monkeypatch):
     app, client, tmp = learning
-    monkeypatch.setattr(review, "MAX_QUERIES", 5)
+    monkeypatch.setattr(review_queue, "MAX_QUERIES", 5)
     words = ["xylophone", "hippopotame", "quasar", "zeppelin", "yak", "wombat", "narval", "kiwi", "gnou", "lama",
              "okapi", "ibis"]  # fmt: skip
     for word in words:
@@ -444,19 +446,19 @@ def test_the_queue_pages_past_its_listing_size_and_new_queries_are_not_dropped(l
 
 def test_a_listing_encodes_only_its_share_and_the_rest_in_the_background(learning, monkeypatch):
     app, client, tmp = learning
-    monkeypatch.setattr(review, "MAX_ENCODED_PER_LISTING", 3)
+    monkeypatch.setattr(review_queue, "MAX_ENCODED_PER_LISTING", 3)
     for n, word in enumerate(["xylophone", "hippopotame", "quasar", "zeppelin", "yak", "wombat", "narval", "kiwi"]):
         _search(client, f"{word} interstellaire {n}")
     _flush(app)
-    embedder = app.extensions["faq_engine"].embedder
+    embedder = app.extensions["faq_service"].current_engine.embedder
     embedder.calls.clear()
     queue = _queue(client)
     assert queue["preparing"] == 5 and sum(len(g["query_keys"]) for g in queue["groups"]) == 3
     assert sum(n for n, kind in embedder.calls if kind == "query" and n > 1) <= 3
-    source = review.Source(
-        str(tmp / "log.db"), str(tmp / "faq.jsonl"), app.extensions["faq_engine"], str(tmp / "index")
+    source = review_queue.Source(
+        str(tmp / "log.db"), str(tmp / "faq.jsonl"), app.extensions["faq_service"].current_engine, str(tmp / "index")
     )
-    assert review.precompute_vectors(source, 30) == 5
+    assert review_queue.precompute_vectors(source, 30) == 5
     assert _queue(client)["preparing"] == 0
 
 
@@ -475,14 +477,14 @@ def test_a_build_killed_before_its_switch_is_never_served_as_a_fallback(tmp_path
     from service.indexing.store import load_latest_sound
 
     index = tmp_path / "index"
-    good = build_index(MINI_CORPUS, index, fake_embedder, show_progress=False)["index_id"]
+    good = build_index(MINI_CORPUS, index, fake_embedder, show_progress=False).index_id
     killed = subprocess.run([sys.executable, "-c", KILLED_AT_THE_SWITCH, str(MINI_CORPUS), str(index)], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(TESTS)}, capture_output=True, timeout=120)  # fmt: skip
     assert killed.returncode == -9
     orphans = [p.name for p in (index / BUILDS).iterdir() if not p.name.startswith(".") and p.name != good]
     assert len(orphans) == 1, "the killed build finished its directory"
     # It counts for no origin's earlier builds: two more builds keep the two published before them.
-    later = [build_index(MINI_CORPUS, index, fake_embedder, show_progress=False)["index_id"] for _ in range(2)]
+    later = [build_index(MINI_CORPUS, index, fake_embedder, show_progress=False).index_id for _ in range(2)]
     on_disk = {p.name for p in (index / BUILDS).iterdir() if not p.name.startswith(".")}
     assert {good, *later} <= on_disk and orphans[0] in on_disk, "young: it may be a build about to switch"
     for build in (later[-1], later[0]):
@@ -506,10 +508,9 @@ def test_the_temporary_folders_of_dead_builds_go_with_the_next_build(tmp_path, f
 
 def test_review_builds_never_push_out_the_operators_last_builds(tmp_path, fake_embedder):
     index = tmp_path / "index"
-    operator = [build_index(MINI_CORPUS, index, fake_embedder, show_progress=False)["index_id"] for _ in range(2)]
+    operator = [build_index(MINI_CORPUS, index, fake_embedder, show_progress=False).index_id for _ in range(2)]
     review_builds = [
-        build_index(MINI_CORPUS, index, fake_embedder, show_progress=False, origin="review")["index_id"]
-        for _ in range(4)
+        build_index(MINI_CORPUS, index, fake_embedder, show_progress=False, origin="review").index_id for _ in range(4)
     ]
     on_disk = {p.name for p in (index / BUILDS).iterdir() if not p.name.startswith(".")}
     assert set(operator) <= on_disk, "the operator's builds stay to roll back to"

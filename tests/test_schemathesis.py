@@ -3,12 +3,28 @@ server on 127.0.0.1 (small index, fake embedder); no server error, and every res
 
 from __future__ import annotations
 
+import tempfile
+
 import schemathesis
+from conftest import MINI_CORPUS, HashingEmbedder
 from hypothesis import HealthCheck, settings
 
+from service.http.app import create_app
 from service.http.openapi import openapi_document
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
 
-schema = schemathesis.openapi.from_dict(openapi_document())
+
+def _document() -> dict:
+    """The document of an app like the one ``live_url`` serves (the routes, the default settings)."""
+    index = tempfile.mkdtemp(prefix="faq-schemathesis-")
+    build_index(MINI_CORPUS, index, HashingEmbedder(), show_progress=False)
+    app = create_app({"TESTING": True}, engine=SearchEngine(HashingEmbedder(), load_index(index)))
+    return openapi_document(app)
+
+
+schema = schemathesis.openapi.from_dict(_document())
 
 
 @schema.parametrize()

@@ -1,4 +1,5 @@
-"""Entry scoring: the engine's ranking equals a brute-force fusion over every vector, and the answer decision."""
+"""Entry scoring: the engine's ranking equals a brute-force fusion over every vector, and the answer decision's
+closeness rule (``search/decision/rules.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import numpy as np
 import pytest
 
 from service.corpus import lexical_text
-from service.indexing.scoring import Scoring, fit_calibration
+from service.evaluation.fitting import fit_calibration
+from service.evaluation.methods import BaselineScoring
+from service.indexing.scoring import Scoring
 from service.indexing.store import load_index
+from service.search.decision.rules import closeness
 from service.search.engine import SearchEngine
 
 WORDS = [
@@ -80,7 +84,10 @@ def brute_force(engine: SearchEngine, query: str, vector: np.ndarray) -> tuple[d
 
 @pytest.mark.parametrize("scoring", [{}, {"question_weight": 0.8, "lexical_weight": 0.3}, {"combine": "max"}])
 def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corpus, scoring):
-    engine = SearchEngine(fake_embedder, load_index(make_index(large_corpus)), scoring=scoring)
+    index = load_index(make_index(large_corpus))
+    # "max" is an evaluation baseline's fusion: that scoring replaces the index's whole.
+    chosen = BaselineScoring.over(index.manifest.scoring, **scoring) if "combine" in scoring else scoring
+    engine = SearchEngine(fake_embedder, index, scoring=chosen)
     assert len(engine.index.rows) > 3 * 100  # more vectors than the first pass looks at
     for query in (
         "mandat siret",
@@ -99,7 +106,7 @@ def test_engine_ranking_equals_brute_force(make_index, fake_embedder, large_corp
         # The decision: the first-ranked entry's score against the threshold and against every other entry's.
         first = expected[0]
         best_other = max(v for k, v in scores.items() if k != first)
-        close = engine.scoring.closeness_refusal([scores[first], best_other])
+        close = closeness([scores[first], best_other], engine.scoring.answer_threshold, engine.scoring.answer_margin)
         if close is not None:
             assert not outcome.answered and outcome.reason["code"] == close
 
@@ -131,12 +138,14 @@ def test_calibrated_scores_are_monotone_probabilities():
 
 
 def test_answer_decision_uses_threshold_and_margin():
-    s = Scoring(answer_threshold=0.6, answer_margin=0.1)
-    assert s.answered([0.9, 0.5])
-    assert not s.answered([0.9, 0.85]), "too close to the second entry"
-    assert not s.answered([0.55, 0.1]), "below the threshold"
-    assert s.answered([0.55, 0.1], threshold=0.5), "a request may lower the threshold"
-    assert s.answered([0.7]) and not s.answered([])
+    def answered(scores, threshold=0.6):
+        return closeness(scores, threshold, margin=0.1) is None
+
+    assert answered([0.9, 0.5])
+    assert closeness([0.9, 0.85], 0.6, 0.1) == "ambiguous", "too close to the second entry"
+    assert closeness([0.55, 0.1], 0.6, 0.1) == "no_close_entry", "below the threshold"
+    assert answered([0.55, 0.1], threshold=0.5), "a request may lower the threshold"
+    assert answered([0.7]) and not answered([])
 
 
 def test_scoring_round_trips_and_ignores_unknown_keys():
@@ -184,4 +193,35 @@ def test_alternative_questions_rank_an_entry_but_its_score_and_the_decision_disc
         scoring.fuse(np.maximum(own, question - scoring.alt_question_discount), passage, lexical)
     )
     assert decided[0] < decided[1]
-    assert scoring.closeness_refusal([float(decided[0]), float(decided[1])]) == "ambiguous"
+    assert closeness([float(decided[0]), float(decided[1])], scoring.answer_threshold, scoring.answer_margin) == (
+        "ambiguous"
+    )
+
+
+def test_the_decision_rules_in_order_each_give_their_reason():
+    """``decide`` applies closeness, known non-answers, vagueness, then the check: the first that refuses names the
+    reason, and an entry that passes them all (no check) is an answer."""
+    from service.search.decision import Evidence, decide, features
+    from service.search.decision.rules import known_non_answer, too_vague
+
+    found = features((0.9, 0.9, 0.9, 0.5), 0.5, (0.2, 0.2), True, 0.5, {"facture": "facture"},
+                     frozenset({"facture"}), {"facture": 1.0}, 5)  # fmt: skip
+    scoring = Scoring(answer_threshold=0.5, answer_margin=0.1, non_answer_margin=0.05)
+
+    def evidence(**changes):
+        base = {"score": 0.9, "other_score": 0.2, "question": 0.9, "marked": float("-inf"), "marked_text": None,
+                "term_entries": (1,), "features": found}  # fmt: skip
+        return Evidence(**{**base, **changes})
+
+    assert decide(evidence(), scoring, None) is None
+    assert decide(evidence(score=0.4), scoring, None)["code"] == "no_close_entry"
+    assert decide(evidence(score=0.4), scoring, None, threshold=0.3) is None, "a request may lower the threshold"
+    assert decide(evidence(other_score=0.85), scoring, None)["code"] == "ambiguous"
+    marked = decide(evidence(marked=0.96, marked_text="Comment supprimer ?"), scoring, None)
+    assert marked["code"] == "known_non_answer" and "Comment supprimer ?" in marked["message"]
+    assert decide(evidence(marked=0.94), scoring, None) is None, "within the margin of its own question"
+    assert known_non_answer(0.99, 0.985, 0.05), "a near copy of the mark, nearer it than the question"
+    assert decide(evidence(term_entries=(5,)), scoring, None)["code"] == "too_vague"
+    assert decide(evidence(term_entries=(5,), question=0.99), scoring, None) is None, "a near copy of a question"
+    assert not too_vague((2, 2), 2), "two entries: every word in both is not vague"
+    assert not too_vague((), 5), "no content word: not vague (the other rules decide)"

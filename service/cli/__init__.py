@@ -1,21 +1,24 @@
 """``faq-search``: one command for the service's tools (``faq-search COMMAND --help`` for each).
 
 faq-search serve             the production server (gunicorn); --dev: Flask's development server
-faq-search build             build the index of a corpus (scripts/build_index.py)
-faq-search evaluate          measure retrieval quality (scripts/evaluate.py)
-faq-search prepare-model     convert the offline model and export it to ONNX (scripts/prepare_model.py)
-faq-search adapt             fine-tune the model on labelled user questions (scripts/adapt_model.py)
-faq-search fit-answerability fit the answer check on covid_quebec_fr (scripts/fit_answerability.py)
-faq-search gaps              the FAQ's missing questions from the query log (scripts/gaps.py)
+faq-search build             build the index of a corpus
+faq-search evaluate          measure retrieval quality
+faq-search prepare-model     convert the offline model and export it to ONNX
+faq-search adapt             fine-tune the model on labelled user questions
+faq-search fit-answerability fit the answer check on covid_quebec_fr
+faq-search gaps              the FAQ's missing questions from the query log
 faq-search publish           publish a build to the index directory a cluster's replicas serve from
 faq-search cluster           start, stop or list a local cluster: Redis, N replicas, HAProxy (make cluster)
-faq-search mcp               the MCP server for LLM assistants (python -m service.mcp)
+faq-search mcp               the MCP server for LLM assistants (also python -m service.mcp)
+faq-search --version         the version of the service
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from ..settings import Settings, SettingsError
 
 #: Command name -> module whose ``main(argv)`` runs it; imported only when chosen (each pulls its own libraries).
 COMMANDS = {
@@ -32,9 +35,24 @@ COMMANDS = {
 }
 
 
+def settings_or_exit(**overrides) -> Settings:
+    """The settings of the environment (and ``overrides``); a variable that is not valid ends the command with its
+    reason (exit 2), before anything starts."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the named command with the remaining arguments; print the list for no or an unknown command."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-V", "--version"):
+        from .. import __version__
+
+        print(f"faq-search {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(__doc__.strip(), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):

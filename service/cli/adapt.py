@@ -7,26 +7,26 @@ it ranks cnil_faq's paraphrases better too (docs/quality.md). The result is a ne
 (with its ONNX export); build an index with it and the service loads it from the index's manifest.
 
 Examples:
-    python scripts/adapt_model.py --dataset covid_quebec_fr
-    python scripts/adapt_model.py --corpus corpus/my_faq.jsonl --queries my_questions.jsonl --out models/my-adapted
-    python scripts/build_index.py --model models/multilingual-e5-small-adapted
+    faq-search adapt --dataset covid_quebec_fr
+    faq-search adapt --corpus corpus/my_faq.jsonl --queries my_questions.jsonl --out models/my-adapted
+    faq-search build --model models/multilingual-e5-small-adapted
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from service.config import REPO_ROOT
+from service.cli import settings_or_exit
 from service.corpus import corpus_checksum
 from service.encoders.base import default_model
 from service.encoders.finetune import FinetuneSettings, finetune_model
 from service.encoders.onnx_export import export_onnx
 from service.errors import ModelUnavailable
 from service.evaluation.datasets import entries_checksum, load_covid, load_custom, user_questions
+from service.settings import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     source.add_argument(
         "--data-dir",
-        default=os.environ.get("FAQ_EVAL_DATA", str(REPO_ROOT.parent / "shared" / "data")),
+        default=str(settings_or_exit().eval_data),
         help="folder of the public sets (env FAQ_EVAL_DATA, default ../shared/data)",
     )
     source.add_argument("--corpus", help="an FAQ corpus (the service's JSONL format)")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
     print(f"model ready: {out} ({len(labelled.queries)} user questions, {len(labelled.entries)} entries)")
-    print(f"build an index with it: python scripts/build_index.py --model {out}")
+    print(f"build an index with it: faq-search build --model {out}")
     return 0
 
 

@@ -1,14 +1,14 @@
-"""Build the FAISS index of an FAQ corpus and publish it atomically (the previous index stays until then)."""
+"""``faq-search build``: the command line of ``indexing/build.py`` (same concept, the CLI layer). Build the FAISS
+index of an FAQ corpus and publish it atomically (the previous index stays until then)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
 
-from service.config import REPO_ROOT
+from service.cli import settings_or_exit
 from service.corpus import CorpusError, read_corpus, split_passages
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.finetune import FinetuneSettings
@@ -16,7 +16,7 @@ from service.errors import ServiceError
 from service.indexing.build import build_index, build_lock, corpus_changes, describe_changes, settings_like_current
 from service.indexing.scoring import Scoring
 from service.indexing.store import EXACT_MAX_VECTORS, INDEX_KINDS
-from service.reviewed import apply_reviewed
+from service.reviewed_file import apply_reviewed
 
 
 def check(corpus: str, out: str) -> int:
@@ -50,15 +50,16 @@ def check(corpus: str, out: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = settings_or_exit()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--corpus",
-        default=os.environ.get("FAQ_CORPUS", str(REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl")),
+        default=str(settings.corpus),
         help="JSONL corpus (env FAQ_CORPUS, default corpus/chorus_pro_faq.jsonl)",
     )
     parser.add_argument(
         "--out",
-        default=os.environ.get("FAQ_INDEX", str(REPO_ROOT / "index")),
+        default=str(settings.index),
         help="index directory (env FAQ_INDEX, default index/)",
     )
     parser.add_argument(
@@ -185,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only directory, no lock…: the current index is untouched
         print(f"error: the build failed and the current index is unchanged: {exc}", file=sys.stderr)
         return 1
-    summary = {k: manifest[k] for k in ("index_id", "counts", "build_seconds")}
-    summary["model"] = manifest["model"]["name"]
-    summary["encoder"] = manifest["model"]["encoder"]["backend"]
-    summary["vector_index"] = manifest["vector_index"]
-    summary["changes"] = describe_changes(manifest["changes"])
-    summary["vectors_reused"] = manifest["vectors_reused"]
+    summary = {
+        "index_id": manifest.index_id,
+        "counts": manifest.counts.to_dict(),
+        "build_seconds": manifest.build_seconds,
+        "model": manifest.model.name,
+        "encoder": manifest.encoder_backend,
+        "vector_index": manifest.vector_index,
+        "changes": describe_changes(manifest.changes),
+        "vectors_reused": manifest.vectors_reused,
+    }
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 

@@ -1,4 +1,5 @@
-"""A local cluster: Redis, N replicas, HAProxy on 127.0.0.1:8080 (docs/scaling.md).
+"""``faq-search cluster``: the command line of ``deploy/cluster.py`` (same concept, the CLI layer). A local cluster:
+Redis, N replicas, HAProxy on 127.0.0.1:8080 (docs/scaling.md).
 
     faq-search cluster up --replicas 3          # publishes index/ first when nothing is published yet
     faq-search cluster status
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from service.cli import settings_or_exit
 from service.deploy.cluster import (
     ClusterError,
     ClusterSpec,
@@ -49,23 +50,23 @@ def _int(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and act on the cluster."""
-    env = os.environ.get
+    settings = settings_or_exit()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status", "stop-replica", "start-replica"])
     parser.add_argument("replica", nargs="?", help="stop-replica / start-replica: the replica's name (r1, r2…)")
-    parser.add_argument("--replicas", type=_int, default=env("REPLICAS", "3"), help="replicas ($REPLICAS or 3)")
-    parser.add_argument("--dir", default=env("FAQ_CLUSTER_DIR", ".cluster"), help="run directory: pids, logs, configs")
-    parser.add_argument("--port", type=_int, default=env("FAQ_FRONT_PORT", "8080"), help="HAProxy's port (8080)")
-    parser.add_argument("--first-replica-port", type=_int, default=env("FAQ_FIRST_REPLICA_PORT", "8101"),
+    parser.add_argument("--replicas", type=_int, default=settings.replicas, help="replicas ($REPLICAS or 3)")
+    parser.add_argument("--dir", default=str(settings.cluster_dir), help="run directory: pids, logs, configs")
+    parser.add_argument("--port", type=_int, default=settings.front_port, help="HAProxy's port (8080)")
+    parser.add_argument("--first-replica-port", type=_int, default=settings.first_replica_port,
                         help="replica r1's port; r2 the next… (8101)")  # fmt: skip
-    parser.add_argument("--workers", type=_int, default=env("FAQ_WORKERS_PER_REPLICA", "1"),
+    parser.add_argument("--workers", type=_int, default=settings.workers_per_replica,
                         help="gunicorn workers per replica (1)")  # fmt: skip
-    parser.add_argument("--published", default=env("FAQ_PUBLISH_DIR"),
+    parser.add_argument("--published", default=settings.publish_dir,
                         help="the index directory the replicas serve (default: DIR/published)")  # fmt: skip
-    parser.add_argument("--index", default=env("FAQ_INDEX", "index"), help="published at `up` if nothing is yet")
-    parser.add_argument("--model", default=env("FAQ_MODEL"), help="the model directory (default: the service's)")
-    parser.add_argument("--rate-limit", default=env("FAQ_RATE_LIMIT"), help="per-client limit, counted in Redis")
-    args = parser.parse_args(argv)  # string defaults go through `type` too: a bad $REPLICAS is a usage error
+    parser.add_argument("--index", default=str(settings.index), help="published at `up` if nothing is yet")
+    parser.add_argument("--model", default=settings.model, help="the model directory (default: the service's)")
+    parser.add_argument("--rate-limit", default=settings.rate_limit, help="per-client limit, counted in Redis")
+    args = parser.parse_args(argv)
     if args.action in ("stop-replica", "start-replica") and not args.replica:
         parser.error(f"{args.action} needs the replica's name (r1, r2…)")
     try:

@@ -1,9 +1,9 @@
 """Measure retrieval quality with the service's own builder and engine: R@k, MRR, nDCG@10 and the answer decision.
 
 Examples:
-    python scripts/evaluate.py --dataset covid_quebec_fr --compare answer,bm25,qa,max,weighted,default
-    python scripts/evaluate.py --corpus my_faq.jsonl --queries my_questions.jsonl --ood off_topic.jsonl
-    python scripts/evaluate.py --dataset covid_quebec_fr --fit      # refit the default scoring (dev set only)
+    faq-search evaluate --dataset covid_quebec_fr --compare answer,bm25,qa,max,weighted,default
+    faq-search evaluate --corpus my_faq.jsonl --queries my_questions.jsonl --ood off_topic.jsonl
+    faq-search evaluate --dataset covid_quebec_fr --fit      # refit the default scoring (dev set only)
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from service.config import REPO_ROOT
+from service.cli import settings_or_exit
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.encoders.torch_encoder import SentenceTransformerEmbedder
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--dataset", choices=sorted(DATASETS), help="a set under --data-dir")
     source.add_argument(
         "--data-dir",
-        default=os.environ.get("FAQ_EVAL_DATA", str(REPO_ROOT.parent / "shared" / "data")),
+        default=str(settings_or_exit().eval_data),
         help="folder of the public sets (env FAQ_EVAL_DATA, default ../shared/data)",
     )
     source.add_argument(

@@ -6,7 +6,7 @@ cross-fitted by answer (2 folds); the model written to --out is fitted on everyt
 questions (paraphrases and uncovered questions, tests/data/) are asked of the Chorus Pro FAQ, never fitted on.
 
 Example:
-    python scripts/fit_answerability.py --json answerability-report.json
+    faq-search fit-answerability --json answerability-report.json
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from service.config import REPO_ROOT
+from service.cli import settings_or_exit
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.errors import ModelUnavailable
-from service.evaluation import answerability as fitting
+from service.evaluation import answer_check_fitting as fitting
 from service.evaluation.datasets import CHORUS_GAPS, CHORUS_GAPS_SEEN, chorus_gaps, chorus_questions
 from service.evaluation.methods import CachingEmbedder
-from service.indexing.answerability import MODEL_FILE
+from service.indexing.scoring import MODEL_FILE
+from service.settings import REPO_ROOT
 
 
 def table(rows: dict[str, dict[str, float]]) -> str:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data-dir",
-        default=os.environ.get("FAQ_EVAL_DATA", str(REPO_ROOT.parent / "shared" / "data")),
+        default=str(settings_or_exit().eval_data),
         help="folder of the public sets (env FAQ_EVAL_DATA, default ../shared/data)",
     )
     parser.add_argument("--model", default=default_model(), help="model directory (env FAQ_MODEL)")
@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nThe same on the Chorus Pro FAQ: {CHORUS_GAPS_SEEN.relative_to(REPO_ROOT)} marked, the dev sets asked:")
     for key, value in chorus_marked.items():
         print(f"  {key:44s} {value:8.3f}")
-    sizes = ", ".join(f"{n}: {t:.3f}" for n, t in check.thresholds)
+    sizes = ", ".join(f"{n}: {t:.3f}" for n, t in check.model.thresholds)
     print(f"\nscore threshold {fitting.SCORE_THRESHOLD}; check thresholds by FAQ size: {sizes}")
     if not args.dry_run:
-        Path(args.out).write_text(json.dumps(check.to_dict(), indent=2) + "\n", encoding="utf-8")
+        Path(args.out).write_text(json.dumps(check.model.to_dict(), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     if args.json:
         report = {
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "chorus": dev,
             "known_non_answers": review,
             "chorus_known_non_answers": chorus_marked,
-            "check": check.to_dict(),
+            "check": check.model.to_dict(),
             "seconds": time.time() - started,
         }
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")

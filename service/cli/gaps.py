@@ -18,11 +18,11 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from service.config import DEFAULTS, config_from_env
+from service.cli import settings_or_exit
 from service.corpus import CorpusError
 from service.errors import ServiceError
-from service.learning import review
-from service.search.loading import load_engine
+from service.learning import review_queue
+from service.search.engine_loading import load_engine
 
 CSV_COLUMNS = [
     "rank", "asked", "unanswered", "not_helpful", "queries", "first_seen", "last_seen", "example",
@@ -54,18 +54,14 @@ def write_csv(gaps: list[dict], out) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = {**DEFAULTS, **config_from_env()}
+    settings = settings_or_exit()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log", default=config.get("FAQ_QUERY_LOG"), help="the query log (env FAQ_QUERY_LOG)")
+    parser.add_argument("--log", default=settings.query_log, help="the query log (env FAQ_QUERY_LOG)")
     parser.add_argument(
-        "--index", default=config["FAQ_INDEX"], help="the served index directory (env FAQ_INDEX, default index/)"
+        "--index", default=settings.index, help="the served index directory (env FAQ_INDEX, default index/)"
     )
-    parser.add_argument(
-        "--corpus", default=config["FAQ_CORPUS"], help="corpus whose reviewed file to read (env FAQ_CORPUS)"
-    )
-    parser.add_argument(
-        "--days", type=float, default=float(config["FAQ_QUERY_LOG_DAYS"]), help="look back this many days"
-    )
+    parser.add_argument("--corpus", default=settings.corpus, help="corpus whose reviewed file to read (env FAQ_CORPUS)")
+    parser.add_argument("--days", type=float, default=settings.query_log_days, help="look back this many days")
     parser.add_argument("--limit", type=int, default=50, help="groups at most (default 50)")
     parser.add_argument("--csv", action="store_true", help="CSV on stdout instead of JSON")
     args = parser.parse_args(argv)
@@ -77,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.days > 0 and args.limit > 0):
         parser.error("--days and --limit must be positive")
     try:
-        engine = load_engine({**config, "FAQ_INDEX": args.index})
-        built_from = engine.index.manifest.get("corpus", {}).get("file")
+        engine = load_engine(settings.model_copy(update={"index": Path(args.index)}))
+        built_from = engine.index.manifest.corpus.file
         if built_from != Path(args.corpus).name:
             print(
                 f"error: the index in {args.index} was built from {built_from!r}, not from {args.corpus}: pass the "
@@ -86,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        source = review.Source(os.fspath(args.log), str(args.corpus), engine)
-        result = review.gaps(source, args.days, args.limit)
+        source = review_queue.Source(os.fspath(args.log), str(args.corpus), engine)
+        result = review_queue.gaps(source, args.days, args.limit)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

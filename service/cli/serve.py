@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 
-from ..config import GUNICORN_ARGS
+from ..settings import GUNICORN_ARGS, Settings, export
+from . import settings_or_exit
 
 
 def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only: bool = False) -> int:
@@ -17,16 +18,13 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
     Args:
         dev_only: ``python -m service``: always the development server, without the production options.
     """
+    defaults = settings_or_exit()
     description = "The development server, in one process (production: faq-search serve)." if dev_only else __doc__
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
-        "--host",
-        default=os.environ.get("FAQ_HOST", "127.0.0.1"),
-        help="address to listen on (env FAQ_HOST, default 127.0.0.1)",
+        "--host", default=defaults.host, help=f"address to listen on (env FAQ_HOST, default {defaults.host})"
     )
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("FAQ_PORT", "8000")), help="port (env FAQ_PORT, default 8000)"
-    )
+    parser.add_argument("--port", type=int, default=defaults.port, help=f"port (env FAQ_PORT, default {defaults.port})")
     parser.add_argument("--index", default=None, help="index directory (env FAQ_INDEX, default index/)")
     parser.add_argument(
         "--corpus",
@@ -49,31 +47,29 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         parser.add_argument("--dev", action="store_true", help="Flask's development server, in this process")
     args = parser.parse_args(argv)
     args.dev = dev_only or args.dev
-    args.workers = None if dev_only else args.workers
     options = {
-        "FAQ_HOST": args.host,
-        "FAQ_PORT": args.port,
-        "FAQ_INDEX": args.index,
-        "FAQ_CORPUS": args.corpus,
-        "FAQ_MODEL": args.model,
-        "FAQ_WORKERS": args.workers,
-        "FAQ_WATCH_SECONDS": args.watch_seconds,
+        "host": args.host,
+        "port": args.port,
+        "index": args.index,
+        "corpus": args.corpus,
+        "model": args.model,
+        "workers": None if dev_only else args.workers,
+        "watch_seconds": args.watch_seconds,
     }
-    os.environ.update({name: str(value) for name, value in options.items() if value is not None})
+    settings = settings_or_exit(**options)  # checked here: a bad option is said before anything starts
     if args.dev:
-        return _dev_server(args.host, args.port)
+        return _dev_server(settings)
+    export(**options)  # for gunicorn, which this process becomes
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS])
     return 0  # not reached: execv replaces this process
 
 
-def _dev_server(host: str, port: int) -> int:
+def _dev_server(settings: Settings) -> int:
     """Flask's threaded server (``http.devserver``); 2 with the reason on stderr when no index can be served."""
-    logging.basicConfig(
-        level=os.environ.get("FAQ_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ..http.devserver import serve
 
-    failure = serve(host, port)
+    failure = serve(settings)
     if failure is not None:
         print(f"error: {failure}", file=sys.stderr)
         return 2

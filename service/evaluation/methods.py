@@ -1,21 +1,80 @@
-"""The configurations of the service that ``scripts/evaluate.py`` compares, and how each is run on a set."""
+"""The configurations of the service that ``faq-search evaluate`` compares, and how each is run on a set."""
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from ..corpus import FaqEntry
+from ..corpus import FaqEntry, Passage, Row, entry_rows
 from ..encoders.base import encoder_info
-from ..indexing.build import build_index
+from ..indexing.build import RowMaker, build_index
+from ..indexing.scoring import Scoring
 from ..indexing.store import load_index
 from ..search.engine import SearchEngine
 from .datasets import EvalSet, entries_checksum, load_covid, user_questions, without_fifth, write_corpus
 from .metrics import answer_stats, ranking_metrics
+
+
+@dataclass(frozen=True)
+class BaselineScoring(Scoring):
+    """The service's scoring with two knobs only the baselines turn: ``combine="max"`` takes the better of the two
+    cosines instead of weighing them, and ``dense_weight`` scales the dense part (0: BM25 alone)."""
+
+    combine: str = "weighted"
+    dense_weight: float = 1.0
+
+    @classmethod
+    def over(cls, scoring: Scoring, **values) -> BaselineScoring:
+        """``scoring`` (an index's) with ``values`` replaced (None values keep it)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown scoring settings: {sorted(unknown)}")
+        base = {f.name: getattr(scoring, f.name) for f in fields(Scoring)}
+        return cls(**{**base, **{k: v for k, v in values.items() if v is not None}})
+
+    def check(self) -> BaselineScoring:
+        if self.combine not in ("weighted", "max"):
+            raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
+        if isinstance(self.dense_weight, bool) or not isinstance(self.dense_weight, (int, float)):
+            raise ValueError("dense_weight must be a number")
+        super().check()
+        return self
+
+    def fuse(self, question, passage, lexical, alts=None) -> np.ndarray:
+        if self.combine == "weighted" and self.dense_weight == 1.0:
+            return super().fuse(question, passage, lexical, alts)  # the service's own fusion
+        if self.combine == "max":
+            dense = np.maximum(question, passage)
+        else:
+            dense = super().fuse(question, passage, np.zeros_like(np.asarray(lexical, dtype=np.float64)), alts)
+        return self.dense_weight * dense + self.lexical_weight * np.asarray(lexical)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def baseline_rows(kinds: tuple[str, ...], passage_text: str) -> RowMaker:
+    """Rows of the kinds ``kinds`` only (passages always), a passage embedding its heading and text alone when
+    ``passage_text`` is ``"answer"``: the vectors of a baseline's index."""
+
+    def rows(entries: list[FaqEntry], passages: list[Passage]) -> tuple[list[Row], list[str]]:
+        by_id = {p.passage_id: p for p in passages}
+        made, texts = entry_rows(entries, passages)
+        kept: list[tuple[Row, str]] = []
+        for row, text in zip(made, texts, strict=True):
+            if row.kind == "passage" and passage_text == "answer":
+                passage = by_id[row.ref]
+                text = "\n".join(filter(None, [passage.section, passage.text]))
+            if row.kind == "passage" or row.kind in kinds:
+                kept.append((row, text))
+        return [row for row, _ in kept], [text for _, text in kept]
+
+    return rows
 
 
 @dataclass(frozen=True)
@@ -31,13 +90,19 @@ class Method:
     finetune: bool = False
     adapt: bool = False
 
+    def rows(self) -> RowMaker:
+        """The vectors this method's index holds (the service's own unless a baseline leaves some out)."""
+        if set(self.kinds) == {"question", "alt_question", "not_question", "passage"} and self.passage_text != "answer":
+            return entry_rows
+        return baseline_rows(self.kinds, self.passage_text)
+
     @property
     def calibrated(self) -> bool:
         """Whether the index's calibration applies (it was fitted for the default fusion and base model only)."""
         return not self.scoring and not self.finetune and not self.adapt
 
 
-#: The configurations ``scripts/evaluate.py --compare`` knows, from the naive design to the default.
+#: The configurations ``faq-search evaluate --compare`` knows, from the naive design to the default.
 METHODS = {
     m.name: m
     for m in (
@@ -184,15 +249,11 @@ def build_engine(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     corpus = write_corpus(entries, workdir / "corpus.jsonl")
-    build_index(
-        corpus, workdir / "index", embedder, show_progress=False, kinds=method.kinds, passage_text=method.passage_text
-    )
-    return SearchEngine(
-        embedder,
-        load_index(workdir / "index"),
-        scoring={**method.scoring, **method.decision, **(scoring_overrides or {})},
-        cache_size=0,
-    )
+    build_index(corpus, workdir / "index", embedder, show_progress=False, rows=method.rows())
+    index = load_index(workdir / "index")
+    overrides = {**method.scoring, **method.decision, **(scoring_overrides or {})}
+    scoring = BaselineScoring.over(index.manifest.scoring, **overrides)
+    return SearchEngine(embedder, index, scoring=scoring, cache_size=0)
 
 
 def run_queries(engine, texts: list[str], embedder, top_k: int = 10) -> list:

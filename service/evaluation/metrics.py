@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .datasets import EvalQuery
 
-#: Metrics printed by ``scripts/evaluate.py``, in ir_measures notation. ``Success@k`` is what docs/quality.md calls
+#: Metrics printed by ``faq-search evaluate``, in ir_measures notation. ``Success@k`` is what docs/quality.md calls
 #: R@k: the share of queries with at least one relevant entry in the first k.
 METRICS = ("Success@1", "Success@5", "Success@10", "RR", "nDCG@10")
 METRIC_LABELS = {"Success@1": "R@1", "Success@5": "R@5", "Success@10": "R@10", "RR": "MRR", "nDCG@10": "nDCG@10"}

@@ -6,7 +6,6 @@ Used by ``scripts/bench.py`` and ``scripts/faults.py``; loopback only.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..config import GUNICORN_ARGS, REPO_ROOT
+from ..settings import GUNICORN_ARGS, REPO_ROOT, child_environment
 
 
 def wrk(url: str, concurrency: int, seconds: int, script: Path, timeout: int = 2) -> dict:
@@ -80,15 +79,7 @@ def start_gunicorn(index_dir: Path, model: str, port: int = 8799, extra_env: dic
     Returns:
         ``(process, base_url)``; the caller terminates the process.
     """
-    env = {
-        **os.environ,
-        "FAQ_INDEX": str(index_dir),
-        "FAQ_MODEL": model,
-        "FAQ_PORT": str(port),
-        "FAQ_CACHE_SIZE": "0",
-        "FAQ_LOG_LEVEL": "warning",
-        **(extra_env or {}),
-    }
+    env = child_environment(extra_env, index=index_dir, model=model, port=port, cache_size=0, log_level="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS],
         cwd=REPO_ROOT,

@@ -9,16 +9,18 @@ never logged or echoed.
 from __future__ import annotations
 
 import json
-import os
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from ..access import bearer, client_identity, key_matches, parse_keys
+from ..access import bearer, client_identity, key_matches
 from ..access import valid_key as access_valid_key
-from ..errors import AdminDisabled, InvalidRequest, ServiceError, Unauthorized
+from ..core.faq_service import FaqService
+from ..core.models import MAX_BATCH
+from ..errors import AdminDisabled, ErrorCode, InvalidRequest, ServiceError, Unauthorized
 from .bodies import json_body, read_body
+from .current import faq_service
 from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
-from .schemas import MAX_BATCH
+from .openapi import ADMIN_SECURITY, ANY_OBJECT, describe
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -30,7 +32,7 @@ def bearer_token() -> str | None:
 
 def valid_key() -> str | None:
     """The request's key if it is one of ``FAQ_API_KEYS`` (in either header), else None."""
-    keys = parse_keys(current_app.config.get("FAQ_API_KEYS"))
+    keys = faq_service().settings.key_list()
     return access_valid_key(request.headers.get("Authorization"), request.headers.get("X-API-Key"), keys)
 
 
@@ -39,7 +41,7 @@ def client_key() -> str:
     return client_identity(valid_key(), request.remote_addr)
 
 
-def install_rate_limit(app) -> None:
+def install_rate_limit(app, service: FaqService) -> None:
     """Per-client limit on the search routes (``FAQ_RATE_LIMIT``, e.g. ``"600/minute"``; off when unset).
 
     Counted per worker in memory unless ``FAQ_RATE_LIMIT_STORAGE`` names a shared store (``redis://…``, any
@@ -54,12 +56,13 @@ def install_rate_limit(app) -> None:
     because the counter store is down would turn a store outage into a full outage of the service it protects;
     the fallback still bounds a client to the limit per worker (docs/scaling.md).
     """
-    limit = app.config.get("FAQ_RATE_LIMIT")
+    limit = service.settings.rate_limit
     if not limit:
+        service.health_extras["rate_limit"] = lambda: {"enabled": False}
         return
     from flask_limiter import Limiter
 
-    storage, shared = _rate_limit_storage(app)
+    storage, shared = _rate_limit_storage(service)
     exempt = lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS"  # noqa: E731
     limiter = Limiter(
         client_key,
@@ -78,7 +81,7 @@ def install_rate_limit(app) -> None:
         in_memory_fallback=[limit] if shared else [],
         swallow_errors=True,
     )
-    app.extensions["faq_limiter"] = limiter
+    service.health_extras["rate_limit"] = lambda: rate_limit_status(service, limiter)
     if shared:
         seen = {"shared": None}
 
@@ -93,10 +96,10 @@ def install_rate_limit(app) -> None:
             return response
 
 
-def _rate_limit_storage(app) -> tuple[str, bool]:
+def _rate_limit_storage(service: FaqService) -> tuple[str, bool]:
     """Where the rate limit is counted (``FAQ_RATE_LIMIT_STORAGE``, else each worker's memory) and whether that
     store is shared by the workers."""
-    storage = app.config.get("FAQ_RATE_LIMIT_STORAGE") or "memory://"
+    storage = service.settings.rate_limit_storage or "memory://"
     return storage, not storage.startswith("memory://")
 
 
@@ -112,13 +115,10 @@ def _searches_in_request() -> int:
     return min(max(len(queries), 1), MAX_BATCH) if isinstance(queries, list) else 1
 
 
-def rate_limit_status(app) -> dict:
+def rate_limit_status(service: FaqService, limiter) -> dict:
     """What ``/health`` shows of the rate limit: the limit, where it is counted and whether that store answers."""
-    limit = app.config.get("FAQ_RATE_LIMIT")
-    if not limit:
-        return {"enabled": False}
-    storage, shared = _rate_limit_storage(app)
-    limiter = app.extensions.get("faq_limiter")
+    limit = service.settings.rate_limit
+    storage, shared = _rate_limit_storage(service)
     state = "memory"
     if shared:
         state = "fallback_memory" if getattr(limiter, "_storage_dead", False) else "shared"
@@ -135,14 +135,14 @@ def check_api_key() -> None:
     """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
     if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
         return
-    if parse_keys(current_app.config.get("FAQ_API_KEYS")) and valid_key() is None:
+    if faq_service().settings.key_list() and valid_key() is None:
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
 
 
 @bp.before_request
 def require_admin_token():
     """Every admin route: the bearer admin token, or 401; no token configured: 403 ``admin_disabled``."""
-    token = current_app.config.get("FAQ_ADMIN_TOKEN")
+    token = faq_service().settings.admin_token
     if not token:
         raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")
     if not key_matches(bearer_token(), [token]):  # only there: X-API-Key is for the search keys
@@ -150,6 +150,17 @@ def require_admin_token():
 
 
 @bp.post("/reload")
+@describe(
+    operation_id="adminReload",
+    summary="Passer au nouvel index (tous les workers), ou dire pourquoi il est refusé",
+    request=({"type": "object", "properties": {"force": {"type": "boolean", "default": False}},
+              "additionalProperties": False}, None),
+    request_required=False,
+    responses={200: ("Switched (`changed: true`) or already current.", ANY_OBJECT),
+               409: ("The new build was refused; the previous index keeps serving and `error` says why.",
+                     ANY_OBJECT)},
+    errors=frozenset({ErrorCode.INVALID_REQUEST}), security=ADMIN_SECURITY, admin=True,
+)  # fmt: skip
 def reload():
     """Switch to the build ``FAQ_INDEX`` points to now (every worker of this server), or say why not."""
     try:
@@ -158,27 +169,15 @@ def reload():
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
         raise InvalidRequest('the body, if any, is {"force": true|false}')
-    reloader = current_app.extensions["faq_reloader"]
-    outcome = reloader.reload("admin", force=body.get("force", False))
-    outcome["signalled_workers"] = reloader.signal_siblings()
+    outcome = faq_service().reload("admin", force=body.get("force", False))
     response = jsonify(outcome)
     response.status_code = 200 if outcome["ok"] else 409
     return response
 
 
 @bp.get("/stats")
+@describe(operation_id="adminStats", summary="Index, cache, rechargements et mémoire de ce worker",
+          responses={200: ("This worker's figures.", ANY_OBJECT)}, security=ADMIN_SECURITY, admin=True)  # fmt: skip
 def stats():
     """This worker's index, cache, reloads and memory."""
-    engine = current_app.extensions.get("faq_engine")
-    out = {
-        "pid": os.getpid(),
-        "index": engine.summary() if engine is not None else None,
-        "reload": current_app.extensions["faq_reloader"].status(),
-    }
-    try:
-        import psutil
-
-        out["rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
-    except ImportError:  # pragma: no cover - psutil is in requirements.txt
-        pass
-    return jsonify(out)
+    return jsonify(faq_service().stats())

@@ -8,18 +8,12 @@ import sys
 
 from flask import current_app, g, request
 
-from ..errors import InvalidRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from ..errors import ErrorCode, InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
+from .current import faq_service
 
 #: A refused body of up to this size is read to its end before the answer, so that a client still sending it reads
 #: the 413 instead of a connection reset (gunicorn's gevent workers close without draining it).
 DRAIN_REFUSED_BODY_BYTES = 4 * 2**20
-
-
-class RequestTimeout(ServiceError):
-    """The body did not arrive within ``FAQ_BODY_TIMEOUT`` seconds (408)."""
-
-    status = 408
-    code = "request_timeout"
 
 
 @contextlib.contextmanager
@@ -59,7 +53,7 @@ def read_body() -> bytes:
         raise failed
     try:
         try:
-            with _deadline(float(current_app.config["FAQ_BODY_TIMEOUT"])):
+            with _deadline(faq_service().settings.body_timeout):
                 raw = request.get_data(cache=True)
         except Exception as exc:
             g.faq_body_error = exc  # a second read would wait again on what is left of a failed body
@@ -69,7 +63,7 @@ def read_body() -> bytes:
     except Exception as exc:
         if getattr(exc, "code", None) == 413:
             raise
-        raise InvalidRequest(f"the request body could not be read: {exc}", code="bad_request") from None
+        raise InvalidRequest(f"the request body could not be read: {exc}", code=ErrorCode.BAD_REQUEST) from None
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit by Werkzeug rather than refused.
@@ -83,11 +77,13 @@ def json_body():
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+        raise InvalidRequest("the body is not valid UTF-8", code=ErrorCode.INVALID_JSON) from None
     except ValueError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
     except RecursionError:  # e.g. [[[[…]]]] 100,000 deep: the decoder runs out of stack before the end
-        raise InvalidRequest("the body is nested too deeply to be a search request", code="invalid_json") from None
+        raise InvalidRequest(
+            "the body is nested too deeply to be a search request", code=ErrorCode.INVALID_JSON
+        ) from None
 
 
 def drain_refused_body() -> None:
@@ -97,7 +93,7 @@ def drain_refused_body() -> None:
     if stream is None or not 0 < length <= DRAIN_REFUSED_BODY_BYTES:
         return
     try:
-        with _deadline(float(current_app.config["FAQ_BODY_TIMEOUT"])):
+        with _deadline(faq_service().settings.body_timeout):
             while length > 0 and (chunk := stream.read(min(65536, length))):
                 length -= len(chunk)
     except (OSError, ServiceError):  # the client went away, or stalled: answer anyway

@@ -6,8 +6,11 @@ import logging
 
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from .app import create_app, start_background
+from ..core.faq_service import FaqService
+from ..settings import Settings
+from .app import create_app
 from .log_scrub import scrub_request_text, scrub_target
+from .observability import MetricsObserver
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +29,14 @@ class ScrubbingHandler(WSGIRequestHandler):
         super().log(type, "%s", scrub_request_text(message % args if args else message))
 
 
-def serve(host: str, port: int) -> str | None:
-    """Build the app from the environment and serve it until interrupted; the reason when no index can be served."""
-    app = create_app()
-    if app.extensions["faq_engine"] is None:
-        return app.extensions["faq_engine_failure"].message
-    app.extensions["faq_reloader"].install_sighup()  # `kill -HUP <pid>` switches to a new index build
-    start_background(app)  # the learning loop's upkeep, with a query log
-    log.info("serving on http://%s:%d", host, port)
-    run_simple(host, port, app, threaded=True, use_reloader=False, request_handler=ScrubbingHandler)
+def serve(settings: Settings) -> str | None:
+    """Build the service and its app and serve them until interrupted; the reason when no index can be served."""
+    service = FaqService(settings, observer=MetricsObserver())
+    if service.current_engine is None:
+        return service.failure.message
+    app = create_app(service=service)
+    service.reloader.install_sighup()  # `kill -HUP <pid>` switches to a new index build
+    service.start_background()  # the learning loop's upkeep, with a query log
+    log.info("serving on http://%s:%d", settings.host, settings.port)
+    run_simple(settings.host, settings.port, app, threaded=True, use_reloader=False, request_handler=ScrubbingHandler)
     return None

@@ -15,6 +15,7 @@ of a request (``FAQ_MAX_REQUEST_TOKENS``) bounds how long one search holds its w
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -22,34 +23,33 @@ import tempfile
 from gunicorn import util as _gunicorn_util
 from gunicorn.glogging import Logger as _GunicornLogger
 
-from service.errors import HTTP_STATUS_CODES, error_body
+from service.errors import HTTP_STATUS_CODES, ErrorCode, error_body
 from service.http.log_scrub import scrub_request_text
+from service.settings import Settings, export, metrics_dir, set_metrics_dir
 
+_settings = Settings.from_env()  # once, in the master (again when it reloads this file on SIGHUP)
 _cores = os.cpu_count() or 1
-_port = os.environ.get("FAQ_PORT", "8000")
-bind = f"{os.environ.get('FAQ_HOST', '127.0.0.1')}:{_port}"
-workers = int(os.environ.get("FAQ_WORKERS", _cores))
-worker_class = os.environ.get("FAQ_WORKER_CLASS", "gevent")
-worker_connections = int(os.environ.get("FAQ_WORKER_CONNECTIONS", 1000))  # open connections per gevent worker
-threads = int(os.environ.get("FAQ_THREADS", 2))  # gthread workers only
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers or _cores
+worker_class = _settings.worker_class
+worker_connections = _settings.worker_connections  # open connections per gevent worker
+threads = _settings.threads  # gthread workers only
 # A GET /search of 1,000 accented characters is about 6,000 bytes of request line once percent-encoded.
 limit_request_line = 8190
 # One control socket per instance (gunicorn's default, ~/.gunicorn/gunicorn.ctl, is shared by every instance of a
 # user: stopping one removed the others').
-control_socket = os.environ.get("FAQ_CONTROL_SOCKET") or os.path.join(
-    tempfile.gettempdir(), f"faq-gunicorn-{os.getuid()}-{_port}.ctl"
+control_socket = _settings.control_socket or os.path.join(
+    tempfile.gettempdir(), f"faq-gunicorn-{os.getuid()}-{_settings.port}.ctl"
 )
 preload_app = False
-timeout = int(os.environ.get("FAQ_WORKER_TIMEOUT", 120))  # model loading takes several seconds
+timeout = _settings.worker_timeout  # model loading takes several seconds
 graceful_timeout = 30
-accesslog = os.environ.get("FAQ_ACCESS_LOG") or None  # the app logs one JSON line per request already
+accesslog = _settings.access_log  # the app logs one JSON line per request already
 # The access log, when on, without the query string (%(U)s is the path alone), the referrer, the user agent or a basic
 # authentication's user name: what users type, and who they are, stays out of it.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s'
-loglevel = os.environ.get("FAQ_LOG_LEVEL", "info").lower()
-encoder_threads = int(
-    os.environ.get("FAQ_ENCODER_THREADS") or os.environ.get("FAQ_TORCH_THREADS") or max(1, _cores // workers)
-)
+loglevel = _settings.log_level.lower()
+encoder_threads = _settings.encoder_threads or max(1, _cores // workers)
 
 
 #: Whether the master imported ONNX Runtime before forking (the workers inherit the flag: see worker_exit).
@@ -62,26 +62,24 @@ def _preload_model() -> None:
     nothing for the torch encoder, which has its own. ``FAQ_PRELOAD_ENCODER=0`` and ``FAQ_PRELOAD_TOKENIZER=0`` turn
     each off. Records whether the master now holds ONNX Runtime (``worker_exit``)."""
     try:
-        if os.environ.get("FAQ_BACKEND") == "torch":
+        if _settings.backend == "torch":
             return
-        from service.config import DEFAULTS, config_from_env
         from service.encoders.loading import resolve_backend
         from service.indexing.store import read_manifest
-        from service.search.loading import encoder_for
+        from service.search.engine_loading import encoder_for
 
-        config = {**DEFAULTS, **config_from_env()}
         # The encoder a worker will load for the index it serves (its fine-tune, the backend that made its vectors).
-        model, backend = encoder_for(config, read_manifest(config["FAQ_INDEX"]))
+        model, backend = encoder_for(_settings, read_manifest(_settings.index))
         backend = resolve_backend(model, backend)
         if backend == "torch":
             return
-        if os.environ.get("FAQ_PRELOAD_ENCODER", "1") != "0" and encoder_threads == 1:
+        if _settings.preload_encoder and encoder_threads == 1:
             from service.encoders.onnx_encoder import preload_encoder
 
-            os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)  # as each worker will have it (post_fork)
+            export(encoder_threads=encoder_threads)  # as each worker will have it (post_fork)
             if preload_encoder(model, backend):
                 return
-        if os.environ.get("FAQ_PRELOAD_TOKENIZER", "1") != "0":
+        if _settings.preload_tokenizer:
             from service.encoders.tokenizer import preload_tokenizer
 
             preload_tokenizer(model)
@@ -110,7 +108,7 @@ def post_fork(server, worker):
     was sent SIGHUP!"). The booting worker loads the current build anyway, and ``post_worker_init`` catches up with
     a build published meanwhile.
     """
-    os.environ["FAQ_ENCODER_THREADS"] = str(encoder_threads)
+    export(encoder_threads=encoder_threads)
     init_signals = worker.init_signals
 
     def init_signals_then_ignore_hup():
@@ -126,20 +124,25 @@ def post_worker_init(worker):
 
     (SIGHUP to the master is gunicorn's own graceful restart of every worker, which also picks up a new index.)
     """
-    from service.http.app import start_background
-
-    app = worker.wsgi
-    reloader = app.extensions["faq_reloader"]
-    reloader.gunicorn_master = os.getppid()
-    reloader.install_sighup()
-    reloader.catch_up()
-    start_background(app)
+    service = worker.wsgi.extensions["faq_service"]
+    service.reloader.gunicorn_master = os.getppid()
+    service.reloader.install_sighup()
+    service.reloader.catch_up()
+    service.start_background()
 
 
 # Prometheus: each worker writes its samples under this directory and /metrics adds them up (a fresh directory per
-# server start, so that the figures of a previous run never leak in).
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="faq-metrics-")
+# server start, so that the figures of a previous run never leak in; removed when the server stops).
+if not metrics_dir():
+    set_metrics_dir(tempfile.mkdtemp(prefix="faq-metrics-"))
+# Ours to remove when the master exits (this file is read again on SIGHUP: the directory is the environment's then).
+_made_metrics_dir = metrics_dir() if os.path.basename(metrics_dir()).startswith("faq-metrics-") else None
+
+
+def on_exit(server):
+    """The master stops: the metrics directory it made goes with it."""
+    if _made_metrics_dir:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
 
 
 def worker_exit(server, worker):
@@ -150,9 +153,9 @@ def worker_exit(server, worker):
     would hang there until gunicorn killed it (30 s per stop; a worker that failed to boot never told the master
     so, and the server went on without one)."""
     try:
-        querylog = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_query_log")
-        if querylog is not None:
-            querylog.close(timeout=5)
+        service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_service")
+        if service is not None and service.query_log is not None:
+            service.query_log.close(timeout=5)
     finally:
         if _master_state["onnxruntime"]:
             import logging
@@ -207,7 +210,7 @@ logger_class = ScrubbingLogger
 def _write_json_error(sock, status_int, reason, mesg):
     """gunicorn's own error answers (a malformed request line, headers too large, a bad chunk size…) in the
     service's JSON error shape instead of gunicorn's HTML page."""
-    code = HTTP_STATUS_CODES.get(status_int, "http_error")
+    code = HTTP_STATUS_CODES.get(status_int, ErrorCode.HTTP_ERROR)
     body = json.dumps(error_body(status_int, code, f"{reason}: {mesg}" if mesg else reason)).encode("utf-8")
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import re
 import time
 import uuid
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,7 +27,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ..core.faq_service import Observer
+from ..settings import metrics_dir
 from . import served_index
+from .current import faq_service
+from .openapi import TEXT, describe
 
 log = logging.getLogger("service.requests")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
@@ -58,9 +61,23 @@ RATE_LIMIT_FALLBACKS = Counter(
 )
 
 
-def observe_query_log(outcome: str, rows: int) -> None:
-    """``QueryLog.observer``: rows written, dropped (queue full) or failed (database error). Never the text."""
-    QUERY_LOG.labels(outcome).inc(rows)
+class MetricsObserver(Observer):
+    """What the service reports (``core.faq_service.Observer``), as Prometheus metrics. Never a query's text."""
+
+    def engine(self, engine) -> None:
+        watch_engine(engine)
+
+    def reload(self, outcome: str) -> None:
+        RELOADS.labels(outcome).inc()
+
+    def query_log(self, outcome: str, rows: int) -> None:
+        QUERY_LOG.labels(outcome).inc(rows)
+
+    def feedback(self, helpful: bool) -> None:
+        FEEDBACK.labels("true" if helpful else "false").inc()
+
+    def review_action(self, action: str) -> None:
+        REVIEW_ACTIONS.labels(action).inc()
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -123,18 +140,18 @@ class ServedIndexCollector:
 
 
 _SERVED_COLLECTOR = ServedIndexCollector()
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if not metrics_dir():
     REGISTRY.register(_SERVED_COLLECTOR)
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, replica_name: str | None = None) -> None:
     """Request ids, the replica's name, per-request JSON log lines and metrics for every route, and ``/metrics``.
 
     With ``FAQ_REPLICA_NAME`` set, every response says which replica served it (``X-Served-By``): behind a load
     balancer, that is how a client or an operator tells the replicas apart (unset: no header, the host's name is
     not told to anyone who asks).
     """
-    served_by = app.config.get("FAQ_REPLICA_NAME")
+    served_by = replica_name
 
     @app.before_request
     def _start() -> None:
@@ -162,7 +179,7 @@ def install(app: Flask) -> None:
             "ms": round(seconds * 1000, 2),
             "remote": request.remote_addr,
         }
-        keep = int(current_app.config.get("FAQ_LOG_QUERIES") or 0)
+        keep = faq_service().settings.log_queries
         query = getattr(g, "logged_query", None)
         if keep > 0 and query:
             extra["query"] = query[:keep]
@@ -170,9 +187,11 @@ def install(app: Flask) -> None:
         return response
 
     @app.get("/metrics")
+    @describe(operation_id="metrics", summary="Métriques Prometheus (tous les workers)",
+              responses={200: ("Prometheus text exposition format.", TEXT)})  # fmt: skip
     def metrics() -> Response:
         """Prometheus text format: every worker's samples when running under gunicorn."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if metrics_dir():
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()

@@ -1,58 +1,125 @@
-"""The OpenAPI 3.1 description of the HTTP API, generated from the pydantic models in ``schemas.py``."""
+"""The OpenAPI 3.1 description of the HTTP API, built from the app's route table: each route declares, next to its
+code, what it takes and answers (``describe``), the request and response models come from ``core/models.py``, and
+the error codes a route can return come from ``errors.ErrorCode`` (its own, and those of what it is: a search route
+with a key and a rate limit, a route with a JSON body, an admin route, a route that needs the engine).
+
+``tests/test_openapi.py`` checks that every route is described and that real answers, errors included, conform; the
+bad-request table of ``tests/test_api.py`` that each code it meets is listed for its route.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
 from pydantic.json_schema import models_json_schema
 
-from . import schemas
+from ..core import models
+from ..errors import ErrorCode
+from ..settings import Settings
 
-ERROR_STATUSES = {
-    "400": "Bad request: `invalid_json`, `invalid_body`, `missing_query`, `empty_query`, `query_too_long`, "
-    "`invalid_type`, `out_of_range`, `unknown_field` (and `missing_queries` for a batch).",
-    "401": "A key is needed: an API key on the search routes when `FAQ_API_KEYS` is set, the admin token on "
-    "`/admin/*` (`unauthorized`).",
-    "403": "The admin endpoints are disabled: no `FAQ_ADMIN_TOKEN` is configured (`admin_disabled`); feedback and "
-    "the review queue need the query log (`feedback_disabled`, `query_log_disabled`: no `FAQ_QUERY_LOG`).",
-    "404": "Unknown path (`not_found`) or FAQ entry (`faq_not_found`); for feedback and review actions: "
-    "`unknown_request`, `unknown_entry`, `unknown_query`, `unknown_action`.",
-    "405": "Wrong method (`method_not_allowed`); the `Allow` header lists the right ones.",
-    "413": "Body larger than the configured limit (`payload_too_large`).",
-    "415": "A POST body not sent as `application/json` (`unsupported_media_type`).",
-    "500": "Unexpected failure (`internal_error`); details go to the service log only.",
-    "409": "The reload was refused; the previous index keeps serving and the body says why. A review action that "
-    "no longer fits: `stale_review` (the index changed since the queue was listed), `already_reviewed`, "
-    "`already_reverted`, `review_conflict`.",
-    "429": "Too many requests from this client (`rate_limited`, when `FAQ_RATE_LIMIT` is set); `Retry-After` says "
-    "when to try again.",
-    "503": "No usable index or model (`index_unavailable`, `index_model_mismatch`, `model_unavailable`), no "
-    "search could start within `FAQ_SEARCH_TIMEOUT` (`search_timeout`, with `Retry-After`), or the query log "
-    "cannot be read (`query_log_unavailable`; searches are not affected).",
-}
+E = ErrorCode
+#: What a route that reads a JSON body can answer because of it.
+BODY_ERRORS = frozenset(
+    {E.INVALID_JSON, E.INVALID_BODY, E.UNSUPPORTED_MEDIA_TYPE, E.PAYLOAD_TOO_LARGE, E.REQUEST_TIMEOUT, E.BAD_REQUEST}
+)
+#: A route behind the API keys and the rate limit (``FAQ_API_KEYS``, ``FAQ_RATE_LIMIT``).
+KEYED_ERRORS = frozenset({E.UNAUTHORIZED, E.RATE_LIMITED})
+#: A route behind the admin token.
+ADMIN_ERRORS = frozenset({E.UNAUTHORIZED, E.ADMIN_DISABLED})
+#: A route that needs the engine (a model and an index loaded).
+ENGINE_ERRORS = frozenset({E.INDEX_UNAVAILABLE, E.INDEX_MODEL_MISMATCH, E.MODEL_UNAVAILABLE})
+#: A search: its validation, its budget and its slot.
+SEARCH_ERRORS = frozenset(
+    {E.MISSING_QUERY, E.EMPTY_QUERY, E.QUERY_TOO_LONG, E.INVALID_TYPE, E.OUT_OF_RANGE, E.UNKNOWN_FIELD,
+     E.TOO_MANY_TOKENS, E.SEARCH_TIMEOUT}
+)  # fmt: skip
+#: A route of the review loop: the query log and the reviewed file.
+REVIEW_ERRORS = frozenset({E.QUERY_LOG_DISABLED, E.QUERY_LOG_UNAVAILABLE, E.REVIEWED_FILE_INVALID, *ENGINE_ERRORS})
 #: Search routes accept an API key when the service requires one; without FAQ_API_KEYS they are open ({}).
 SEARCH_SECURITY = [{}, {"apiKey": []}, {"bearer": []}]
-
+ADMIN_SECURITY = [{"bearer": []}]
 EXAMPLE_QUERY = "pas reçu le mail pour activer mon compte"
 
 
-def _json(schema_name: str, example=None) -> dict:
-    content = {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+@dataclass(frozen=True)
+class Operation:
+    """What one route takes and answers, as its OpenAPI operation says it."""
+
+    operation_id: str
+    summary: str
+    responses: dict[int, tuple[str, Any]]  # status -> (description, a model's name or a schema dict or a media type)
+    errors: frozenset = frozenset()
+    description: str | None = None
+    request: tuple[str, Any] | None = None  # (model name, example)
+    request_required: bool = True
+    parameters: Callable[[int], list[dict]] | list[dict] | None = None  # given the service's FAQ_MAX_QUERY_CHARS
+    security: list | None = None
+    body: bool = False
+    keyed: bool = False
+    admin: bool = False
+    engine: bool = False
+
+    def all_errors(self) -> set[ErrorCode]:
+        """Every code this route can answer with: its own and those of what it is."""
+        out = set(self.errors) | {E.INTERNAL_ERROR}
+        for applies, codes in ((self.body, BODY_ERRORS), (self.keyed, KEYED_ERRORS), (self.admin, ADMIN_ERRORS),
+                               (self.engine, ENGINE_ERRORS)):  # fmt: skip
+            if applies:
+                out |= codes
+        return out
+
+
+def describe(**fields: Any) -> Callable:
+    """Declare a view's operation (``Operation``'s fields), read by ``openapi_document``."""
+    operation = Operation(**fields)
+
+    def mark(view: Callable) -> Callable:
+        view.openapi = operation
+        return view
+
+    return mark
+
+
+def _json(schema: Any, example=None) -> dict:
+    content = {"schema": {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema}
     if example is not None:
         content["example"] = example
     return {"application/json": content}
 
 
-def _errors(*statuses: str) -> dict:
-    return {s: {"description": ERROR_STATUSES[s], "content": _json("ErrorResponse")} for s in statuses}
+def _response(description: str, schema: Any) -> dict:
+    if isinstance(schema, tuple):  # (media type, schema): not JSON
+        return {"description": description, "content": {schema[0]: {"schema": schema[1]}}}
+    return {"description": description, "content": _json(schema)}
 
 
-def _search_parameters(max_query_chars: int) -> list[dict]:
-    fields = schemas.SearchRequest.model_fields
+def _error_responses(codes: Iterable[ErrorCode]) -> dict[str, dict]:
+    """One response per status, listing the codes of that status the route can answer with."""
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        if code.status:
+            by_status.setdefault(code.status, []).append(code)
+    return {
+        str(status): {
+            "description": "; ".join(f"`{c.value}`: {c.meaning}" for c in sorted(found, key=list(ErrorCode).index)),
+            "content": _json("ErrorResponse"),
+        }
+        for status, found in sorted(by_status.items())
+    }
+
+
+def search_parameters(max_query_chars: int) -> list[dict]:
+    """The query-string parameters of ``GET /search``."""
+    fields_ = models.SearchRequest.model_fields
     return [
         {
             "name": "q",
             "in": "query",
             "required": True,
-            "description": fields["query"].description,
+            "description": fields_["query"].description,
             "schema": {"type": "string", "minLength": 1, "maxLength": max_query_chars, "pattern": r"\S"},
             "example": EXAMPLE_QUERY,
         },
@@ -60,93 +127,125 @@ def _search_parameters(max_query_chars: int) -> list[dict]:
             "name": "top_k",
             "in": "query",
             "required": False,
-            "description": fields["top_k"].description,
-            "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_TOP_K, "default": 5},
+            "description": fields_["top_k"].description,
+            "schema": {"type": "integer", "minimum": 1, "maximum": models.MAX_TOP_K, "default": 5},
         },
         {
             "name": "min_score",
             "in": "query",
             "required": False,
-            "description": fields["min_score"].description,
+            "description": fields_["min_score"].description,
             "schema": {"type": "number", "minimum": 0, "maximum": 1},
         },
     ]
 
 
-def _typed(description: str, schema_name: str) -> dict:
-    return {"description": description, "content": _json(schema_name)}
+#: The query-string parameters of the review queue and the gaps.
+WINDOW_PARAMETERS = [
+    {
+        "name": "days",
+        "in": "query",
+        "required": False,
+        "description": "Look this many days back (default: the log's retention).",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 3650},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Groups returned at most.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    },
+    {
+        "name": "page",
+        "in": "query",
+        "required": False,
+        "description": "Which 500 flagged queries to group, the most flagged first (the response says how many "
+        "pages there are).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
+    },
+]
 
 
-def _window_parameters() -> list[dict]:
-    return [
-        {
-            "name": "days",
-            "in": "query",
-            "required": False,
-            "description": "Look this many days back (default: the log's retention).",
-            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 3650},
-        },
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "description": "Groups returned at most.",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-        },
-        {
-            "name": "page",
-            "in": "query",
-            "required": False,
-            "description": "Which 500 flagged queries to group, the most flagged first (the response says how many "
-            "pages there are).",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
-        },
-    ]
+def path_parameter(name: str, example: str | None = None) -> list[dict]:
+    """A path's ``<name>`` as an OpenAPI parameter."""
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+             **({"example": example} if example else {})}]  # fmt: skip
 
 
-def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=None) -> dict:
-    """The whole API as an OpenAPI 3.1 document (a JSON-ready dict).
+#: The models the document describes, each as the API reads it (requests) or writes it (responses).
+REQUEST_MODELS = (
+    models.SearchRequest,
+    models.BatchRequest,
+    models.FeedbackRequest,
+    models.ReviewActionRequest,
+    models.RevertRequest,
+)
+RESPONSE_MODELS = (
+    models.SearchResponse,
+    models.BatchResponse,
+    models.ErrorResponse,
+    models.HealthResponse,
+    models.FaqEntryResponse,
+    models.FeedbackResponse,
+    models.ReviewQueueResponse,
+    models.GapsResponse,
+    models.ReviewActionResponse,
+    models.ReviewActionsResponse,
+    models.RebuildResponse,
+)
+
+
+def operations(app: Flask) -> Iterable[tuple[str, str, Operation]]:
+    """Every described route of ``app``: (OpenAPI path, method, operation).
+
+    Raises:
+        LookupError: a route that is not described (every route must be).
+    """
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        operation = getattr(view, "openapi", None)
+        if operation is None:
+            raise LookupError(f"route {rule.rule} ({rule.endpoint}) is not described (openapi.describe)")
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield path, method.lower(), operation
+
+
+def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
+    """The whole API of ``app`` as an OpenAPI 3.1 document (a JSON-ready dict).
 
     Args:
-        max_query_chars: the service's configured query length limit (``FAQ_MAX_QUERY_CHARS``).
+        app: the Flask app (its routes, and its service's ``FAQ_MAX_QUERY_CHARS``).
         identity: the loaded FAQ's ``FaqIdentity`` (its name titles the document; its support contact is named).
     """
+    service = app.extensions.get("faq_service")
+    max_query_chars = (service.settings if service is not None else Settings.from_env()).max_query_chars
     name = identity.name if identity is not None else None
     support = identity.support if identity is not None else None
     _, defs = models_json_schema(
-        [
-            (m, "validation")
-            for m in (
-                schemas.SearchRequest,
-                schemas.BatchRequest,
-                schemas.FeedbackRequest,
-                schemas.ReviewActionRequest,
-                schemas.RevertRequest,
-            )
-        ]
-        + [
-            (m, "serialization")
-            for m in (
-                schemas.SearchResponse,
-                schemas.BatchResponse,
-                schemas.ErrorResponse,
-                schemas.HealthResponse,
-                schemas.FaqEntryResponse,
-                schemas.FeedbackResponse,
-                schemas.ReviewQueueResponse,
-                schemas.GapsResponse,
-                schemas.ReviewActionResponse,
-                schemas.ReviewActionsResponse,
-                schemas.RebuildResponse,
-            )
-        ],
+        [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization") for m in RESPONSE_MODELS],
         ref_template="#/components/schemas/{model}",
     )
     defs["$defs"]["SearchRequest"]["properties"]["query"]["maxLength"] = max_query_chars
-    search_ok = {
-        "description": "The best entries, best first, and whether the first one is an answer.",
-        "content": _json("SearchResponse"),
-    }
+    paths: dict[str, dict] = {}
+    for path, method, op in operations(app):
+        doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+        if op.description:
+            doc["description"] = op.description
+        if op.parameters is not None:
+            doc["parameters"] = op.parameters(max_query_chars) if callable(op.parameters) else op.parameters
+        if op.request is not None:
+            doc["requestBody"] = {"required": op.request_required, "content": _json(*op.request)}
+        if op.security is not None:
+            doc["security"] = op.security
+        doc["responses"] = {
+            **{str(status): _response(text, schema) for status, (text, schema) in op.responses.items()},
+            **_error_responses(op.all_errors()),
+        }
+        paths.setdefault(path, {})[method] = doc
     return {
         "openapi": "3.1.0",
         "info": {
@@ -157,301 +256,7 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
             "(la première entrée répond-elle à la question ? sinon `reason` dit pourquoi)."
             + (f" Quand la FAQ n'a pas de réponse : {support}." if support else ""),
         },
-        "paths": {
-            "/search": {
-                "post": {
-                    "operationId": "search",
-                    "summary": "Chercher les entrées qui répondent à une question",
-                    "requestBody": {
-                        "required": True,
-                        "content": _json("SearchRequest", {"query": EXAMPLE_QUERY, "top_k": 3}),
-                    },
-                    "security": SEARCH_SECURITY,
-                    "responses": {"200": search_ok, **_errors("400", "401", "413", "415", "429", "500", "503")},
-                },
-                "get": {
-                    "operationId": "searchGet",
-                    "summary": "La même recherche, par paramètres d'URL",
-                    "parameters": _search_parameters(max_query_chars),
-                    "security": SEARCH_SECURITY,
-                    "responses": {"200": search_ok, **_errors("400", "401", "429", "500", "503")},
-                },
-            },
-            "/search/batch": {
-                "post": {
-                    "operationId": "searchBatch",
-                    "summary": "Plusieurs recherches en une requête (jusqu'à 64 questions)",
-                    "requestBody": {
-                        "required": True,
-                        "content": _json(
-                            "BatchRequest", {"queries": [EXAMPLE_QUERY, {"query": "notre admin est parti", "top_k": 2}]}
-                        ),
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "One item per query, in order: a search response, or "
-                            "the error that query got.",
-                            "content": _json("BatchResponse"),
-                        },
-                        **_errors("400", "401", "413", "415", "429", "500", "503"),
-                    },
-                    "security": SEARCH_SECURITY,
-                },
-            },
-            "/faq/{faq_id}": {
-                "get": {
-                    "operationId": "getFaqEntry",
-                    "summary": "Une entrée de la FAQ, complète",
-                    "parameters": [
-                        {
-                            "name": "faq_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                            "example": "chorus-pro-4",
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The entry as in the corpus, with its passages.",
-                            "content": _json("FaqEntryResponse"),
-                        },
-                        **_errors("401", "404", "429", "500", "503"),
-                    },
-                    "security": SEARCH_SECURITY,
-                },
-            },
-            "/feedback": {
-                "post": {
-                    "operationId": "sendFeedback",
-                    "summary": "Dire si une entrée renvoyée par une recherche a aidé l'usager",
-                    "description": "Needs the query log (`FAQ_QUERY_LOG`). Entries marked not helpful go to the "
-                    "FAQ owner's review queue.",
-                    "requestBody": {
-                        "required": True,
-                        "content": _json(
-                            "FeedbackRequest",
-                            {"request_id": "5f0c2f8e1b2a4c7d9e3f", "faq_id": "chorus-pro-1", "helpful": False},
-                        ),
-                    },
-                    "security": SEARCH_SECURITY,
-                    "responses": {
-                        "201": {"description": "Recorded.", "content": _json("FeedbackResponse")},
-                        **_errors("400", "401", "403", "404", "413", "415", "429", "500", "503"),
-                    },
-                },
-            },
-            "/admin/review": {
-                "get": {
-                    "operationId": "reviewQueue",
-                    "summary": "Questions sans réponse ou jugées inutiles, regroupées par sens, à revoir",
-                    "security": [{"bearer": []}],
-                    "parameters": _window_parameters(),
-                    "responses": {
-                        "200": _typed("The groups to review, most flagged first.", "ReviewQueueResponse"),
-                        **_errors("400", "401", "403", "500", "503"),
-                    },
-                },
-            },
-            "/admin/review/actions": {
-                "get": {
-                    "operationId": "reviewActions",
-                    "summary": "Les décisions prises, les plus récentes d'abord",
-                    "security": [{"bearer": []}],
-                    "responses": {
-                        "200": _typed(
-                            "Every decision, newest first, with `reverted_by` when cancelled.", "ReviewActionsResponse"
-                        ),
-                        **_errors("401", "403", "500", "503"),
-                    },
-                },
-                "post": {
-                    "operationId": "reviewAction",
-                    "summary": "Rattacher des questions à une entrée, les marquer sans réponse, ou les écarter",
-                    "description": "Appended to `<corpus>.reviewed.jsonl`; the index is then rebuilt and reloaded "
-                    "(not for `dismiss`).",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": True,
-                        "content": _json(
-                            "ReviewActionRequest",
-                            {
-                                "action": "attach",
-                                "faq_id": "chorus-pro-1",
-                                "query_keys": ["q3878a989f14d14e"],
-                                "index_id": "20261129T081827807984Z-6ec550d7",
-                                "by": "marie",
-                            },
-                        ),
-                    },
-                    "responses": {
-                        "201": _typed("The action as recorded and the rebuild's state.", "ReviewActionResponse"),
-                        **_errors("400", "401", "403", "404", "409", "413", "415", "500", "503"),
-                    },
-                },
-            },
-            "/admin/review/actions/{action_id}/revert": {
-                "post": {
-                    "operationId": "revertReviewAction",
-                    "summary": "Annuler une décision (et reconstruire l'index)",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                    "requestBody": {"required": False, "content": _json("RevertRequest", {"by": "marie"})},
-                    "responses": {
-                        "201": _typed("The revert as recorded and the rebuild's state.", "ReviewActionResponse"),
-                        **_errors("400", "401", "403", "404", "409", "415", "500", "503"),
-                    },
-                },
-            },
-            "/admin/review/rebuild": {
-                "post": {
-                    "operationId": "reviewRebuild",
-                    "summary": "Reconstruire l'index maintenant pour les décisions qui lui manquent (après un échec)",
-                    "security": [{"bearer": []}],
-                    "responses": {
-                        "200": _typed("Nothing to build: the current build has every decision.", "RebuildResponse"),
-                        "202": _typed("The rebuild started, or queued behind the one running.", "RebuildResponse"),
-                        **_errors("401", "403", "500", "503"),
-                    },
-                },
-            },
-            "/admin/gaps": {
-                "get": {
-                    "operationId": "faqGaps",
-                    "summary": "Les questions que la FAQ ne couvre pas, les plus souvent manquées d'abord",
-                    "security": [{"bearer": []}],
-                    "parameters": _window_parameters(),
-                    "responses": {
-                        "200": _typed("The groups of unanswered queries, most failed first.", "GapsResponse"),
-                        **_errors("400", "401", "403", "500", "503"),
-                    },
-                },
-            },
-            "/review": {
-                "get": {
-                    "operationId": "reviewPage",
-                    "summary": "Page de revue pour le responsable de la FAQ (demande le jeton d'administration)",
-                    "responses": {
-                        "200": {
-                            "description": "HTML page (French); it calls the /admin/review routes with the token.",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
-                    },
-                },
-            },
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "État du service et de l'index chargé",
-                    "responses": {
-                        "200": {"description": "The loaded index's summary.", "content": _json("HealthResponse")},
-                        **_errors("500", "503"),
-                    },
-                },
-            },
-            "/ready": {
-                "get": {
-                    "operationId": "ready",
-                    "summary": "Prêt à répondre : modèle et index valides chargés",
-                    "responses": {
-                        "200": {
-                            "description": "Ready; the id of the index served.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["status", "index_id"],
-                                        "properties": {"status": {"const": "ready"}, "index_id": {"type": "string"}},
-                                    }
-                                }
-                            },
-                        },
-                        **_errors("500", "503"),
-                    },
-                },
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Métriques Prometheus (tous les workers)",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                },
-            },
-            "/admin/reload": {
-                "post": {
-                    "operationId": "adminReload",
-                    "summary": "Passer au nouvel index (tous les workers), ou dire pourquoi il est refusé",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"force": {"type": "boolean", "default": False}},
-                                    "additionalProperties": False,
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "Switched (`changed: true`) or already current.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "409": {
-                            "description": ERROR_STATUSES["409"],
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        **_errors("400", "401", "403", "500"),
-                    },
-                },
-            },
-            "/admin/stats": {
-                "get": {
-                    "operationId": "adminStats",
-                    "summary": "Index, cache, rechargements et mémoire de ce worker",
-                    "security": [{"bearer": []}],
-                    "responses": {
-                        "200": {
-                            "description": "This worker's figures.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        **_errors("401", "403", "500"),
-                    },
-                },
-            },
-            "/": {
-                "get": {
-                    "operationId": "searchPage",
-                    "summary": "Page de recherche pour les agents du support",
-                    "responses": {
-                        "200": {
-                            "description": "HTML page (French); its script and style are served "
-                            "by this service under /static/.",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
-                    },
-                },
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "Cette description OpenAPI",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                },
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {
@@ -464,3 +269,15 @@ def openapi_document(max_query_chars: int = 1000, version: str = "1", identity=N
             },
         },
     }
+
+
+#: Answers that are not JSON objects of a model.
+HTML = ("text/html", {"type": "string"})
+SVG = ("image/svg+xml", {"type": "string"})
+TEXT = ("text/plain", {"type": "string"})
+ANY_OBJECT = {"type": "object"}
+READY = {
+    "type": "object",
+    "required": ["status", "index_id"],
+    "properties": {"status": {"const": "ready"}, "index_id": {"type": "string"}},
+}

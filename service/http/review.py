@@ -11,18 +11,22 @@ calls these routes).
 from __future__ import annotations
 
 import math
-import sqlite3
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..corpus import CorpusError
-from ..errors import InvalidRequest, QueryLogUnavailable, ServiceError
-from ..learning import review
-from . import observability
+from ..core.models import RevertRequest, ReviewActionRequest, parse_body
+from ..errors import ErrorCode, InvalidRequest
 from .admin import require_admin_token
 from .bodies import json_request
-from .routes import current_engine, query_log
-from .schemas import RevertRequest, ReviewActionRequest, parse_body
+from .current import faq_service
+from .openapi import ADMIN_SECURITY, HTML, REVIEW_ERRORS, WINDOW_PARAMETERS, describe, path_parameter
+
+#: The review routes' own refusals.
+WINDOW_ERRORS = frozenset({ErrorCode.UNKNOWN_FIELD, ErrorCode.INVALID_TYPE, ErrorCode.OUT_OF_RANGE})
+DECISION_ERRORS = frozenset(
+    {ErrorCode.MISSING_FIELD, ErrorCode.UNKNOWN_FIELD, ErrorCode.INVALID_TYPE, ErrorCode.INVALID_REQUEST,
+     ErrorCode.OUT_OF_RANGE, ErrorCode.INVALID_REVIEW_ACTION, ErrorCode.REVIEWED_FILE_UNWRITABLE}
+)  # fmt: skip
 
 bp = Blueprint("review", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
@@ -31,131 +35,120 @@ page = Blueprint("review_page", __name__)
 MAX_DAYS, MAX_LIMIT, MAX_PAGE = 3650, 500, 10_000
 
 
-def _source() -> review.Source:
-    querylog = query_log("the review queue needs the query log", code="query_log_disabled")
-    config = current_app.config
-    return review.Source(str(querylog.path), str(config["FAQ_CORPUS"]), current_engine(), str(config["FAQ_INDEX"]))
-
-
-def _number(name: str, default: float, low: float, high: float, integer: bool = False) -> float:
+def _number(name: str, default: float | None, low: float, high: float, integer: bool = False) -> float | None:
     raw = request.args.get(name)
     if raw is None:
         return default
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
-        raise InvalidRequest(f"'{name}' must be a number", code="invalid_type", field=name) from None
+        raise InvalidRequest(f"'{name}' must be a number", code=ErrorCode.INVALID_TYPE, field=name) from None
     if not (math.isfinite(value) and low <= value <= high):
-        raise InvalidRequest(f"'{name}' must be from {low:g} to {high:g}", code="out_of_range", field=name)
+        raise InvalidRequest(f"'{name}' must be from {low:g} to {high:g}", code=ErrorCode.OUT_OF_RANGE, field=name)
     return value
 
 
-def _reading(call):
-    """Run work on the log or the reviewed file; a database or file error becomes a clear error, never a bare 500."""
-    try:
-        return call()
-    except sqlite3.Error as exc:
-        raise QueryLogUnavailable(f"the query log cannot be read: {exc}") from None
-    except CorpusError as exc:
-        raise ServiceError(f"the reviewed file is damaged: {exc}", code="reviewed_file_invalid") from None
-    except OSError as exc:  # a read-only corpus directory, a full disk
-        raise ServiceError(
-            f"the reviewed file cannot be written next to the corpus: {exc.strerror or exc}",
-            code="reviewed_file_unwritable",
-        ) from None
-
-
-def _window() -> tuple[float, int, int]:
+def _window() -> dict:
     unknown = sorted(set(request.args) - {"days", "limit", "page"})
     if unknown:
-        raise InvalidRequest(f"unknown parameter '{unknown[0]}'; accepted: days, limit, page", code="unknown_field",
-                             field=unknown[0])  # fmt: skip
-    days_default = float(current_app.config["FAQ_QUERY_LOG_DAYS"])
-    return (
-        _number("days", days_default, 0.001, MAX_DAYS),
-        int(_number("limit", 50, 1, MAX_LIMIT, integer=True)),
-        int(_number("page", 1, 1, MAX_PAGE, integer=True)),
-    )
+        raise InvalidRequest(
+            f"unknown parameter '{unknown[0]}'; accepted: days, limit, page",
+            code=ErrorCode.UNKNOWN_FIELD,
+            field=unknown[0],
+        )
+    return {
+        "days": _number("days", None, 0.001, MAX_DAYS),
+        "limit": int(_number("limit", 50, 1, MAX_LIMIT, integer=True)),
+        "page": int(_number("page", 1, 1, MAX_PAGE, integer=True)),
+    }
 
 
 @bp.get("/review")
+@describe(operation_id="reviewQueue",
+          summary="Questions sans réponse ou jugées inutiles, regroupées par sens, à revoir",
+          parameters=WINDOW_PARAMETERS,
+          responses={200: ("The groups to review, most flagged first.", "ReviewQueueResponse")},
+          errors=REVIEW_ERRORS | WINDOW_ERRORS, security=ADMIN_SECURITY, admin=True)  # fmt: skip
 def review_queue():
     """The groups of unanswered or unhelpful queries not yet reviewed, most flagged first, with the rebuild state."""
-    source = _source()
-    days, limit, page = _window()
-    out = _reading(lambda: review.review_queue(source, days, limit, page))
-    out["rebuild"] = _reading(current_app.extensions["faq_rebuilder"].status)
-    return jsonify(out)
+    service = faq_service()
+    service.needs_query_log("the review queue needs the query log", code=ErrorCode.QUERY_LOG_DISABLED)
+    return jsonify(service.review_queue(**_window()))
 
 
 @bp.get("/gaps")
+@describe(operation_id="faqGaps", summary="Les questions que la FAQ ne couvre pas, les plus souvent manquées d'abord",
+          parameters=WINDOW_PARAMETERS, responses={200: ("The groups of unanswered queries, most failed first.",
+                                                         "GapsResponse")},
+          errors=REVIEW_ERRORS | WINDOW_ERRORS, security=ADMIN_SECURITY, admin=True)  # fmt: skip
 def gaps():
     """The FAQ's missing questions: groups of queries it failed, the most failed first, then the most asked."""
-    source = _source()
-    days, limit, page = _window()
-    return jsonify(_reading(lambda: review.gaps(source, days, limit, page)))
+    service = faq_service()
+    service.needs_query_log("the review queue needs the query log", code=ErrorCode.QUERY_LOG_DISABLED)
+    return jsonify(service.gaps(**_window()))
 
 
 @bp.post("/review/rebuild")
+@describe(operation_id="reviewRebuild",
+          summary="Reconstruire l'index maintenant pour les décisions qui lui manquent (après un échec)",
+          responses={200: ("Nothing to build: the current build has every decision.", "RebuildResponse"),
+                     202: ("The rebuild started, or queued behind the one running.", "RebuildResponse")},
+          errors=REVIEW_ERRORS, security=ADMIN_SECURITY, admin=True)  # fmt: skip
 def rebuild_now():
     """Build again now for the decisions the current build lacks (the review page's retry button): 202 with the
     build's state; 200 with the last state when the current build has them all (nothing is built)."""
-    _source()
-    rebuilder = current_app.extensions["faq_rebuilder"]
-    state = _reading(rebuilder.retry)
-    if state is None:
-        return jsonify({"rebuild": _reading(rebuilder.status), "started": False}), 200
-    return jsonify({"rebuild": state, "started": True}), 202
+    out = faq_service().rebuild_now()
+    return jsonify(out), 202 if out["started"] else 200
 
 
 @bp.post("/review/actions")
+@describe(
+    operation_id="reviewAction",
+    summary="Rattacher des questions à une entrée, les marquer sans réponse, ou les écarter",
+    description="Appended to `<corpus>.reviewed.jsonl`; the index is then rebuilt and reloaded (not for `dismiss`).",
+    request=("ReviewActionRequest", {"action": "attach", "faq_id": "chorus-pro-1", "query_keys": ["q3878a989f14d14e"],
+                                     "index_id": "20261129T081827807984Z-6ec550d7", "by": "marie"}),
+    responses={201: ("The action as recorded and the rebuild's state.", "ReviewActionResponse")},
+    errors=REVIEW_ERRORS | DECISION_ERRORS | {ErrorCode.STALE_REVIEW, ErrorCode.ALREADY_REVIEWED,
+                                              ErrorCode.REVIEW_CONFLICT, ErrorCode.CORPUS_MISMATCH,
+                                              ErrorCode.UNKNOWN_ENTRY, ErrorCode.UNKNOWN_QUERY},
+    security=ADMIN_SECURITY, body=True, admin=True,
+)  # fmt: skip
 def review_action():
     """Apply a decision to queries, append it to the reviewed file, and rebuild and reload the index."""
-    source = _source()
-    body = parse_body(ReviewActionRequest, json_request())
-    if body.action != "dismiss" and not body.faq_id:
-        raise InvalidRequest(f"'{body.action}' needs 'faq_id'", code="missing_field", field="faq_id")
-    days = float(current_app.config["FAQ_QUERY_LOG_DAYS"])
-    action = _reading(
-        lambda: review.apply(
-            source,
-            body.action,
-            list(dict.fromkeys(body.query_keys)),
-            body.index_id,
-            body.by,
-            faq_id=body.faq_id,
-            note=body.note,
-            days=days,
-        )
-    )
-    observability.REVIEW_ACTIONS.labels(body.action).inc()
-    rebuild = None if body.action == "dismiss" else current_app.extensions["faq_rebuilder"].request(action.id)
-    response = jsonify({"action": action.to_dict(), "rebuild": rebuild})
-    response.status_code = 201
-    return response
+    service = faq_service()
+    service.needs_query_log("the review queue needs the query log", code=ErrorCode.QUERY_LOG_DISABLED)
+    return jsonify(service.decide(parse_body(ReviewActionRequest, json_request()))), 201
 
 
 @bp.get("/review/actions")
+@describe(operation_id="reviewActions", summary="Les décisions prises, les plus récentes d'abord",
+          responses={200: ("Every decision, newest first, with `reverted_by` when cancelled.",
+                           "ReviewActionsResponse")},
+          errors=REVIEW_ERRORS, security=ADMIN_SECURITY, admin=True)  # fmt: skip
 def review_actions():
     """Every decision, newest first, with ``reverted_by`` when cancelled."""
-    source = _source()
-    return jsonify({"actions": _reading(lambda: review.list_actions(source))})
+    return jsonify(faq_service().actions())
 
 
 @bp.post("/review/actions/<action_id>/revert")
+@describe(operation_id="revertReviewAction", summary="Annuler une décision (et reconstruire l'index)",
+          parameters=path_parameter("action_id"), request=("RevertRequest", {"by": "marie"}), request_required=False,
+          responses={201: ("The revert as recorded and the rebuild's state.", "ReviewActionResponse")},
+          errors=REVIEW_ERRORS | DECISION_ERRORS | {ErrorCode.UNKNOWN_ACTION, ErrorCode.ALREADY_REVERTED},
+          security=ADMIN_SECURITY, body=True, admin=True)  # fmt: skip
 def revert_action(action_id: str):
     """Cancel a decision (appended as a revert), and rebuild and reload the index."""
-    source = _source()
+    service = faq_service()
+    service.needs_query_log("the review queue needs the query log", code=ErrorCode.QUERY_LOG_DISABLED)
     body = parse_body(RevertRequest, json_request() if request.content_length else {})
-    record, target = _reading(lambda: review.revert(source, action_id, body.by))
-    observability.REVIEW_ACTIONS.labels("revert").inc()
-    rebuild = current_app.extensions["faq_rebuilder"].request(record.id) if target.action != "dismiss" else None
-    response = jsonify({"action": record.to_dict(), "rebuild": rebuild})
-    response.status_code = 201
-    return response
+    return jsonify(service.revert(action_id, body.by)), 201
 
 
 @page.get("/review")
+@describe(operation_id="reviewPage",
+          summary="Page de revue pour le responsable de la FAQ (demande le jeton d'administration)",
+          responses={200: ("HTML page (French); it calls the /admin/review routes with the token.", HTML)})  # fmt: skip
 def review_page():
     """The review page (French): asks for the admin token, then lists groups and applies decisions."""
     return current_app.send_static_file("review.html")

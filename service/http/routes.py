@@ -1,23 +1,31 @@
-"""HTTP routes: parse and validate, call the engine, return JSON. No model, FAISS or file code here."""
+"""HTTP routes of the search API: parse and validate, call the service, return JSON. No model, FAISS or file code."""
 
 from __future__ import annotations
 
-import time
+import math
+import re
+from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..errors import FeatureDisabled, IndexUnavailable, redact_paths
+from ..core.models import MAX_TOP_K, FeedbackRequest, parse_batch, parse_body, parse_search
+from ..errors import ErrorCode, InvalidRequest
 from . import observability
-from .admin import KEYED_ENDPOINTS, check_api_key, client_key, rate_limit_status
+from .admin import KEYED_ENDPOINTS, check_api_key, client_key
 from .bodies import json_request
-from .openapi import openapi_document
-from .schemas import (
-    FeedbackRequest,
-    SearchRequest,
-    parse_batch,
-    parse_body,
-    parse_search,
-    search_args_from_query_string,
+from .current import faq_service
+from .openapi import (
+    ANY_OBJECT,
+    EXAMPLE_QUERY,
+    HTML,
+    READY,
+    SEARCH_ERRORS,
+    SEARCH_SECURITY,
+    SVG,
+    describe,
+    openapi_document,
+    path_parameter,
+    search_parameters,
 )
 
 bp = Blueprint("api", __name__)
@@ -29,137 +37,162 @@ def _api_key():
         check_api_key()
 
 
-def current_engine():
-    engine = current_app.extensions.get("faq_engine")
-    if engine is None:
-        failure = current_app.extensions.get("faq_engine_failure")
-        if failure is not None:  # a fresh instance each time, so tracebacks do not pile up on one object
-            raise type(failure)(failure.message, code=failure.code)
-        raise IndexUnavailable("no index is loaded")
-    return engine
+def _max_query_chars() -> int:
+    return faq_service().settings.max_query_chars
 
 
-def _gate():
-    """The search slots and token budget of this process (``search.admission``; made by create_app)."""
-    return current_app.extensions["faq_search_gate"]
+SEARCH_OK = {200: ("The best entries, best first, and whether the first one is an answer.", "SearchResponse")}
 
 
 @bp.post("/search")
+@describe(operation_id="search", summary="Chercher les entrées qui répondent à une question", responses=SEARCH_OK,
+          request=("SearchRequest", {"query": EXAMPLE_QUERY, "top_k": 3}), errors=SEARCH_ERRORS,
+          security=SEARCH_SECURITY, body=True, keyed=True, engine=True)  # fmt: skip
 def search_post():
     """Search with a JSON body ``{"query", "top_k", "min_score"}``."""
-    return _search_one(parse_search(json_request(), current_app.config["FAQ_MAX_QUERY_CHARS"]))
-
-
-def _search_one(req: SearchRequest):
-    """One validated search, within the token budget and a search slot: the JSON of its outcome."""
-    g.logged_query = req.query
-    engine = current_engine()
-    gate = _gate()
-    tokens = gate.tokens(engine, [req.query])
-    body = gate.run(lambda: engine.search(req.query, req.top_k, req.min_score), tokens).to_dict()
-    _log_search(req.query, body)
-    body["request_id"] = observability.request_id()
-    return jsonify(body)
-
-
-def _log_search(query: str, body: dict) -> None:
-    """Queue the search for the query log, when there is one (``FAQ_QUERY_LOG``): never blocks, never fails."""
-    querylog = current_app.extensions.get("faq_query_log")
-    if querylog is not None:
-        querylog.record(observability.request_id(), query, body, client_key())
-
-
-@bp.post("/search/batch")
-def search_batch():
-    """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
-    started = time.perf_counter()
-    items = parse_batch(json_request(), current_app.config["FAQ_MAX_QUERY_CHARS"])
-    valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
-    engine = current_engine()
-    gate = _gate()
-    tokens = gate.tokens(engine, [r.query for _, r in valid])
-    requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
-    responses = gate.run(lambda: engine.search_batch(requests), tokens) if valid else []
-    results = [item.to_dict() if not isinstance(item, SearchRequest) else None for item in items]
-    for (i, item), response in zip(valid, responses, strict=True):
-        results[i] = response.to_dict()
-        _log_search(item.query, results[i])
-    return jsonify(
-        {
-            "results": results,
-            "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "request_id": observability.request_id(),
-        }
-    )
-
-
-def query_log(why: str, code: str):
-    """The app's query log, or 403 with ``code`` when ``FAQ_QUERY_LOG`` is not set."""
-    querylog = current_app.extensions.get("faq_query_log")
-    if querylog is None:
-        raise FeatureDisabled(f"{why}: set FAQ_QUERY_LOG to a database file", code=code)
-    return querylog
-
-
-@bp.post("/feedback")
-def feedback():
-    """``{"request_id", "faq_id", "helpful"}``: whether an entry of that search helped (needs the query log)."""
-    querylog = query_log("feedback is off: this service keeps no query log", code="feedback_disabled")
-    body = parse_body(FeedbackRequest, json_request())
-    engine = current_engine()
-    querylog.feedback(body.request_id, body.faq_id, body.helpful, engine.index.index_id, client_key())
-    observability.FEEDBACK.labels("true" if body.helpful else "false").inc()
-    return jsonify(
-        {"status": "recorded", "request_id": body.request_id, "faq_id": body.faq_id, "helpful": body.helpful}
-    ), 201
+    return _search_one(parse_search(json_request(), _max_query_chars()))
 
 
 @bp.get("/search")
+@describe(operation_id="searchGet", summary="La même recherche, par paramètres d'URL", responses=SEARCH_OK,
+          parameters=search_parameters, errors=SEARCH_ERRORS | {ErrorCode.URI_TOO_LONG}, security=SEARCH_SECURITY,
+          keyed=True, engine=True)  # fmt: skip
 def search_get():
     """Search with ``?q=…&top_k=…&min_score=…``."""
-    data = search_args_from_query_string(request.args)
-    return _search_one(parse_search(data, current_app.config["FAQ_MAX_QUERY_CHARS"]))
+    return _search_one(parse_search(search_args_from_query_string(request.args), _max_query_chars()))
+
+
+def _search_one(req):
+    g.logged_query = req.query
+    return jsonify(faq_service().search(req, observability.request_id(), client_key()))
+
+
+@bp.post("/search/batch")
+@describe(
+    operation_id="searchBatch",
+    summary="Plusieurs recherches en une requête (jusqu'à 64 questions)",
+    request=("BatchRequest", {"queries": [EXAMPLE_QUERY, {"query": "notre admin est parti", "top_k": 2}]}),
+    responses={200: ("One item per query, in order: a search response, or the error that query got.", "BatchResponse")},
+    errors=frozenset({ErrorCode.MISSING_QUERIES, ErrorCode.UNKNOWN_FIELD, ErrorCode.INVALID_TYPE,
+                      ErrorCode.OUT_OF_RANGE, ErrorCode.TOO_MANY_TOKENS, ErrorCode.SEARCH_TIMEOUT}),
+    security=SEARCH_SECURITY, body=True, keyed=True, engine=True,
+)  # fmt: skip
+def search_batch():
+    """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
+    items = parse_batch(json_request(), _max_query_chars())
+    return jsonify(faq_service().search_batch(items, observability.request_id(), client_key()))
+
+
+@bp.post("/feedback")
+@describe(
+    operation_id="sendFeedback",
+    summary="Dire si une entrée renvoyée par une recherche a aidé l'usager",
+    description="Needs the query log (`FAQ_QUERY_LOG`). Entries marked not helpful go to the FAQ owner's review "
+    "queue.",
+    request=("FeedbackRequest", {"request_id": "5f0c2f8e1b2a4c7d9e3f", "faq_id": "chorus-pro-1", "helpful": False}),
+    responses={201: ("Recorded.", "FeedbackResponse")},
+    errors=frozenset({ErrorCode.MISSING_FIELD, ErrorCode.UNKNOWN_FIELD, ErrorCode.INVALID_TYPE,
+                      ErrorCode.INVALID_REQUEST, ErrorCode.OUT_OF_RANGE, ErrorCode.FEEDBACK_DISABLED,
+                      ErrorCode.UNKNOWN_REQUEST, ErrorCode.UNKNOWN_ENTRY, ErrorCode.QUERY_LOG_UNAVAILABLE}),
+    security=SEARCH_SECURITY, body=True, keyed=True, engine=True,
+)  # fmt: skip
+def feedback():
+    """``{"request_id", "faq_id", "helpful"}``: whether an entry of that search helped (needs the query log)."""
+    service = faq_service()
+    service.needs_query_log("feedback is off: this service keeps no query log", code=ErrorCode.FEEDBACK_DISABLED)
+    return jsonify(service.feedback(parse_body(FeedbackRequest, json_request()), client_key())), 201
 
 
 @bp.get("/faq/<faq_id>")
+@describe(operation_id="getFaqEntry", summary="Une entrée de la FAQ, complète",
+          parameters=path_parameter("faq_id", "chorus-pro-4"), errors=frozenset({ErrorCode.FAQ_NOT_FOUND}),
+          responses={200: ("The entry as built (the corpus's fields and the review decisions), with its passages.",
+                           "FaqEntryResponse")},
+          security=SEARCH_SECURITY, keyed=True, engine=True)  # fmt: skip
 def faq_entry(faq_id: str):
     """The whole FAQ entry with its passages."""
-    return jsonify(current_engine().entry(faq_id))
+    return jsonify(faq_service().entry(faq_id))
 
 
 @bp.get("/")
+@describe(operation_id="searchPage", summary="Page de recherche pour les agents du support",
+          responses={200: ("HTML page (French); its script and style are served by this service under /static/.",
+                           HTML)})  # fmt: skip
 def search_page():
     """The search page for support agents (``service/http/static/``): everything it loads comes from this service."""
     return current_app.send_static_file("index.html")  # with the page's CSP, like every static file
 
 
+@bp.get("/favicon.ico")
+@describe(operation_id="favicon", summary="L'icône du service",
+          responses={200: ("The service's icon, an SVG (the pages name it; browsers that ask by habit get it too).",
+                           SVG)})  # fmt: skip
+def favicon():
+    """The icon of the pages (``static/favicon.svg``), also where browsers look for it without being told."""
+    return current_app.send_static_file("favicon.svg")
+
+
 @bp.get("/openapi.json")
+@describe(operation_id="openapi", summary="Cette description OpenAPI",
+          responses={200: ("OpenAPI 3.1 document.", ANY_OBJECT)})  # fmt: skip
 def openapi():
     """The OpenAPI 3.1 description of this API (titled with the loaded FAQ's name, when it has one)."""
-    engine = current_app.extensions.get("faq_engine")
+    engine = faq_service().current_engine
     identity = engine.index.identity if engine is not None else None
-    return jsonify(openapi_document(current_app.config["FAQ_MAX_QUERY_CHARS"], identity=identity))
+    return jsonify(openapi_document(current_app, identity=identity))
 
 
 @bp.get("/ready")
+@describe(operation_id="ready", summary="Prêt à répondre : modèle et index valides chargés",
+          responses={200: ("Ready; the id of the index served.", READY)}, engine=True)  # fmt: skip
 def ready():
     """Readiness: 200 once the model and a valid index are loaded; 503 (error shape, with the reason) before."""
-    engine = current_engine()
-    return jsonify({"status": "ready", "index_id": engine.index.index_id})
+    return jsonify(faq_service().ready())
 
 
 @bp.get("/health")
+@describe(operation_id="health", summary="État du service et de l'index chargé",
+          responses={200: ("The loaded index's summary.", "HealthResponse")}, engine=True)  # fmt: skip
 def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
-    engine = current_engine()
-    querylog = current_app.extensions.get("faq_query_log")
-    status = {
-        "status": "ok",
-        "index": engine.summary(),
-        "reload": current_app.extensions["faq_reloader"].status(),
-        "query_log": querylog.status() if querylog is not None else {"enabled": False},
-        "rate_limit": rate_limit_status(current_app),
-    }
-    status = redact_paths(status)  # open to anyone: build names, not the host's paths
-    status["index"]["faq"] = engine.index.identity.to_dict()  # the FAQ's own words, not paths: shown as written
-    return jsonify(status)
+    return jsonify(faq_service().health())
+
+
+def search_args_from_query_string(args) -> dict:
+    """Turn ``GET /search?q=…&top_k=…&min_score=…`` parameters into the JSON body's types.
+
+    Raises:
+        InvalidRequest: a parameter is not a number where one is expected, or is unknown.
+    """
+    data: dict[str, Any] = {}
+    for key in args:
+        if key not in ("q", "query", "top_k", "min_score"):
+            raise InvalidRequest(
+                f"unknown parameter '{key}'; accepted: q, top_k, min_score", code=ErrorCode.UNKNOWN_FIELD, field=key
+            )
+    if "q" in args or "query" in args:
+        data["query"] = args.get("q", args.get("query"))
+    else:  # named as the GET form names it
+        raise InvalidRequest("'q' is required: GET /search?q=<question>", code=ErrorCode.MISSING_QUERY, field="q")
+    if "top_k" in args:
+        raw = args["top_k"].strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", raw):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
+            raise InvalidRequest("'top_k' must be an integer", code=ErrorCode.INVALID_TYPE, field="top_k")
+        if len(raw.lstrip("+-").lstrip("0")) > 9:  # int() of thousands of digits is slow, then refused
+            raise InvalidRequest(
+                f"'top_k' must be an integer from 1 to {MAX_TOP_K}", code=ErrorCode.OUT_OF_RANGE, field="top_k"
+            )
+        data["top_k"] = int(raw)
+    if "min_score" in args:
+        try:
+            value = float(args["min_score"])
+        except ValueError:
+            raise InvalidRequest(
+                "'min_score' must be a number", code=ErrorCode.INVALID_TYPE, field="min_score"
+            ) from None
+        if not math.isfinite(value):
+            raise InvalidRequest(
+                "'min_score' must be a number from 0 to 1", code=ErrorCode.OUT_OF_RANGE, field="min_score"
+            )
+        data["min_score"] = value
+    return data

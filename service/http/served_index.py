@@ -13,6 +13,7 @@ import logging
 import os
 
 from ..processes import alive
+from ..settings import metrics_dir
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ SERVED_FILE = "served_index_{pid}.txt"
 
 
 def _directory() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # set by gunicorn_conf before the workers start
+    return metrics_dir()  # set by gunicorn_conf before the workers start
 
 
 def record(index_id: str) -> None:

@@ -6,15 +6,18 @@ an index exits with the reason and code 3, which makes gunicorn stop instead of 
 
 from __future__ import annotations
 
-import os
 import sys
 
+from ..core.faq_service import FaqService
+from ..settings import Settings
 from .app import create_app
-from .observability import configure_logging
+from .observability import MetricsObserver, configure_logging
 
 # (A booting worker ignores SIGHUP: gunicorn_conf.post_fork; post_worker_init installs the reload handler.)
-configure_logging(os.environ.get("FAQ_LOG_LEVEL", "info"), os.environ.get("FAQ_LOG_FORMAT", "json"))
-app = create_app()
-if app.extensions["faq_engine"] is None:
-    print(f"error: {app.extensions['faq_engine_failure'].message}", file=sys.stderr)
+settings = Settings.from_env()  # once per worker
+configure_logging(settings.log_level, settings.log_format)
+service = FaqService(settings, observer=MetricsObserver())
+if service.current_engine is None:
+    print(f"error: {service.failure.message}", file=sys.stderr)
     sys.exit(3)  # gunicorn stops (instead of restarting the worker) when one exits with 3
+app = create_app(service=service)

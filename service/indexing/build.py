@@ -1,4 +1,5 @@
-"""Building an index from a corpus: read, split into passages, embed every representation of each entry, write."""
+"""Building an index from a corpus: read, split into passages, embed every representation of each entry, write
+(``cli/build.py`` is its command line)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..config import REPO_ROOT
 from ..corpus import (
+    PASSAGE_TEXT,
     ROW_KINDS,
     CorpusError,
+    FaqEntry,
     FaqIdentity,
+    Passage,
+    Row,
     entry_rows,
-    passage_vector_text,
     read_corpus_snapshot,
     split_passages,
 )
@@ -29,11 +32,16 @@ from ..encoders.finetune import FinetuneSettings, finetune_model, tuned_info
 from ..encoders.loading import load_embedder, resolve_backend
 from ..errors import IndexUnavailable, ServiceError
 from ..files import sha256_file
-from ..reviewed import apply_reviewed
+from ..reviewed_file import apply_reviewed
+from ..settings import REPO_ROOT
+from .manifest import CorpusInfo, Encoder, Manifest, ModelInfo
 from .scoring import Scoring
 from .store import choose_index_spec, load_index, new_index_id, read_entries, read_manifest, write_index
 
 log = logging.getLogger(__name__)
+
+#: Makes the rows of an index and the text each embeds from the entries and their passages (``corpus.entry_rows``).
+RowMaker = Callable[[list[FaqEntry], list[Passage]], tuple[list[Row], list[str]]]
 
 
 def build_index(
@@ -43,8 +51,7 @@ def build_index(
     batch_size: int = 32,
     show_progress: bool | None = None,
     scoring: Scoring | None = None,
-    kinds: tuple[str, ...] = tuple(ROW_KINDS),
-    passage_text: str = "question_answer",
+    rows: RowMaker = entry_rows,
     finetune: FinetuneSettings | None = None,
     finetune_root: str | os.PathLike | None = None,
     backend: str | None = None,
@@ -54,7 +61,7 @@ def build_index(
     may_remove: Collection[str] | None = None,
     origin: str = "operator",
     settle: float = 0.0,
-) -> dict:
+) -> Manifest:
     """Build and atomically publish an index of ``corpus`` under ``out_dir``.
 
     Args:
@@ -65,8 +72,8 @@ def build_index(
         show_progress: progress bar while embedding (default: when stderr is a terminal).
         scoring: fusion weights, calibration and answer decision stored in the manifest (default: ``Scoring()``,
             fitted on covid_quebec_fr).
-        kinds: which representations to index (see ``corpus.entry_rows``); all by default.
-        passage_text: ``"question_answer"`` (default) or ``"answer"`` (a baseline for evaluation).
+        rows: which vectors each entry gets and what each embeds (default ``corpus.entry_rows``: every
+            representation). Evaluation baselines pass their own; their build reuses no vector.
         finetune: first fine-tune ``model`` on this corpus's own pairs (``service/encoders/finetune.py``) and index with
             the tuned model, saved under ``finetune_root/<corpus checksum>-<settings>`` (default
             ``models/finetuned``) and reused when it already exists; the manifest names it, and the service
@@ -88,7 +95,7 @@ def build_index(
             earlier builds (``store.KEEP_OLD_BUILDS``), so decisions never push out an operator's last build.
         settle: seconds the corpus must have been left alone before it is read (``corpus.stable_read``).
     Returns:
-        The manifest written.
+        The manifest written (``indexing.manifest.Manifest``).
     Raises:
         CorpusError: the corpus is invalid (file, line, reason), changed while it was read, or lost entries it
             may not lose.
@@ -147,14 +154,15 @@ def build_index(
     embedder = model if model is not None and not isinstance(model, str) else load_embedder(model, backend)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
-    rows, texts = entry_rows(entries, passages, kinds, passage_text)
+    custom = rows is not entry_rows
+    rows, texts = rows(entries, passages)
     vector_index = choose_index_spec(len(rows), index_kind, **(index_params or {}))  # bad options fail before encoding
     t0 = time.perf_counter()
     vectors = np.empty((len(rows), embedder.dimension), dtype=np.float32)
     weights = weights_sha256(embedder)
     keys = [row_key(ROW_KINDS[row.kind], text) for row, text in zip(rows, texts, strict=True)]
     reused, reused_from = (
-        reusable_vectors(out_dir, embedder, weights, passage_text, keys) if reuse and tuned is None else ({}, None)
+        reusable_vectors(out_dir, embedder, weights, keys) if reuse and tuned is None and not custom else ({}, None)
     )
     for i, key in enumerate(keys):
         if key in reused:
@@ -184,46 +192,48 @@ def build_index(
             vectors[chunk] = encoded
             progress.done(len(chunk))
     embed_seconds = time.perf_counter() - t0
-    manifest = {
-        "index_id": new_index_id(checksum + (reviewed.sha256 or ""), embedder.model_id),
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "origin": origin,
-        "model": {
-            "name": embedder.model_id,
-            "dimension": embedder.dimension,
-            "prompts": {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
-            "encoder": encoder_info(embedder) or {"backend": "custom", "file": None},
-            "weights_sha256": weights,
-        },
-        "corpus": {"file": Path(corpus).name, "sha256": checksum, "reviewed": reviewed.to_dict()},
-        "faq": identity.to_dict(),
-        "representations": {kind: {"prompt": prompt} for kind, prompt in ROW_KINDS.items() if kind in kinds},
-        "passage_text": (
-            "question\\n[section heading\\n]section text"
-            if passage_text == "question_answer"
-            else "[section heading\\n]section text"
-        ),
-        "lexical": {"method": "bm25s lucene", "stemmer": "snowball french", "unit": "entry"},
-        "scoring": (scoring or Scoring()).to_dict(),
-        "vector_index": vector_index,
-        "changes": changes,
-        "vectors_reused": {"reused": len(rows) - to_embed, "embedded": to_embed, "from": reused_from},
-    }
+    scoring_settings = (scoring or Scoring()).to_dict()
     if tuned is None and isinstance(model, str):
-        tuned = tuned_info(model)  # a model adapted beforehand (scripts/adapt_model.py), passed as --model
+        tuned = tuned_info(model)  # a model adapted beforehand (faq-search adapt), passed as --model
     if tuned is not None:
-        # The service configured with the base model loads this one for this index (search.loading.load_engine).
-        manifest["model"]["finetuned"] = tuned
         # Fine-tuning moves every cosine; a calibration fitted for the base model does not hold for it.
-        manifest["scoring"]["calibrated_for"] = tuned["base"]
+        scoring_settings["calibrated_for"] = tuned["base"]
         log.warning(
             "the answer threshold was calibrated for %s, not for the fine-tuned model: `answered` is "
-            "unreliable until refitted on labelled questions (scripts/evaluate.py --fit)",
+            "unreliable until refitted on labelled questions (faq-search evaluate --fit)",
             tuned["base"],
         )
-    manifest["build_seconds"] = {"embed": round(embed_seconds, 3), "before_write": round(time.time() - started, 3)}
+    info = encoder_info(embedder)
+    manifest = Manifest(
+        index_id=new_index_id(checksum + (reviewed.sha256 or ""), embedder.model_id),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        origin=origin,
+        model=ModelInfo(
+            name=embedder.model_id,
+            dimension=embedder.dimension,
+            prompts={"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")},
+            encoder=Encoder(**info) if info else Encoder("custom", None),
+            weights_sha256=weights,
+            # The service configured with the base model loads this one for this index (search.engine_loading).
+            finetuned=tuned,
+        ),
+        corpus=CorpusInfo(Path(corpus).name, checksum, reviewed.to_dict()),
+        faq=identity,
+        representations={
+            kind: {"prompt": prompt}
+            for kind, prompt in ROW_KINDS.items()
+            if not custom or kind == "passage" or any(row.kind == kind for row in rows)
+        },
+        passage_text="custom" if custom else PASSAGE_TEXT,
+        lexical={"method": "bm25s lucene", "stemmer": "snowball french", "unit": "entry"},
+        scoring_settings=scoring_settings,
+        vector_index=vector_index,
+        changes=changes,
+        vectors_reused={"reused": len(rows) - to_embed, "embedded": to_embed, "from": reused_from},
+        build_seconds={"embed": round(embed_seconds, 3), "before_write": round(time.time() - started, 3)},
+    )
     written = write_index(out_dir, vectors, rows, passages, entries, manifest)
-    log.info("index %s written to %s in %.1f s", written["index_id"], out_dir, time.time() - started)
+    log.info("index %s written to %s in %.1f s", written.index_id, out_dir, time.time() - started)
     return written
 
 
@@ -257,17 +267,17 @@ def settings_like_current(index_dir: str | os.PathLike) -> dict:
         ServiceError: the current build uses a model fine-tuned on its corpus (``--finetune`` builds it again).
     """
     current = read_manifest(index_dir)
-    if (current.get("model") or {}).get("finetuned"):
+    if current.model.finetuned:
         raise ServiceError(
             "the current build uses a model fine-tuned on its corpus; a build like it does not fine-tune: "
             "rebuild it with `faq-search build --finetune`"
         )
-    built_with = ((current.get("model") or {}).get("encoder") or {}).get("backend")
+    built_with = current.encoder_backend
     return {
         "backend": built_with if built_with in BACKENDS else None,
-        "index_kind": (current.get("vector_index") or {}).get("kind", "auto"),
-        "index_params": dict((current.get("vector_index") or {}).get("params") or {}),
-        "scoring": Scoring.carried_over(current.get("scoring")),
+        "index_kind": (current.vector_index or {}).get("kind", "auto"),
+        "index_params": dict((current.vector_index or {}).get("params") or {}),
+        "scoring": Scoring.carried_over(current.scoring_settings),
     }
 
 
@@ -302,7 +312,7 @@ def weights_sha256(embedder) -> str | None:
 
 
 def reusable_vectors(
-    index_dir: str | os.PathLike, embedder, weights: str | None, passage_text: str, keys: list[str]
+    index_dir: str | os.PathLike, embedder, weights: str | None, keys: list[str]
 ) -> tuple[dict[str, np.ndarray], str | None]:
     """The vectors of the current index that a build with ``embedder`` would compute again, by ``row_key``, and
     that index's id.
@@ -315,17 +325,17 @@ def reusable_vectors(
         current = load_index(index_dir)
     except IndexUnavailable:
         return {}, None
-    model, info = current.manifest["model"], encoder_info(embedder)
+    model, info = current.manifest.model, encoder_info(embedder)
+    passage_shape = current.manifest.passage_text
     same = (
-        model["name"] == embedder.model_id
-        and model["dimension"] == embedder.dimension
-        and model.get("prompts") == {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}
-        and model.get("encoder") == (info or {"backend": "custom", "file": None})
-        and model.get("weights_sha256") == weights
+        model.name == embedder.model_id
+        and model.dimension == embedder.dimension
+        and model.prompts == {"query": embedder.prompt_for("query"), "passage": embedder.prompt_for("passage")}
+        and model.encoder.to_dict() == (info or {"backend": "custom", "file": None})
+        and model.weights_sha256 == weights
         and (weights is not None or info is None)
-        and not model.get("finetuned")
-        and isinstance(current.manifest.get("passage_text"), str)
-        and current.manifest["passage_text"].startswith("question") == (passage_text == "question_answer")
+        and not model.finetuned
+        and passage_shape == PASSAGE_TEXT
         and current.vectors.spec.get("kind") in ("flat", "hnsw")
     )
     if not same:
@@ -335,7 +345,7 @@ def reusable_vectors(
     wanted = set(keys)
     found: dict[str, int] = {}
     for n, row in enumerate(current.rows):
-        text = passage_vector_text(passages[row.ref], passage_text) if row.kind == "passage" else row.ref
+        text = passages[row.ref].embed_text if row.kind == "passage" else row.ref
         key = row_key(ROW_KINDS[row.kind], text)
         if key in wanted:
             found.setdefault(key, n)
@@ -358,12 +368,9 @@ def corpus_changes(entries, index_dir: str | os.PathLike, identity: FaqIdentity 
     """
     before = read_entries(index_dir) or {}
     after = {e.id: e.to_dict() for e in entries}
-    try:
-        manifest = read_manifest(index_dir) if before else None
-        previous = manifest["index_id"] if manifest else None
-        previous_identity = (manifest.get("faq") or FaqIdentity().to_dict()) if manifest else None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise IndexUnavailable(f"the current index's manifest is malformed: {type(exc).__name__}: {exc}") from exc
+    manifest = read_manifest(index_dir) if before else None
+    previous = manifest.index_id if manifest else None
+    previous_identity = manifest.faq.to_dict() if manifest else None
     changed = sorted(i for i in after.keys() & before.keys() if after[i] != before[i])
     return {
         "previous_index_id": previous,

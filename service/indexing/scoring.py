@@ -1,4 +1,6 @@
-"""How an FAQ entry is scored against a query, and when the best entry counts as an answer.
+"""The scoring parameters of an index: how an entry is scored against a query, and the numbers the answer decision
+reads. Parameters only, stored in the manifest's ``scoring`` object; the decision that uses them is
+``search/decision/``.
 
 An entry has several vectors: its question and alternative questions (embedded with the *query* prompt, so a
 user's question is compared with a question) and its answer passages (question + section + text, embedded with
@@ -10,31 +12,132 @@ the *passage* prompt). Its fused score is::
 and the score the API returns is ``sigmoid(slope * fused + intercept)``: an estimate, fitted on the development
 set, of the probability that this entry answers the query. It is comparable across queries and thresholdable.
 The best entry is an answer when its score reaches ``answer_threshold``, leads the second by ``answer_margin``,
-and passes the answer check (``answerability.py``: does this entry cover *this* question?). All of these live in
-the index manifest; ``scripts/evaluate.py --fit`` refits the weights and calibration on covid_quebec_fr, and
-``scripts/fit_answerability.py`` the answer check.
+and passes the answer check (``AnswerCheckModel``, the fitted numbers of ``search/decision/answer_check.py``).
+``faq-search evaluate --fit`` refits the weights and calibration on covid_quebec_fr, and
+``faq-search fit-answerability`` the answer check.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import numpy as np
 
-from .answerability import Answerability, default_answerability
+#: The answer check's features, in its model's order (``search/decision/answer_check.py`` computes them).
+FEATURES = (
+    "fused",
+    "question",
+    "passage",
+    "lexical",
+    "margin",
+    "question_margin",
+    "passage_margin",
+    "agree",
+    "specificity",
+    "coverage",
+    "unknown",
+    "idf_coverage",
+    "terms",
+)
+
+#: The answer check fitted for the default model and scoring (``faq-search fit-answerability`` writes it).
+MODEL_FILE = Path(__file__).with_name("answerability.json")
+
+
+@dataclass(frozen=True)
+class AnswerCheckModel:
+    """The fitted numbers of the logistic answer check: standardised features' weights, means and scales, a bias,
+    and the probability to reach by FAQ size (``thresholds``: ``[entries, probability]`` pairs, by increasing size).
+    """
+
+    weights: dict[str, float]
+    mean: dict[str, float]
+    scale: dict[str, float]
+    bias: float
+    thresholds: tuple[tuple[int, float], ...]
+    fitted_on: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AnswerCheckModel:
+        """The model from its JSON form (``answerability.json``, a manifest's ``scoring.answerability``).
+
+        Raises:
+            ValueError: a feature is missing or unknown, or a number is not finite, or the threshold is not in 0..1.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"answerability must be an object, not {type(data).__name__}")
+
+        def number(value) -> float:  # a JSON number, finite and within float's range; no bool, no string
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{str(value)[:20]!r} is not a number")
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValueError("a number is out of range") from None
+            if not math.isfinite(value):
+                raise ValueError("a number is not finite")
+            return value
+
+        def size(value) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**12:
+                raise ValueError(f"{str(value)[:20]!r} is not a number of entries")
+            return value
+
+        try:
+            model = cls(
+                weights={k: number(v) for k, v in data["weights"].items()},
+                mean={k: number(v) for k, v in data["mean"].items()},
+                scale={k: number(v) for k, v in data["scale"].items()},
+                bias=number(data["bias"]),
+                thresholds=tuple((size(n), number(t)) for n, t in data["thresholds"]),
+                fitted_on=str(data.get("fitted_on", "")),
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"answerability is not a fitted check ({exc})") from None
+        for table in (model.weights, model.mean, model.scale):
+            if set(table) != set(FEATURES):
+                raise ValueError(f"answerability must give every feature of {FEATURES}, and only those")
+        if any(s <= 0 for s in model.scale.values()):
+            raise ValueError("answerability's scales must be positive")
+        sizes = [n for n, _ in model.thresholds]
+        if not sizes or sizes != sorted(set(sizes)):
+            raise ValueError("answerability's thresholds must be [entries, probability] pairs by increasing size")
+        if not all(0.0 <= t <= 1.0 for _, t in model.thresholds):
+            raise ValueError("answerability's thresholds must be within 0..1")
+        return model
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "weights": self.weights,
+            "mean": self.mean,
+            "scale": self.scale,
+            "bias": self.bias,
+            "thresholds": [list(pair) for pair in self.thresholds],
+            "fitted_on": self.fitted_on,
+        }
+
+
+def default_answer_model() -> AnswerCheckModel | None:
+    """The check fitted for the default model and scoring (None if the file is absent: the threshold alone decides)."""
+    if not MODEL_FILE.exists():
+        return None
+    return AnswerCheckModel.from_dict(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
 
 
 def _default_check() -> dict | None:
-    check = default_answerability()
-    return None if check is None else check.to_dict()
+    model = default_answer_model()
+    return None if model is None else model.to_dict()
 
 
 @dataclass(frozen=True)
 class Scoring:
     """Fusion weights, calibration and answer decision of an index."""
 
-    # Fitted on covid_quebec_fr by `scripts/evaluate.py --dataset covid_quebec_fr --fit` (docs/quality.md).
+    # Fitted on covid_quebec_fr by `faq-search evaluate --dataset covid_quebec_fr --fit` (docs/quality.md).
     question_weight: float = 0.2
     #: Each alternative question an entry has (users' own wordings, approved in the review queue) adds this to the
     #: weight of its question leg, up to ``question_weight_max``: the more real wordings an entry has, the more its
@@ -47,19 +150,17 @@ class Scoring:
     #: questions made the service answer questions about missing answers (docs/learning.md).
     alt_question_discount: float = 0.04
     lexical_weight: float = 0.025
-    combine: str = "weighted"
-    dense_weight: float = 1.0
     slope: float = 74.151
     intercept: float = -65.698
     answer_threshold: float = 0.16
     answer_margin: float = 0.0
     #: How much nearer one of the first entry's known non-answers (``not_questions``) than its own questions a query
     #: must be for the entry to be refused (``known_non_answer``). Chosen by the review-queue simulation on
-    #: covid_quebec_fr (``scripts/fit_answerability.py``): the largest gain costing at most 0.01 of right answers.
+    #: covid_quebec_fr (``faq-search fit-answerability``): the largest gain costing at most 0.01 of right answers.
     non_answer_margin: float = 0.07
     fitted_on: str = "covid_quebec_fr (662 queries, 1000 out-of-domain)"
-    #: The answer check after the threshold (``answerability.py``); None or False: no check (the threshold, the
-    #: margin and known non-answers decide).
+    #: The answer check's fitted model (``AnswerCheckModel.to_dict()``) applied after the threshold; None or
+    #: False: no check (the threshold, the margin and known non-answers decide).
     answerability: dict | None = field(default_factory=_default_check)
 
     @classmethod
@@ -95,7 +196,6 @@ class Scoring:
             "question_weight_max",
             "alt_question_discount",
             "lexical_weight",
-            "dense_weight",
             "slope",
             "intercept",
             "answer_threshold",
@@ -110,8 +210,6 @@ class Scoring:
                 finite = False
             if not finite:
                 raise ValueError(f"{name} must be a finite number, not {str(value)[:40]!r}")
-        if self.combine not in ("weighted", "max"):
-            raise ValueError(f"combine must be 'weighted' or 'max', not {self.combine!r}")
         if not 0.0 <= self.answer_threshold <= 1.0 or self.answer_margin < 0:
             raise ValueError("answer_threshold must be within 0..1 and answer_margin not negative")
         if not (0 <= self.question_weight_per_alt <= 1 and 0 <= self.question_weight_max <= 1):
@@ -121,14 +219,14 @@ class Scoring:
         if not 0 <= self.non_answer_margin <= 2:
             raise ValueError("non_answer_margin must be within 0..2 (a difference of cosines)")
         if self.answerability is not None and self.answerability is not False:
-            self.answer_check()  # raises ValueError if it is not a fitted check
+            self.answer_model()  # raises ValueError if it is not a fitted check
         return self
 
-    def answer_check(self) -> Answerability | None:
-        """The answer check of these settings (None: none); ValueError if it is not a fitted check."""
+    def answer_model(self) -> AnswerCheckModel | None:
+        """The answer check's fitted model of these settings (None: no check); ValueError if it is not one."""
         if self.answerability is None or self.answerability is False:
             return None
-        return Answerability.from_dict(self.answerability)  # {}, [] or 0 are refused, not taken for "off"
+        return AnswerCheckModel.from_dict(self.answerability)  # {}, [] or 0 are refused, not taken for "off"
 
     def to_dict(self) -> dict:
         """JSON-ready dict for the manifest."""
@@ -144,47 +242,15 @@ class Scoring:
         """Fused scores from best question cosine, best passage cosine and normalised BM25 (arrays alike).
 
         ``alts``: how many alternative questions each entry has (raises its question weight, see
-        ``question_weight_per_alt``). ``combine="max"`` takes the better of the two cosines (a baseline).
+        ``question_weight_per_alt``).
         """
-        if self.combine == "max":
-            dense = np.maximum(question, passage)
-        else:
-            weight = self.question_weight
-            if alts is not None and self.question_weight_per_alt:
-                top = max(self.question_weight_max, self.question_weight)
-                weight = np.minimum(self.question_weight + self.question_weight_per_alt * np.asarray(alts), top)
-            dense = weight * question + (1.0 - weight) * passage
-        return self.dense_weight * dense + self.lexical_weight * lexical
+        weight = self.question_weight
+        if alts is not None and self.question_weight_per_alt:
+            top = max(self.question_weight_max, self.question_weight)
+            weight = np.minimum(self.question_weight + self.question_weight_per_alt * np.asarray(alts), top)
+        return weight * question + (1.0 - weight) * passage + self.lexical_weight * lexical
 
     def calibrate(self, fused: np.ndarray | float) -> np.ndarray:
         """Probability-like score in [0, 1] from fused scores."""
         z = np.clip(self.slope * np.asarray(fused, dtype=np.float64) + self.intercept, -50, 50)
         return 1.0 / (1.0 + np.exp(-z))
-
-    def answered(self, scores: list[float], threshold: float | None = None) -> bool:
-        """Whether the first of the ranked calibrated ``scores`` passes the threshold and the margin."""
-        return self.closeness_refusal(scores, threshold) is None
-
-    def closeness_refusal(self, scores: list[float], threshold: float | None = None) -> str | None:
-        """None when the first of the ranked calibrated ``scores`` reaches the threshold and leads by the margin;
-        else the reason code: ``no_close_entry`` or ``ambiguous``."""
-        if not scores:
-            return "no_close_entry"
-        threshold = self.answer_threshold if threshold is None else threshold
-        second = scores[1] if len(scores) > 1 else 0.0
-        if scores[0] < threshold:
-            return "no_close_entry"
-        return None if scores[0] - second >= self.answer_margin else "ambiguous"
-
-
-def fit_calibration(fused_top: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
-    """Slope and intercept of a logistic regression of "the first entry is right" on its fused score.
-
-    Args:
-        fused_top: fused score of each query's first entry (in-domain and out-of-domain queries).
-        correct: 1 where that entry answers the query, else 0.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=1e4, max_iter=10_000).fit(np.asarray(fused_top)[:, None], np.asarray(correct))
-    return float(model.coef_[0][0]), float(model.intercept_[0])

@@ -34,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -44,15 +43,10 @@ from ..corpus import ROW_KINDS, FaqEntry, FaqIdentity, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
 from ..processes import alive
-from .scoring import Scoring
+from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Counts, Manifest, ManifestError
 
 log = logging.getLogger(__name__)
 
-#: 2: several vectors per entry (rows.jsonl), scoring settings in the manifest. 3: rows of kind ``not_question``
-#: (known non-answers, never a match: a reader of version 2 would take them for questions, so it must refuse them).
-FORMAT_VERSION = 3
-#: The versions this service reads (2 has no known non-answers).
-READABLE_VERSIONS = (2, 3)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 ROWS = "rows.jsonl"
@@ -179,7 +173,7 @@ class StoredIndex:
     """A loaded index: its manifest, vectors, what each vector represents, passages and entries by id."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     vectors: VectorIndex
     rows: list[Row]
     passages: list[Passage]
@@ -190,18 +184,18 @@ class StoredIndex:
 
     @property
     def index_id(self) -> str:
-        return self.manifest["index_id"]
+        return self.manifest.index_id
 
-    @cached_property
+    @property
     def identity(self) -> FaqIdentity:
-        """The FAQ's name, language, examples and support contact (``faq`` of the manifest; empty before it)."""
-        return FaqIdentity.from_dict(self.manifest.get("faq") or {})
+        """The FAQ's name, language, examples and support contact (empty for a build from before it)."""
+        return self.manifest.faq
 
     @property
     def encoder_backend(self) -> str:
-        """The encoder that made the vectors (``model.encoder.backend``; "torch" for indexes older than it,
-        "custom" for one built with an embedder object)."""
-        return (self.manifest["model"].get("encoder") or {"backend": "torch"})["backend"]
+        """The encoder that made the vectors ("torch" for indexes older than the field, "custom" for one built with
+        an embedder object)."""
+        return self.manifest.encoder_backend
 
     def check_encoder(self, backend: str | None) -> None:
         """Refuse queries from another encoder than the one that made the vectors (int8 and fp32 differ by ~0.01
@@ -214,7 +208,7 @@ class StoredIndex:
         if backend is not None and built != "custom" and backend != built:
             raise IndexMismatch(
                 f"index {self.path} was built with the {built} encoder, but queries would be encoded with "
-                f"{backend}: rebuild it with `python scripts/build_index.py --backend {backend} …`, or serve it with "
+                f"{backend}: rebuild it with `faq-search build --backend {backend} …`, or serve it with "
                 f"its own encoder (unset FAQ_BACKEND, or FAQ_BACKEND={built}, and restart)."
             )
 
@@ -224,12 +218,12 @@ class StoredIndex:
         Raises:
             IndexMismatch: model name or dimension differ; the message says what to run.
         """
-        built = self.manifest["model"]
-        if built["name"] != model_id or built["dimension"] != dimension:
+        built = self.manifest.model
+        if built.name != model_id or built.dimension != dimension:
             raise IndexMismatch(
-                f"index {self.path} was built with model {built['name']!r} (dimension {built['dimension']}) "
+                f"index {self.path} was built with model {built.name!r} (dimension {built.dimension}) "
                 f"but the service uses {model_id!r} (dimension {dimension}). Rebuild it with "
-                f"`python scripts/build_index.py --model <that model> --out <index dir>`, or set FAQ_MODEL "
+                f"`faq-search build --model <that model> --out <index dir>`, or set FAQ_MODEL "
                 f"to the model the index was built with."
             )
 
@@ -277,8 +271,8 @@ def write_index(
     rows: list[Row],
     passages: list[Passage],
     entries: list[FaqEntry],
-    manifest: dict,
-) -> dict:
+    manifest: Manifest,
+) -> Manifest:
     """Write a new build and publish it atomically as ``out_dir/current``.
 
     Args:
@@ -287,8 +281,8 @@ def write_index(
         rows: what each vector represents, aligned with ``vectors``.
         passages: the answer passages.
         entries: the corpus entries.
-        manifest: fields describing the build (``index_id``, ``model``, ``corpus``, …); format version,
-            counts, file checksums and library versions are added here.
+        manifest: what the build was made from and with; the format version, the counts, the files' checksums, the
+            FAISS index and the library versions are added here.
     Returns:
         The manifest as written.
     """
@@ -297,7 +291,7 @@ def write_index(
     out = Path(out_dir)
     builds = out / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
-    index_id = manifest["index_id"]
+    index_id = manifest.index_id
     final = builds / index_id
     if final.exists():
         raise FileExistsError(f"build {final} already exists")
@@ -306,7 +300,7 @@ def write_index(
     renamed = published = False
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
-        vector_index = VectorIndex.from_vectors(vectors, manifest.get("vector_index"))
+        vector_index = VectorIndex.from_vectors(vectors, manifest.vector_index)
         try:
             faiss.write_index(vector_index._index, str(tmp / VECTORS))
         except RuntimeError as exc:  # FAISS reports a failed write (a full disk…) as a RuntimeError
@@ -316,24 +310,18 @@ def write_index(
         _write_jsonl(tmp / ROWS, (r.to_dict() for r in rows))
         _write_jsonl(tmp / PASSAGES, (p.to_dict() for p in passages))
         _write_jsonl(tmp / ENTRIES, (e.to_dict() for e in entries))
-        full = {
-            "format_version": FORMAT_VERSION,
-            **manifest,
-            "metric": "inner_product",
-            "normalized": True,
-            "faiss": {"type": type(faiss.downcast_index(vector_index._index)).__name__, "ntotal": len(vector_index)},
-            "vector_index": vector_index.spec,
-            "counts": {
-                "entries": len(entries),
-                "passages": len(passages),
-                "vectors": len(rows),
-                "vectors_by_kind": _count_kinds(rows),
-            },
-            "files": {name: sha256_file(tmp / name) for name in (VECTORS, ROWS, PASSAGES, ENTRIES)},
-            "versions": library_versions(),
-        }
+        full = manifest.with_(
+            format_version=FORMAT_VERSION,
+            metric="inner_product",
+            normalized=True,
+            faiss={"type": type(faiss.downcast_index(vector_index._index)).__name__, "ntotal": len(vector_index)},
+            vector_index=vector_index.spec,
+            counts=Counts(len(entries), len(passages), len(rows), _count_kinds(rows)),
+            files={name: sha256_file(tmp / name) for name in (VECTORS, ROWS, PASSAGES, ENTRIES)},
+            versions=library_versions(),
+        )
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
-            json.dump(full, fh, ensure_ascii=False, indent=2)
+            json.dump(full.to_dict(), fh, ensure_ascii=False, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(tmp)
@@ -341,7 +329,7 @@ def write_index(
         tmp.rename(final)
         renamed = True
         _fsync_dir(builds)
-        _point_current(out, index_id, link_tmp, manifest.get("origin"))
+        _point_current(out, index_id, link_tmp, manifest.origin)
         published = True
     except BaseException:
         # Nothing of a failed build stays behind: not its temporary directory, not a build that was never
@@ -410,10 +398,9 @@ def _tmp_prefix(kind: str) -> str:
     return f".tmp-{os.getpid()}-{kind}-"
 
 
-def _served_model(manifest: dict) -> tuple:
+def _served_model(manifest: Manifest) -> tuple:
     """What a replica's encoder must match to serve a build: the model's name and dimension, and the encoder."""
-    model = manifest.get("model") or {}
-    return model.get("name"), model.get("dimension"), (model.get("encoder") or {}).get("backend")
+    return manifest.model.name, manifest.model.dimension, manifest.encoder_backend
 
 
 def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model: bool = False) -> dict:
@@ -441,7 +428,7 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
     build = resolve(index_dir)
     manifest = read_manifest(build)
     load_index(build)
-    index_id = manifest["index_id"]
+    index_id = manifest.index_id
     out = Path(to)
     if not new_model and (out / CURRENT).exists():
         try:
@@ -485,7 +472,7 @@ def publish_index(index_dir: str | os.PathLike, to: str | os.PathLike, new_model
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}", manifest.get("origin"))
+    _point_current(out, index_id, out / f".{CURRENT}.tmp-publish-{os.getpid()}", manifest.origin)
     _prune(builds, keep=final)
     log.info("published %s into %s", index_id, out)
     return manifest
@@ -536,10 +523,9 @@ def load_manifest_origin(build: str | os.PathLike) -> str:
 def _origin(build: Path) -> str:
     """Who made a build (its manifest's ``origin``; ``operator`` when it does not say or cannot be read)."""
     try:
-        origin = json.loads((build / MANIFEST).read_text(encoding="utf-8")).get("origin")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        return _read_manifest_file(build).origin
+    except IndexUnavailable:
         return "operator"
-    return origin if origin in ("operator", "review") else "operator"
 
 
 def _trim_published(out: Path, existing: set[str]) -> None:
@@ -579,13 +565,24 @@ def resolve(index_dir: str | os.PathLike) -> Path:
     )
 
 
-def read_manifest(index_dir: str | os.PathLike) -> dict:
-    """The manifest of the build ``index_dir`` points to."""
-    build = resolve(index_dir)
+def read_manifest(index_dir: str | os.PathLike) -> Manifest:
+    """The manifest of the build ``index_dir`` points to.
+
+    Raises:
+        IndexUnavailable: no build, an unreadable manifest, or one the service cannot serve from (the field and why).
+    """
+    return _read_manifest_file(resolve(index_dir))
+
+
+def _read_manifest_file(build: Path) -> Manifest:
     try:
-        return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise IndexUnavailable(f"unreadable manifest in {build}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    try:
+        return Manifest.from_dict(data)
+    except ManifestError as exc:
+        raise IndexUnavailable(f"index {build} has a malformed manifest: {exc}") from None
 
 
 def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
@@ -663,64 +660,21 @@ def load_latest_sound(index_dir: str | os.PathLike, verify: bool = True) -> Stor
     raise failure
 
 
-#: What a manifest must hold for the service to serve it, field by field, and the type of each.
-_MANIFEST_FIELDS = {
-    "index_id": str,
-    "built_at": str,
-    "metric": str,
-    "model": dict,
-    "corpus": dict,
-    "counts": dict,
-    "files": dict,
-}
-
-
-def _check_manifest(build: Path, manifest) -> None:
-    """Refuse a manifest the service could not serve from: a missing field, a field of the wrong type, scoring
-    settings that are not finite numbers in their range (a tampered ``slope`` would turn every search into a 500,
-    a NaN into invalid JSON, an ``answer_threshold`` of 2.5 into a service that never answers)."""
-
-    def bad(what: str) -> IndexUnavailable:
-        return IndexUnavailable(f"index {build} has a malformed manifest: {what}")
-
-    if not isinstance(manifest, dict):
-        raise bad("not a JSON object")
-    for field, kind in _MANIFEST_FIELDS.items():
-        if not isinstance(manifest.get(field), kind):
-            raise bad(f"'{field}' is missing or not a {kind.__name__}")
-    model, counts = manifest["model"], manifest["counts"]
-    if not isinstance(model.get("name"), str) or not isinstance(model.get("dimension"), int):
-        raise bad("'model' needs a 'name' (string) and a 'dimension' (integer)")
-    if not all(isinstance(counts.get(k), int) and counts[k] >= 0 for k in ("entries", "passages", "vectors")):
-        raise bad("'counts' needs 'entries', 'passages' and 'vectors' (integers)")
-    if "scoring" in manifest:
-        try:
-            Scoring.from_dict(manifest["scoring"]).check()
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise bad(f"'scoring': {exc}") from None
-    if "faq" in manifest:
-        try:
-            FaqIdentity.from_dict(manifest["faq"])
-        except ValueError as exc:
-            raise bad(str(exc)) from None
-
-
-def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
-    _check_manifest(build, manifest)
-    if manifest.get("format_version") not in READABLE_VERSIONS:
+def _load_build(build: Path, manifest: Manifest, verify: bool) -> StoredIndex:
+    if manifest.format_version not in READABLE_VERSIONS:
         raise IndexUnavailable(
-            f"index {build} has format version {manifest.get('format_version')}, this service "
+            f"index {build} has format version {manifest.format_version}, this service "
             f"reads versions {', '.join(map(str, READABLE_VERSIONS))}: rebuild it with `.venv/bin/faq-search build`"
         )
     try:
         if verify:
-            for name, digest in manifest["files"].items():
+            for name, digest in manifest.files.items():
                 if sha256_file(build / name) != digest:
                     raise IndexUnavailable(
                         f"index file {build / name} does not match its manifest checksum "
                         "(truncated or modified): rebuild the index"
                     )
-        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)), manifest.get("vector_index"))
+        vectors = VectorIndex(faiss.read_index(str(build / VECTORS)), manifest.vector_index)
         rows = [Row(**json.loads(line)) for line in (build / ROWS).read_text(encoding="utf-8").splitlines() if line]
         passages = [
             Passage(**json.loads(line)) for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line
@@ -737,16 +691,16 @@ def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
     unknown = sorted({row.kind for row in rows} - set(ROW_KINDS))
     if unknown:
         raise IndexUnavailable(f"index {build} has rows of unknown kind {unknown}: rebuild it with this service")
-    counts = manifest["counts"]
+    counts = manifest.counts
     if (
         len(vectors) != len(rows)
-        or len(rows) != counts["vectors"]
-        or len(passages) != counts["passages"]
-        or len(entries) != counts["entries"]
+        or len(rows) != counts.vectors
+        or len(passages) != counts.passages
+        or len(entries) != counts.entries
     ):
         raise IndexUnavailable(
             f"index {build} is inconsistent: {len(vectors)} vectors, {len(rows)} rows, "
-            f"{len(passages)} passages, {len(entries)} entries; manifest says {counts}"
+            f"{len(passages)} passages, {len(entries)} entries; manifest says {counts.to_dict()}"
         )
     known_passages = {p.passage_id for p in passages}
     for row in rows:
@@ -755,9 +709,9 @@ def _load_build(build: Path, manifest: dict, verify: bool) -> StoredIndex:
                 f"index {build} is inconsistent: a vector refers to {row.faq_id!r} "
                 f"{row.kind} {row.ref!r}, which the index does not hold"
             )
-    if vectors.dimension != manifest["model"]["dimension"]:
+    if vectors.dimension != manifest.model.dimension:
         raise IndexUnavailable(
-            f"index {build} holds {vectors.dimension}-d vectors, manifest says {manifest['model']['dimension']}"
+            f"index {build} holds {vectors.dimension}-d vectors, manifest says {manifest.model.dimension}"
         )
     return StoredIndex(build, manifest, vectors, rows, passages, entries)
 

@@ -29,8 +29,8 @@ class FaqSearchError(Exception):
 
 
 class InvalidRequestError(FaqSearchError):
-    """400 (and 405, 415): the request is wrong (``empty_query``, ``out_of_range``, ``unknown_field``…); do not
-    retry as is."""
+    """400 (and any other 4xx without a class of its own: 405, 408, 414, 415…): the request is wrong
+    (``empty_query``, ``out_of_range``, ``unknown_field``…); do not retry as is."""
 
 
 class NotFoundError(FaqSearchError):
@@ -70,52 +70,9 @@ class ConnectionFailedError(FaqSearchError):
     """The service could not be reached or did not answer in time (``status`` 0, ``code`` ``connection_failed``)."""
 
 
-#: The service's error codes (docs/api.md, "Errors") and the exception each raises; an unknown code falls back on
-#: its HTTP status.
-BY_CODE = {
-    **dict.fromkeys(
-        (
-            "invalid_json",
-            "invalid_body",
-            "missing_query",
-            "missing_queries",
-            "empty_query",
-            "query_too_long",
-            "invalid_type",
-            "out_of_range",
-            "unknown_field",
-            "invalid_request",
-            "bad_request",
-            "method_not_allowed",
-            "unsupported_media_type",
-            "request_timeout",
-            "uri_too_long",
-            "expectation_failed",
-            "headers_too_large",
-            "missing_field",
-            "invalid_review_action",
-        ),
-        InvalidRequestError,
-    ),
-    **dict.fromkeys(
-        ("faq_not_found", "not_found", "unknown_request", "unknown_entry", "unknown_query", "unknown_action"),
-        NotFoundError,
-    ),
-    **dict.fromkeys(
-        ("stale_review", "already_reviewed", "already_reverted", "review_conflict", "corpus_mismatch"), ConflictError
-    ),
-    **dict.fromkeys(("payload_too_large", "too_many_tokens"), PayloadTooLargeError),
-    "unauthorized": UnauthorizedError,
-    **dict.fromkeys(("admin_disabled", "feedback_disabled", "query_log_disabled"), ForbiddenError),
-    "rate_limited": RateLimitedError,
-    **dict.fromkeys(
-        ("index_unavailable", "index_model_mismatch", "model_unavailable", "search_timeout", "query_log_unavailable"),
-        ServiceUnavailableError,
-    ),
-    **dict.fromkeys(
-        ("internal_error", "not_implemented", "reviewed_file_invalid", "reviewed_file_unwritable"), ServerError
-    ),
-}
+#: The exception of each HTTP status the service answers with (its codes, with theirs, are in docs/api.md's
+#: "Errors", made from ``service.errors.ErrorCode``); another 4xx is an ``InvalidRequestError``, another 5xx a
+#: ``ServerError``. The code itself is kept on the exception (``.code``).
 _BY_STATUS = {
     400: InvalidRequestError,
     401: UnauthorizedError,
@@ -128,11 +85,18 @@ _BY_STATUS = {
 }
 
 
+def error_class(status: int) -> type[FaqSearchError]:
+    """The exception for an answer of this HTTP status."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return InvalidRequestError if 400 <= status < 500 else ServerError if status >= 500 else FaqSearchError
+
+
 def error_from_body(status: int, body: dict, retry_after: float | None = None) -> FaqSearchError:
-    """The typed error for an error body ``{"error": {...}}`` of the service, by its code, else its status."""
+    """The typed error for an error body ``{"error": {...}}`` of the service, by its status, with its code."""
     err = body.get("error", {}) if isinstance(body, dict) else {}
     code = err.get("code", "unknown")
-    cls = BY_CODE.get(code) or _BY_STATUS.get(status, ServerError if status >= 500 else FaqSearchError)
+    cls = error_class(status)
     return cls(status, code, err.get("message", ""), err.get("field"), retry_after)
 
 

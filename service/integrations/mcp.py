@@ -1,5 +1,6 @@
 """MCP server for LLM assistants: the ``search_faq``, ``get_faq_entry`` and ``send_feedback`` tools, over stdio or
-streamable HTTP.
+streamable HTTP; an adapter over the ``FaqService`` of this process (``ServiceBackend``), or over a running
+service's HTTP API (``HttpBackend``).
 
     python -m service.mcp                                  # stdio, loads the model and index in-process
     python -m service.mcp --url http://127.0.0.1:8000      # stdio, calls a running service instead
@@ -21,11 +22,9 @@ import functools
 import ipaddress
 import json
 import logging
-import os
 import re
 import sys
 import time
-import uuid
 from typing import Annotated, Any, Protocol
 
 import anyio
@@ -33,14 +32,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from ..access import RateLimit, client_identity, parse_keys, valid_key
-from ..config import DEFAULTS, config_from_env
+from ..access import RateLimit, client_identity, valid_key
+from ..core.faq_service import FaqService
+from ..core.models import MAX_TOP_K, FeedbackRequest, parse_body, parse_search
 from ..corpus import FaqIdentity
-from ..errors import FeatureDisabled, ServiceError, error_body
-from ..http.schemas import MAX_TOP_K, parse_search
-from ..search.admission import SearchGate
+from ..errors import ServiceError, error_body
 from ..search.lexical import fold
-from ..search.loading import load_engine
+from ..settings import Settings, SettingsError
 from .client import FaqSearchClient, FaqSearchError
 
 SEARCH_DESCRIPTION = (
@@ -101,45 +99,33 @@ FEEDBACK_DESCRIPTION = (
 )
 
 
-class EngineBackend:
-    """Calls a ``SearchEngine`` in this process, validating input exactly as the HTTP API does, within the same
-    token budget and search slots (``gate``: ``FAQ_MAX_REQUEST_TOKENS``, ``FAQ_MAX_CONCURRENT_SEARCHES``,
-    ``FAQ_SEARCH_TIMEOUT``).
+class ServiceBackend:
+    """The ``FaqService`` of this process: the same use cases, rules and limits as the HTTP API (the token budget,
+    the search slots, the query log), the MCP server only the adapter."""
 
-    With a ``QueryLog`` (``FAQ_QUERY_LOG``), searches are logged and feedback is taken, as the service does.
-    """
-
-    def __init__(self, engine, max_query_chars: int = 1000, querylog=None, gate: SearchGate | None = None):
-        self.engine, self.max_query_chars, self.querylog = engine, max_query_chars, querylog
-        self.gate = gate or SearchGate()
+    def __init__(self, service: FaqService):
+        self.service = service
+        self.gate = service.gate
 
     def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict:
         """One search; ``arrived`` (``time.monotonic()``): when the call came in, so that the time it waited for a
         thread counts in ``FAQ_SEARCH_TIMEOUT``."""
-        req = parse_search({"query": query, "top_k": top_k}, self.max_query_chars)
-        tokens = self.gate.tokens(self.engine, [req.query])
-        deadline = None if arrived is None else arrived + self.gate.timeout
-        body = self.gate.run(lambda: self.engine.search(req.query, req.top_k), tokens, deadline).to_dict()
-        if self.querylog is not None:
-            body["request_id"] = uuid.uuid4().hex
-            self.querylog.record(body["request_id"], req.query, body, client)
-        return body
+        request = parse_search({"query": query, "top_k": top_k}, self.service.settings.max_query_chars)
+        return self.service.search(request, client=client, arrived=arrived)
 
     def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
-        if self.querylog is None:
-            raise FeatureDisabled(
-                "feedback is off: no query log (set FAQ_QUERY_LOG, or use --url with a service that keeps one)",
-                code="feedback_disabled",
-            )
-        self.engine.entry(faq_id)  # NotFound for an unknown entry
-        self.querylog.feedback(request_id, faq_id, helpful, self.engine.index.index_id, client)
-        return {"status": "recorded", "request_id": request_id, "faq_id": faq_id, "helpful": helpful}
+        self.service.needs_query_log(
+            "feedback is off: no query log (set FAQ_QUERY_LOG, or use --url with a service that keeps one)",
+            "feedback_disabled",
+        )
+        request = parse_body(FeedbackRequest, {"request_id": request_id, "faq_id": faq_id, "helpful": helpful})
+        return self.service.feedback(request, client)
 
     def entry(self, faq_id: str) -> dict:
-        return self.engine.entry(faq_id)
+        return self.service.entry(faq_id)
 
     def identity(self) -> FaqIdentity:
-        return self.engine.index.identity
+        return self.service.engine.index.identity
 
 
 class HttpBackend:
@@ -309,11 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", help="call the service running at this URL instead of loading the model here")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("FAQ_API_KEY"),
-        help="with --url: the service's API key, if it requires one (env FAQ_API_KEY)",
-    )
+    parser.add_argument("--api-key", help="with --url: the service's API key, if it requires one (env FAQ_API_KEY)")
     parser.add_argument("--index", help="index directory when loading in-process (env FAQ_INDEX, default index/)")
     parser.add_argument("--model", help="model when loading in-process (env FAQ_MODEL)")
     parser.add_argument(
@@ -327,8 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # stdout carries the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    config = {**DEFAULTS, **config_from_env()}
-    keys = parse_keys(config.get("FAQ_API_KEYS"))
+    try:
+        settings = Settings.from_env(index=args.index, model=args.model)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keys = settings.key_list()
     if args.transport == "streamable-http" and not keys and not _loopback(args.host):
         print(
             f"error: refusing to serve MCP on {args.host} without API keys: anyone who reaches it could search and "
@@ -338,46 +324,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rate_limit = None
     try:
-        if config.get("FAQ_RATE_LIMIT"):
-            rate_limit = RateLimit(config["FAQ_RATE_LIMIT"], config.get("FAQ_RATE_LIMIT_STORAGE"))
+        if settings.rate_limit:
+            rate_limit = RateLimit(settings.rate_limit, settings.rate_limit_storage)
     except ValueError as exc:
         print(f"error: FAQ_RATE_LIMIT: {exc}", file=sys.stderr)
         return 2
     if args.url:
-        backend: Backend = HttpBackend(args.url, api_key=args.api_key)
+        backend: Backend = HttpBackend(args.url, api_key=args.api_key or settings.api_key)
     else:
-        if args.index:
-            config["FAQ_INDEX"] = args.index
-        if args.model:
-            config["FAQ_MODEL"] = args.model
-        try:
-            querylog = None
-            if config.get("FAQ_QUERY_LOG"):
-                import atexit
-
-                from ..learning.querylog import QueryLog
-
-                try:
-                    max_mb = config.get("FAQ_QUERY_LOG_MAX_MB")
-                    querylog = QueryLog(
-                        config["FAQ_QUERY_LOG"],
-                        days=float(config["FAQ_QUERY_LOG_DAYS"]),
-                        max_mb=float(max_mb) if max_mb else None,
-                    )
-                except ValueError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
-                querylog.start()
-                atexit.register(querylog.close)  # what is queued is written before the server exits
-            gate = SearchGate(
-                int(config["FAQ_MAX_CONCURRENT_SEARCHES"]),
-                float(config["FAQ_SEARCH_TIMEOUT"]),
-                int(config["FAQ_MAX_REQUEST_TOKENS"]),
-            )
-            backend = EngineBackend(load_engine(config), config["FAQ_MAX_QUERY_CHARS"], querylog, gate)
-        except ServiceError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
+        service = FaqService(settings)
+        if service.current_engine is None:
+            print(f"error: {service.failure.message}", file=sys.stderr)
             return 2
+        import atexit
+
+        atexit.register(service.close)  # what the query log holds is written before the server exits
+        backend = ServiceBackend(service)
     server = build_server(backend, rate_limit, keys)
     if args.transport == "stdio":
         server.run("stdio")

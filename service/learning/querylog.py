@@ -36,7 +36,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NotFound, QueryLogUnavailable
+from ..errors import ErrorCode, NotFound, QueryLogUnavailable
 from .redaction import EMPTY_KEY, query_key, redact
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,10 @@ def _blocking(function, *args):
     return value
 
 
+#: How often ``QueryLog.flush`` looks whether the writer has caught up.
+FLUSH_POLL_SECONDS = 0.005
+
+
 class QueryLog:
     """The log of one worker process: a queue, a writer thread, and reads for feedback and the review queue.
 
@@ -296,7 +300,7 @@ class QueryLog:
         if not searches:
             raise NotFound(
                 f"no logged search with request id {request_id!r} (unknown, or older than the log's retention)",
-                code="unknown_request",
+                code=ErrorCode.UNKNOWN_REQUEST,
                 field="request_id",
             )
         # Of the searches under this id (a batch, or a reused id), the one that ranked the entry highest.
@@ -306,7 +310,7 @@ class QueryLog:
         if not ranked:  # feedback judges what the user was shown, nothing else
             raise NotFound(
                 f"entry {faq_id!r} was not among the results of search {request_id!r}",
-                code="unknown_entry",
+                code=ErrorCode.UNKNOWN_ENTRY,
                 field="faq_id",
             )
         search = min(ranked, key=lambda r: r[:2])[2]
@@ -436,14 +440,15 @@ class QueryLog:
         return deleted
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued row is written or failed (tests, shutdown); False if not within ``timeout``."""
+        """Wait until every queued row is written or failed (the review loop reads after it); False if not within
+        ``timeout``."""
+        # Polled rather than waited on: under gunicorn's gevent workers the queue is gevent's, which has no
+        # ``all_tasks_done`` condition; its sleep yields to the writer.
         deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(FLUSH_POLL_SECONDS)
         return True
 
     def close(self, timeout: float = 5.0) -> None:

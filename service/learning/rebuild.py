@@ -37,7 +37,7 @@ from ..corpus import CorpusError
 from ..errors import ServiceError
 from ..indexing.store import read_manifest
 from ..processes import alive
-from ..reviewed import pending, read_actions, reviewed_path
+from ..reviewed_file import pending, read_actions, reviewed_path
 from . import querylog
 
 log = logging.getLogger(__name__)
@@ -229,11 +229,10 @@ class Rebuilder:
         """Whether the reviewed file holds decisions the current build lacks (and the build is of this corpus)."""
         if not reviewed_path(self.corpus).exists():
             return False
-        manifest = read_manifest(self.index_dir)
-        corpus = manifest.get("corpus") or {}
-        if corpus.get("file") != Path(self.corpus).name:
+        corpus = read_manifest(self.index_dir).corpus
+        if corpus.file != Path(self.corpus).name:
             return False  # FAQ_CORPUS is not what this index is built from: decisions are refused anyway
-        return pending(read_actions(reviewed_path(self.corpus)), corpus.get("reviewed"))
+        return pending(read_actions(reviewed_path(self.corpus)), corpus.reviewed)
 
     def _latest_action(self) -> str | None:
         """The id of the reviewed file's last line (a decision or a revert): a build covers it and all before."""

@@ -54,7 +54,7 @@ def run_build(corpus: str, index_dir: str, log_path: str, action: str, attempt: 
             "pid": os.getpid(),
             "finished_at": _now(),
             "seconds": round(time.monotonic() - started, 2),
-            "index_id": manifest["index_id"],
+            "index_id": manifest.index_id,
         }
     write_state(log_path, state, own=True)
     return state

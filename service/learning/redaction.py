@@ -25,7 +25,7 @@ import hashlib
 import re
 import unicodedata
 
-from ..reviewed import MAX_QUESTION_CHARS, fold
+from ..reviewed_file import MAX_QUESTION_CHARS, fold
 
 #: The longest query the log keeps, in characters: what the reviewed file accepts for a question.
 MAX_LOGGED_CHARS = MAX_QUESTION_CHARS

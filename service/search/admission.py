@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..errors import PayloadTooLarge, SearchTimeout
+from ..errors import ErrorCode, PayloadTooLarge, SearchTimeout
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ class SearchGate:
             raise PayloadTooLarge(
                 f"the request's queries are {tokens} tokens long, over the limit of {self.max_request_tokens}: send "
                 "fewer or shorter queries (split a batch)",
-                code="too_many_tokens",
+                code=ErrorCode.TOO_MANY_TOKENS,
             )
         return tokens
 

@@ -1,4 +1,5 @@
-"""The search engine: embeds a query once, gathers candidate entries, scores them, decides if one answers."""
+"""The search engine: embeds a query once, gathers candidate entries, scores and ranks them, and gathers the evidence
+the answer decision (``search/decision/``) reads about the first one."""
 
 from __future__ import annotations
 
@@ -10,20 +11,17 @@ import numpy as np
 
 from ..corpus import lexical_text
 from ..encoders.base import Embedder, count_tokens, encoder_info
-from ..errors import NotFound
-from ..indexing.answerability import Features, features, reason
+from ..errors import ErrorCode, NotFound
 from ..indexing.scoring import Scoring
 from ..indexing.store import StoredIndex
 from .cache import ResponseCache
+from .decision import AnswerCheck, Evidence, Features, decide, features
 from .lexical import LexicalIndex, LexicalScores
 
 #: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
 MIN_CANDIDATE_ROWS = 100
 #: Rows averaged at most for the FAQ's centroid (evenly spaced; the answer check's ``specificity``).
 CENTROID_SAMPLE = 20_000
-#: A query at least this near a known non-answer is a copy of it (typos, a word moved): refused when nearer it than
-#: the entry's own questions, whatever the margin.
-NEAR_COPY = 0.98
 #: The leg each kind of row scores in: an entry's questions, its passages, and its known non-answers (never a match).
 QUESTION, PASSAGE, NOT_QUESTION = 0, 1, 2
 #: The entry's own question alone (not a leg of its own: the answer decision's scale, ``alt_question_discount``).
@@ -48,7 +46,7 @@ class RankedEntry:
 @dataclass(frozen=True)
 class SearchOutcome:
     """The engine's answer to one query; ``to_dict()`` is the JSON of ``POST /search`` (its wire schema is
-    ``http.schemas.SearchResponse``)."""
+    ``core.models.SearchResponse``)."""
 
     query: str
     answered: bool
@@ -56,7 +54,7 @@ class SearchOutcome:
     results: list[RankedEntry]
     index: dict
     took_ms: float
-    #: Why the best entry is not an answer (``answerability.reason``); None when ``answered``.
+    #: Why the best entry is not an answer (``decision.reason``); None when ``answered``.
     reason: dict | None = None
     #: The answer check's inputs (evaluation and fitting read them; not part of the JSON).
     features: Features | None = None
@@ -80,17 +78,23 @@ class SearchEngine:
     Args:
         embedder: the model the index was built with.
         index: the loaded index.
-        scoring: overrides of the manifest's scoring settings (None fields keep the manifest's).
+        scoring: overrides of the manifest's scoring settings (None fields keep the manifest's), or a ``Scoring``
+            that replaces them (evaluation baselines).
         cache_size: responses kept for repeated questions (least recently used first out; 0: no cache).
     """
 
-    def __init__(self, embedder: Embedder, index: StoredIndex, scoring: dict | None = None, cache_size: int = 1024):
+    def __init__(
+        self, embedder: Embedder, index: StoredIndex, scoring: dict | Scoring | None = None, cache_size: int = 1024
+    ):
         index.check_model(embedder.model_id, embedder.dimension)
         index.check_encoder((encoder_info(embedder) or {}).get("backend"))
         self.embedder = embedder
         self.index = index
-        self.scoring = Scoring.from_dict(index.manifest.get("scoring")).with_overrides(**(scoring or {}))
-        self.answer_check = self.scoring.answer_check()
+        if isinstance(scoring, Scoring):
+            self.scoring = scoring.check()
+        else:
+            self.scoring = index.manifest.scoring.with_overrides(**(scoring or {}))
+        self.answer_check = AnswerCheck.of(self.scoring)
         self._entry_ids = list(index.entries)
         position = {faq_id: i for i, faq_id in enumerate(self._entry_ids)}
         self._row_entry = np.array([position[row.faq_id] for row in index.rows], dtype=np.int64)
@@ -220,32 +224,19 @@ class SearchEngine:
         # there is a close call, not a hidden one.
         best = int(order[0])
         others = np.delete(calibrated, best)
-        refusal = self.scoring.closeness_refusal(
-            [float(calibrated[best])] + ([float(others.max())] if len(others) else []), threshold
+        marked_row = int(unanswered[best, 1])
+        evidence = Evidence(
+            score=float(calibrated[best]),
+            other_score=float(others.max()) if len(others) else None,
+            question=float(question[best, 0]),
+            marked=float(unanswered[best, 0]),
+            marked_text=self.index.rows[marked_row].ref if marked_row >= 0 else None,
+            term_entries=tuple(self.lexical.document_frequency(t) for t in lexical.terms),
+            features=found,
         )
-        if refusal is not None:
-            why = reason(refusal, terms=found.uncovered)
-        elif self._known_non_answer(unanswered[best, 0], question[best, 0]):
-            # Nearer one of the entry's known non-answers than any of its own questions: the FAQ owner said no.
-            marked = self.index.rows[int(unanswered[best, 1])].ref
-            why = reason("known_non_answer", terms=found.uncovered, marked=marked)
-        elif self._vague(lexical.terms) and question[best, 0] < NEAR_COPY:
-            why = reason("too_vague")
-        else:
-            why = self.answer_check.refusal(found) if self.answer_check is not None else None
+        why = decide(evidence, self.scoring, self.answer_check, threshold)
         took_ms = round((time.perf_counter() - started) * 1000, 2)
         return SearchOutcome(query, why is None, threshold, results, self.index_info(), took_ms, why, found)
-
-    def _known_non_answer(self, marked: float, own: float) -> bool:
-        """Whether a query this near one of the first entry's known non-answers (and this near its own best
-        question) is refused: nearer the mark by ``non_answer_margin``, or a near-copy of the mark and nearer it."""
-        return marked > own + self.scoring.non_answer_margin or (marked >= NEAR_COPY and marked > own)
-
-    def _vague(self, terms: dict[str, str]) -> bool:
-        """Whether the query has no word that tells the entries apart: every content word it has is in every entry
-        of an FAQ of three or more (it only names the product: "chorus pro")."""
-        n = len(self._entry_ids)
-        return n >= 3 and bool(terms) and all(self.lexical.document_frequency(t) == n for t in terms)
 
     def _features(
         self,
@@ -257,12 +248,12 @@ class SearchEngine:
         passage: np.ndarray,
         lexical: LexicalScores,
     ) -> Features:
-        """The answer check's features of the best-ranked candidate (``answerability.features``)."""
+        """The answer check's features of the best-ranked candidate (``decision.features``)."""
         best = int(order[0])
         lexical_best = float(lexical.scores[entries[best]])
         top = (float(fused[best]), float(question[best, 0]), float(passage[best, 0]), lexical_best)
         others = np.arange(len(order)) != best
-        # No other candidate: no lead to measure (0), as for the fused lead (answerability.features).
+        # No other candidate: no lead to measure (0), as for the fused lead (decision.features).
         margins = tuple(
             float(leg[best, 0] - leg[others, 0].max()) if others.any() else 0.0 for leg in (question, passage)
         )
@@ -359,34 +350,34 @@ class SearchEngine:
         """
         entry = self.index.entries.get(faq_id)
         if entry is None:
-            raise NotFound(f"no FAQ entry with id {faq_id!r}", code="faq_not_found")
+            raise NotFound(f"no FAQ entry with id {faq_id!r}", code=ErrorCode.FAQ_NOT_FOUND)
         out = entry.to_dict()
         out["passages"] = [p.to_dict() for p in self._entry_passages[faq_id]]
         return out
 
     def index_info(self) -> dict:
         """The ``index`` object of a search response."""
-        return {"id": self.index.index_id, "model": self.index.manifest["model"]["name"]}
+        return {"id": self.index.index_id, "model": self.index.manifest.model.name}
 
     def summary(self) -> dict:
         """Manifest summary for ``GET /health``."""
         m = self.index.manifest
         return {
-            "id": m["index_id"],
-            "model": m["model"]["name"],
-            "dimension": m["model"]["dimension"],
-            "metric": m["metric"],
-            "entries": m["counts"]["entries"],
-            "passages": m["counts"]["passages"],
-            "built_at": m["built_at"],
-            "corpus": m["corpus"],
+            "id": m.index_id,
+            "model": m.model.name,
+            "dimension": m.model.dimension,
+            "metric": m.metric,
+            "entries": m.counts.entries,
+            "passages": m.counts.passages,
+            "built_at": m.built_at,
+            "corpus": m.corpus.to_dict(),
             "faq": self.index.identity.to_dict(),
-            "format_version": m["format_version"],
-            "vectors": m["counts"]["vectors"],
+            "format_version": m.format_version,
+            "vectors": m.counts.vectors,
             "scoring": self.scoring.to_dict(),
             "cache": self.cache.stats(),
-            "encoder": m["model"].get("encoder"),
-            "vector_index": m.get("vector_index"),
+            "encoder": m.model.encoder.to_dict(),
+            "vector_index": m.vector_index,
             # Not None when the current build did not load and this earlier one serves instead.
             "fallback": self.index.fallback,
         }

@@ -1,4 +1,4 @@
-"""Fitting the answer check (``indexing/answerability.py``) on covid_quebec_fr, by leave-entry-out.
+"""Fitting the answer check (``search/decision/answer_check.py``) on covid_quebec_fr, by leave-entry-out.
 
 Every labelled question is asked in several FAQs built from covid_quebec_fr's 50 answers, with the service's own
 builder and engine, and each time the engine's answer-check features are recorded with a label: 1 when the first
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..corpus import FaqEntry, load_corpus
-from ..indexing.answerability import FEATURES, Answerability
-from ..indexing.scoring import Scoring
+from ..indexing.scoring import FEATURES, AnswerCheckModel, Scoring
+from ..search.decision import AnswerCheck
 from ..search.engine import SearchEngine
 from .datasets import EvalQuery, EvalSet, load_covid, questions_by_answer
 from .methods import Method, build_engine, run_queries
@@ -146,7 +146,7 @@ def collect_examples(data_dir: str | os.PathLike, embedder, workdir: str | os.Pa
     return examples
 
 
-def fit_check(examples: list[Example], keep_right: float = KEEP_RIGHT, fitted_on: str = "") -> Answerability:
+def fit_check(examples: list[Example], keep_right: float = KEEP_RIGHT, fitted_on: str = "") -> AnswerCheck:
     """The logistic answer check, fitted on the examples the score threshold lets through (classes balanced).
 
     Each FAQ size of the examples gets the highest check threshold that still answers ``keep_right`` of its right
@@ -160,7 +160,7 @@ def fit_check(examples: list[Example], keep_right: float = KEEP_RIGHT, fitted_on
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=10_000).fit((x - mean) / scale, y)
-    check = Answerability(
+    model = AnswerCheckModel(
         weights={f: round(float(w), 6) for f, w in zip(FEATURES, model.coef_[0], strict=True)},
         mean={f: round(float(m), 6) for f, m in zip(FEATURES, mean, strict=True)},
         scale={f: round(float(s), 6) for f, s in zip(FEATURES, scale, strict=True)},
@@ -168,6 +168,7 @@ def fit_check(examples: list[Example], keep_right: float = KEEP_RIGHT, fitted_on
         thresholds=((1, 0.5),),
         fitted_on=fitted_on,
     )
+    check = AnswerCheck(model)
     thresholds = []
     for size in sorted({e.entries for e in examples if e.kind == "right"}):
         right = [e for e in examples if e.kind == "right" and e.entries == size]
@@ -176,10 +177,10 @@ def fit_check(examples: list[Example], keep_right: float = KEEP_RIGHT, fitted_on
         allowed = int(np.floor((1 - keep_right) * len(right))) - (len(right) - len(passed))
         threshold = float(passed[allowed]) - 1e-6 if allowed >= 0 and len(passed) else 0.0
         thresholds.append((size, round(max(0.0, min(1.0, threshold)), 6)))
-    return replace(check, thresholds=tuple(thresholds))
+    return AnswerCheck(replace(model, thresholds=tuple(thresholds)))
 
 
-def decisions(check: Answerability | None, examples: list[Example]) -> np.ndarray:
+def decisions(check: AnswerCheck | None, examples: list[Example]) -> np.ndarray:
     """Whether each example is answered: the score threshold, then the check (None: no check)."""
     close = np.array([e.close(SCORE_THRESHOLD) for e in examples])
     if check is None:

@@ -3,9 +3,9 @@
 Three triggers, all ending in ``Reloader.reload``: ``POST /admin/reload``, SIGHUP to a serving process (each
 gunicorn worker installs the handler), and a watcher thread that notices when ``<index>/current`` points to a
 new build (``FAQ_WATCH_SECONDS``). The new engine is built beside the old one (same model, new index) and swapped
-in with one assignment: a request that already holds the old engine finishes on it, the next one gets the new.
-A build that is missing, truncated, corrupted or made for another model or encoder is refused: the old index
-keeps serving, and the reason is logged and shown in ``/health``.
+in with one assignment (``FaqService.swap``): a request that already holds the old engine finishes on it, the next
+one gets the new. A build that is missing, truncated, corrupted or made for another model or encoder is refused:
+the old index keeps serving, and the reason is logged and shown in ``/health``.
 """
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ import os
 import signal
 import threading
 import time
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ServiceError
 from ..indexing.store import load_index, load_manifest_origin, resolve
-from ..search.loading import engine_for, load_engine
-from . import observability
+from ..search.engine_loading import engine_for, load_engine
+
+if TYPE_CHECKING:
+    from .faq_service import FaqService
 
 log = logging.getLogger(__name__)
 
 
 class Reloader:
-    """Owns the swap of ``app.extensions["faq_engine"]``; one per app (so one per gunicorn worker)."""
+    """Loads new builds for a ``FaqService`` and has it swap to them; one per service (so one per gunicorn
+    worker)."""
 
-    def __init__(self, app: Flask):
-        self.app = app
+    def __init__(self, service: FaqService):
+        self.service = service
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._refused: str | None = None  # a build already refused: the watcher does not retry it every tick
@@ -43,10 +44,10 @@ class Reloader:
 
     @property
     def engine(self):
-        return self.app.extensions.get("faq_engine")
+        return self.service.current_engine
 
     def _current_build(self) -> str:
-        return str(resolve(self.app.config["FAQ_INDEX"]))
+        return str(resolve(self.service.settings.index))
 
     def reload(self, trigger: str, force: bool = False) -> dict:
         """Load the index ``FAQ_INDEX`` points to now and switch to it if it is new and sound.
@@ -72,7 +73,7 @@ class Reloader:
                 if old is not None and not force and str(old.index.path) == build:
                     return {**outcome, "ok": True, "changed": False, "index_id": previous}
                 engine = self._new_engine(old)
-                observability.watch_engine(engine)  # instrumented before it serves (and it reads the manifest)
+                self.service.observer.engine(engine)  # instrumented before it serves (and it reads the manifest)
             except Exception as exc:  # a bad build of any kind is refused, never a 500 nor a dead watcher
                 if not isinstance(exc, ServiceError):
                     log.exception("reload (%s): unexpected error while loading the new build", trigger)
@@ -82,12 +83,11 @@ class Reloader:
                     ok=False, changed=False, index_id=previous, error={"code": exc.code, "message": exc.message}
                 )
                 log.error("reload (%s) refused, still serving %s: %s", trigger, previous, exc.message)
-                observability.RELOADS.labels("refused").inc()
+                self.service.observer.reload("refused")
                 self.last = outcome
                 return outcome
-            self.app.extensions["faq_engine"] = engine
-            self.app.extensions["faq_engine_failure"] = None
-            observability.RELOADS.labels("switched").inc()
+            self.service.swap(engine)
+            self.service.observer.reload("switched")
             self._refused = None
             self.reloads += 1
             outcome.update(
@@ -113,9 +113,10 @@ class Reloader:
         """The new index with the model already loaded (the model does not change on a reload); the engine
         refuses an index made with another model or encoder."""
 
+        settings = self.service.settings
         if old is None:  # started without a usable index: load everything now
-            return load_engine(self.app.config)
-        return engine_for(self.app.config, old.embedder, load_index(self.app.config["FAQ_INDEX"]))
+            return load_engine(settings)
+        return engine_for(settings, old.embedder, load_index(settings.index))
 
     # ---- triggers ----
 
@@ -218,5 +219,5 @@ class Reloader:
         return {
             "reloads": self.reloads,
             "last": self.last,
-            "watch_seconds": self.app.config.get("FAQ_WATCH_SECONDS") or 0,
+            "watch_seconds": self.service.settings.watch_seconds,
         }

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..corpus import FaqEntry
 from ..learning.grouping import group_by_meaning
-from ..reviewed import merge_actions, new_action
+from ..reviewed_file import merge_actions, new_action
 from .datasets import EvalQuery, load_covid, questions_by_answer
 from .methods import Method, build_engine, run_queries
 from .metrics import ranking_metrics

@@ -1,14 +1,15 @@
-"""Request schemas (pydantic) and their translation into the service's stable error codes."""
+"""The requests and responses of the service's use cases (pydantic), shared by every way in: the HTTP routes and
+the OpenAPI document built from them, and the MCP server. Request models come with their parsing into the
+service's stable error codes; response models document what the use cases return (tests validate real responses
+against them)."""
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InvalidRequest
+from ..errors import ErrorCode, InvalidRequest
 
 MAX_TOP_K = 50
 #: A name someone can read: something visible, no control characters (what the reviewed file's reader accepts).
@@ -83,7 +84,7 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
             ``invalid_type``, ``out_of_range`` or ``unknown_field`` (and ``field`` set when one is at fault).
     """
     if not isinstance(data, dict):
-        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code=ErrorCode.INVALID_BODY)
     # Keys too may hold lone surrogates (legal in JSON escapes): cleaned, so that an error can name them.
     data = {_clean_text(k) if isinstance(k, str) else k: v for k, v in data.items()}
     if isinstance(data.get("query"), str):
@@ -98,68 +99,32 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
         field = ".".join(str(p) for p in err["loc"]) or None
         kind = err["type"]
         if kind == "missing" and field == "query":
-            raise InvalidRequest("'query' is required", code="missing_query", field="query") from None
+            raise InvalidRequest("'query' is required", code=ErrorCode.MISSING_QUERY, field="query") from None
         if field == "query" and kind in ("string_too_short", "string_pattern_mismatch"):
-            raise InvalidRequest("'query' is empty", code="empty_query", field="query") from None
+            raise InvalidRequest("'query' is empty", code=ErrorCode.EMPTY_QUERY, field="query") from None
         if kind == "extra_forbidden":
             raise InvalidRequest(
-                f"unknown field '{field}'; accepted: query, top_k, min_score", code="unknown_field", field=field
+                f"unknown field '{field}'; accepted: query, top_k, min_score", code=ErrorCode.UNKNOWN_FIELD, field=field
             ) from None
         if kind in _RANGE_ERRORS:
             limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from 0 to 1"}
             raise InvalidRequest(
-                f"'{field}' must be {limits.get(field, 'in range')}", code="out_of_range", field=field
+                f"'{field}' must be {limits.get(field, 'in range')}", code=ErrorCode.OUT_OF_RANGE, field=field
             ) from None
         if kind in _TYPE_ERRORS:
             wanted = {"query": "a string", "top_k": "an integer", "min_score": "a number or null"}
             raise InvalidRequest(
-                f"'{field}' must be {wanted.get(field, 'of another type')}", code="invalid_type", field=field
+                f"'{field}' must be {wanted.get(field, 'of another type')}", code=ErrorCode.INVALID_TYPE, field=field
             ) from None
-        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code="invalid_request", field=field) from None
+        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code=ErrorCode.INVALID_REQUEST, field=field) from None
     if len(request.query) > max_query_chars:
         raise InvalidRequest(
-            f"'query' is longer than {max_query_chars} characters", code="query_too_long", field="query"
+            f"'query' is longer than {max_query_chars} characters", code=ErrorCode.QUERY_TOO_LONG, field="query"
         )
     query = request.query.strip()
     if not query:  # only characters Python strips but the pattern does not see as spaces (U+001C–U+001F)
-        raise InvalidRequest("'query' is empty", code="empty_query", field="query")
+        raise InvalidRequest("'query' is empty", code=ErrorCode.EMPTY_QUERY, field="query")
     return request.model_copy(update={"query": query})
-
-
-def search_args_from_query_string(args) -> dict:
-    """Turn ``GET /search?q=…&top_k=…&min_score=…`` parameters into the JSON body's types.
-
-    Raises:
-        InvalidRequest: a parameter is not a number where one is expected, or is unknown.
-    """
-    data: dict[str, Any] = {}
-    for key in args:
-        if key not in ("q", "query", "top_k", "min_score"):
-            raise InvalidRequest(
-                f"unknown parameter '{key}'; accepted: q, top_k, min_score", code="unknown_field", field=key
-            )
-    if "q" in args or "query" in args:
-        data["query"] = args.get("q", args.get("query"))
-    else:  # named as the GET form names it
-        raise InvalidRequest("'q' is required: GET /search?q=<question>", code="missing_query", field="q")
-    if "top_k" in args:
-        raw = args["top_k"].strip()
-        if not re.fullmatch(r"[+-]?[0-9]+", raw):  # ASCII digits: str.isdigit() also takes "²", which int() refuses
-            raise InvalidRequest("'top_k' must be an integer", code="invalid_type", field="top_k")
-        if len(raw.lstrip("+-").lstrip("0")) > 9:  # int() of thousands of digits is slow, then refused
-            raise InvalidRequest(
-                f"'top_k' must be an integer from 1 to {MAX_TOP_K}", code="out_of_range", field="top_k"
-            )
-        data["top_k"] = int(raw)
-    if "min_score" in args:
-        try:
-            value = float(args["min_score"])
-        except ValueError:
-            raise InvalidRequest("'min_score' must be a number", code="invalid_type", field="min_score") from None
-        if not math.isfinite(value):
-            raise InvalidRequest("'min_score' must be a number from 0 to 1", code="out_of_range", field="min_score")
-        data["min_score"] = value
-    return data
 
 
 def parse_batch(data: Any, max_query_chars: int) -> list[SearchRequest | InvalidRequest]:
@@ -173,19 +138,21 @@ def parse_batch(data: Any, max_query_chars: int) -> list[SearchRequest | Invalid
             empty or longer than ``MAX_BATCH`` (``out_of_range``).
     """
     if not isinstance(data, dict):
-        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code=ErrorCode.INVALID_BODY)
     for key in data:
         if key != "queries":
             key = _clean_text(key)
-            raise InvalidRequest(f"unknown field '{key}'; accepted: queries", code="unknown_field", field=key)
+            raise InvalidRequest(f"unknown field '{key}'; accepted: queries", code=ErrorCode.UNKNOWN_FIELD, field=key)
     if "queries" not in data:
-        raise InvalidRequest("'queries' is required", code="missing_queries", field="queries")
+        raise InvalidRequest("'queries' is required", code=ErrorCode.MISSING_QUERIES, field="queries")
     queries = data["queries"]
     if not isinstance(queries, list):
-        raise InvalidRequest("'queries' must be a list", code="invalid_type", field="queries")
+        raise InvalidRequest("'queries' must be a list", code=ErrorCode.INVALID_TYPE, field="queries")
     if not 1 <= len(queries) <= MAX_BATCH:
         raise InvalidRequest(
-            f"'queries' must hold 1 to {MAX_BATCH} queries, not {len(queries)}", code="out_of_range", field="queries"
+            f"'queries' must hold 1 to {MAX_BATCH} queries, not {len(queries)}",
+            code=ErrorCode.OUT_OF_RANGE,
+            field="queries",
         )
     out: list[SearchRequest | InvalidRequest] = []
     for item in queries:
@@ -251,7 +218,7 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
             or ``invalid_request``, with ``field`` set.
     """
     if not isinstance(data, dict):
-        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code="invalid_body")
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}", code=ErrorCode.INVALID_BODY)
     data = {_clean_text(k) if isinstance(k, str) else k: v for k, v in data.items()}
     try:
         return model.model_validate(data)
@@ -261,22 +228,24 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
         kind = err["type"]
         accepted = ", ".join(model.model_fields)
         if kind == "missing":
-            raise InvalidRequest(f"'{field}' is required", code="missing_field", field=field) from None
+            raise InvalidRequest(f"'{field}' is required", code=ErrorCode.MISSING_FIELD, field=field) from None
         if kind == "extra_forbidden":
             raise InvalidRequest(
-                f"unknown field '{field}'; accepted: {accepted}", code="unknown_field", field=field
+                f"unknown field '{field}'; accepted: {accepted}", code=ErrorCode.UNKNOWN_FIELD, field=field
             ) from None
         if kind == "literal_error":
-            raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_request", field=field) from None
+            raise InvalidRequest(f"'{field}': {err['msg']}", code=ErrorCode.INVALID_REQUEST, field=field) from None
         if kind == "string_pattern_mismatch" and field == "by":
             raise InvalidRequest(
-                "'by' must hold something visible, without control characters", code="invalid_request", field=field
+                "'by' must hold something visible, without control characters",
+                code=ErrorCode.INVALID_REQUEST,
+                field=field,
             ) from None
         if kind in _TYPE_ERRORS or kind in ("list_type", "string_type"):
-            raise InvalidRequest(f"'{field}': {err['msg']}", code="invalid_type", field=field) from None
+            raise InvalidRequest(f"'{field}': {err['msg']}", code=ErrorCode.INVALID_TYPE, field=field) from None
         if kind in _RANGE_ERRORS or kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
-            raise InvalidRequest(f"'{field}': {err['msg']}", code="out_of_range", field=field) from None
-        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code="invalid_request", field=field) from None
+            raise InvalidRequest(f"'{field}': {err['msg']}", code=ErrorCode.OUT_OF_RANGE, field=field) from None
+        raise InvalidRequest(f"invalid '{field}': {err['msg']}", code=ErrorCode.INVALID_REQUEST, field=field) from None
 
 
 # ---- Response shapes: they document the API (``openapi.py``); tests validate real responses against them. ----

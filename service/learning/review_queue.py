@@ -1,8 +1,8 @@
 """The review queue and the FAQ's gaps: logged queries that went unanswered or were found unhelpful, grouped by
 meaning, each group with the entries it most resembles; and the FAQ owner's actions on them.
 
-Reads the query log (``querylog``) and the reviewed file (``service.reviewed``); embeds each distinct redacted query
-once with the served model (kept in the log's ``vectors`` table); groups with ``grouping.group_by_meaning``.
+Reads the query log (``querylog``) and the reviewed file (``service.reviewed_file``); embeds each distinct redacted
+query once with the served model (kept in the log's ``vectors`` table); groups with ``grouping.group_by_meaning``.
 An action is checked against the index the queue was listed with (a group listed before a rebuild is stale: its
 suggestions and ids may no longer hold) and against the corpus rules before it is appended.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..corpus import CorpusError, FaqEntry
-from ..errors import Conflict, InvalidRequest, NotFound, ServiceError
+from ..errors import Conflict, ErrorCode, InvalidRequest, NotFound, ServiceError
 from ..indexing.store import read_manifest
-from ..reviewed import (
+from ..reviewed_file import (
     ACTIONS,
     ReviewAction,
     active_actions,
@@ -78,7 +78,7 @@ def _vectors(
     if encode_at_most == -1:
         encode_at_most = MAX_ENCODED_PER_LISTING
     engine = source.engine
-    model = engine.index.manifest["model"]["name"]
+    model = engine.index.manifest.model.name
     dim = engine.embedder.dimension
     cached = querylog.cached_vectors(source.log_path, [s.key for s in stats], model)
     out = np.empty((len(stats), dim), dtype=np.float32)
@@ -115,7 +115,7 @@ def precompute_vectors(source: Source, days: float, at_most: int = 32) -> int:
     """
     since = time.time() - days * 86400
     stats, _ = querylog.query_stats(source.log_path, since, MAX_QUERIES)
-    model = source.engine.index.manifest["model"]["name"]
+    model = source.engine.index.manifest.model.name
     cached = querylog.cached_vectors(source.log_path, [s.key for s in stats], model)
     todo = [s for s in stats if s.key not in cached][:at_most]
     if todo:
@@ -269,22 +269,22 @@ def apply(
     assert action in ACTIONS
     engine = source.engine
     current = engine.index.index_id
-    built_from = engine.index.manifest.get("corpus", {}).get("file")
+    built_from = engine.index.manifest.corpus.file
     if built_from != Path(source.corpus).name:
         # A decision written next to another corpus would rebuild the index from that corpus.
         raise Conflict(
             f"the served index was built from {built_from!r}, not from FAQ_CORPUS ({Path(source.corpus).name!r}): "
             "set FAQ_CORPUS to the corpus this index is built from",
-            code="corpus_mismatch",
+            code=ErrorCode.CORPUS_MISMATCH,
         )
     # Workers switch builds one after the other: the listing may come from one that already serves the newest.
     if index_id not in (current, _published(source)):
         raise Conflict(
             f"the index changed since this queue was listed (listed with {index_id}, now {current}): list it again",
-            code="stale_review",
+            code=ErrorCode.STALE_REVIEW,
         )
     if action != "dismiss" and faq_id not in engine.index.entries:
-        raise NotFound(f"no FAQ entry with id {faq_id!r} in the served index", code="unknown_entry")
+        raise NotFound(f"no FAQ entry with id {faq_id!r} in the served index", code=ErrorCode.UNKNOWN_ENTRY)
     # Redacted again as the log now redacts (a row written by an older version may hold what a corpus may not, or a
     # detail its patterns missed).
     logged = querylog.texts_of(source.log_path, query_keys, time.time() - days * 86400)
@@ -294,7 +294,7 @@ def apply(
         raise NotFound(
             f"{len(unknown)} of these queries are not in the log (purged after its retention, or never asked): "
             f"{', '.join(unknown[:5])}",
-            code="unknown_query",
+            code=ErrorCode.UNKNOWN_QUERY,
         )
     with decisions_lock(source.reviewed_file):  # two reviewers never both decide the same queries
         actions = read_actions(source.reviewed_file)
@@ -314,7 +314,7 @@ def _append(source: Source, record: ReviewAction) -> None:
     except CorpusError as exc:
         raise InvalidRequest(
             f"this decision would make a line the reviewed file's reader refuses: {exc.reason}",
-            code="invalid_review_action",
+            code=ErrorCode.INVALID_REVIEW_ACTION,
         ) from None
 
 
@@ -327,7 +327,7 @@ def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, n
         raise Conflict(
             f"already reviewed: {len(already)} of the {len(query_keys)} queries ({first.action} by {first.by}, "
             f"action {first.id}): revert that action first",
-            code="already_reviewed",
+            code=ErrorCode.ALREADY_REVIEWED,
         )
     record = new_action(
         action,
@@ -342,14 +342,14 @@ def _checked(source, actions, action, query_keys, texts, index_id, by, faq_id, n
         entries: list[FaqEntry] = list(source.engine.index.entries.values())
         _, report = merge_actions(entries, [record])
         if report.skipped:
-            raise Conflict(f"the corpus refuses this action: {report.skipped[0]}", code="review_conflict")
+            raise Conflict(f"the corpus refuses this action: {report.skipped[0]}", code=ErrorCode.REVIEW_CONFLICT)
     return record
 
 
 def _published(source: Source) -> str | None:
     """The id of the build the index directory points to now (None when it cannot be read)."""
     try:
-        return read_manifest(source.index_dir)["index_id"] if source.index_dir else None
+        return read_manifest(source.index_dir).index_id if source.index_dir else None
     except (ServiceError, KeyError, TypeError):
         return None
 
@@ -366,9 +366,9 @@ def revert(source: Source, action_id: str, by: str) -> tuple[ReviewAction, Revie
         actions = read_actions(source.reviewed_file)
         target = next((a for a in actions if a.id == action_id and a.action != "revert"), None)
         if target is None:
-            raise NotFound(f"no review action with id {action_id!r}", code="unknown_action")
+            raise NotFound(f"no review action with id {action_id!r}", code=ErrorCode.UNKNOWN_ACTION)
         if any(a.action == "revert" and a.reverts == action_id for a in actions):
-            raise Conflict(f"action {action_id} is already reverted", code="already_reverted")
+            raise Conflict(f"action {action_id} is already reverted", code=ErrorCode.ALREADY_REVERTED)
         record = new_action("revert", by, reverts=action_id)
         _append(source, record)
     return record, target
