@@ -78,7 +78,7 @@ $(HAPROXY) $(REDIS_SERVER):
 # 127.0.0.1:8080 in front. The default index is published to the cluster's index directory the first time;
 # `faq-search publish --to .cluster/published` publishes a new build to every replica. `make cluster-stop` ends it all.
 cluster: $(INDEX) $(HAPROXY) $(REDIS_SERVER)
-	REPLICAS=$(REPLICAS) FAQ_INDEX=$(FAQ_INDEX) FAQ_PUBLISH_DIR=$(FAQ_PUBLISH_DIR) $(BIN)/faq-search cluster up
+	FAQ_REPLICAS=$(REPLICAS) FAQ_INDEX=$(FAQ_INDEX) FAQ_PUBLISH_DIR=$(FAQ_PUBLISH_DIR) $(BIN)/faq-search cluster up
 
 # Publish the current build to the cluster's index directory: every replica switches to it (docs/scaling.md).
 publish: $(INDEX)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,14 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "multilingual-e5-small"
 GUNICORN_ARGS = ["-c", "python:service.http.gunicorn_conf", "service.http.wsgi:app"]
 
 
+#: The longest wait a setting in seconds may name (a search slot, a request body, the index watcher): an hour.
+MAX_SECONDS = 3600.0
+#: The log levels ``FAQ_LOG_LEVEL`` may name.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: ``FAQ_*`` variables that are not the service's settings (documented in docs/operations.md all the same).
+OTHER_VARIABLES = {"FAQ_CHROMIUM": "the browser the search-page test drives (tests only)"}
+
+
 class SettingsError(ValueError):
     """An environment variable or option that is not a valid value; the message names it."""
 
@@ -37,7 +45,11 @@ class Settings(BaseSettings):
     """Every setting of the service; the environment variable of ``name`` is ``FAQ_NAME``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FAQ_", env_ignore_empty=True, extra="forbid", frozen=True, populate_by_name=True
+        env_prefix="FAQ_",
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
     )
 
     # ---- the index, the model, the corpus ----
@@ -51,11 +63,13 @@ class Settings(BaseSettings):
         REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl",
         description="the corpus the index is built from; the review queue writes its decisions beside it",
     )
-    backend: str | None = Field(None, description="query encoder: torch, onnx, onnx-int8; None: the index's own")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] | None = Field(
+        None, description="query encoder: torch, onnx, onnx-int8 (auto: by the model directory); None: the index's own"
+    )
     encoder_threads: int | None = Field(
         None,
         ge=1,
-        validation_alias=AliasChoices("FAQ_ENCODER_THREADS", "FAQ_TORCH_THREADS", "encoder_threads"),
+        validation_alias=AliasChoices("FAQ_ENCODER_THREADS", "FAQ_TORCH_THREADS"),
         description="threads of the encoder (gunicorn sets it per worker; None: the library's default)",
     )
     # ---- what a request may ask ----
@@ -64,8 +78,10 @@ class Settings(BaseSettings):
     max_request_tokens: int = Field(4096, ge=1, description="tokens the encoder may read for one request")
     max_body_bytes: int = Field(256 * 1024, ge=1, description="the largest request body")
     max_concurrent_searches: int = Field(2, ge=1, description="searches running at once in one process")
-    search_timeout: float = Field(10.0, gt=0, description="seconds a search may wait for a slot")
-    body_timeout: float = Field(10.0, gt=0, description="seconds a request body may take to arrive (gevent)")
+    search_timeout: float = Field(10.0, gt=0, le=MAX_SECONDS, description="seconds a search may wait for a slot")
+    body_timeout: float = Field(
+        10.0, gt=0, le=MAX_SECONDS, description="seconds a request body may take to arrive (gevent)"
+    )
     cache_size: int = Field(1024, ge=0, description="responses kept for repeated questions (0: no cache)")
     cors_origins: str | None = Field(None, description="browser origins allowed to call the API")
     # ---- who may call ----
@@ -77,7 +93,7 @@ class Settings(BaseSettings):
     proxy_hops: int = Field(0, ge=0, description="proxies in front whose X-Forwarded-For names the client")
     replica_name: str | None = Field(None, description="this replica's name in X-Served-By")
     # ---- the running index ----
-    watch_seconds: float = Field(0.0, ge=0, description="poll index/current this often (0: off)")
+    watch_seconds: float = Field(0.0, ge=0, le=MAX_SECONDS, description="poll index/current this often (0: off)")
     # ---- the query log and the review loop ----
     query_log: Path | None = Field(None, description="SQLite file of the query log; None: nothing is kept")
     query_log_days: float = Field(30.0, description="days the query log keeps")
@@ -87,26 +103,54 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="the address the service listens on")
     port: int = Field(8000, ge=1, le=65535, description="its port")
     workers: int | None = Field(None, ge=1, description="gunicorn workers (None: one per core)")
-    worker_class: str = Field("gevent", description="gunicorn's worker class")
+    worker_class: Literal["gevent", "gthread", "sync"] = Field("gevent", description="gunicorn's worker class")
     worker_connections: int = Field(1000, ge=1, description="open connections per gevent worker")
     threads: int = Field(2, ge=1, description="threads per gthread worker")
     worker_timeout: int = Field(120, ge=1, description="seconds a worker may stay silent")
     control_socket: str | None = Field(None, description="gunicorn's control socket (None: one per port)")
     access_log: str | None = Field(None, description="gunicorn's access log: a path, or - for stderr")
-    log_level: str = Field("info", description="log level")
-    log_format: str = Field("json", description="json or text")
+    log_level: str = Field("info", description="log level: debug, info, warning, error or critical")
+    log_format: Literal["json", "text"] = Field("json", description="json or text")
     preload_encoder: bool = Field(True, description="the master loads the ONNX encoder the workers share")
     preload_tokenizer: bool = Field(True, description="the master loads the tokenizer the workers share")
     # ---- measuring, the cluster ----
     eval_data: Path = Field(REPO_ROOT.parent / "shared" / "data", description="the public evaluation sets")
-    replicas: int = Field(
-        3, ge=1, validation_alias=AliasChoices("REPLICAS", "FAQ_REPLICAS", "replicas"), description="cluster replicas"
-    )
+    replicas: int = Field(3, ge=1, description="cluster replicas (`make cluster` passes its REPLICAS)")
     publish_dir: Path | None = Field(None, description="the index directory the cluster's replicas serve")
     cluster_dir: Path = Field(Path(".cluster"), description="the cluster's run directory")
     front_port: int = Field(8080, ge=1, le=65535, description="HAProxy's port")
     first_replica_port: int = Field(8101, ge=1, le=65535, description="the first replica's port")
     workers_per_replica: int = Field(1, ge=1, description="gunicorn workers per replica")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            import limits  # the rate limit's own parser: what it refuses would disable the limit at run time
+
+            try:
+                limits.parse_many(value)
+            except ValueError:
+                raise ValueError("must be a limit such as 600/minute (or several, separated by ;)") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value is not None:
+            from limits.storage import SCHEMES
+
+            scheme = value.split("://", 1)[0] if "://" in value else ""
+            if scheme not in SCHEMES or scheme.startswith("async+"):
+                raise ValueError("must be a storage URL such as redis://host:6379/0 or memory://")
+        return value
 
     @field_validator("query_log_days")
     @classmethod
@@ -118,8 +162,10 @@ class Settings(BaseSettings):
     @field_validator("query_log_max_mb")
     @classmethod
     def _size(cls, value: float | None) -> float | None:
+        if value == 0:  # 0: no bound (as before the settings object)
+            return None
         if value is not None and not 1 <= value <= 10**7:
-            raise ValueError("must be a number of megabytes from 1 to 10000000")
+            raise ValueError("must be a number of megabytes from 1 to 10000000, or 0 for no bound")
         return value
 
     @classmethod
@@ -159,6 +205,20 @@ class Settings(BaseSettings):
             out.extend(names)
         return out
 
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+        """``FAQ_*`` variables of the environment that are no setting (a misspelt name is otherwise ignored), each
+        with the setting it most resembles (None: none)."""
+        import difflib
+
+        known = set(cls.variables())
+        environ = os.environ if environ is None else environ
+        return {
+            name: next(iter(difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)), None)
+            for name in sorted(environ)
+            if name.startswith("FAQ_") and name not in known and name not in OTHER_VARIABLES
+        }
+
     def model_or_default(self) -> str:
         """``model``, else the converted model's directory."""
         return self.model or str(DEFAULT_MODEL_DIR)
@@ -166,6 +226,14 @@ class Settings(BaseSettings):
     def key_list(self) -> list[str]:
         """``api_keys`` as a list."""
         return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+
+
+def unknown_variable_warnings() -> list[str]:
+    """One line per ``FAQ_*`` variable of the environment that is no setting, for an entry point to print."""
+    return [
+        f"warning: {name} is not a setting of the service, ignored" + (f" (did you mean {near}?)" if near else "")
+        for name, near in Settings.unknown_variables().items()
+    ]
 
 
 def child_environment(variables: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, str]:

@@ -324,3 +324,23 @@ def test_the_frameworks_errors_say_what_was_wrong_in_the_services_words(engine):
     assert "DELETE is not allowed on /search" in wrong and "GET" in wrong and "POST" in wrong
     big = assert_error(client.post("/search", json={"query": "x" * 2000}), 413, "payload_too_large")["message"]
     assert "1000 bytes" in big
+
+
+def test_a_search_refused_for_its_tokens_is_answered_at_once_by_a_real_server(make_index, fake_embedder):
+    """The body was read whole before the tokens were counted: the 413 must not wait to drain it again (the
+    development server has no deadline: it waited for the client to give up)."""
+    import urllib.error
+    import urllib.request
+
+    from conftest import serving
+
+    from service.indexing.store import load_index
+    from service.search.engine import SearchEngine
+
+    app = create_app({"FAQ_MAX_REQUEST_TOKENS": 3}, engine=SearchEngine(fake_embedder, load_index(make_index())))
+    with serving(app) as url:
+        body = json.dumps({"query": "comment transférer le rôle de gestionnaire principal"}).encode()
+        request = urllib.request.Request(url + "/search", data=body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)  # a hang fails here, with a timeout
+        assert info.value.code == 413 and json.loads(info.value.read())["error"]["code"] == "too_many_tokens"

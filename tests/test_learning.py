@@ -392,6 +392,46 @@ def test_the_queue_shows_a_search_just_made_though_its_row_is_still_being_writte
     assert [g["queries"] for g in groups] == [1] and groups[0]["examples"][0]["text"] == UNANSWERABLE
 
 
+def test_the_flush_waits_for_the_rows_queued_before_it_not_for_an_empty_queue(tmp_path, monkeypatch):
+    """Under steady traffic the queue is never empty: ``flush`` waits only for what was queued before it, so the
+    review queue is not held up by the searches that keep coming. Row A (queued before the flush) is written once
+    released; row B (queued after it) stays stuck: the flush returns all the same."""
+    import threading
+    import time
+
+    from service.learning import querylog
+
+    commit = querylog._redact_and_commit
+    release = {"A": threading.Event(), "B": threading.Event()}
+
+    def held(conn, batch, salt):
+        for row in batch:
+            if row[3] in release:
+                release[row[3]].wait(20)
+        commit(conn, batch, salt)
+
+    monkeypatch.setattr(querylog, "_redact_and_commit", held)
+    log = QueryLog(tmp_path / "q.db")
+    outcome = {"answered": False, "reason": None, "results": [], "index": {"id": "i"}}
+    try:
+        log.record("r1", "A", outcome)
+        time.sleep(0.5)  # the writer took A and holds it
+        flushed = {}
+        waiter = threading.Thread(target=lambda: flushed.update(ok=log.flush(10), at=time.monotonic()))
+        waiter.start()
+        time.sleep(0.2)
+        log.record("r2", "B", outcome)  # after the flush began: not waited for
+        time.sleep(0.5)
+        released = time.monotonic()
+        release["A"].set()
+        waiter.join(15)
+        assert flushed["ok"] is True and flushed["at"] - released < 2.0, "returned once A was written, B still stuck"
+    finally:
+        for event in release.values():
+            event.set()
+        log.close()
+
+
 def test_the_queue_groups_flagged_queries_by_meaning(learning):
     app, client, _ = learning
     _flagged(app, client)

@@ -61,7 +61,7 @@ def test_search_and_entry_tools_answer_from_the_engine(engine):
     assert empty.is_error and "empty_query" in empty.content[0].text
     assert missing.is_error and "faq_not_found" in missing.content[0].text
     # The schema declares the bounds, so the SDK refuses 500 before the tool runs, naming the field and the bound.
-    assert bad_k.is_error and "top_k" in bad_k.content[0].text and "50" in bad_k.content[0].text
+    assert bad_k.is_error and "out_of_range: " in bad_k.content[0].text and "50" in bad_k.content[0].text
     assert "Traceback" not in empty.content[0].text + missing.content[0].text
 
 

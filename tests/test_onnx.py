@@ -133,15 +133,16 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
     served = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR)})
     assert isinstance(served.extensions["faq_service"].current_engine.embedder, OnnxEmbedder)
     assert served.test_client().post("/search", json={"query": "mot de passe"}).status_code == 200
-    for backend, code in (
-        ("torch", "index_model_mismatch"),
-        ("onnx-int8", "index_model_mismatch"),
-        ("gpu", "model_unavailable"),
-    ):
+    for backend, code in (("torch", "index_model_mismatch"), ("onnx-int8", "index_model_mismatch")):
         app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": backend})
         assert app.extensions["faq_service"].current_engine is None
         err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)
         assert backend in err["message"]
+    # A backend that does not exist is refused with the settings, before anything loads.
+    from service.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="FAQ_BACKEND='gpu' is not valid"):
+        create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": "gpu"})
 
 
 def _model_copy(tmp_path, weights: bytes | None):

@@ -323,3 +323,22 @@ def test_gunicorn_logs_no_query_string_keeps_one_metrics_series_and_lets_booting
     for secret in ("jean.dupont", "0612345678", "gmail"):
         assert secret not in log, secret
     assert "was sent SIGHUP" not in log
+
+
+def test_a_killed_master_s_metrics_directory_is_removed_by_the_next_server(tmp_path):
+    """A master killed with SIGKILL never runs ``on_exit``: its ``faq-metrics-<pid>-…`` directory is removed by the
+    next server that starts (another live master's, and another user's, are left alone)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = tmp_path / f"faq-metrics-{gone.pid}-abc"
+    living = tmp_path / f"faq-metrics-{os.getpid()}-abc"
+    for path in (orphan, living):
+        path.mkdir()
+        (path / "counter_1.db").write_bytes(b"")
+    code = "import os, service.http.gunicorn_conf as c; print(os.path.basename(c._made_metrics_dir))"
+    done = subprocess.run([sys.executable, "-c", code], env={**ENV, "TMPDIR": str(tmp_path)}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not orphan.exists() and living.exists()
+    made = done.stdout.strip()
+    assert made.startswith("faq-metrics-") and made.split("-")[2].isdigit() and (tmp_path / made).is_dir()

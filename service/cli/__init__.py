@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, unknown_variable_warnings
 
 #: Command name -> module whose ``main(argv)`` runs it; imported only when chosen (each pulls its own libraries).
 COMMANDS = {
@@ -35,14 +35,22 @@ COMMANDS = {
 }
 
 
+_warned: list[bool] = []  # the unknown variables are said once per process
+
+
 def settings_or_exit(**overrides) -> Settings:
     """The settings of the environment (and ``overrides``); a variable that is not valid ends the command with its
-    reason (exit 2), before anything starts."""
+    reason (exit 2), before anything starts. A ``FAQ_*`` variable that is no setting is warned about (once)."""
     try:
-        return Settings.from_env(**overrides)
+        settings = Settings.from_env(**overrides)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if not _warned:
+        _warned.append(True)
+        for line in unknown_variable_warnings():
+            print(line, file=sys.stderr)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faq-search {__version__}")
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__.strip(), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
+        print(
+            __doc__.strip().replace("``", ""), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
+        )
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

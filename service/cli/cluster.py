@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status", "stop-replica", "start-replica"])
     parser.add_argument("replica", nargs="?", help="stop-replica / start-replica: the replica's name (r1, r2…)")
-    parser.add_argument("--replicas", type=_int, default=settings.replicas, help="replicas ($REPLICAS or 3)")
+    parser.add_argument("--replicas", type=_int, default=settings.replicas, help="replicas (FAQ_REPLICAS; 3)")
     parser.add_argument("--dir", default=str(settings.cluster_dir), help="run directory: pids, logs, configs")
     parser.add_argument("--port", type=_int, default=settings.front_port, help="HAProxy's port (8080)")
     parser.add_argument("--first-replica-port", type=_int, default=settings.first_replica_port,

@@ -269,10 +269,10 @@ class FaqService:
             raise FeatureDisabled(f"{why}: set FAQ_QUERY_LOG to a database file", code=code)
         return self.query_log
 
-    def _source(self) -> review_queue.Source:
+    def _source(self, flush: bool = True) -> review_queue.Source:
         querylog = self.needs_query_log("the review queue needs the query log", code=ErrorCode.QUERY_LOG_DISABLED)
-        # What this worker has queued is written first, so an owner sees the searches just made (bounded wait).
-        querylog.flush(FLUSH_BEFORE_REVIEW_SECONDS)
+        if flush:  # what this worker queued before is written first: an owner sees the searches just made
+            querylog.flush(FLUSH_BEFORE_REVIEW_SECONDS)
         s = self.settings
         return review_queue.Source(str(querylog.path), str(s.corpus), self.engine, str(s.index))
 
@@ -309,7 +309,7 @@ class FaqService:
 
     def revert(self, action_id: str, by: str) -> dict:
         """Cancel a decision; then rebuild (not for a dismissal, which changed nothing)."""
-        source = self._source()
+        source = self._source(flush=False)
         record, target = _reading(lambda: review_queue.revert(source, action_id, by))
         self.observer.review_action("revert")
         rebuild = self.rebuilder.request(record.id) if target.action != "dismiss" else None
@@ -317,12 +317,12 @@ class FaqService:
 
     def actions(self) -> dict:
         """Every decision, newest first."""
-        source = self._source()
+        source = self._source(flush=False)
         return {"actions": _reading(lambda: review_queue.list_actions(source))}
 
     def rebuild_now(self) -> dict:
         """Build again now for the decisions the current build lacks; ``started`` False when it has them all."""
-        self._source()
+        self._source(flush=False)
         state = _reading(self.rebuilder.retry)
         if state is None:
             return {"rebuild": _reading(self.rebuilder.status), "started": False}
@@ -351,7 +351,7 @@ class FaqService:
             try:
                 with _exclusive(vectors_lock) as mine:  # one worker encodes at a time
                     if mine:
-                        review_queue.precompute_vectors(self._source(), self.settings.query_log_days)
+                        review_queue.precompute_vectors(self._source(flush=False), self.settings.query_log_days)
             finally:
                 self.gate.release()
 

@@ -159,7 +159,9 @@ def require_admin_token():
     responses={200: ("Switched (`changed: true`) or already current.", ANY_OBJECT),
                409: ("The new build was refused; the previous index keeps serving and `error` says why.",
                      ANY_OBJECT)},
-    errors=frozenset({ErrorCode.INVALID_REQUEST}), security=ADMIN_SECURITY, admin=True,
+    errors=frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.REQUEST_TIMEOUT,
+                      ErrorCode.BAD_REQUEST}),  # its optional body is read within the size and time limits
+    security=ADMIN_SECURITY, admin=True,
 )  # fmt: skip
 def reload():
     """Switch to the build ``FAQ_INDEX`` points to now (every worker of this server), or say why not."""

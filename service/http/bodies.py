@@ -55,6 +55,7 @@ def read_body() -> bytes:
         try:
             with _deadline(faq_service().settings.body_timeout):
                 raw = request.get_data(cache=True)
+            g.faq_body_read = True  # read whole: nothing is left to drain
         except Exception as exc:
             g.faq_body_error = exc  # a second read would wait again on what is left of a failed body
             raise
@@ -87,7 +88,11 @@ def json_body():
 
 
 def drain_refused_body() -> None:
-    """Read what is left of a refused body (up to ``DRAIN_REFUSED_BODY_BYTES``, within ``FAQ_BODY_TIMEOUT``)."""
+    """Read what is left of a refused body (up to ``DRAIN_REFUSED_BODY_BYTES``, within ``FAQ_BODY_TIMEOUT``); nothing
+    when the route read it already (a search refused for its tokens): reading the socket again would wait for bytes
+    that never come (the development server has no deadline)."""
+    if g.get("faq_body_read"):
+        return
     length = request.content_length or 0
     stream = request.environ.get("wsgi.input")
     if stream is None or not 0 < length <= DRAIN_REFUSED_BODY_BYTES:

@@ -133,10 +133,31 @@ def post_worker_init(worker):
 
 # Prometheus: each worker writes its samples under this directory and /metrics adds them up (a fresh directory per
 # server start, so that the figures of a previous run never leak in; removed when the server stops).
+METRICS_PREFIX = "faq-metrics-"
+
+
+def _remove_orphan_metrics_dirs() -> None:
+    """Metrics directories whose master is gone without removing its own (killed: ``on_exit`` never ran); each is
+    named after its master's pid, and only this user's are looked at."""
+    import glob
+
+    from service.processes import alive
+
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{METRICS_PREFIX}*-*")):
+        owner = os.path.basename(path)[len(METRICS_PREFIX) :].split("-", 1)[0]
+        try:
+            mine = os.stat(path).st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and owner.isdigit() and not alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 if not metrics_dir():
-    set_metrics_dir(tempfile.mkdtemp(prefix="faq-metrics-"))
+    _remove_orphan_metrics_dirs()
+    set_metrics_dir(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))
 # Ours to remove when the master exits (this file is read again on SIGHUP: the directory is the environment's then).
-_made_metrics_dir = metrics_dir() if os.path.basename(metrics_dir()).startswith("faq-metrics-") else None
+_made_metrics_dir = metrics_dir() if os.path.basename(metrics_dir()).startswith(METRICS_PREFIX) else None
 
 
 def on_exit(server):

@@ -61,6 +61,8 @@ class Operation:
     keyed: bool = False
     admin: bool = False
     engine: bool = False
+    #: Statuses the HTTP layer answers by itself on this route, with the code ``http_error`` (a static file's 416).
+    http_statuses: frozenset = frozenset()
 
     def all_errors(self) -> set[ErrorCode]:
         """Every code this route can answer with: its own and those of what it is."""
@@ -244,6 +246,13 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
         doc["responses"] = {
             **{str(status): _response(text, schema) for status, (text, schema) in op.responses.items()},
             **_error_responses(op.all_errors()),
+            **{
+                str(status): {
+                    "description": f"`{E.HTTP_ERROR.value}`: {E.HTTP_ERROR.meaning}",
+                    "content": _json("ErrorResponse"),
+                }
+                for status in sorted(op.http_statuses)
+            },
         }
         paths.setdefault(path, {})[method] = doc
     return {
@@ -273,7 +282,7 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
 
 #: Answers that are not JSON objects of a model.
 HTML = ("text/html", {"type": "string"})
-SVG = ("image/svg+xml", {"type": "string"})
+SVG = ("image/svg+xml", {})  # the file as it is (any schema: the bytes of an image)
 TEXT = ("text/plain", {"type": "string"})
 ANY_OBJECT = {"type": "object"}
 READY = {

@@ -148,7 +148,8 @@ def revert_action(action_id: str):
 @page.get("/review")
 @describe(operation_id="reviewPage",
           summary="Page de revue pour le responsable de la FAQ (demande le jeton d'administration)",
-          responses={200: ("HTML page (French); it calls the /admin/review routes with the token.", HTML)})  # fmt: skip
+          responses={200: ("HTML page (French); it calls the /admin/review routes with the token.", HTML)},
+          http_statuses=frozenset({416}))  # fmt: skip
 def review_page():
     """The review page (French): asks for the admin token, then lists groups and applies decisions."""
     return current_app.send_static_file("review.html")

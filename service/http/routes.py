@@ -117,7 +117,7 @@ def faq_entry(faq_id: str):
 @bp.get("/")
 @describe(operation_id="searchPage", summary="Page de recherche pour les agents du support",
           responses={200: ("HTML page (French); its script and style are served by this service under /static/.",
-                           HTML)})  # fmt: skip
+                           HTML)}, http_statuses=frozenset({416}))  # fmt: skip
 def search_page():
     """The search page for support agents (``service/http/static/``): everything it loads comes from this service."""
     return current_app.send_static_file("index.html")  # with the page's CSP, like every static file
@@ -126,7 +126,7 @@ def search_page():
 @bp.get("/favicon.ico")
 @describe(operation_id="favicon", summary="L'icône du service",
           responses={200: ("The service's icon, an SVG (the pages name it; browsers that ask by habit get it too).",
-                           SVG)})  # fmt: skip
+                           SVG)}, http_statuses=frozenset({416}))  # fmt: skip
 def favicon():
     """The icon of the pages (``static/favicon.svg``), also where browsers look for it without being told."""
     return current_app.send_static_file("favicon.svg")

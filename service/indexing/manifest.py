@@ -249,5 +249,12 @@ class Manifest:
         )
 
 
+def origin_of(data: Any) -> str:
+    """Who made a build, from its manifest's JSON however damaged the rest is (``operator`` when it does not say):
+    pruning keeps each origin's builds even when one of them no longer loads."""
+    origin = data.get("origin") if isinstance(data, dict) else None
+    return origin if origin in ORIGINS else "operator"
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int)

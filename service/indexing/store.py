@@ -43,7 +43,7 @@ from ..corpus import ROW_KINDS, FaqEntry, FaqIdentity, Passage, Row
 from ..errors import IndexMismatch, IndexUnavailable
 from ..files import sha256_file
 from ..processes import alive
-from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Counts, Manifest, ManifestError
+from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Counts, Manifest, ManifestError, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -523,9 +523,10 @@ def load_manifest_origin(build: str | os.PathLike) -> str:
 def _origin(build: Path) -> str:
     """Who made a build (its manifest's ``origin``; ``operator`` when it does not say or cannot be read)."""
     try:
-        return _read_manifest_file(build).origin
-    except IndexUnavailable:
+        data = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return "operator"
+    return origin_of(data)
 
 
 def _trim_published(out: Path, existing: set[str]) -> None:

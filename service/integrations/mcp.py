@@ -38,7 +38,7 @@ from ..core.models import MAX_TOP_K, FeedbackRequest, parse_body, parse_search
 from ..corpus import FaqIdentity
 from ..errors import ServiceError, error_body
 from ..search.lexical import fold
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, unknown_variable_warnings
 from .client import FaqSearchClient, FaqSearchError
 
 SEARCH_DESCRIPTION = (
@@ -115,8 +115,7 @@ class ServiceBackend:
 
     def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
         self.service.needs_query_log(
-            "feedback is off: no query log (set FAQ_QUERY_LOG, or use --url with a service that keeps one)",
-            "feedback_disabled",
+            "feedback is off: no query log (or use --url with a service that keeps one)", "feedback_disabled"
         )
         request = parse_body(FeedbackRequest, {"request_id": request_id, "faq_id": faq_id, "helpful": helpful})
         return self.service.feedback(request, client)
@@ -208,7 +207,13 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
     async def search_faq(
         query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
         ctx: Context,
-        top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many FAQ entries to return.")] = 5,
+        # The bounds are the schema's only: checked below, so that a value out of them gets the stable code.
+        top_k: Annotated[
+            int,
+            Field(
+                json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K}, description="How many FAQ entries to return."
+            ),
+        ] = 5,
     ) -> dict[str, Any]:
         arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
@@ -314,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for line in unknown_variable_warnings():
+        print(line, file=sys.stderr)
     keys = settings.key_list()
     if args.transport == "streamable-http" and not keys and not _loopback(args.host):
         print(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -220,6 +221,11 @@ class QueryLog:
         self.batch_rows = batch_rows
         self.observer = observer
         self._queue: queue.Queue = queue.Queue(maxsize=queue_rows)
+        # Rows queued (their tickets, in queue order) and rows the writer is done with: ``flush`` waits for the
+        # rows queued before it, not for an empty queue (never, under steady traffic).
+        self._tickets = itertools.count(1)
+        self._last_ticket = 0
+        self._finished = 0
         self._thread: threading.Thread | None = None
         self._started_lock = threading.Lock()
         self._stop = threading.Event()
@@ -268,6 +274,7 @@ class QueryLog:
         try:
             self._ensure_writer()
             self._queue.put_nowait(row)
+            self._last_ticket = next(self._tickets)
         except queue.Full:
             self._count("dropped", 1)
         except Exception:  # a search must never fail because of its log
@@ -384,6 +391,7 @@ class QueryLog:
     def _done(self, batch: list) -> None:
         for _ in batch:
             self._queue.task_done()
+        self._finished += len(batch)  # the writer alone counts these
 
     def _take_batch(self) -> list[tuple]:
         """The rows to write next: waits up to ``flush_seconds`` for one, then gathers what comes within
@@ -440,12 +448,13 @@ class QueryLog:
         return deleted
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued row is written or failed (the review loop reads after it); False if not within
-        ``timeout``."""
+        """Wait until every row queued before this call is written or failed (the review loop reads after it; rows
+        queued meanwhile are not waited for); False if not within ``timeout``."""
         # Polled rather than waited on: under gunicorn's gevent workers the queue is gevent's, which has no
         # ``all_tasks_done`` condition; its sleep yields to the writer.
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        target = self._last_ticket
+        while self._finished < target:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(FLUSH_POLL_SECONDS)
