@@ -14,9 +14,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on
 
 def _dry_run(target: str, **env: str) -> str:
     """What `make -n TARGET` would run with these variables in the environment (nothing is run)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_") and k not in ("HOST", "PORT")}
+    # Run as a top-level make even when the tests themselves run under one (`make test` sets MAKELEVEL and
+    # MAKEFLAGS, and a sub-make prints "Entering directory" lines around what it would run).
+    inherited = ("HOST", "PORT", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_") and k not in inherited}
     done = subprocess.run(
-        ["make", "-n", target], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", target], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
