@@ -25,6 +25,10 @@ Scenarios so far:
                 client repeats the worst query with the log on.
     mcp         the MCP server over HTTP (the model in-process, keys and a rate limit set): 48 concurrent searches of
                 512 tokens each; what was answered or refused, and the process's memory before, at its peak, after.
+    faqs        several FAQs in one service: each worker's memory (USS, PSS) serving 1 and 10 FAQs of 50 entries
+                (covid_quebec_fr's answers), alternating; what each added FAQ costs.
+    across      the search across FAQs (Chorus Pro, covid_quebec_fr, cnil_faq in one service): for each FAQ's
+                questions, the merged first result from the right FAQ and the right entry, against its FAQ alone.
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -38,18 +42,24 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from service.core.catalog import FaqCatalog
+from service.core.faq_config import FaqSpec
+from service.core.models import SearchRequest
+from service.corpus import FaqEntry
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
-from service.evaluation.datasets import chorus_questions
+from service.evaluation.datasets import chorus_questions, write_corpus
 from service.evaluation.serving import start_gunicorn, wrk, wrk_post_script
 from service.indexing.build import build_index
 from service.indexing.store import load_index
 from service.search.engine import SearchEngine
 from service.settings import REPO_ROOT as ROOT
+from service.settings import Settings
 
 
 def summary(samples_ms: list[float]) -> dict:
@@ -654,7 +664,7 @@ def scenario_querylog(args) -> dict:
                 assert response.status_code == 200
                 if round_:
                     times[name].append(elapsed)
-    logged_app.extensions["faq_service"].query_log.close()
+    logged_app.extensions["faqs"].default.query_log.close()
     record = QueryLog(work / "record.db")
     record._thread = object()  # no writer: time the call a request makes, alone
     outcome = engine.search(queries[0]).to_dict()
@@ -909,7 +919,142 @@ def scenario_mcp(args) -> dict:
     }
 
 
+def scenario_faqs(args) -> dict:
+    """Worker memory with 1 and with 10 FAQs of 50 entries, A B A B: the cost of each added FAQ (issue 27's target:
+    at most 5 MB of USS, its index and not a model)."""
+    import urllib.request
+
+    import psutil
+
+    from service.evaluation.datasets import load_covid
+    from service.settings import Settings
+
+    evalset = load_covid(Settings.from_env().eval_data, distractors=False, ood_sample=0)
+    work = Path(tempfile.mkdtemp(prefix="faq-bench-faqs-"))
+    corpus = write_corpus(evalset.entries, work / "covid.jsonl")
+    embedder = load_embedder(args.model, args.backend)
+    for i in range(10):
+        build_index(corpus, work / f"faq{i}", embedder, show_progress=False)
+    configs = {}
+    for n in (1, 10):
+        configs[n] = work / f"faqs{n}.toml"
+        configs[n].write_text("".join(f'[[faq]]\nname = "faq{i}"\nindex = "faq{i}"\n\n' for i in range(n)))
+    rounds = []
+    for n in (1, 10, 1, 10):
+        server, url = start_gunicorn(work / "faq0", args.model, extra_env={"FAQ_CONFIG": str(configs[n])})
+        try:
+            for i in range(n):  # every FAQ searched once in each worker (a few each: the two workers share them)
+                for _ in range(4):
+                    request = urllib.request.Request(
+                        f"{url}/faqs/faq{i}/search",
+                        data=json.dumps({"query": f"symptômes de la covid {i}"}).encode(),
+                        headers={"Content-Type": "application/json"},
+                    )
+                    urllib.request.urlopen(request, timeout=60).read()
+            time.sleep(2)
+            workers = psutil.Process(server.pid).children()
+            memory = [w.memory_full_info() for w in workers]
+            rounds.append({"faqs": n, "uss_mb": [round(m.uss / 2**20, 1) for m in memory],
+                           "pss_mb": [round(m.pss / 2**20, 1) for m in memory]})  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+    def median_of(n: int, key: str) -> float:
+        return statistics.median(v for r in rounds if r["faqs"] == n for v in r[key])
+
+    out = {"rounds": rounds}
+    for key in ("uss_mb", "pss_mb"):
+        one, ten = median_of(1, key), median_of(10, key)
+        out[key] = {"1": round(one, 1), "10": round(ten, 1), "per_added_faq": round((ten - one) / 9, 2)}
+    print(f"{'faqs':10} {'USS MB':>10} {'PSS MB':>10}")
+    for n in (1, 10):
+        print(f"{n:<10} {out['uss_mb'][str(n)]:>10} {out['pss_mb'][str(n)]:>10}")
+    print(f"each added 50-entry FAQ: USS {out['uss_mb']['per_added_faq']} MB, PSS {out['pss_mb']['per_added_faq']} MB")
+    return out
+
+
+@dataclass
+class NamedFaq:
+    """One FAQ of the measure: its entries (or its corpus file) and its questions as ``(query, relevant ids)``."""
+
+    name: str
+    questions: list[tuple[str, frozenset[str]]]
+    entries: list[FaqEntry] | None = None
+    corpus: Path | None = None
+
+
+def measure_routing(faqs: list[NamedFaq], embedder, workdir: str | os.PathLike | None = None, top_k: int = 5) -> dict:
+    """Build each FAQ's index with ``embedder``, serve them in one catalog, and ask each FAQ's questions alone and
+    across all FAQs.
+
+    Returns:
+        Per FAQ: ``questions``, ``alone_r1`` (the right entry first when asking its FAQ alone), ``right_faq`` and
+        ``right_entry`` (the merged first result is from its FAQ; is a right entry), ``answered_alone`` and
+        ``answered_across`` (``answered`` true with a right first entry), and the seconds taken.
+    """
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="faq-across-"))
+    specs, engines = [], {}
+    for faq in faqs:
+        corpus = faq.corpus or write_corpus(faq.entries, workdir / f"{faq.name}.jsonl")
+        out = workdir / f"{faq.name}-index"
+        build_index(corpus, out, embedder, show_progress=False)
+        specs.append(FaqSpec(faq.name, out, Path(corpus)))
+        engines[faq.name] = SearchEngine(embedder, load_index(out), cache_size=0)
+    catalog = FaqCatalog(Settings.from_env(max_request_tokens=100_000), specs=specs, engines=engines)
+    report = {}
+    for faq in faqs:
+        started = time.perf_counter()
+        counts = dict.fromkeys(("alone_r1", "right_faq", "right_entry", "answered_alone", "answered_across"), 0)
+        for query, relevant in faq.questions:
+            request = SearchRequest(query=query, top_k=top_k)
+            alone = catalog.get(faq.name).search(request)
+            first = alone["results"][0]["faq_id"] if alone["results"] else None
+            counts["alone_r1"] += first in relevant
+            counts["answered_alone"] += bool(alone["answered"] and first in relevant)
+            across = catalog.search_across(request, ["*"])
+            top = across["results"][0] if across["results"] else {}
+            right_faq = top.get("faq") == faq.name
+            counts["right_faq"] += right_faq
+            counts["right_entry"] += bool(right_faq and top.get("faq_id") in relevant)
+            counts["answered_across"] += bool(across["answered"] and right_faq and top.get("faq_id") in relevant)
+        n = len(faq.questions)
+        report[faq.name] = {
+            "questions": n,
+            "entries": len(catalog.get(faq.name).engine.index.entries),
+            **{key: round(value / n, 3) for key, value in counts.items()},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    catalog.close()
+    return report
+
+
+def scenario_across(args) -> dict:
+    """The search across FAQs: Chorus Pro, covid_quebec_fr (its 50 answers) and cnil_faq in one service; each
+    FAQ's questions asked of it alone and across all three (cnil_faq is reported, nothing is fitted on it)."""
+    from service.evaluation.datasets import load_cnil, load_covid
+    from service.settings import Settings
+
+    data = Settings.from_env().eval_data
+    covid = load_covid(data, distractors=False, ood_sample=0)
+    cnil = load_cnil(data, ood_sample=0)
+    faqs = [
+        NamedFaq("chorus-pro", [(q, frozenset([i])) for q, i in chorus_questions()], corpus=Path(args.corpus)),
+        NamedFaq("covid", [(q.text, q.relevant) for q in covid.queries], entries=covid.entries),
+        NamedFaq("cnil", [(q.text, q.relevant) for q in cnil.queries], entries=cnil.entries),
+    ]
+    report = measure_routing(faqs, load_embedder(args.model, args.backend))
+    head = ("faq", "n", "alone R@1", "right FAQ", "right entry", "ans alone", "ans across")
+    print(f"{head[0]:12} {head[1]:>5} {head[2]:>10} {head[3]:>10} {head[4]:>12} {head[5]:>10} {head[6]:>11}")
+    for name, r in report.items():
+        print(f"{name:12} {r['questions']:>5} {r['alone_r1']:>10} {r['right_faq']:>10} {r['right_entry']:>12} "
+              f"{r['answered_alone']:>10} {r['answered_across']:>11}")  # fmt: skip
+    return report
+
+
 SCENARIOS = {
+    "faqs": scenario_faqs,
+    "across": scenario_across,
     "soak": scenario_soak,
     "ann": scenario_ann,
     "encoder": scenario_encoder,
@@ -1084,7 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}"
                 )
             continue
-        if name == "cluster":  # printed as it ran
+        if name in ("cluster", "faqs", "across"):  # printed as they ran
             continue
         for variant, s in result["variants"].items():
             print(f"{name:10} {variant:10} {s['n']:>6} {s['p50_ms']:>10.3f} {s['p95_ms']:>10.3f} {s['p99_ms']:>10.3f}")

@@ -71,6 +71,12 @@ class ErrorCode(StrEnum):
     )
     NOT_FOUND = ("not_found", 404, "unknown path")
     FAQ_NOT_FOUND = ("faq_not_found", 404, "`GET /faq/<id>` with an unknown id")
+    UNKNOWN_FAQ = (
+        "unknown_faq",
+        404,
+        "a FAQ name this service does not serve (`/faqs/<name>/…`, or in `faqs`): the message lists the names it "
+        "serves, and so does `GET /faqs`",
+    )
     UNKNOWN_REQUEST = (
         "unknown_request",
         404,

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl",
         description="the corpus the index is built from; the review queue writes its decisions beside it",
     )
+    config: Path | None = Field(
+        None, description="a TOML file naming the FAQs to serve (docs/faqs.md); None: the one FAQ of index and corpus"
+    )
+    faqs: str | None = Field(
+        None, description="FAQs to serve as NAME=INDEX_DIR, comma-separated (what `serve --faq` passes on)"
+    )
     backend: Literal["auto", "torch", "onnx", "onnx-int8"] | None = Field(
         None, description="query encoder: torch, onnx, onnx-int8 (auto: by the model directory); None: the index's own"
     )

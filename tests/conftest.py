@@ -216,9 +216,9 @@ def learning(tmp_path, fake_embedder):
          "FAQ_CORPUS": str(corpus), "FAQ_INDEX": str(index)},
         engine=SearchEngine(fake_embedder, load_index(index)),
     )  # fmt: skip
-    app.extensions["faq_service"].rebuilder = RecordingRebuilder()
+    app.extensions["faqs"].default.rebuilder = RecordingRebuilder()
     yield app, app.test_client(), tmp_path
-    app.extensions["faq_service"].query_log.close()
+    app.extensions["faqs"].default.query_log.close()
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -285,7 +285,7 @@ def test_environment_configures_the_app(engine, monkeypatch):
     monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "5")
     monkeypatch.setenv("FAQ_MIN_SCORE", "0.5")
     app = create_app({"TESTING": True}, engine=engine)
-    settings = app.extensions["faq_service"].settings
+    settings = app.extensions["faqs"].default.settings
     assert (settings.max_query_chars, settings.min_score) == (5, 0.5)
     assert_error(app.test_client().post("/search", json={"query": "x" * 6}), 400, "query_too_long")
     monkeypatch.setenv("FAQ_MAX_QUERY_CHARS", "many")

@@ -36,7 +36,7 @@ def _search(client, query, client_ip="127.0.0.1", **extra):
 
 
 def _flush(app):
-    assert app.extensions["faq_service"].query_log.flush(5)
+    assert app.extensions["faqs"].default.query_log.flush(5)
 
 
 def _rows(path, table="searches"):
@@ -191,7 +191,7 @@ def test_without_a_log_nothing_is_written_and_feedback_and_review_are_off(tmp_pa
     app = create_app({"TESTING": True, "FAQ_ADMIN_TOKEN": LEARNING_TOKEN}, engine=engine)
     client = app.test_client()
     body = _search(client, "mot de passe")
-    assert app.extensions["faq_service"].query_log is None
+    assert app.extensions["faqs"].default.query_log is None
     assert client.get("/health").get_json()["query_log"] == {"enabled": False}
     assert_error(
         client.post("/feedback", json={"request_id": body["request_id"], "faq_id": "compte", "helpful": True}),
@@ -207,7 +207,7 @@ def test_retention_deletes_old_rows(learning):
     app, client, tmp = learning
     _search(client, "mot de passe")
     _flush(app)
-    log = app.extensions["faq_service"].query_log
+    log = app.extensions["faqs"].default.query_log
     conn = sqlite3.connect(tmp / "log.db")
     old = time.time() - 31 * 86400
     conn.execute(
@@ -249,7 +249,7 @@ def test_a_corrupted_database_never_fails_a_search_and_shows_in_health(tmp_path,
         )  # fmt: skip
         assert bad.read_bytes().startswith(b"this is not a database"), "the file is left as it was"
     finally:
-        app.extensions["faq_service"].query_log.close()
+        app.extensions["faqs"].default.query_log.close()
 
 
 def test_a_full_queue_drops_rows_instead_of_waiting(tmp_path):
@@ -330,14 +330,14 @@ def test_feedback_judges_only_what_the_search_returned_and_the_latest_judgement_
 
 def _logged_results(app, request_id):
     return [
-        tuple(r) for s in app.extensions["faq_service"].query_log.searches_of_request(request_id) for r in s.results
+        tuple(r) for s in app.extensions["faqs"].default.query_log.searches_of_request(request_id) for r in s.results
     ]
 
 
 def test_feedback_needs_json_and_the_api_key_when_keys_are_set(learning):
     app, client, _ = learning
     assert_error(client.post("/feedback", data="x", content_type="text/plain"), 415, "unsupported_media_type")
-    service = app.extensions["faq_service"]
+    service = app.extensions["faqs"].default
     service.settings = service.settings.model_copy(update={"api_keys": "k1"})
     assert_error(
         client.post("/feedback", json={"request_id": "a", "faq_id": "compte", "helpful": True}), 401, "unauthorized"
@@ -436,7 +436,7 @@ def test_the_queue_groups_flagged_queries_by_meaning(learning):
     app, client, _ = learning
     _flagged(app, client)
     queue = _queue(client)
-    assert queue["index_id"] == app.extensions["faq_service"].current_engine.index.index_id
+    assert queue["index_id"] == app.extensions["faqs"].default.current_engine.index.index_id
     first, second = queue["groups"]
     assert (first["queries"], first["asked"], first["unanswered"]) == (2, 4, 4), "same words: one need"
     assert first["examples"][0]["asked"] == 3 and first["reasons"] == {"no_close_entry": 4}
@@ -488,7 +488,7 @@ def test_attach_writes_the_reviewed_file_and_asks_for_a_rebuild(learning):
         and action["faq_id"] == "compte"
         and sorted(action["query_keys"]) == sorted(group["query_keys"])
     )
-    assert app.extensions["faq_service"].rebuilder.requests == [action["id"]]
+    assert app.extensions["faqs"].default.rebuilder.requests == [action["id"]]
     assert (tmp / "faq.jsonl").read_bytes() == official, "the official corpus is never rewritten"
     (line,) = read_actions(tmp / "faq.reviewed.jsonl")
     assert line.id == action["id"] and set(line.questions) == {e["text"] for e in group["examples"]}
@@ -519,15 +519,15 @@ def test_review_actions_are_refused_with_their_reason(learning):
     assert_error(_act(client, action="dismiss", query_keys=keys, index_id=index_id, who="x"), 400, "unknown_field")
     broken = client.post("/admin/review/actions", headers=ADMIN, data="{", content_type="application/json")
     assert_error(broken, 400, "invalid_json")
-    assert app.extensions["faq_service"].rebuilder.requests == []
-    assert not reviewed_path(app.extensions["faq_service"].settings.corpus).exists(), "nothing written when refused"
+    assert app.extensions["faqs"].default.rebuilder.requests == []
+    assert not reviewed_path(app.extensions["faqs"].default.settings.corpus).exists(), "nothing written when refused"
 
 
 def test_no_decision_while_faq_corpus_is_not_the_served_index_corpus(learning):
     app, client, tmp = learning
     _flagged(app, client)
     queue = _queue(client)
-    service = app.extensions["faq_service"]
+    service = app.extensions["faqs"].default
     service.settings = service.settings.model_copy(update={"corpus": tmp / "other.jsonl"})
     refused = _act(client, action="dismiss", query_keys=queue["groups"][0]["query_keys"], index_id=queue["index_id"])
     err = assert_error(refused, 409, "corpus_mismatch")
@@ -565,7 +565,7 @@ def test_dismiss_then_revert_and_the_history(learning):
     assert [a["action"] for a in history] == ["revert", "dismiss"] and history[1]["reverted_by"] == history[0]["id"]
     assert_error(client.post(f"/admin/review/actions/{action_id}/revert", headers=ADMIN), 409, "already_reverted")
     assert_error(client.post("/admin/review/actions/r-nope/revert", headers=ADMIN), 404, "unknown_action")
-    assert app.extensions["faq_service"].rebuilder.requests == []
+    assert app.extensions["faqs"].default.rebuilder.requests == []
 
 
 def test_a_bad_line_of_the_reviewed_file_is_skipped_and_named_never_a_500(learning):
@@ -599,7 +599,7 @@ def test_gaps_rank_unanswered_groups_by_how_often_asked(learning, monkeypatch, c
 
     from service.cli import gaps as gaps_cli
 
-    monkeypatch.setattr(gaps_cli, "load_engine", lambda settings: app.extensions["faq_service"].current_engine)
+    monkeypatch.setattr(gaps_cli, "load_engine", lambda settings: app.extensions["faqs"].default.current_engine)
     assert gaps_cli.main(["--log", str(tmp / "log.db"), "--corpus", str(tmp / "faq.jsonl"), "--csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["example"] == "hippopotame gastronomique" and rows[0]["asked"] == "5" and rows[0]["rank"] == "1"

@@ -19,7 +19,12 @@ def _dry_run(target: str, **env: str) -> str:
     inherited = ("HOST", "PORT", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_") and k not in inherited}
     done = subprocess.run(
-        ["make", "--no-print-directory", "-n", target], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", target],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -131,11 +131,11 @@ def test_index_records_its_encoder_and_the_service_keeps_to_it(tmp_path, onnx_em
     manifest = build_index(MINI_CORPUS, out, onnx_embedders["onnx"], show_progress=False)
     assert manifest.model.encoder.to_dict() == {"backend": "onnx", "file": "onnx/model_emb8.onnx"}
     served = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR)})
-    assert isinstance(served.extensions["faq_service"].current_engine.embedder, OnnxEmbedder)
+    assert isinstance(served.extensions["faqs"].default.current_engine.embedder, OnnxEmbedder)
     assert served.test_client().post("/search", json={"query": "mot de passe"}).status_code == 200
     for backend, code in (("torch", "index_model_mismatch"), ("onnx-int8", "index_model_mismatch")):
         app = create_app({"TESTING": True, "FAQ_INDEX": str(out), "FAQ_MODEL": str(MODEL_DIR), "FAQ_BACKEND": backend})
-        assert app.extensions["faq_service"].current_engine is None
+        assert app.extensions["faqs"].default.current_engine is None
         err = assert_error(app.test_client().post("/search", json={"query": "mot de passe"}), 503, code)
         assert backend in err["message"]
     # A backend that does not exist is refused with the settings, before anything loads.

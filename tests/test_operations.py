@@ -167,7 +167,7 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path):
         {"TESTING": True, "FAQ_INDEX": str(out), "FAQ_ADMIN_TOKEN": TOKEN, "FAQ_CACHE_SIZE": 0},
         engine=SearchEngine(embedder, load_index(out)),
     )
-    before = app.extensions["faq_service"].current_engine.index.index_id
+    before = app.extensions["faqs"].default.current_engine.index.index_id
     corpus, _ = _changed_corpus(tmp_path, "APRES")
     build_index(corpus, out, embedder, show_progress=False)
     embedder.gate = True
@@ -191,13 +191,13 @@ def test_sighup_reloads(served, tmp_path, fake_embedder):
     app = make()
     previous = signal.getsignal(signal.SIGHUP)
     try:
-        assert app.extensions["faq_service"].reloader.install_sighup()
+        assert app.extensions["faqs"].default.reloader.install_sighup()
         corpus, _ = _changed_corpus(tmp_path, "PAR-SIGNAL")
         build_index(corpus, out, fake_embedder, show_progress=False)
         os.kill(os.getpid(), signal.SIGHUP)
-        _wait(lambda: app.extensions["faq_service"].reloader.reloads == 1)
-        assert app.extensions["faq_service"].reloader.last["trigger"] == "sighup"
-        assert app.extensions["faq_service"].current_engine.index.path == resolve(out)
+        _wait(lambda: app.extensions["faqs"].default.reloader.reloads == 1)
+        assert app.extensions["faqs"].default.reloader.last["trigger"] == "sighup"
+        assert app.extensions["faqs"].default.current_engine.index.path == resolve(out)
     finally:
         signal.signal(signal.SIGHUP, previous)
 
@@ -205,15 +205,15 @@ def test_sighup_reloads(served, tmp_path, fake_embedder):
 def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, fake_embedder, caplog):
     make, out = served
     app = make(FAQ_WATCH_SECONDS=0.05)
-    reloader = app.extensions["faq_service"].reloader
+    reloader = app.extensions["faqs"].default.reloader
     try:
         corpus, _ = _changed_corpus(tmp_path, "VU")
         build_index(corpus, out, fake_embedder, show_progress=False)
         _wait(lambda: reloader.reloads == 1)
         assert reloader.last["trigger"] == "watch" and app.extensions[
-            "faq_service"
-        ].current_engine.index.path == resolve(out)
-        good = app.extensions["faq_service"].current_engine.index.index_id
+            "faqs"
+        ].default.current_engine.index.path == resolve(out)
+        good = app.extensions["faqs"].default.current_engine.index.index_id
         corpus, _ = _changed_corpus(tmp_path, "CASSE")
         with caplog.at_level(logging.ERROR, logger="service.http.reloader"):
             # The bad build is damaged before it is published (damaged after, the watcher could load it first).
@@ -227,7 +227,7 @@ def test_the_watcher_picks_up_a_new_build_and_skips_a_bad_one(served, tmp_path, 
             _wait(lambda: reloader.last["ok"] is False)
             time.sleep(0.3)  # several more ticks: the refused build is not retried over and over
         assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
-        assert app.extensions["faq_service"].current_engine.index.index_id == good
+        assert app.extensions["faqs"].default.current_engine.index.index_id == good
     finally:
         reloader.stop()
 
@@ -587,7 +587,7 @@ def test_a_malformed_build_is_refused_and_the_watcher_outlives_it(served, tmp_pa
         time.sleep(0.1)
     assert client.get("/health").get_json()["index"]["id"] == good, "the watcher died on the bad build"
     assert "REPARE" in _answer_of(client, faq_id)
-    app.extensions["faq_service"].reloader.stop()
+    app.extensions["faqs"].default.reloader.stop()
 
 
 def test_a_worker_starts_on_the_last_good_build_when_the_current_one_is_damaged(served, tmp_path, fake_embedder):

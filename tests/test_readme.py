@@ -31,9 +31,10 @@ def test_the_quick_start_has_every_step():
 
 
 def test_the_quick_start_runs_as_written(tmp_path):
-    port = free_port()
-    script = "\n".join(quick_start_blocks()).replace("8021", str(port))
+    port, second = free_port(), free_port()
+    script = "\n".join(quick_start_blocks()).replace("8021", str(port)).replace("8022", str(second))
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "index").symlink_to(ROOT / "index")  # the repository's folder has the default FAQ's index
     # The harness's own lines: stop on the first failing command, and never leave the server behind.
     harness = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_")}
@@ -51,5 +52,9 @@ def test_the_quick_start_runs_as_written(tmp_path):
     assert "3 entries" in out
     assert "R@1" in out and "default" in out, out[-2000:]
     assert (tmp_path / "my-faq" / "index" / "current").exists()
-    with socket.socket() as s:  # the server is gone
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+    # Two FAQs in one server: both listed, and the question about Chorus Pro answered from it across both.
+    assert '"name":"mairie"' in out.replace(" ", "") and '"name":"chorus-pro"' in out.replace(" ", ""), out[-2000:]
+    assert '"faq":"chorus-pro"' in out.replace(" ", "") and '"faq_id":"chorus-pro-2"' in out.replace(" ", "")
+    for used in (port, second):
+        with socket.socket() as s:  # the servers are gone
+            assert s.connect_ex(("127.0.0.1", used)) != 0

@@ -62,7 +62,7 @@ def test_every_logged_query_is_a_question_the_reviewed_file_accepts(learning):
     assert len(read_actions(reviewed_path(tmp / "faq.jsonl"), problems)) == len(queue["groups"]) and not problems
     assert _queue(client)["groups"] == [] and attach
     manifest = build_index(
-        tmp / "faq.jsonl", tmp / "index", app.extensions["faq_service"].current_engine.embedder, show_progress=False
+        tmp / "faq.jsonl", tmp / "index", app.extensions["faqs"].default.current_engine.embedder, show_progress=False
     )
     assert manifest.corpus.reviewed["unreadable"] == []
 
@@ -337,7 +337,7 @@ def test_two_workers_reconciling_at_once_start_one_build(decided):
 
 def test_the_retry_route_builds_again(learning):
     app, client, tmp = learning
-    rebuilder = app.extensions["faq_service"].rebuilder
+    rebuilder = app.extensions["faqs"].default.rebuilder
     r = client.post("/admin/review/rebuild", headers=ADMIN)
     assert r.status_code == 202 and r.get_json()["rebuild"]["action"] == "retry" and rebuilder.requests == ["retry"]
     assert_error(client.post("/admin/review/rebuild"), 401, "unauthorized")
@@ -450,13 +450,13 @@ def test_a_listing_encodes_only_its_share_and_the_rest_in_the_background(learnin
     for n, word in enumerate(["xylophone", "hippopotame", "quasar", "zeppelin", "yak", "wombat", "narval", "kiwi"]):
         _search(client, f"{word} interstellaire {n}")
     _flush(app)
-    embedder = app.extensions["faq_service"].current_engine.embedder
+    embedder = app.extensions["faqs"].default.current_engine.embedder
     embedder.calls.clear()
     queue = _queue(client)
     assert queue["preparing"] == 5 and sum(len(g["query_keys"]) for g in queue["groups"]) == 3
     assert sum(n for n, kind in embedder.calls if kind == "query" and n > 1) <= 3
     source = review_queue.Source(
-        str(tmp / "log.db"), str(tmp / "faq.jsonl"), app.extensions["faq_service"].current_engine, str(tmp / "index")
+        str(tmp / "log.db"), str(tmp / "faq.jsonl"), app.extensions["faqs"].default.current_engine, str(tmp / "index")
     )
     assert review_queue.precompute_vectors(source, 30) == 5
     assert _queue(client)["preparing"] == 0

@@ -30,10 +30,10 @@ def site(tmp_path, fake_embedder):
          "FAQ_CORPUS": str(corpus), "FAQ_INDEX": str(tmp_path / "index")},
         engine=SearchEngine(fake_embedder, load_index(tmp_path / "index")),
     )  # fmt: skip
-    app.extensions["faq_service"].rebuilder = RecordingRebuilder()
+    app.extensions["faqs"].default.rebuilder = RecordingRebuilder()
     with serving(app) as url:
         yield app, url
-    app.extensions["faq_service"].query_log.close()
+    app.extensions["faqs"].default.query_log.close()
 
 
 def _post(url, body):
@@ -65,10 +65,10 @@ def test_the_search_page_asks_whether_an_entry_helped(open_page):
     expect(first.get_by_role("group")).to_contain_text("Utile ?")
     first.get_by_role("button", name="non").click()
     expect(first.locator(".avis")).to_have_text("Merci, votre avis est enregistré.")
-    assert app.extensions["faq_service"].query_log.flush(5)
+    assert app.extensions["faqs"].default.query_log.flush(5)
     import sqlite3
 
-    conn = sqlite3.connect(app.extensions["faq_service"].settings.query_log)
+    conn = sqlite3.connect(app.extensions["faqs"].default.settings.query_log)
     rows = conn.execute("SELECT faq_id, helpful FROM feedback").fetchall()
     conn.close()
     assert rows == [(first.get_attribute("data-faq-id"), 0)]
@@ -78,7 +78,7 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
     page, app, url = open_page
     for question in (UNANSWERABLE, "interstellaire quantique xylophone", "hippopotame gastronomique"):
         _post(url + "/search", {"query": question})
-    assert app.extensions["faq_service"].query_log.flush(5)
+    assert app.extensions["faqs"].default.query_log.flush(5)
     page.goto(url + "/review")
     expect(page).to_have_title("Revue des questions des usagers")
     assert page.locator("html").get_attribute("lang") == "fr"
@@ -97,7 +97,7 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
     groups.first.get_by_role("button", name="Rattacher à cette entrée").click()
     expect(page.get_by_role("status")).to_contain_text("Décision enregistrée")
     expect(groups).to_have_count(1)
-    assert len(app.extensions["faq_service"].rebuilder.requests) == 1
+    assert len(app.extensions["faqs"].default.rebuilder.requests) == 1
     decisions = page.locator("#liste-decisions > li")
     expect(decisions.first).to_contain_text("Marie · 2 questions rattachée à compte")
     OUTPUT.mkdir(exist_ok=True)
@@ -114,7 +114,7 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
 
 def test_a_failed_rebuild_is_said_with_a_retry_button(open_page):
     page, app, url = open_page
-    rebuilder = app.extensions["faq_service"].rebuilder
+    rebuilder = app.extensions["faqs"].default.rebuilder
     rebuilder.state = {"state": "failed", "action": "r-1", "attempt": 4, "attempts_left": 0, "pending": True,
                        "error": "corpus error: faq.jsonl:3: invalid JSON", "next_retry_at": None}  # fmt: skip
     page.goto(url + "/review")

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from ..core.faq_config import FaqConfigError, faq_specs, parse_faq_option
 from ..settings import GUNICORN_ARGS, Settings, export
 from . import settings_or_exit
 
@@ -34,6 +35,20 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
     )
     parser.add_argument("--model", default=None, help="model directory or sentence-transformers name (env FAQ_MODEL)")
     parser.add_argument(
+        "--config",
+        default=None,
+        help="a TOML file of the FAQs to serve, each under its name (env FAQ_CONFIG; docs/faqs.md); --index and "
+        "--corpus are then not served",
+    )
+    parser.add_argument(
+        "--faq",
+        action="append",
+        default=[],
+        metavar="NAME=INDEX_DIR",
+        help="serve the index INDEX_DIR as the FAQ NAME (repeat for several; with --config, after its FAQs; the "
+        "first FAQ is the default of the routes without a name)",
+    )
+    parser.add_argument(
         "--watch-seconds",
         type=float,
         default=None,
@@ -47,6 +62,13 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         parser.add_argument("--dev", action="store_true", help="Flask's development server, in this process")
     args = parser.parse_args(argv)
     args.dev = dev_only or args.dev
+    for option in args.faq:
+        try:
+            parse_faq_option(option)
+            if "," in option:
+                raise ValueError(f"--faq {option!r}: a comma in the name or the path (use --config for such a path)")
+        except ValueError as exc:
+            parser.error(str(exc))
     options = {
         "host": args.host,
         "port": args.port,
@@ -55,8 +77,18 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         "model": args.model,
         "workers": None if dev_only else args.workers,
         "watch_seconds": args.watch_seconds,
+        "config": args.config,
+        "faqs": ",".join(args.faq) or None,
     }
     settings = settings_or_exit(**options)  # checked here: a bad option is said before anything starts
+    if settings.config or settings.faqs:
+        try:
+            specs = faq_specs(settings)  # every FAQ is checked before anything starts: all served, or none
+        except FaqConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("serving " + ", ".join(f"{s.name} ({s.index})" for s in specs) + f"; the default: {specs[0].name}",
+              file=sys.stderr)  # fmt: skip
     if args.dev:
         return _dev_server(settings)
     export(**options)  # for gunicorn, which this process becomes

@@ -35,7 +35,7 @@ from ..learning.querylog import QueryLog
 from ..learning.rebuild import RECONCILE_SECONDS, Rebuilder
 from ..search.admission import SearchGate
 from ..search.engine import SearchEngine
-from ..search.engine_loading import load_engine
+from ..search.engine_loading import EmbedderPool, load_engine
 from ..settings import Settings
 from .models import FeedbackRequest, ReviewActionRequest, SearchRequest
 from .reloader import Reloader
@@ -73,24 +73,35 @@ class FaqService:
         engine: a ready engine (tests pass a small one); None: loaded now from the settings. If that fails the
             service still starts: every use case that needs the engine raises that failure (503 and its code).
         observer: what the service reports to (metrics).
+        name: the FAQ's name in a service of several (``core/faq_config.py``).
+        gate: the process's search slots, shared by the FAQs of a service (None: this service's own).
+        embedders: the process's encoders, shared by the FAQs of a service (None: this service's own).
     """
 
     def __init__(
-        self, settings: Settings | None = None, engine: SearchEngine | None = None, observer: Observer | None = None
+        self,
+        settings: Settings | None = None,
+        engine: SearchEngine | None = None,
+        observer: Observer | None = None,
+        name: str = "faq",
+        gate: SearchGate | None = None,
+        embedders: EmbedderPool | None = None,
     ):
         self.settings = settings or Settings.from_env()
         self.observer = observer or Observer()
+        self.name = name
+        self.embedders = embedders or EmbedderPool()
         self.failure: ServiceError | None = None
         if engine is None:
             try:
-                engine = load_engine(self.settings)
+                engine = load_engine(self.settings, self.embedders)
             except ServiceError as exc:
                 log.error("no search engine: %s", exc.message)
                 self.failure = exc
         self._engine = engine
         self.observer.engine(engine)
         s = self.settings
-        self.gate = SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
+        self.gate = gate or SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
         self.reloader = Reloader(self)
         #: Parts of ``health()`` a transport adds (HTTP's rate limit).
         self.health_extras: dict[str, Callable[[], dict]] = {}

@@ -16,8 +16,8 @@ MAX_TOP_K = 50
 VISIBLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff][^\x00-\x1f\x7f-\x9f]*$"
 
 
-class SearchRequest(BaseModel):
-    """Body of ``POST /search`` (and the parameters of ``GET /search``)."""
+class FaqSearchRequest(BaseModel):
+    """Body of ``POST /faqs/<name>/search``: a search in that FAQ."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -35,6 +35,20 @@ class SearchRequest(BaseModel):
         allow_inf_nan=False,
         description="Answer threshold for this request: the calibrated score (0 to 1) "
         "the best entry must reach to count as an answer.",
+    )
+
+
+class SearchRequest(FaqSearchRequest):
+    """Body of ``POST /search`` (and the parameters of ``GET /search``): a search in the default FAQ, or across
+    FAQs."""
+
+    faqs: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description='Search these FAQs of the service (their names; ["*"]: all of them) and get one list, each result '
+        "naming its FAQ in `faq`. Only on the routes without a FAQ name (`/search`, `/search/batch`).",
+        examples=[["*"]],
     )
 
 
@@ -67,8 +81,10 @@ _TYPE_ERRORS = {
     "int_from_float",
     "float_parsing",
     "int_parsing",
+    "list_type",
 }
-_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"}
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number", "too_long",
+                 "too_short", "string_too_long"}  # fmt: skip
 
 
 def _clean_text(text: str) -> str:
@@ -100,19 +116,27 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
         kind = err["type"]
         if kind == "missing" and field == "query":
             raise InvalidRequest("'query' is required", code=ErrorCode.MISSING_QUERY, field="query") from None
+        if field and field.startswith("faqs."):  # one of its names
+            field = "faqs"
+            if kind == "string_too_short":
+                raise InvalidRequest("a name in 'faqs' is empty", code=ErrorCode.INVALID_REQUEST, field=field) from None
         if field == "query" and kind in ("string_too_short", "string_pattern_mismatch"):
             raise InvalidRequest("'query' is empty", code=ErrorCode.EMPTY_QUERY, field="query") from None
         if kind == "extra_forbidden":
             raise InvalidRequest(
-                f"unknown field '{field}'; accepted: query, top_k, min_score", code=ErrorCode.UNKNOWN_FIELD, field=field
+                f"unknown field '{field}'; accepted: query, top_k, min_score, faqs",
+                code=ErrorCode.UNKNOWN_FIELD,
+                field=field,
             ) from None
         if kind in _RANGE_ERRORS:
-            limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from 0 to 1"}
+            limits = {"top_k": f"an integer from 1 to {MAX_TOP_K}", "min_score": "a number from 0 to 1",
+                      "faqs": "a list of 1 to 64 FAQ names"}  # fmt: skip
             raise InvalidRequest(
                 f"'{field}' must be {limits.get(field, 'in range')}", code=ErrorCode.OUT_OF_RANGE, field=field
             ) from None
         if kind in _TYPE_ERRORS:
-            wanted = {"query": "a string", "top_k": "an integer", "min_score": "a number or null"}
+            wanted = {"query": "a string", "top_k": "an integer", "min_score": "a number or null",
+                      "faqs": "a list of FAQ names"}  # fmt: skip
             raise InvalidRequest(
                 f"'{field}' must be {wanted.get(field, 'of another type')}", code=ErrorCode.INVALID_TYPE, field=field
             ) from None
@@ -276,6 +300,7 @@ class SearchResult(BaseModel):
     text: str = Field(description="The passage's text.")
     section: str | None = Field(description="The sub-heading the passage sits under, if any.")
     match: Match
+    faq: str | None = Field(None, description="The FAQ the entry is from (a search across FAQs only).")
 
 
 class IndexInfo(BaseModel):
@@ -325,6 +350,13 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     index: IndexInfo
     took_ms: float
+    faq: str | None = Field(
+        None, description="A search across FAQs: the FAQ whose first result leads (`answered` and `reason` are its)."
+    )
+    faqs: list[str] | None = Field(None, description="A search across FAQs: the FAQs searched.")
+    unavailable: list[str] | None = Field(
+        None, description="A search across FAQs: the FAQs named that have no index loaded (left out)."
+    )
     request_id: str | None = Field(
         None, description="This search's request id: send it with `POST /feedback` to say whether an entry helped."
     )
@@ -376,6 +408,31 @@ class HealthResponse(BaseModel):
         "(without credentials) and its `state`: `memory` (per worker), `shared` (the store answers) or "
         "`fallback_memory` (the shared store is unreachable: each worker counts alone until it answers again)."
     )
+    faqs: dict[str, dict[str, Any]] = Field(
+        description="Every FAQ of the service by name: `ready`, its `index_id`, and its last reload (a refused build "
+        "is shown here, the FAQ still serving the previous one); `/faqs/<name>/health` has the whole of one FAQ's."
+    )
+
+
+class FaqSummary(BaseModel):
+    """One FAQ of the service (``GET /faqs``)."""
+
+    name: str = Field(description="Its name: its routes are /faqs/<name>/search, /faqs/<name>/faq/<id>, …")
+    default: bool = Field(description="The FAQ of the routes without a name (/search, /faq/<id>, …).")
+    ready: bool = Field(description="An index is loaded.")
+    faq: dict[str, Any] | None = Field(None, description="Its identity from the corpus header: name, language, "
+                                       "what it covers, its support contact.")  # fmt: skip
+    entries: int | None = Field(None, description="Entries of the index served.")
+    index_id: str | None = None
+    model: str | None = None
+    error: dict[str, Any] | None = Field(None, description="Why it is not ready.")
+
+
+class FaqsResponse(BaseModel):
+    """The FAQs of the service."""
+
+    default: str
+    faqs: list[FaqSummary]
 
 
 class PassageOut(BaseModel):

@@ -115,29 +115,14 @@ class Reloader:
 
         settings = self.service.settings
         if old is None:  # started without a usable index: load everything now
-            return load_engine(settings)
+            return load_engine(settings, self.service.embedders)
         return engine_for(settings, old.embedder, load_index(settings.index))
 
     # ---- triggers ----
 
     def install_sighup(self) -> bool:
         """Reload on SIGHUP (only possible from the main thread; gunicorn workers call this after fork)."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        # The handler only sets an event that a waiting thread (a greenlet in a gevent worker) acts on: a signal
-        # handler must neither take locks the interrupted code may hold nor block, and under gevent it runs in the
-        # event loop, where starting a thread (which waits for it to start) kills the worker.
-        wanted = threading.Event()
-
-        def waiter() -> None:
-            while not self._stop.is_set():
-                if wanted.wait(1.0):
-                    wanted.clear()
-                    self.reload("sighup")
-
-        threading.Thread(target=waiter, name="faq-sighup", daemon=True).start()
-        signal.signal(signal.SIGHUP, lambda signum, frame: wanted.set())
-        return True
+        return install_sighup(lambda: self.reload("sighup"), self._stop)
 
     def signal_siblings(self) -> int:
         """SIGHUP the other workers of this gunicorn master (none outside gunicorn); returns how many."""
@@ -221,3 +206,24 @@ class Reloader:
             "last": self.last,
             "watch_seconds": self.service.settings.watch_seconds,
         }
+
+
+def install_sighup(on_signal, stop: threading.Event) -> bool:
+    """Call ``on_signal()`` in a thread after each SIGHUP to this process until ``stop`` is set; False when it cannot
+    be installed (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    # The handler only sets an event that a waiting thread (a greenlet in a gevent worker) acts on: a signal
+    # handler must neither take locks the interrupted code may hold nor block, and under gevent it runs in the
+    # event loop, where starting a thread (which waits for it to start) kills the worker.
+    wanted = threading.Event()
+
+    def waiter() -> None:
+        while not stop.is_set():
+            if wanted.wait(1.0):
+                wanted.clear()
+                on_signal()
+
+    threading.Thread(target=waiter, name="faq-sighup", daemon=True).start()
+    signal.signal(signal.SIGHUP, lambda signum, frame: wanted.set())
+    return True

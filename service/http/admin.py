@@ -14,11 +14,11 @@ from flask import Blueprint, jsonify, request
 
 from ..access import bearer, client_identity, key_matches
 from ..access import valid_key as access_valid_key
-from ..core.faq_service import FaqService
+from ..core.catalog import FaqCatalog
 from ..core.models import MAX_BATCH
 from ..errors import AdminDisabled, ErrorCode, InvalidRequest, ServiceError, Unauthorized
 from .bodies import json_body, read_body
-from .current import faq_service
+from .current import catalog, faq_service
 from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
 from .openapi import ADMIN_SECURITY, ANY_OBJECT, describe
 
@@ -32,7 +32,7 @@ def bearer_token() -> str | None:
 
 def valid_key() -> str | None:
     """The request's key if it is one of ``FAQ_API_KEYS`` (in either header), else None."""
-    keys = faq_service().settings.key_list()
+    keys = catalog().settings.key_list()
     return access_valid_key(request.headers.get("Authorization"), request.headers.get("X-API-Key"), keys)
 
 
@@ -41,7 +41,7 @@ def client_key() -> str:
     return client_identity(valid_key(), request.remote_addr)
 
 
-def install_rate_limit(app, service: FaqService) -> None:
+def install_rate_limit(app, catalog: FaqCatalog) -> None:
     """Per-client limit on the search routes (``FAQ_RATE_LIMIT``, e.g. ``"600/minute"``; off when unset).
 
     Counted per worker in memory unless ``FAQ_RATE_LIMIT_STORAGE`` names a shared store (``redis://…``, any
@@ -56,14 +56,15 @@ def install_rate_limit(app, service: FaqService) -> None:
     because the counter store is down would turn a store outage into a full outage of the service it protects;
     the fallback still bounds a client to the limit per worker (docs/scaling.md).
     """
-    limit = service.settings.rate_limit
+    limit = catalog.settings.rate_limit
     if not limit:
-        service.health_extras["rate_limit"] = lambda: {"enabled": False}
+        for service in catalog.services.values():
+            service.health_extras["rate_limit"] = lambda: {"enabled": False}
         return
     from flask_limiter import Limiter
 
-    storage, shared = _rate_limit_storage(service)
-    exempt = lambda: request.endpoint not in KEYED_ENDPOINTS or request.method == "OPTIONS"  # noqa: E731
+    storage, shared = _rate_limit_storage(catalog)
+    exempt = lambda: not keyed_endpoint() or request.method == "OPTIONS"  # noqa: E731
     limiter = Limiter(
         client_key,
         app=app,
@@ -81,7 +82,8 @@ def install_rate_limit(app, service: FaqService) -> None:
         in_memory_fallback=[limit] if shared else [],
         swallow_errors=True,
     )
-    service.health_extras["rate_limit"] = lambda: rate_limit_status(service, limiter)
+    for service in catalog.services.values():
+        service.health_extras["rate_limit"] = lambda: rate_limit_status(catalog, limiter)
     if shared:
         seen = {"shared": None}
 
@@ -96,7 +98,7 @@ def install_rate_limit(app, service: FaqService) -> None:
             return response
 
 
-def _rate_limit_storage(service: FaqService) -> tuple[str, bool]:
+def _rate_limit_storage(service: FaqCatalog) -> tuple[str, bool]:
     """Where the rate limit is counted (``FAQ_RATE_LIMIT_STORAGE``, else each worker's memory) and whether that
     store is shared by the workers."""
     storage = service.settings.rate_limit_storage or "memory://"
@@ -105,7 +107,7 @@ def _rate_limit_storage(service: FaqService) -> tuple[str, bool]:
 
 def _searches_in_request() -> int:
     """What a request costs of the allowance: the number of queries of a batch (at most ``MAX_BATCH``), else 1."""
-    if request.endpoint != "api.search_batch":
+    if (request.endpoint or "").rpartition(".")[2] != "search_batch":
         return 1
     try:
         body = json_body()  # read once, kept for the route (which answers any error of it itself)
@@ -115,7 +117,7 @@ def _searches_in_request() -> int:
     return min(max(len(queries), 1), MAX_BATCH) if isinstance(queries, list) else 1
 
 
-def rate_limit_status(service: FaqService, limiter) -> dict:
+def rate_limit_status(service: FaqCatalog, limiter) -> dict:
     """What ``/health`` shows of the rate limit: the limit, where it is counted and whether that store answers."""
     limit = service.settings.rate_limit
     storage, shared = _rate_limit_storage(service)
@@ -126,23 +128,29 @@ def rate_limit_status(service: FaqService, limiter) -> dict:
     return {"enabled": True, "limit": limit, "storage": storage.split(":", 1)[0], "state": state}
 
 
-#: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts; the page, the spec and
-#: the probes stay open.
-KEYED_ENDPOINTS = {"api.search_post", "api.search_batch", "api.search_get", "api.faq_entry", "api.feedback"}
+#: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts (the default FAQ's, ``api.``,
+#: and each named FAQ's, ``faq.``); the page, the spec and the probes stay open.
+KEYED_VIEWS = {"search_post", "search_batch", "search_get", "faq_entry", "feedback"}
+KEYED_ENDPOINTS = {f"{blueprint}.{view}" for blueprint in ("api", "faq") for view in KEYED_VIEWS} | {"service.faqs"}
+
+
+def keyed_endpoint() -> bool:
+    """Whether this request's route needs an API key (when the service has keys) and counts in the rate limit."""
+    return request.endpoint in KEYED_ENDPOINTS
 
 
 def check_api_key() -> None:
     """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
     if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
         return
-    if faq_service().settings.key_list() and valid_key() is None:
+    if catalog().settings.key_list() and valid_key() is None:
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
 
 
 @bp.before_request
 def require_admin_token():
     """Every admin route: the bearer admin token, or 401; no token configured: 403 ``admin_disabled``."""
-    token = faq_service().settings.admin_token
+    token = catalog().settings.admin_token
     if not token:
         raise AdminDisabled("the admin endpoints are disabled: set FAQ_ADMIN_TOKEN to enable them")
     if not key_matches(bearer_token(), [token]):  # only there: X-API-Key is for the search keys

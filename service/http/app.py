@@ -1,4 +1,9 @@
-"""The application factory: the service (passed in, or made from the settings), routes and error handling."""
+"""The application factory: the FAQs served (passed in, or made from the settings), routes and error handling.
+
+Each FAQ's routes are served twice: without a prefix for the default FAQ (``/search``, ``/admin/review``…), and
+under ``/faqs/<faq_name>/`` for every FAQ; the name is taken out of the URL's values into ``g.faq_name``, which
+``current.faq_service()`` reads.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ..core.catalog import FaqCatalog
 from ..core.faq_service import FaqService
 from ..errors import HttpError, ServiceError, redact_paths
 from ..settings import Settings
@@ -18,7 +24,10 @@ from .admin import install_rate_limit
 from .bodies import drain_refused_body
 from .review import bp as review_bp
 from .review import page as review_page_bp
-from .routes import bp
+from .routes import bp, service_bp
+
+#: Where each FAQ's routes are served under its name.
+FAQ_PREFIX = "/faqs/<faq_name>"
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +80,35 @@ def register_error_handlers(app: Flask) -> None:
         return _error_response(ServiceError("internal error; the details are in the service log"))
 
 
-def create_app(config: Mapping[str, Any] | None = None, engine=None, service: FaqService | None = None) -> Flask:
-    """Build the Flask app around one ``FaqService``.
+def create_app(
+    config: Mapping[str, Any] | None = None, engine=None, service: FaqService | FaqCatalog | None = None
+) -> Flask:
+    """Build the Flask app around the FAQs of a ``FaqCatalog`` (one ``FaqService`` or several).
 
     Args:
         config: overrides of the environment's settings, by variable name (``{"FAQ_QUERY_LOG": …}``), and Flask's
             own keys (``TESTING``).
-        engine: a ready ``SearchEngine`` (tests pass a small one); if None, the model and index the settings name are
-            loaded once, now. If that fails the app still starts and answers 503 with the reason and its code.
-        service: a ready service (then ``config`` only sets Flask's keys and ``engine`` is ignored).
+        engine: a ready ``SearchEngine`` for a service of one FAQ (tests pass a small one), or ready engines by FAQ
+            name; if None, the model and index the settings name are loaded once, now. If that fails the app still
+            starts and answers 503 with the reason and its code.
+        service: a ready service or catalog (then ``config`` only sets Flask's keys and ``engine`` is ignored).
+    Raises:
+        FaqConfigError: the FAQs the settings name are not valid.
     """
     if service is None:
         settings = Settings.from_mapping(config)
-        service = FaqService(settings, engine, observer=observability.MetricsObserver())
-    settings = service.settings
+        if engine is not None and not isinstance(engine, dict):
+            one = FaqService(settings, engine, observer=observability.MetricsObserver())
+            service = FaqCatalog.of(one)
+        else:
+            service = FaqCatalog(settings, engines=engine, observer=lambda name: observability.MetricsObserver())
+    catalog = service if isinstance(service, FaqCatalog) else FaqCatalog.of(service)
+    settings = catalog.settings
     app = Flask(__name__)
     app.config.from_mapping({k: v for k, v in (config or {}).items() if not k.startswith("FAQ_")})
     if app.config.get("MAX_CONTENT_LENGTH") is None:  # (a test may give Flask's key itself)
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["faq_service"] = service
+    app.extensions["faqs"] = catalog
     # No redirects: Werkzeug would answer //health with an HTML 308 to http://<Host header>/health (a reflected
     # host, and outside the error handler).
     app.url_map.merge_slashes = False
@@ -103,17 +122,31 @@ def create_app(config: Mapping[str, Any] | None = None, engine=None, service: Fa
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     observability.install(app, settings.replica_name)
+    app.register_blueprint(service_bp)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(review_bp)
     app.register_blueprint(review_page_bp)
-    install_rate_limit(app, service)
+    app.register_blueprint(bp, url_prefix=FAQ_PREFIX, name="faq")
+    app.register_blueprint(admin_bp, url_prefix=f"{FAQ_PREFIX}/admin", name="faq_admin")
+    app.register_blueprint(review_bp, url_prefix=f"{FAQ_PREFIX}/admin", name="faq_review")
+    app.register_blueprint(review_page_bp, url_prefix=FAQ_PREFIX, name="faq_review_page")
+
+    @app.url_value_preprocessor
+    def _faq_name(endpoint, values):
+        if values and "faq_name" in values:
+            g.faq_name = values.pop("faq_name")
+
+    install_rate_limit(app, catalog)
     register_error_handlers(app)
     _enable_cors(app, settings.cors_origins)
     _secure_page(app)
     return app
 
 
+#: The pages (for the default FAQ and under each FAQ's name) and their files.
+PAGE_ENDPOINTS = {"static", "api.search_page", "faq.search_page", "review_page.review_page",
+                  "faq_review_page.review_page"}  # fmt: skip
 #: The search page and its files load nothing from elsewhere; their responses say so to the browser.
 PAGE_CSP = "default-src 'self'; connect-src 'self'; frame-ancestors 'none'"
 
@@ -124,7 +157,7 @@ def _secure_page(app: Flask) -> None:
     @app.after_request
     def _headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.endpoint in ("static", "api.search_page", "review_page.review_page"):
+        if request.endpoint in PAGE_ENDPOINTS:
             response.headers["Content-Security-Policy"] = PAGE_CSP
         return response
 

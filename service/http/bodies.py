@@ -9,7 +9,7 @@ import sys
 from flask import current_app, g, request
 
 from ..errors import ErrorCode, InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
-from .current import faq_service
+from .current import catalog
 
 #: A refused body of up to this size is read to its end before the answer, so that a client still sending it reads
 #: the 413 instead of a connection reset (gunicorn's gevent workers close without draining it).
@@ -53,7 +53,7 @@ def read_body() -> bytes:
         raise failed
     try:
         try:
-            with _deadline(faq_service().settings.body_timeout):
+            with _deadline(catalog().settings.body_timeout):
                 raw = request.get_data(cache=True)
             g.faq_body_read = True  # read whole: nothing is left to drain
         except Exception as exc:
@@ -98,7 +98,7 @@ def drain_refused_body() -> None:
     if stream is None or not 0 < length <= DRAIN_REFUSED_BODY_BYTES:
         return
     try:
-        with _deadline(faq_service().settings.body_timeout):
+        with _deadline(catalog().settings.body_timeout):
             while length > 0 and (chunk := stream.read(min(65536, length))):
                 length -= len(chunk)
     except (OSError, ServiceError):  # the client went away, or stalled: answer anyway

@@ -1,12 +1,22 @@
-"""The service a request is for: the app's one ``FaqService`` (``create_app`` puts it there)."""
+"""The FAQ a request is for: the one its URL names (``/faqs/<name>/…``), else the default of the app's catalog."""
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, g
 
+from ..core.catalog import FaqCatalog
 from ..core.faq_service import FaqService
 
 
+def catalog() -> FaqCatalog:
+    """The FAQs of this app (``create_app`` puts them there)."""
+    return current_app.extensions["faqs"]
+
+
 def faq_service() -> FaqService:
-    """The running service of this app."""
-    return current_app.extensions["faq_service"]
+    """The running service of the FAQ this request names (the default one for the routes without a name).
+
+    Raises:
+        NotFound: ``unknown_faq``.
+    """
+    return catalog().get(g.get("faq_name"))

@@ -6,7 +6,8 @@ import logging
 
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from ..core.faq_service import FaqService
+from ..core.catalog import FaqCatalog
+from ..core.faq_config import FaqConfigError
 from ..settings import Settings
 from .app import create_app
 from .log_scrub import scrub_request_text, scrub_target
@@ -31,12 +32,17 @@ class ScrubbingHandler(WSGIRequestHandler):
 
 def serve(settings: Settings) -> str | None:
     """Build the service and its app and serve them until interrupted; the reason when no index can be served."""
-    service = FaqService(settings, observer=MetricsObserver())
-    if service.current_engine is None:
-        return service.failure.message
-    app = create_app(service=service)
-    service.reloader.install_sighup()  # `kill -HUP <pid>` switches to a new index build
-    service.start_background()  # the learning loop's upkeep, with a query log
+    try:
+        catalog = FaqCatalog(settings, observer=lambda name: MetricsObserver())
+    except FaqConfigError as exc:
+        return str(exc)
+    failed = [s for s in catalog.services.values() if s.current_engine is None]
+    if failed:  # every FAQ is served, or none
+        several = len(catalog.services) > 1
+        return "; ".join(f"FAQ '{s.name}': {s.failure.message}" if several else s.failure.message for s in failed)
+    app = create_app(service=catalog)
+    catalog.install_sighup()  # `kill -HUP <pid>` switches every FAQ to its new index build
+    catalog.start_background()  # the learning loop's upkeep, with a query log
     log.info("serving on http://%s:%d", settings.host, settings.port)
     run_simple(settings.host, settings.port, app, threaded=True, use_reloader=False, request_handler=ScrubbingHandler)
     return None

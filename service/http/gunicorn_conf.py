@@ -64,12 +64,15 @@ def _preload_model() -> None:
     try:
         if _settings.backend == "torch":
             return
+        from service.core.faq_config import faq_specs
         from service.encoders.loading import resolve_backend
         from service.indexing.store import read_manifest
         from service.search.engine_loading import encoder_for
 
-        # The encoder a worker will load for the index it serves (its fine-tune, the backend that made its vectors).
-        model, backend = encoder_for(_settings, read_manifest(_settings.index))
+        # The encoder a worker will load for the index it serves (its fine-tune, the backend that made its vectors);
+        # with several FAQs, the default FAQ's (those built with the same model share it).
+        index = faq_specs(_settings, check_indexes=False)[0].index
+        model, backend = encoder_for(_settings, read_manifest(index))
         backend = resolve_backend(model, backend)
         if backend == "torch":
             return
@@ -124,11 +127,11 @@ def post_worker_init(worker):
 
     (SIGHUP to the master is gunicorn's own graceful restart of every worker, which also picks up a new index.)
     """
-    service = worker.wsgi.extensions["faq_service"]
-    service.reloader.gunicorn_master = os.getppid()
-    service.reloader.install_sighup()
-    service.reloader.catch_up()
-    service.start_background()
+    catalog = worker.wsgi.extensions["faqs"]
+    catalog.set_gunicorn_master(os.getppid())
+    catalog.install_sighup()
+    catalog.catch_up()
+    catalog.start_background()
 
 
 # Prometheus: each worker writes its samples under this directory and /metrics adds them up (a fresh directory per
@@ -174,9 +177,10 @@ def worker_exit(server, worker):
     would hang there until gunicorn killed it (30 s per stop; a worker that failed to boot never told the master
     so, and the server went on without one)."""
     try:
-        service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faq_service")
-        if service is not None and service.query_log is not None:
-            service.query_log.close(timeout=5)
+        catalog = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("faqs")
+        for service in catalog.services.values() if catalog is not None else ():
+            if service.query_log is not None:
+                service.query_log.close(timeout=5)
     finally:
         if _master_state["onnxruntime"]:
             import logging

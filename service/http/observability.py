@@ -30,7 +30,7 @@ from prometheus_client import (
 from ..core.faq_service import Observer
 from ..settings import metrics_dir
 from . import served_index
-from .current import faq_service
+from .current import catalog
 from .openapi import TEXT, describe
 
 log = logging.getLogger("service.requests")
@@ -179,7 +179,7 @@ def install(app: Flask, replica_name: str | None = None) -> None:
             "ms": round(seconds * 1000, 2),
             "remote": request.remote_addr,
         }
-        keep = faq_service().settings.log_queries
+        keep = catalog().settings.log_queries
         query = getattr(g, "logged_query", None)
         if keep > 0 and query:
             extra["query"] = query[:keep]

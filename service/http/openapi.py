@@ -34,7 +34,7 @@ ENGINE_ERRORS = frozenset({E.INDEX_UNAVAILABLE, E.INDEX_MODEL_MISMATCH, E.MODEL_
 #: A search: its validation, its budget and its slot.
 SEARCH_ERRORS = frozenset(
     {E.MISSING_QUERY, E.EMPTY_QUERY, E.QUERY_TOO_LONG, E.INVALID_TYPE, E.OUT_OF_RANGE, E.UNKNOWN_FIELD,
-     E.TOO_MANY_TOKENS, E.SEARCH_TIMEOUT}
+     E.TOO_MANY_TOKENS, E.SEARCH_TIMEOUT, E.UNKNOWN_FAQ, E.INVALID_REQUEST}
 )  # fmt: skip
 #: A route of the review loop: the query log and the reviewed file.
 REVIEW_ERRORS = frozenset({E.QUERY_LOG_DISABLED, E.QUERY_LOG_UNAVAILABLE, E.REVIEWED_FILE_INVALID, *ENGINE_ERRORS})
@@ -139,7 +139,24 @@ def search_parameters(max_query_chars: int) -> list[dict]:
             "description": fields_["min_score"].description,
             "schema": {"type": "number", "minimum": 0, "maximum": 1},
         },
+        {
+            "name": "faqs",
+            "in": "query",
+            "required": False,
+            "description": "Comma-separated FAQ names, or `*`: " + fields_["faqs"].description,
+            "schema": {"type": "string", "minLength": 1, "pattern": r"\S"},
+        },
     ]
+
+
+#: The path parameter of every FAQ's routes (``/faqs/{faq_name}/…``).
+FAQ_NAME_PARAMETER = {
+    "name": "faq_name",
+    "in": "path",
+    "required": True,
+    "description": "The FAQ's name, as `GET /faqs` lists them (an unknown name: 404 `unknown_faq`).",
+    "schema": {"type": "string"},
+}
 
 
 #: The query-string parameters of the review queue and the gaps.
@@ -178,6 +195,7 @@ def path_parameter(name: str, example: str | None = None) -> list[dict]:
 #: The models the document describes, each as the API reads it (requests) or writes it (responses).
 REQUEST_MODELS = (
     models.SearchRequest,
+    models.FaqSearchRequest,
     models.BatchRequest,
     models.FeedbackRequest,
     models.ReviewActionRequest,
@@ -188,6 +206,7 @@ RESPONSE_MODELS = (
     models.BatchResponse,
     models.ErrorResponse,
     models.HealthResponse,
+    models.FaqsResponse,
     models.FaqEntryResponse,
     models.FeedbackResponse,
     models.ReviewQueueResponse,
@@ -231,21 +250,30 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
         [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization") for m in RESPONSE_MODELS],
         ref_template="#/components/schemas/{model}",
     )
-    defs["$defs"]["SearchRequest"]["properties"]["query"]["maxLength"] = max_query_chars
+    for model in ("SearchRequest", "FaqSearchRequest"):
+        defs["$defs"][model]["properties"]["query"]["maxLength"] = max_query_chars
     paths: dict[str, dict] = {}
     for path, method, op in operations(app):
-        doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+        named = "{faq_name}" in path  # a FAQ's route under its name: the same operation, one more parameter
+        doc: dict[str, Any] = {"operationId": op.operation_id + ("InFaq" if named else ""), "summary": op.summary}
         if op.description:
             doc["description"] = op.description
+        parameters = [FAQ_NAME_PARAMETER] if named else []
         if op.parameters is not None:
-            doc["parameters"] = op.parameters(max_query_chars) if callable(op.parameters) else op.parameters
+            parameters += op.parameters(max_query_chars) if callable(op.parameters) else op.parameters
+        if named:  # one FAQ's search: not across FAQs
+            parameters = [p for p in parameters if p["name"] != "faqs"]
+        if parameters:
+            doc["parameters"] = parameters
         if op.request is not None:
-            doc["requestBody"] = {"required": op.request_required, "content": _json(*op.request)}
+            model, example = op.request
+            model = "FaqSearchRequest" if named and model == "SearchRequest" else model
+            doc["requestBody"] = {"required": op.request_required, "content": _json(model, example)}
         if op.security is not None:
             doc["security"] = op.security
         doc["responses"] = {
             **{str(status): _response(text, schema) for status, (text, schema) in op.responses.items()},
-            **_error_responses(op.all_errors()),
+            **_error_responses(op.all_errors() | ({E.UNKNOWN_FAQ} if named else set())),
             **{
                 str(status): {
                     "description": f"`{E.HTTP_ERROR.value}`: {E.HTTP_ERROR.meaning}",

@@ -1,4 +1,9 @@
-"""HTTP routes of the search API: parse and validate, call the service, return JSON. No model, FAISS or file code."""
+"""HTTP routes of the search API: parse and validate, call the service, return JSON. No model, FAISS or file code.
+
+``bp`` holds the routes of one FAQ: the app serves them twice, for the default FAQ (``/search``) and under each
+FAQ's name (``/faqs/<faq_name>/search``); ``service_bp`` holds the service's own (``/faqs``, ``/openapi.json``, the
+icon).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..core.models import MAX_TOP_K, FeedbackRequest, parse_batch, parse_body, parse_search
-from ..errors import ErrorCode, InvalidRequest
+from ..core.models import MAX_TOP_K, FeedbackRequest, SearchRequest, parse_batch, parse_body, parse_search
+from ..errors import ErrorCode, InvalidRequest, ServiceError
 from . import observability
-from .admin import KEYED_ENDPOINTS, check_api_key, client_key
+from .admin import check_api_key, client_key, keyed_endpoint
 from .bodies import json_request
-from .current import faq_service
+from .current import catalog, faq_service
 from .openapi import (
     ANY_OBJECT,
     EXAMPLE_QUERY,
@@ -29,16 +34,23 @@ from .openapi import (
 )
 
 bp = Blueprint("api", __name__)
+service_bp = Blueprint("service", __name__)
 
 
 @bp.before_request
 def _api_key():
-    if request.endpoint in KEYED_ENDPOINTS:
+    if keyed_endpoint():
+        check_api_key()
+
+
+@service_bp.before_request
+def _service_api_key():
+    if keyed_endpoint():
         check_api_key()
 
 
 def _max_query_chars() -> int:
-    return faq_service().settings.max_query_chars
+    return catalog().settings.max_query_chars
 
 
 SEARCH_OK = {200: ("The best entries, best first, and whether the first one is an answer.", "SearchResponse")}
@@ -62,9 +74,22 @@ def search_get():
     return _search_one(parse_search(search_args_from_query_string(request.args), _max_query_chars()))
 
 
-def _search_one(req):
+def _search_one(req: SearchRequest):
     g.logged_query = req.query
+    if req.faqs is not None:
+        _across_allowed()
+        return jsonify(catalog().search_across(req, req.faqs, observability.request_id(), client_key()))
     return jsonify(faq_service().search(req, observability.request_id(), client_key()))
+
+
+def _across_allowed() -> None:
+    """``faqs`` is for the routes without a FAQ name: under ``/faqs/<name>/`` the FAQ is chosen already."""
+    if g.get("faq_name") is not None:
+        raise InvalidRequest(
+            "'faqs' is for /search and /search/batch; /faqs/<name>/search searches that FAQ alone",
+            code=ErrorCode.INVALID_REQUEST,
+            field="faqs",
+        )
 
 
 @bp.post("/search/batch")
@@ -80,7 +105,24 @@ def _search_one(req):
 def search_batch():
     """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
     items = parse_batch(json_request(), _max_query_chars())
-    return jsonify(faq_service().search_batch(items, observability.request_id(), client_key()))
+    across = [i for i, item in enumerate(items) if isinstance(item, SearchRequest) and item.faqs is not None]
+    if not across:
+        return jsonify(faq_service().search_batch(items, observability.request_id(), client_key()))
+    _across_allowed()
+    # The queries of one FAQ are encoded together; each query across FAQs is a search of its own.
+    request_id = observability.request_id()
+    alone = [item if i not in across else InvalidRequest("searched across FAQs") for i, item in enumerate(items)]
+    body = faq_service().search_batch(alone, request_id, client_key())
+    for i in across:
+        try:
+            body["results"][i] = catalog().search_across(items[i], items[i].faqs, request_id, client_key())
+        except InvalidRequest as exc:
+            body["results"][i] = exc.to_dict()
+        except ServiceError as exc:
+            if exc.status >= 500 or exc.code == ErrorCode.TOO_MANY_TOKENS:
+                raise
+            body["results"][i] = exc.to_dict()
+    return jsonify(body)
 
 
 @bp.post("/feedback")
@@ -123,7 +165,7 @@ def search_page():
     return current_app.send_static_file("index.html")  # with the page's CSP, like every static file
 
 
-@bp.get("/favicon.ico")
+@service_bp.get("/favicon.ico")
 @describe(operation_id="favicon", summary="L'icône du service",
           responses={200: ("The service's icon, an SVG (the pages name it; browsers that ask by habit get it too).",
                            SVG)}, http_statuses=frozenset({416}))  # fmt: skip
@@ -132,14 +174,25 @@ def favicon():
     return current_app.send_static_file("favicon.svg")
 
 
-@bp.get("/openapi.json")
+@service_bp.get("/openapi.json")
 @describe(operation_id="openapi", summary="Cette description OpenAPI",
           responses={200: ("OpenAPI 3.1 document.", ANY_OBJECT)})  # fmt: skip
 def openapi():
     """The OpenAPI 3.1 description of this API (titled with the loaded FAQ's name, when it has one)."""
-    engine = faq_service().current_engine
+    engine = catalog().default.current_engine
     identity = engine.index.identity if engine is not None else None
     return jsonify(openapi_document(current_app, identity=identity))
+
+
+@service_bp.get("/faqs")
+@describe(operation_id="listFaqs", summary="Les FAQ de ce service",
+          responses={200: ("Every FAQ this service serves, the default first: its name (its URLs are "
+                           "/faqs/<name>/…), its identity, entries and index, and whether it is ready.",
+                           "FaqsResponse")},
+          security=SEARCH_SECURITY, keyed=True)  # fmt: skip
+def faqs():
+    """The FAQs of this service: their names and what each covers."""
+    return jsonify(catalog().listing())
 
 
 @bp.get("/ready")
@@ -155,7 +208,7 @@ def ready():
           responses={200: ("The loaded index's summary.", "HealthResponse")}, engine=True)  # fmt: skip
 def health():
     """200 with the index's manifest summary; 503 (error shape) when no index is loaded."""
-    return jsonify(faq_service().health())
+    return jsonify({**faq_service().health(), "faqs": catalog().health_summary()})
 
 
 def search_args_from_query_string(args) -> dict:
@@ -166,10 +219,14 @@ def search_args_from_query_string(args) -> dict:
     """
     data: dict[str, Any] = {}
     for key in args:
-        if key not in ("q", "query", "top_k", "min_score"):
+        if key not in ("q", "query", "top_k", "min_score", "faqs"):
             raise InvalidRequest(
-                f"unknown parameter '{key}'; accepted: q, top_k, min_score", code=ErrorCode.UNKNOWN_FIELD, field=key
+                f"unknown parameter '{key}'; accepted: q, top_k, min_score, faqs",
+                code=ErrorCode.UNKNOWN_FIELD,
+                field=key,
             )
+    if "faqs" in args:  # ?faqs=a,b or ?faqs=*
+        data["faqs"] = [name.strip() for name in args["faqs"].split(",")] if args["faqs"].strip() else []
     if "q" in args or "query" in args:
         data["query"] = args.get("q", args.get("query"))
     else:  # named as the GET form names it

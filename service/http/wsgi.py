@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from ..core.faq_service import FaqService
+from ..core.catalog import FaqCatalog
+from ..core.faq_config import FaqConfigError
 from ..settings import Settings
 from .app import create_app
 from .observability import MetricsObserver, configure_logging
@@ -16,8 +17,15 @@ from .observability import MetricsObserver, configure_logging
 # (A booting worker ignores SIGHUP: gunicorn_conf.post_fork; post_worker_init installs the reload handler.)
 settings = Settings.from_env()  # once per worker
 configure_logging(settings.log_level, settings.log_format)
-service = FaqService(settings, observer=MetricsObserver())
-if service.current_engine is None:
-    print(f"error: {service.failure.message}", file=sys.stderr)
+try:
+    catalog = FaqCatalog(settings, observer=lambda name: MetricsObserver())
+except FaqConfigError as exc:
+    print(f"error: {exc}", file=sys.stderr)
     sys.exit(3)  # gunicorn stops (instead of restarting the worker) when one exits with 3
-app = create_app(service=service)
+failed = [s for s in catalog.services.values() if s.current_engine is None]
+if failed:  # every FAQ is served, or none: nothing half-way
+    for service in failed:
+        prefix = f"FAQ '{service.name}': " if len(catalog.services) > 1 else ""
+        print(f"error: {prefix}{service.failure.message}", file=sys.stderr)
+    sys.exit(3)
+app = create_app(service=catalog)

@@ -133,6 +133,8 @@ class Result:
     text: str
     section: str | None
     match: Match
+    #: The FAQ of the entry (a search across FAQs).
+    faq: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class SearchResponse:
     reason: dict | None = None
     #: The search's request id: ``FaqSearchClient.send_feedback`` takes it.
     request_id: str | None = None
+    #: A search across FAQs: the FAQ whose first result leads (``answered`` is its).
+    faq: str | None = None
 
     @classmethod
     def from_dict(cls, body: dict) -> SearchResponse:
@@ -165,6 +169,7 @@ class SearchResponse:
             body["took_ms"],
             body.get("reason"),
             body.get("request_id"),
+            body.get("faq"),
         )
 
 
@@ -208,42 +213,64 @@ class FaqSearchClient:
             reason = getattr(exc, "reason", exc)
             raise ConnectionFailedError(0, "connection_failed", f"cannot reach {self.url}: {reason}") from None
 
-    def search(self, query: str, top_k: int = 5, min_score: float | None = None) -> SearchResponse:
-        """The ``top_k`` best entries for ``query``.
+    @staticmethod
+    def path(route: str, faq: str | None = None) -> str:
+        """A FAQ's route: ``/faqs/<faq>/search`` for ``faq``, else the default FAQ's ``/search``."""
+        return f"/faqs/{urllib.parse.quote(faq, safe='')}{route}" if faq else route
 
-        Raises:
-            InvalidRequestError, ServiceUnavailableError, ServerError, ConnectionFailedError, …
-        """
+    def search_body(self, query: str, top_k: int = 5, min_score: float | None = None, faq: str | None = None) -> dict:
+        """A search's JSON answer (``search`` parses it); ``faq``: a FAQ's name, or ``"*"`` for all of them."""
         body: dict = {"query": query, "top_k": top_k}
         if min_score is not None:
             body["min_score"] = min_score
-        return SearchResponse.from_dict(self.call("POST", "/search", body))
+        if faq == "*":
+            return self.call("POST", "/search", {**body, "faqs": ["*"]})
+        return self.call("POST", self.path("/search", faq), body)
 
-    def search_batch(self, queries: list[str | dict]) -> list[SearchResponse | FaqSearchError]:
+    def search(
+        self, query: str, top_k: int = 5, min_score: float | None = None, faq: str | None = None
+    ) -> SearchResponse:
+        """The ``top_k`` best entries for ``query``.
+
+        Args:
+            faq: the FAQ to search, by name, in a service of several (``faqs()`` lists them); ``"*"``: all of them,
+                each result naming its FAQ in ``faq``. None: the service's default FAQ.
+        Raises:
+            InvalidRequestError, NotFoundError (``unknown_faq``), ServiceUnavailableError, ServerError,
+            ConnectionFailedError, …
+        """
+        return SearchResponse.from_dict(self.search_body(query, top_k, min_score, faq))
+
+    def faqs(self) -> dict:
+        """The FAQs of the service (``GET /faqs``): each one's ``name``, identity (``faq``), entries and index."""
+        return self.call("GET", "/faqs")
+
+    def search_batch(self, queries: list[str | dict], faq: str | None = None) -> list[SearchResponse | FaqSearchError]:
         """Up to 64 searches in one request; a query the service refuses comes back as its error, in its place."""
         out: list[SearchResponse | FaqSearchError] = []
-        for item in self.call("POST", "/search/batch", {"queries": queries})["results"]:
+        for item in self.call("POST", self.path("/search/batch", faq), {"queries": queries})["results"]:
             out.append(
                 error_from_body(item["error"]["status"], item) if "error" in item else SearchResponse.from_dict(item)
             )
         return out
 
-    def entry(self, faq_id: str) -> dict:
-        """The whole FAQ entry with its passages.
+    def entry(self, faq_id: str, faq: str | None = None) -> dict:
+        """The whole FAQ entry with its passages (of the FAQ ``faq``, else the default one).
 
         Raises:
             NotFoundError: no entry has this id.
         """
-        return self.call("GET", "/faq/" + urllib.parse.quote(faq_id, safe=""))
+        return self.call("GET", self.path("/faq/" + urllib.parse.quote(faq_id, safe=""), faq))
 
-    def send_feedback(self, request_id: str, faq_id: str, helpful: bool) -> dict:
+    def send_feedback(self, request_id: str, faq_id: str, helpful: bool, faq: str | None = None) -> dict:
         """Say whether the entry ``faq_id`` of the search ``request_id`` (``SearchResponse.request_id``) helped.
 
         Raises:
             NotFoundError: no such search in the service's log (``unknown_request``) or no such entry
                 (``unknown_entry``). FaqSearchError with code ``feedback_disabled``: the service keeps no query log.
         """
-        return self.call("POST", "/feedback", {"request_id": request_id, "faq_id": faq_id, "helpful": helpful})
+        body = {"request_id": request_id, "faq_id": faq_id, "helpful": helpful}
+        return self.call("POST", self.path("/feedback", faq), body)
 
     def health(self) -> dict:
         """The service's ``/health`` answer."""

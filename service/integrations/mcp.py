@@ -33,6 +33,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from ..access import RateLimit, client_identity, valid_key
+from ..core.catalog import FaqCatalog
+from ..core.faq_config import FaqConfigError
 from ..core.faq_service import FaqService
 from ..core.models import MAX_TOP_K, FeedbackRequest, parse_body, parse_search
 from ..corpus import FaqIdentity
@@ -80,15 +82,46 @@ def server_name(identity: FaqIdentity) -> str:
 
 class Backend(Protocol):
     """Where the tools get their answers: the engine in this process, or a running service. ``client`` is who
-    called (``access.client_identity``), for the query log."""
+    called (``access.client_identity``), for the query log; ``faq`` a FAQ's name (None: the default FAQ; ``"*"``
+    for a search: all of them)."""
 
-    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict: ...
+    def search(
+        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
+    ) -> dict: ...
 
-    def entry(self, faq_id: str) -> dict: ...
+    def entry(self, faq_id: str, faq: str | None = None) -> dict: ...
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict: ...
+    def feedback(
+        self, request_id: str, faq_id: str, helpful: bool, client: str | None = None, faq: str | None = None
+    ) -> dict: ...
 
     def identity(self) -> FaqIdentity: ...
+
+    def faqs(self) -> list[tuple[str, FaqIdentity]]: ...
+
+
+#: The tools' query argument.
+Query = Annotated[str, Field(description="The user's question as they wrote it (typos included).")]
+#: The bounds are the schema's only: the tools check them, so that a value out of them gets the stable code.
+TopK = Annotated[
+    int, Field(json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K}, description="How many FAQ entries to return.")
+]
+
+FAQ_ARGUMENT = (
+    'Which FAQ to search: {choices}. Pick the one whose subject matches the question; "*" searches them all '
+    "and the result's `faq` says which one answered. Default: {default}."
+)
+
+
+def faq_choices(faqs: list[tuple[str, FaqIdentity]]) -> str:
+    """The FAQs an assistant can route to, each with what it is: ``"mairie" (Mairie de …, French; e.g. "…")``."""
+    out = []
+    for name, identity in faqs:
+        language = LANGUAGES.get(identity.language.split("-")[0].lower(), identity.language)
+        about = ", ".join(f'"{e}"' for e in identity.examples[:3])
+        what = f"{identity.name}, {language}" if identity.name else language
+        out.append(f'"{name}" ({what}' + (f"; questions such as {about})" if about else ")"))
+    return "; ".join(out)
 
 
 FEEDBACK_DESCRIPTION = (
@@ -100,31 +133,42 @@ FEEDBACK_DESCRIPTION = (
 
 
 class ServiceBackend:
-    """The ``FaqService`` of this process: the same use cases, rules and limits as the HTTP API (the token budget,
-    the search slots, the query log), the MCP server only the adapter."""
+    """The FAQs of this process (a ``FaqCatalog``, or one ``FaqService``): the same use cases, rules and limits as
+    the HTTP API (the token budget, the search slots, the query log), the MCP server only the adapter."""
 
-    def __init__(self, service: FaqService):
-        self.service = service
-        self.gate = service.gate
+    def __init__(self, service: FaqService | FaqCatalog):
+        self.catalog = service if isinstance(service, FaqCatalog) else FaqCatalog.of(service)
+        self.service = self.catalog.default
+        self.gate = self.catalog.gate
 
-    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict:
+    def search(
+        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
+    ) -> dict:
         """One search; ``arrived`` (``time.monotonic()``): when the call came in, so that the time it waited for a
         thread counts in ``FAQ_SEARCH_TIMEOUT``."""
-        request = parse_search({"query": query, "top_k": top_k}, self.service.settings.max_query_chars)
-        return self.service.search(request, client=client, arrived=arrived)
+        request = parse_search({"query": query, "top_k": top_k}, self.catalog.settings.max_query_chars)
+        if faq == "*":
+            return self.catalog.search_across(request, ["*"], client=client, arrived=arrived)
+        return self.catalog.get(faq).search(request, client=client, arrived=arrived)
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
-        self.service.needs_query_log(
+    def feedback(
+        self, request_id: str, faq_id: str, helpful: bool, client: str | None = None, faq: str | None = None
+    ) -> dict:
+        service = self.catalog.get(faq)
+        service.needs_query_log(
             "feedback is off: no query log (or use --url with a service that keeps one)", "feedback_disabled"
         )
         request = parse_body(FeedbackRequest, {"request_id": request_id, "faq_id": faq_id, "helpful": helpful})
-        return self.service.feedback(request, client)
+        return service.feedback(request, client)
 
-    def entry(self, faq_id: str) -> dict:
-        return self.service.entry(faq_id)
+    def entry(self, faq_id: str, faq: str | None = None) -> dict:
+        return self.catalog.get(faq).entry(faq_id)
 
     def identity(self) -> FaqIdentity:
         return self.service.engine.index.identity
+
+    def faqs(self) -> list[tuple[str, FaqIdentity]]:
+        return [(name, s.engine.index.identity) for name, s in self.catalog.services.items()]
 
 
 class HttpBackend:
@@ -133,14 +177,26 @@ class HttpBackend:
     def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
         self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
 
-    def search(self, query: str, top_k: int, client: str | None = None, arrived: float | None = None) -> dict:
-        return self.client.call("POST", "/search", {"query": query, "top_k": top_k})
+    def search(
+        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
+    ) -> dict:
+        return self.client.search_body(query, top_k=top_k, faq=faq)
 
-    def entry(self, faq_id: str) -> dict:
-        return self.client.entry(faq_id)
+    def entry(self, faq_id: str, faq: str | None = None) -> dict:
+        return self.client.entry(faq_id, faq=faq)
 
-    def feedback(self, request_id: str, faq_id: str, helpful: bool, client: str | None = None) -> dict:
-        return self.client.send_feedback(request_id, faq_id, helpful)
+    def feedback(
+        self, request_id: str, faq_id: str, helpful: bool, client: str | None = None, faq: str | None = None
+    ) -> dict:
+        return self.client.send_feedback(request_id, faq_id, helpful, faq=faq)
+
+    def faqs(self) -> list[tuple[str, FaqIdentity]]:
+        """The service's FAQs (``GET /faqs``); one unnamed FAQ if the service cannot say."""
+        try:
+            listed = self.client.faqs()["faqs"]
+            return [(f["name"], FaqIdentity.from_dict(f.get("faq") or {})) for f in listed]
+        except (FaqSearchError, KeyError, TypeError, ValueError):
+            return [("faq", self.identity())]
 
     def identity(self) -> FaqIdentity:
         """The service's FAQ identity (``/health``); an unnamed one if the service cannot say (it may start later)."""
@@ -203,17 +259,16 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
+    faqs = backend.faqs()
+    if len(faqs) > 1:
+        _several_faqs_tools(server, backend, faqs, admit, call)
+        return server
+
     @server.tool(name="search_faq", description=description)
     async def search_faq(
-        query: Annotated[str, Field(description="The user's question as they wrote it (French, typos included).")],
+        query: Query,
         ctx: Context,
-        # The bounds are the schema's only: checked below, so that a value out of them gets the stable code.
-        top_k: Annotated[
-            int,
-            Field(
-                json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K}, description="How many FAQ entries to return."
-            ),
-        ] = 5,
+        top_k: TopK = 5,
     ) -> dict[str, Any]:
         arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
@@ -235,6 +290,60 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
         return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx))
 
     return server
+
+
+def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) -> None:
+    """The three tools with a ``faq`` argument: its schema lists the FAQs, each with what it covers, and ``"*"``."""
+    names = [name for name, _ in faqs]
+    choices = faq_choices(faqs)
+    faq_arg = Field(
+        json_schema_extra={"enum": [*names, "*"]},
+        description=FAQ_ARGUMENT.format(choices=choices, default=names[0]),
+    )
+    one_faq = Field(json_schema_extra={"enum": names}, description=f"The FAQ of the entry: the result's `faq` "
+                    f"when the search was across FAQs (default: {names[0]}).")  # fmt: skip
+    description = (
+        f"Search the official FAQs of this service ({choices}) for the entries that answer a user's question. "
+        + SEARCH_DESCRIPTION.format(faq="the FAQ chosen", language="its language", support="the FAQ's support")
+    )
+
+    def check(faq: str | None, allowed: list[str]) -> None:
+        if faq is not None and faq not in allowed:
+            raise ToolError(f"unknown_faq: no FAQ named {faq[:64]!r}; this service serves: {', '.join(names)}")
+
+    async def search_faq(
+        query: Query,
+        ctx: Context,
+        faq: str | None = None,
+        top_k: TopK = 5,
+    ) -> dict[str, Any]:
+        arrived = time.monotonic()
+        check(faq, [*names, "*"])
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
+        return await call(backend.search, query, top_k, admit(ctx), arrived, faq)
+
+    async def get_faq_entry(faq_id: str, ctx: Context, faq: str | None = None) -> dict[str, Any]:
+        check(faq, names)
+        admit(ctx)
+        return await call(backend.entry, faq_id, faq)
+
+    async def send_feedback(
+        request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
+        faq_id: Annotated[str, Field(description="The entry judged (a result's `faq_id`).")],
+        helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
+        ctx: Context,
+        faq: str | None = None,
+    ) -> dict[str, Any]:
+        check(faq, names)
+        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx), faq)
+
+    # The ``faq`` argument's schema is made here (its names are the service's): set on each tool before the SDK reads
+    # its signature (this module's annotations are strings, evaluated where these local values are not seen).
+    for tool, field, text in ((search_faq, faq_arg, description), (get_faq_entry, one_faq, ENTRY_DESCRIPTION),
+                              (send_feedback, one_faq, FEEDBACK_DESCRIPTION)):  # fmt: skip
+        tool.__annotations__["faq"] = Annotated[str | None, field]
+        server.tool(name=tool.__name__, description=text)(tool)
 
 
 class AccessGuard:
@@ -339,14 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         backend: Backend = HttpBackend(args.url, api_key=args.api_key or settings.api_key)
     else:
-        service = FaqService(settings)
-        if service.current_engine is None:
-            print(f"error: {service.failure.message}", file=sys.stderr)
+        try:
+            catalog = FaqCatalog(settings)  # the FAQs of FAQ_CONFIG / FAQ_FAQS, else the one of FAQ_INDEX
+        except FaqConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        failed = [s for s in catalog.services.values() if s.current_engine is None]
+        if failed:
+            print(f"error: {failed[0].failure.message}", file=sys.stderr)
             return 2
         import atexit
 
-        atexit.register(service.close)  # what the query log holds is written before the server exits
-        backend = ServiceBackend(service)
+        atexit.register(catalog.close)  # what the query logs hold is written before the server exits
+        backend = ServiceBackend(catalog)
     server = build_server(backend, rate_limit, keys)
     if args.transport == "stdio":
         server.run("stdio")

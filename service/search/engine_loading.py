@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from ..encoders.base import BACKENDS, model_id_for
@@ -12,8 +13,36 @@ from ..settings import Settings
 from .engine import SearchEngine
 
 
-def load_engine(settings: Settings) -> SearchEngine:
+class EmbedderPool:
+    """The encoders of a process, one per model, backend and thread count: the FAQs of a service built with the same
+    model share one (one ONNX session, one tokenizer); a FAQ built with another model gets its own."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._embedders: dict[tuple, object] = {}
+
+    def get(self, model: str, backend: str, threads: int | None):
+        """The encoder of ``model`` on ``backend``, loaded the first time it is asked for.
+
+        Raises:
+            ModelUnavailable: the model or its export cannot be loaded.
+        """
+        key = (str(Path(model).resolve()) if Path(model).is_dir() else model, backend, threads)
+        with self._lock:  # two FAQs loading at once load one encoder
+            found = self._embedders.get(key)
+            if found is None:
+                found = self._embedders[key] = load_embedder(model, backend, threads=threads)
+            return found
+
+    def __len__(self) -> int:
+        return len(self._embedders)
+
+
+def load_engine(settings: Settings, embedders: EmbedderPool | None = None) -> SearchEngine:
     """Load the model and the index the settings name and join them.
+
+    Args:
+        embedders: the process's encoders (a service of several FAQs shares one pool); None: a new encoder.
 
     Raises:
         ModelUnavailable, IndexUnavailable, IndexMismatch: with a message that says what to run.
@@ -22,7 +51,10 @@ def load_engine(settings: Settings) -> SearchEngine:
     # earlier one that loads (a worker restarted by gunicorn keeps serving instead of stopping the server).
     index = load_latest_sound(settings.index)
     model, backend = encoder_for(settings, index.manifest)
-    embedder = load_embedder(model, backend, threads=settings.encoder_threads)
+    if embedders is None:
+        embedder = load_embedder(model, backend, threads=settings.encoder_threads)
+    else:
+        embedder = embedders.get(model, backend, settings.encoder_threads)
     return engine_for(settings, embedder, index)
 
 

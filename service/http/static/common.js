@@ -17,8 +17,11 @@ function annoncer(texte, erreur = false) {
   etat.classList.toggle("erreur", erreur);
 }
 
+// Under /faqs/<name>/ the page is one FAQ's: its calls go to that FAQ's routes (/faqs/<name>/search, …).
+const BASE = (location.pathname.match(/^\/faqs\/[^/]+/) || [""])[0];
+
 async function appeler(url, options) {
-  const reponse = await fetch(url, options);
+  const reponse = await fetch(url.startsWith("/") ? BASE + url : url, options);
   const corps = await reponse.json();
   if (!reponse.ok) {
     const err = corps.error || {};

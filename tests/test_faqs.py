@@ -1,0 +1,345 @@
+"""Several FAQs in one service (``core/faq_config.py``, ``core/catalog.py``, the routes under ``/faqs/<name>/``):
+the configuration and its errors, the routes of each FAQ, the search across FAQs, one encoder for all (fake
+embedder; the real model and servers: ``test_faqs_live.py``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import DATA, MINI_CORPUS, assert_error
+
+from service.core.catalog import FaqCatalog
+from service.core.faq_config import FaqConfigError, FaqSpec, faq_specs
+from service.http.app import create_app
+from service.indexing.build import build_index
+from service.indexing.store import load_index
+from service.search.engine import SearchEngine
+from service.settings import Settings
+
+MAIRIE_CORPUS = DATA / "mairie_faq.jsonl"
+SPREAD = {"slope": 5.0, "intercept": 0.0}
+
+
+class CountingEmbedder:
+    """The fake embedder, counting the texts it encodes."""
+
+    def __init__(self, inner):
+        self.inner, self.encoded = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, **kwargs):
+        self.encoded += len(texts)
+        return self.inner.encode(texts, **kwargs)
+
+
+@pytest.fixture
+def two(tmp_path, fake_embedder):
+    """Two FAQs' indexes (the mini FAQ, the town hall's), built with one fake embedder."""
+    indexes = {}
+    for name, corpus in (("mini", MINI_CORPUS), ("mairie", MAIRIE_CORPUS)):
+        indexes[name] = tmp_path / name
+        build_index(corpus, indexes[name], fake_embedder, show_progress=False)
+    return indexes
+
+
+@pytest.fixture
+def catalog(two, fake_embedder):
+    embedder = CountingEmbedder(fake_embedder)
+    specs = [FaqSpec("mini", two["mini"], MINI_CORPUS, default=True), FaqSpec("mairie", two["mairie"], MAIRIE_CORPUS)]
+    # A calibration that spreads the fake embedder's scores (the real one's puts them all near 0).
+    engines = {
+        name: SearchEngine(embedder, load_index(path), scoring=SPREAD, cache_size=0) for name, path in two.items()
+    }
+    catalog = FaqCatalog(Settings.from_env(), specs=specs, engines=engines)
+    catalog.embedder = embedder
+    return catalog
+
+
+@pytest.fixture
+def client(catalog):
+    return create_app({"TESTING": True}, service=catalog).test_client()
+
+
+# ---- the configuration ----
+
+
+def _config(tmp_path, text: str):
+    path = tmp_path / "faqs.toml"
+    path.write_text(text, encoding="utf-8")
+    return Settings.from_env(config=path)
+
+
+def test_a_config_file_names_the_faqs_relative_to_itself(tmp_path, two):
+    settings = _config(
+        tmp_path,
+        '[[faq]]\nname = "mini"\nindex = "mini"\ncorpus = "mini.jsonl"\n\n'
+        '[[faq]]\nname = "mairie"\nindex = "mairie"\ndefault = true\n',
+    )
+    specs = faq_specs(settings)
+    assert [s.name for s in specs] == ["mairie", "mini"]  # the one marked default first
+    assert specs[1].index == tmp_path / "mini" and specs[1].corpus == tmp_path / "mini.jsonl"
+    assert specs[0].corpus is None and specs[0].where == f"{tmp_path / 'faqs.toml'}:6"
+
+
+def test_faq_options_add_faqs_and_a_query_log_per_faq(tmp_path, two):
+    settings = Settings.from_env(
+        faqs=f"mini={two['mini']},mairie={two['mairie']}", query_log=tmp_path / "logs" / "queries.sqlite"
+    )
+    specs = faq_specs(settings)
+    assert [(s.name, s.index) for s in specs] == [("mini", two["mini"]), ("mairie", two["mairie"])]
+    assert all(s.query_log is None for s in specs)  # no corpus: no review loop, so no log
+    config = _config(tmp_path, f'[[faq]]\nname = "a"\nindex = "{two["mini"]}"\ncorpus = "a.jsonl"\n')
+    logged = faq_specs(config.model_copy(update={"query_log": tmp_path / "queries.sqlite"}))
+    assert logged[0].query_log == tmp_path / "queries.a.sqlite"
+
+
+def test_one_faq_as_before_when_no_configuration(tmp_path):
+    specs = faq_specs(Settings.from_env(index=tmp_path / "nowhere", corpus=MINI_CORPUS))
+    assert [(s.name, s.index, s.default) for s in specs] == [("mini_faq", tmp_path / "nowhere", True)]
+
+
+def test_a_bad_configuration_is_refused_whole_with_every_error_and_its_line(tmp_path, two):
+    settings = _config(
+        tmp_path,
+        f'[[faq]]\nname = "mini"\nindex = "{two["mini"]}"\n\n'  # line 1
+        f'[[faq]]\nname = "mini"\nindex = "{two["mairie"]}"\n\n'  # line 5: a duplicate name
+        '[[faq]]\nname = "Not A Slug"\nindex = "missing"\n\n'  # line 9: not a slug, no index
+        f'[[faq]]\nname = "again"\nindex = "{two["mini"]}"\ncolour = "blue"\n\n'  # line 13: same index, unknown key
+        '[[faq]]\nindex = "x"\n',  # line 18: no name
+    )
+    with pytest.raises(FaqConfigError) as raised:
+        faq_specs(settings)
+    errors = raised.value.errors
+    path = tmp_path / "faqs.toml"
+    expected = [
+        (f"{path}:5", "already the FAQ of"),
+        (f"{path}:9", "is not a slug"),
+        (f"{path}:9", "no index at"),
+        (f"{path}:13", "already the index of 'mini'"),
+        (f"{path}:13", "unknown key 'colour'"),
+        (f"{path}:18", "'name' is required"),
+    ]
+    for where, words in expected:
+        assert any(e.startswith(where) and words in e for e in errors), (where, words, errors)
+    assert len(errors) == len(expected), errors
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[[faq]\nname = 1", "not valid TOML"),
+        ("faqs = 3", "unknown key 'faqs'"),
+        ("", "no FAQ is named"),
+        ('[[faq]]\nname = "a"\nindex = "i"\ndefault = "yes"', "'default' must be true or false"),
+        ('[[faq]]\nname = "a"\nindex = "i"\nquery_log = "q.db"', "'query_log' needs 'corpus'"),
+    ],
+)
+def test_bad_configuration_files(tmp_path, text, words):
+    with pytest.raises(FaqConfigError) as raised:
+        faq_specs(_config(tmp_path, text), check_indexes=False)
+    assert any(words in e for e in raised.value.errors), raised.value.errors
+
+
+def test_two_defaults_and_a_bad_option_are_refused(tmp_path, two):
+    settings = _config(
+        tmp_path,
+        f'[[faq]]\nname = "a"\nindex = "{two["mini"]}"\ndefault = true\n'
+        f'[[faq]]\nname = "b"\nindex = "{two["mairie"]}"\ndefault = true\n',
+    )
+    with pytest.raises(FaqConfigError, match="one default FAQ"):
+        faq_specs(settings)
+    with pytest.raises(FaqConfigError, match="expected NAME=INDEX_DIR"):
+        faq_specs(Settings.from_env(faqs="just-a-name"))
+
+
+def test_serve_refuses_a_bad_configuration_before_starting(tmp_path, capsys):
+    from service.cli import serve
+
+    (tmp_path / "faqs.toml").write_text('[[faq]]\nname = "UPPER"\nindex = "nowhere"\n', encoding="utf-8")
+    assert serve.main(["--dev", "--config", str(tmp_path / "faqs.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a slug" in err and "no index at" in err
+    with pytest.raises(SystemExit) as ended:
+        serve.main(["--dev", "--faq", "nameonly"])
+    assert ended.value.code == 2 and "expected NAME=INDEX_DIR" in capsys.readouterr().err
+
+
+# ---- the routes of each FAQ ----
+
+
+def test_faqs_lists_every_faq_with_its_identity(client, two):
+    body = client.get("/faqs").get_json()
+    assert body["default"] == "mini"
+    by_name = {f["name"]: f for f in body["faqs"]}
+    assert list(by_name) == ["mini", "mairie"] and by_name["mini"]["default"] is True
+    assert by_name["mairie"]["faq"]["name"] == "Mairie de Saint-Exemple" and by_name["mairie"]["entries"] == 3
+    assert by_name["mairie"]["ready"] is True and by_name["mairie"]["index_id"]
+
+
+def test_each_faq_answers_under_its_name_and_the_default_without(client):
+    question = "acte de naissance"
+    named = client.post("/faqs/mairie/search", json={"query": question}).get_json()
+    assert named["results"][0]["faq_id"] == "mairie-1"
+    got = client.get("/faqs/mairie/search", query_string={"q": question}).get_json()
+    assert got["results"][0]["faq_id"] == "mairie-1"
+    default = client.post("/search", json={"query": question}).get_json()
+    assert all(r["faq_id"] in {"compte", "activation", "gestionnaire", "espace", "factures"} or
+               not r["faq_id"].startswith("mairie") for r in default["results"])  # fmt: skip
+    assert client.get("/faqs/mairie/faq/mairie-2").get_json()["id"] == "mairie-2"
+    assert_error(client.get("/faq/mairie-2"), 404, "faq_not_found")  # the default FAQ has no such entry
+    batch = client.post("/faqs/mairie/search/batch", json={"queries": [question, "cantine"]}).get_json()
+    assert [r["results"][0]["faq_id"] for r in batch["results"]] == ["mairie-1", "mairie-2"]
+    assert client.get("/faqs/mairie/health").get_json()["index"]["faq"]["name"] == "Mairie de Saint-Exemple"
+    with client.get("/faqs/mairie/") as page:
+        assert page.status_code == 200 and "Content-Security-Policy" in page.headers
+
+
+def test_an_unknown_faq_is_a_404_that_lists_the_known_names(client):
+    for response in (
+        client.post("/faqs/nope/search", json={"query": "x"}),
+        client.get("/faqs/nope/faq/mairie-1"),
+        client.post("/search", json={"query": "x", "faqs": ["mairie", "nope"]}),
+        client.get("/search", query_string={"q": "x", "faqs": "nope"}),
+    ):
+        err = assert_error(response, 404, "unknown_faq")
+        assert "mini, mairie" in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"query": "x", "faqs": []}, 400, "out_of_range"),
+        ({"query": "x", "faqs": "mairie"}, 400, "invalid_type"),
+        ({"query": "x", "faqs": [3]}, 400, "invalid_type"),
+        ({"query": "x", "faqs": [""]}, 400, "invalid_request"),
+        ({"query": "x", "faqs": ["a"] * 65}, 400, "out_of_range"),
+    ],
+)
+def test_bad_faqs_lists(client, body, status, code):
+    assert assert_error(client.post("/search", json=body), status, code)["field"] == "faqs"
+
+
+def test_faqs_is_refused_under_a_faq_name(client):
+    err = assert_error(client.post("/faqs/mairie/search", json={"query": "x", "faqs": ["*"]}), 400, "invalid_request")
+    assert err["field"] == "faqs"
+
+
+def test_api_keys_guard_every_faq_and_the_list(two, fake_embedder):
+    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
+    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(api_keys="k1"), specs=specs, engines=engines)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    assert_error(client.post("/faqs/mairie/search", json={"query": "x"}), 401, "unauthorized")
+    assert_error(client.get("/faqs"), 401, "unauthorized")
+    assert_error(client.post("/faqs/nope/search", json={"query": "x"}), 401, "unauthorized")  # names stay private
+    keyed = client.post("/faqs/mairie/search", json={"query": "x"}, headers={"X-API-Key": "k1"})
+    assert keyed.status_code == 200
+
+
+# ---- across FAQs ----
+
+
+def test_a_search_across_faqs_merges_by_score_and_names_each_faq(client, catalog):
+    before = catalog.embedder.encoded
+    body = client.post("/search", json={"query": "acte de naissance", "faqs": ["*"], "top_k": 4}).get_json()
+    assert catalog.embedder.encoded - before == 1  # one encoder for both FAQs: the query is encoded once
+    assert body["faq"] == "mairie" and body["results"][0]["faq"] == "mairie"
+    assert body["results"][0]["faq_id"] == "mairie-1" and body["faqs"] == ["mini", "mairie"]
+    assert [r["rank"] for r in body["results"]] == [1, 2, 3, 4]
+    assert {r["faq"] for r in body["results"]} <= {"mini", "mairie"}
+    # Each FAQ's order is kept, and the merge is by score: the first result leads every FAQ's first.
+    alone = {
+        name: client.post(f"/faqs/{name}/search", json={"query": "acte de naissance", "top_k": 4}).get_json()
+        for name in ("mini", "mairie")
+    }
+    assert body["results"][0]["score"] == max(a["results"][0]["score"] for a in alone.values())
+    assert body["answered"] == alone["mairie"]["answered"] and body["reason"] == alone["mairie"]["reason"]
+    for name in ("mini", "mairie"):
+        mine = [r["faq_id"] for r in body["results"] if r["faq"] == name]
+        assert mine == [r["faq_id"] for r in alone[name]["results"]][: len(mine)]
+
+
+def test_across_named_faqs_and_in_a_batch(client):
+    one = client.get("/search", query_string={"q": "cantine", "faqs": "mairie"}).get_json()
+    assert one["faqs"] == ["mairie"] and all(r["faq"] == "mairie" for r in one["results"])
+    batch = client.post(
+        "/search/batch",
+        json={"queries": ["créer mon compte", {"query": "cantine", "faqs": ["*"]}, {"query": "x", "faqs": ["no"]}]},
+    ).get_json()
+    plain, across, unknown = batch["results"]
+    assert "faq" not in plain["results"][0] and plain["results"][0]["faq_id"] == "compte"
+    assert across["faq"] == "mairie" and across["results"][0]["faq_id"] == "mairie-2"
+    assert unknown["error"]["code"] == "unknown_faq"
+
+
+def test_health_reports_every_faq(client):
+    body = client.get("/health").get_json()
+    assert set(body["faqs"]) == {"mini", "mairie"} and all(f["ready"] for f in body["faqs"].values())
+
+
+def test_the_openapi_document_has_both_forms_of_each_faq_route(client):
+    doc = client.get("/openapi.json").get_json()
+    assert "/search" in doc["paths"] and "/faqs/{faq_name}/search" in doc["paths"] and "/faqs" in doc["paths"]
+    named = doc["paths"]["/faqs/{faq_name}/search"]["post"]
+    assert named["operationId"] == "searchInFaq" and named["parameters"][0]["name"] == "faq_name"
+    assert "unknown_faq" in named["responses"]["404"]["description"]
+    assert named["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/FaqSearchRequest")
+    ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+
+
+# ---- assistants ----
+
+
+def test_the_mcp_tools_take_a_faq_listing_each_with_what_it_covers(catalog):
+    import asyncio
+
+    from mcp import Client
+
+    from service.integrations.mcp import ServiceBackend, build_server
+
+    async def session(calls):
+        async with Client(build_server(ServiceBackend(catalog))) as client:
+            tools = await client.list_tools()
+            return tools, [await client.call_tool(name, args) for name, args in calls]
+
+    tools, (across, named, entry, unknown) = asyncio.run(
+        session(
+            [
+                ("search_faq", {"query": "acte de naissance", "faq": "*", "top_k": 2}),
+                ("search_faq", {"query": "cantine", "faq": "mairie", "top_k": 1}),
+                ("get_faq_entry", {"faq_id": "mairie-3", "faq": "mairie"}),
+                ("search_faq", {"query": "cantine", "faq": "nope"}),
+            ]
+        )
+    )
+    search = {t.name: t for t in tools.tools}["search_faq"]
+    faq = search.input_schema["properties"]["faq"]
+    assert faq["enum"] == ["mini", "mairie", "*"] and "Mairie de Saint-Exemple" in faq["description"]
+    assert "acte de naissance" in faq["description"]  # the FAQ's examples say what it covers
+    body = json.loads(across.content[0].text)
+    assert body["faq"] == "mairie" and body["results"][0]["faq"] == "mairie"
+    assert json.loads(named.content[0].text)["results"][0]["faq_id"] == "mairie-2"
+    assert json.loads(entry.content[0].text)["id"] == "mairie-3"
+    assert unknown.is_error and "mini, mairie" in unknown.content[0].text
+
+
+def test_the_python_client_takes_faq(catalog):
+    from conftest import serving
+
+    from service.integrations.client import FaqSearchClient, NotFoundError
+
+    with serving(create_app({"TESTING": True}, service=catalog)) as url:
+        client = FaqSearchClient(url)
+        assert [f["name"] for f in client.faqs()["faqs"]] == ["mini", "mairie"]
+        assert client.search("cantine", faq="mairie").results[0].faq_id == "mairie-2"
+        across = client.search("acte de naissance", faq="*")
+        assert across.faq == "mairie" and across.results[0].faq == "mairie"
+        assert client.entry("mairie-1", faq="mairie")["id"] == "mairie-1"
+        assert client.search_batch(["cantine"], faq="mairie")[0].results[0].faq_id == "mairie-2"
+        with pytest.raises(NotFoundError) as raised:
+            client.search("x", faq="nope")
+        assert raised.value.code == "unknown_faq"
