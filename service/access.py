@@ -2,9 +2,10 @@
 for the rate limit and the query log. No Flask here: the HTTP API (``http/admin.py``) and the MCP server over HTTP
 (``integrations/mcp.py``) apply the same rules through it.
 
-With ``FAQ_API_KEYS`` set (comma-separated), a caller sends one of them as ``Authorization: Bearer <key>`` or
-``X-API-Key``. A client is its valid key (hashed, never kept raw), else its address: an unchecked key is no
-identity, or every request with a new made-up key would get a fresh allowance. ``RateLimit`` counts a client's
+With ``FAQ_API_KEYS`` set (comma-separated; ``KEY:faq-a+faq-b`` limits a key to those FAQs), a caller sends one
+of them as ``Authorization: Bearer <key>`` or ``X-API-Key``. A client is its valid key (hashed, never kept raw),
+else its address: an unchecked key is no identity, or every request with a new made-up key would get a fresh
+allowance. ``RateLimit`` counts a client's
 searches against ``FAQ_RATE_LIMIT`` in the ``limits`` library's storage (each process's memory, or the store of
 ``FAQ_RATE_LIMIT_STORAGE``).
 """
@@ -24,6 +25,20 @@ def parse_keys(value) -> list[str]:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
     return [k.strip() for k in items if k and k.strip()]
+
+
+def key_scopes(value) -> dict[str, frozenset[str] | None]:
+    """``FAQ_API_KEYS`` with the FAQs each key may use: ``KEY`` (every FAQ) or ``KEY:faq-a+faq-b`` (only those).
+
+    Returns:
+        Each key (without its scope) and its FAQs' names, None for every FAQ.
+    """
+    out: dict[str, frozenset[str] | None] = {}
+    for item in parse_keys(value):
+        key, sep, scope = item.partition(":")
+        names = frozenset(n.strip() for n in scope.split("+") if n.strip()) if sep else None
+        out[key.strip()] = names
+    return out
 
 
 def key_matches(given: str | None, allowed: Iterable[str]) -> bool:

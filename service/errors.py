@@ -69,6 +69,12 @@ class ErrorCode(StrEnum):
         403,
         "the review queue or the gaps while the service keeps no query log",
     )
+    FAQ_FORBIDDEN = (
+        "faq_forbidden",
+        403,
+        "the API key is limited to other FAQs (`FAQ_API_KEYS` as `KEY:faq-a+faq-b`): the message lists the ones it "
+        "may use",
+    )
     NOT_FOUND = ("not_found", 404, "unknown path")
     FAQ_NOT_FOUND = ("faq_not_found", 404, "`GET /faq/<id>` with an unknown id")
     UNKNOWN_FAQ = (
@@ -272,6 +278,12 @@ class RequestTimeout(ServiceError):
     """The body did not arrive within ``FAQ_BODY_TIMEOUT`` seconds (408)."""
 
     code = ErrorCode.REQUEST_TIMEOUT
+
+
+class Forbidden(ServiceError):
+    """The caller may not use this (403)."""
+
+    code = ErrorCode.FAQ_FORBIDDEN
 
 
 class NotFound(ServiceError):

@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(None, description="browser origins allowed to call the API")
     # ---- who may call ----
     admin_token: str | None = Field(None, description="bearer token of /admin/*; None: admin disabled")
-    api_keys: str | None = Field(None, description="comma-separated keys the search routes require")
+    api_keys: str | None = Field(
+        None, description="comma-separated keys the search routes require (KEY:faq-a+faq-b: only those FAQs)"
+    )
     api_key: str | None = Field(None, description="the key `faq-search mcp --url` sends to a service")
     rate_limit: str | None = Field(None, description="per-client limit on the search routes, e.g. 600/minute")
     rate_limit_storage: str | None = Field(None, description="the rate limit's shared store (redis://…)")
@@ -230,8 +232,14 @@ class Settings(BaseSettings):
         return self.model or str(DEFAULT_MODEL_DIR)
 
     def key_list(self) -> list[str]:
-        """``api_keys`` as a list."""
-        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+        """``api_keys`` as a list of keys (without the FAQs a key may be limited to: ``key_scopes``)."""
+        return list(self.key_scopes())
+
+    def key_scopes(self) -> dict[str, frozenset[str] | None]:
+        """Each API key and the FAQs it may use (``KEY:faq-a+faq-b``), None for every FAQ."""
+        from .access import key_scopes
+
+        return key_scopes(self.api_keys)
 
 
 def unknown_variable_warnings() -> list[str]:

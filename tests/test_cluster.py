@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHORUS_CORPUS, MODEL_DIR
+from conftest import CHORUS_CORPUS, DATA, MODEL_DIR
 
 from service.deploy import cluster
 from service.indexing.build import build_index
@@ -55,6 +55,11 @@ def _post(url: str, body: dict, headers: dict | None = None, timeout: float = 10
             return response.status, response.headers, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, json.loads(exc.read() or b"{}")
+
+
+def _get(url: str, timeout: float = 10) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 class Load:
@@ -118,8 +123,8 @@ def _ports(count: int) -> list[int]:
 def _spec(tmp_path, **overrides) -> cluster.ClusterSpec:
     front, *replicas = _ports(4)
     return cluster.ClusterSpec(
-        replicas=3, run_dir=tmp_path / "cluster", front_port=front, first_replica_port=replicas[0],
-        model=str(MODEL_DIR), **overrides,
+        **{"replicas": 3, "run_dir": tmp_path / "cluster", "front_port": front, "first_replica_port": replicas[0],
+           "model": str(MODEL_DIR), **overrides}
     )  # fmt: skip
 
 
@@ -347,3 +352,36 @@ def test_haproxys_own_answer_when_no_replica_is_ready_is_json_and_named(running)
             cluster.haproxy_command(running, f"set server replicas/{name} state ready")
     assert status == 503 and body["error"]["code"] == "no_replica"
     assert headers.get("X-Served-By") == "haproxy" and headers.get("Content-Type") == "application/json"
+
+
+def test_a_cluster_of_two_faqs_serves_and_publishes_each_under_its_name(tmp_path, real_index_dir, real_embedder):
+    """Two FAQs on 2 replicas: each FAQ answered under its name through HAProxy, a build of one published with
+    `faq-search publish --faq` reaches every replica, the other FAQ untouched."""
+    _needs("haproxy")
+    _needs("redis-server")
+    from service.cli import publish
+
+    mairie = tmp_path / "mairie.jsonl"
+    mairie.write_bytes((DATA / "mairie_faq.jsonl").read_bytes())
+    build_index(mairie, tmp_path / "mairie-index", real_embedder, show_progress=False)
+    spec = _spec(tmp_path, replicas=2, rate_limit="100000/minute", faqs=["chorus-pro", "mairie"])
+    cluster.start(spec, faq_indexes={"chorus-pro": real_index_dir, "mairie": tmp_path / "mairie-index"})
+    try:
+        listed = _get(spec.url + "/faqs")
+        assert [f["name"] for f in listed["faqs"]] == ["chorus-pro", "mairie"]
+        status, _, body = _post(spec.url + "/faqs/mairie/search", {"query": "acte de naissance"})
+        assert status == 200 and body["results"][0]["faq_id"] == "mairie-1"
+        with mairie.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"id": "mairie-4", "question": "Où se garer ?", "answer": "Place du marché."}) + "\n")
+        build_index(mairie, tmp_path / "mairie-index", real_embedder, show_progress=False)
+        assert publish.main(["--faq", "mairie", "--index", str(tmp_path / "mairie-index"), "--to",
+                             str(spec.publish_dir)]) == 0  # fmt: skip
+
+        def every_replica_has_four() -> bool:
+            counts = [_get(f"http://127.0.0.1:{spec.port(n)}/faqs")["faqs"][1]["entries"] for n in spec.names()]
+            return counts == [4, 4]
+
+        assert _wait_until(every_replica_has_four, 30) is not None
+        assert _get(spec.url + "/faqs")["faqs"][0]["entries"] == 5  # the other FAQ: untouched
+    finally:
+        cluster.stop(spec)

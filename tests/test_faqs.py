@@ -343,3 +343,141 @@ def test_the_python_client_takes_faq(catalog):
         with pytest.raises(NotFoundError) as raised:
             client.search("x", faq="nope")
         assert raised.value.code == "unknown_faq"
+
+
+# ---- per FAQ: keys, metrics, the review loop ----
+
+
+def test_a_key_limited_to_some_faqs_gets_403_on_the_others(two, fake_embedder):
+    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
+    engines = {name: SearchEngine(fake_embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(api_keys="all-key,town-key:mairie"), specs=specs, engines=engines)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    town = {"X-API-Key": "town-key"}
+    assert client.post("/faqs/mairie/search", json={"query": "cantine"}, headers=town).status_code == 200
+    err = assert_error(client.post("/faqs/mini/search", json={"query": "x"}, headers=town), 403, "faq_forbidden")
+    assert "mairie" in err["message"] and "mini" in err["message"]
+    assert_error(client.post("/search", json={"query": "x"}, headers=town), 403, "faq_forbidden")  # the default
+    assert_error(client.get("/faq/compte", headers=town), 403, "faq_forbidden")
+    assert_error(client.post("/search", json={"query": "x", "faqs": ["mini"]}, headers=town), 403, "faq_forbidden")
+    across = client.post("/search", json={"query": "cantine", "faqs": ["*"]}, headers=town).get_json()
+    assert across["faqs"] == ["mairie"]  # all of those the key may use
+    assert [f["name"] for f in client.get("/faqs", headers=town).get_json()["faqs"]] == ["mairie"]
+    unknown = assert_error(client.post("/faqs/nope/search", json={"query": "x"}, headers=town), 404, "unknown_faq")
+    assert "mini" not in unknown["message"]  # the FAQs a key may not use are not named to it
+    assert client.post("/faqs/mini/search", json={"query": "x"}, headers={"X-API-Key": "all-key"}).status_code == 200
+
+
+def test_a_key_limited_to_a_faq_the_service_does_not_serve_is_refused_at_start(two):
+    settings = Settings.from_env(faqs=f"mini={two['mini']},mairie={two['mairie']}", api_keys="k1,k2:mairie+gone")
+    with pytest.raises(FaqConfigError) as raised:
+        faq_specs(settings)
+    assert raised.value.errors == [
+        "FAQ_API_KEYS: key number 2 is limited to gone, not a FAQ of this service (mairie, mini)"
+    ]
+    assert "k2" not in str(raised.value)
+
+
+def test_the_rate_limit_counts_a_client_across_all_faqs(two, fake_embedder):
+    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
+    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(rate_limit="3/minute"), specs=specs, engines=engines)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    statuses = [
+        client.post(path, json={"query": "cantine"}).status_code
+        for path in ("/faqs/mairie/search", "/faqs/mini/search", "/search", "/faqs/mairie/search")
+    ]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_metrics_label_each_faq(two, fake_embedder):
+    from service.http.observability import MetricsObserver
+
+    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
+    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(), specs=specs, engines=engines, observer=MetricsObserver)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    client.post("/faqs/mairie/search", json={"query": "cantine"})
+    client.post("/faqs/mini/search", json={"query": "compte"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'faq_searches_total{answered="true",faq="mairie"}' in text or 'answered="false",faq="mairie"' in text
+    assert 'faq_index_entries{faq="mairie"} 3.0' in text and 'faq_index_entries{faq="mini"}' in text
+    assert 'faq_index_info{faq="mairie",index_id=' in text
+    assert 'route="/faqs/<faq_name>/search"' in text  # the route, not each name: bounded
+
+
+def test_each_faq_has_its_own_query_log_and_review_queue(tmp_path, two, fake_embedder):
+    from conftest import LEARNING_TOKEN
+
+    specs = [
+        FaqSpec("mini", two["mini"], MINI_CORPUS, tmp_path / "mini.db", default=True),
+        FaqSpec("mairie", two["mairie"], MAIRIE_CORPUS, tmp_path / "mairie.db"),
+    ]
+    engines = {name: SearchEngine(fake_embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(admin_token=LEARNING_TOKEN), specs=specs, engines=engines)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    admin = {"Authorization": f"Bearer {LEARNING_TOKEN}"}
+    try:
+        asked = client.post("/faqs/mairie/search", json={"query": "horaires de la piscine municipale"}).get_json()
+        assert not asked["answered"]
+        town = client.get("/faqs/mairie/admin/gaps", headers=admin).get_json()
+        default = client.get("/admin/gaps", headers=admin).get_json()
+        assert town["queries"] == 1 and default["queries"] == 0, (town, default)
+        sent = client.post(
+            "/faqs/mairie/feedback", json={"request_id": asked["request_id"], "faq_id": "mairie-1", "helpful": False}
+        )
+        assert sent.status_code == 201
+        wrong = client.post(
+            "/feedback", json={"request_id": asked["request_id"], "faq_id": "mairie-1", "helpful": False}
+        )
+        assert_error(wrong, 404, "unknown_request")  # the default FAQ's log never saw it
+    finally:
+        catalog.close()
+
+
+# ---- the configuration read again ----
+
+
+def test_a_configuration_reload_adds_removes_and_keeps_faqs_without_a_restart(
+    tmp_path, two, fake_embedder, monkeypatch
+):
+    from conftest import LEARNING_TOKEN
+
+    import service.core.faq_service as faq_service_module
+
+    monkeypatch.setattr(  # the fake embedder for every FAQ the catalog loads
+        faq_service_module,
+        "load_engine",
+        lambda settings, embedders=None: SearchEngine(
+            fake_embedder, load_index(settings.index), scoring=SPREAD
+        ),  # fmt: skip
+    )
+    build_index(MINI_CORPUS, tmp_path / "third", fake_embedder, show_progress=False)
+    config = tmp_path / "faqs.toml"
+    config.write_text(f'[[faq]]\nname = "mini"\nindex = "{two["mini"]}"\n[[faq]]\nname = "mairie"\nindex = "mairie"\n')
+    catalog = FaqCatalog(Settings.from_env(config=config, admin_token=LEARNING_TOKEN))
+    kept = catalog.services["mairie"]
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    admin = {"Authorization": f"Bearer {LEARNING_TOKEN}"}
+    assert_error(client.post("/admin/faqs/reload"), 401, "unauthorized")
+
+    config.write_text('[[faq]]\nname = "mairie"\nindex = "mairie"\n[[faq]]\nname = "third"\nindex = "third"\n')
+    outcome = client.post("/admin/faqs/reload", headers=admin).get_json()
+    assert (outcome["ok"], outcome["added"], outcome["removed"], outcome["kept"]) == (True, ["third"], ["mini"],
+                                                                                       ["mairie"])  # fmt: skip
+    assert outcome["default"] == "mairie" and catalog.services["mairie"] is kept  # untouched
+    assert [f["name"] for f in client.get("/faqs").get_json()["faqs"]] == ["mairie", "third"]
+    assert_error(client.post("/faqs/mini/search", json={"query": "x"}), 404, "unknown_faq")
+    assert client.post("/faqs/third/search", json={"query": "compte"}).status_code == 200
+    assert client.post("/search", json={"query": "cantine"}).get_json()["results"][0]["faq_id"] == "mairie-2"
+
+    first = '[[faq]]\nname = "mairie"\nindex = "mairie"\n'
+    for broken in (
+        first + '[[faq]]\nname = "mairie"\nindex = "third"\n',
+        first + '[[faq]]\nname = "new"\nindex = "no"\n',
+    ):
+        config.write_text(broken)
+        refused = client.post("/admin/faqs/reload", headers=admin)
+        assert refused.status_code == 409 and refused.get_json()["errors"], refused.get_json()
+        assert [f["name"] for f in client.get("/faqs").get_json()["faqs"]] == ["mairie", "third"]
+    catalog.close()

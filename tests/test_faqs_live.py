@@ -103,3 +103,29 @@ def test_one_faq_rebuilt_and_damaged_while_both_are_searched_fails_no_request(tw
         for thread in threads:
             thread.join(timeout=60)
     assert done[0] > 20 and failures == [], (done[0], failures[:3])
+
+
+def test_a_faq_added_to_the_configuration_is_served_by_every_worker_without_a_restart(tmp_path, real_embedder):
+    import time
+
+    for name, corpus in (("chorus", CHORUS_CORPUS), ("mairie", DATA / "mairie_faq.jsonl")):
+        build_index(corpus, tmp_path / name, real_embedder, show_progress=False)
+    config = tmp_path / "faqs.toml"
+    config.write_text('[[faq]]\nname = "chorus-pro"\nindex = "chorus"\n', encoding="utf-8")
+    proc, port = _start(tmp_path / "chorus", FAQ_CONFIG=str(config), FAQ_ADMIN_TOKEN=TOKEN)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        config.write_text(config.read_text() + '[[faq]]\nname = "mairie"\nindex = "mairie"\n', encoding="utf-8")
+        status, outcome = _call(f"{url}/admin/faqs/reload", {}, token=TOKEN)
+        assert status == 200 and outcome["added"] == ["mairie"] and outcome["signalled_workers"] == 1, outcome
+        deadline, seen, answers = time.time() + 30, 0, []
+        while seen < 10 and time.time() < deadline:  # ten answers in a row with both FAQs: both workers have it
+            answers.append([f["name"] for f in _call(f"{url}/faqs")[1]["faqs"]])
+            seen = seen + 1 if answers[-1] == ["chorus-pro", "mairie"] else 0
+            time.sleep(0.05)
+        assert seen == 10, answers[-5:]
+        status, body = _call(f"{url}/faqs/mairie/search", {"query": "inscrire mon fils à la cantine"})
+        assert status == 200 and body["results"][0]["faq_id"] == "mairie-2"
+    finally:
+        log = _stop(proc)
+    assert "Traceback" not in log, log[-3000:]

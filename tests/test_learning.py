@@ -271,7 +271,7 @@ def test_no_query_text_in_metrics(learning):
     _flush(app)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "zorglub" not in metrics
-    assert re.search(r'faq_query_log_rows_total\{outcome="written"\} [1-9]', metrics)
+    assert re.search(r'faq_query_log_rows_total\{faq="faq",outcome="written"\} [1-9]', metrics)
 
 
 # ---- feedback ----

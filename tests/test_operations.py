@@ -108,8 +108,8 @@ def test_reload_switches_to_the_new_build(served, tmp_path, fake_embedder):
     assert "NOUVEAU-TEXTE" in _answer_of(client, faq_id)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert f'index_id="{before}"' not in metrics, "a build no longer served leaves no series behind"
-    assert f'faq_index_info{{index_id="{body["index_id"]}"}} 1.0' in metrics
-    assert 'faq_reloads_total{outcome="switched"}' in metrics
+    assert f'faq_index_info{{faq="faq",index_id="{body["index_id"]}"}} 1.0' in metrics
+    assert 'faq_reloads_total{faq="faq",outcome="switched"}' in metrics
     assert client.post("/admin/reload", json={"force": True}, headers=AUTH).get_json()["changed"]
 
 
@@ -364,10 +364,10 @@ def test_metrics_count_requests_searches_and_the_index(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'faq_requests_total{method="POST",route="/search",status="200"}' in text
     assert 'faq_requests_total{method="POST",route="/search",status="400"}' in text
-    assert "faq_encode_seconds_count" in text and 'faq_cache_total{result="hit"}' in text
-    assert "faq_searches_total{answered=" in text and "faq_index_entries 4.0" in text
+    assert "faq_encode_seconds_count" in text and 'faq_cache_total{faq="faq",result="hit"}' in text
+    assert "faq_searches_total{answered=" in text and 'faq_index_entries{faq="faq"} 4.0' in text
     served = client.get("/ready").get_json()["index_id"]
-    assert f'faq_index_info{{index_id="{served}"}} 1.0' in text
+    assert f'faq_index_info{{faq="faq",index_id="{served}"}} 1.0' in text
 
 
 def test_ready_says_whether_a_model_and_index_are_loaded(client, tmp_path):

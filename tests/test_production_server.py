@@ -185,7 +185,8 @@ def _served_builds(port: int) -> dict[str, float]:
             text = r.read().decode()
     except OSError:
         return {}
-    return {m[0]: float(m[1]) for m in re.findall(r'^faq_index_info\{index_id="([^"]+)"\} (\S+)$', text, re.M)}
+    served = re.findall(r'^faq_index_info\{faq="[^"]*",index_id="([^"]+)"\} (\S+)$', text, re.M)
+    return {m[0]: float(m[1]) for m in served}
 
 
 def test_each_instance_has_its_own_control_socket(monkeypatch, tmp_path):

@@ -18,6 +18,7 @@ import json
 import sys
 
 from service.cli import settings_or_exit
+from service.core.faq_config import FaqConfigError, faq_specs
 from service.deploy.cluster import (
     ClusterError,
     ClusterSpec,
@@ -41,6 +42,7 @@ def spec_from(args) -> ClusterSpec:
     return ClusterSpec(
         replicas=args.replicas, run_dir=args.dir, front_port=args.port, first_replica_port=args.first_replica_port,
         workers_per_replica=args.workers, publish_dir=args.published, model=args.model, rate_limit=args.rate_limit,
+        faqs=[spec.name for spec in args.faq_specs],
     )  # fmt: skip
 
 
@@ -66,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", default=str(settings.index), help="published at `up` if nothing is yet")
     parser.add_argument("--model", default=settings.model, help="the model directory (default: the service's)")
     parser.add_argument("--rate-limit", default=settings.rate_limit, help="per-client limit, counted in Redis")
+    parser.add_argument(
+        "--faq", action="append", default=[], metavar="NAME=INDEX_DIR",
+        help="serve several FAQs (repeat; or FAQ_CONFIG): each build published at `up` to <published>/NAME",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    try:  # the FAQs of FAQ_CONFIG and of --faq, checked whole (docs/faqs.md)
+        several = settings.model_copy(update={"faqs": ",".join(args.faq) or settings.faqs})
+        args.faq_specs = faq_specs(several) if several.config or several.faqs else []
+    except FaqConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.action in ("stop-replica", "start-replica") and not args.replica:
         parser.error(f"{args.action} needs the replica's name (r1, r2…)")
     try:
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action in ("stop-replica", "start-replica") and args.replica not in spec.names():
             parser.error(f"no replica {args.replica!r}: this cluster has {', '.join(spec.names())}")
         if args.action == "up":
-            result = start(spec, args.index)
+            result = start(spec, args.index, {faq.name: faq.index for faq in args.faq_specs})
         elif args.action == "down":
             result = {"stopped": stop(spec)}
         elif args.action == "stop-replica":

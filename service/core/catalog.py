@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 
-from ..errors import ErrorCode, InvalidRequest, NotFound, ServiceError, redact_paths
+from ..errors import ErrorCode, Forbidden, InvalidRequest, NotFound, ServiceError, redact_paths
 from ..search.admission import SearchGate
 from ..search.engine_loading import EmbedderPool
 from ..settings import Settings
-from .faq_config import FaqSpec, faq_specs
+from .faq_config import FaqConfigError, FaqSpec, faq_specs
 from .faq_service import FaqService, Observer
 from .models import SearchRequest
 from .reloader import install_sighup
@@ -55,18 +55,29 @@ class FaqCatalog:
         self.specs = specs if specs is not None else faq_specs(s)
         self.gate = SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
         self.embedders = EmbedderPool()
+        self._base, self._observer = s, observer
+        #: Parts of every FAQ's ``health()`` a transport adds (HTTP's rate limit), FAQs added later included.
+        self.health_extras: dict[str, Callable[[], dict]] = {}
+        self._background = False
+        self._master: int | None = None
+        self._lock = threading.Lock()
         self.services: dict[str, FaqService] = {}
         for spec in self.specs:
-            self.services[spec.name] = FaqService(
-                spec.settings(s),
-                (engines or {}).get(spec.name),
-                observer=observer(spec.name) if observer else None,
-                name=spec.name,
-                gate=self.gate,
-                embedders=self.embedders,
-            )
+            self.services[spec.name] = self._service(spec, (engines or {}).get(spec.name))
         self.default = self.services[self.specs[0].name]
         self._stop = threading.Event()
+
+    def _service(self, spec: FaqSpec, engine=None) -> FaqService:
+        service = FaqService(
+            spec.settings(self._base),
+            engine,
+            observer=self._observer(spec.name) if self._observer else None,
+            name=spec.name,
+            gate=self.gate,
+            embedders=self.embedders,
+        )
+        service.health_extras = self.health_extras  # one dict: what a transport adds reaches every FAQ
+        return service
 
     @classmethod
     def of(cls, service: FaqService) -> FaqCatalog:
@@ -75,10 +86,68 @@ class FaqCatalog:
         catalog.specs = [FaqSpec(service.name, service.settings.index, service.settings.corpus,
                                  service.settings.query_log, default=True)]  # fmt: skip
         catalog.gate, catalog.embedders = service.gate, service.embedders
+        catalog._base, catalog._observer = service.settings, None
+        catalog.health_extras = service.health_extras
+        catalog._background, catalog._master, catalog._lock = False, None, threading.Lock()
         catalog.services = {service.name: service}
         catalog.default = service
         catalog._stop = threading.Event()
         return catalog
+
+    def reconfigure(self) -> dict:
+        """Read the FAQs the configuration names again (``FAQ_CONFIG``'s file may have changed) and serve them: the
+        new ones are loaded, the ones gone are closed, the others keep serving untouched (one whose index, corpus or
+        query log changed is loaded anew). A configuration that is not valid, or a new FAQ that does not load, is
+        refused whole: the FAQs served stay as they were.
+
+        Returns:
+            ``{"ok", "added", "removed", "kept", "default"[, "errors"]}``.
+        """
+        with self._lock:
+            if not self._base.config and not self._base.faqs:  # one FAQ of FAQ_INDEX: nothing to read again
+                return {"ok": True, "added": [], "removed": [], "kept": self.names, "default": self.default.name}
+            try:
+                specs = faq_specs(self._base)
+            except FaqConfigError as exc:
+                log.error("configuration reload refused: %s", exc)
+                return {"ok": False, "errors": exc.errors, "kept": self.names, "default": self.default.name}
+            old = {spec.name: spec for spec in self.specs}
+            services: dict[str, FaqService] = {}
+            added = []
+            for spec in specs:
+                before = old.get(spec.name)
+                if before is not None and _same_place(before, spec):
+                    services[spec.name] = self.services[spec.name]
+                    continue
+                service = self._service(spec)
+                if service.current_engine is None:  # nothing served half-way
+                    for made in [*(services[n] for n in added), service]:
+                        made.close()
+                    message = service.failure.message if service.failure else "no index"
+                    log.error("configuration reload refused: FAQ '%s': %s", spec.name, message)
+                    return {"ok": False, "errors": [f"{spec.where}: FAQ '{spec.name}': {message}"],
+                            "kept": self.names, "default": self.default.name}  # fmt: skip
+                services[spec.name] = service
+                added.append(spec.name)
+            gone = [s for name, s in self.services.items() if services.get(name) is not s]
+            for name in added:
+                self._start(services[name])
+            self.specs, self.services = specs, services  # one assignment each: a request sees the old or the new
+            self.default = services[specs[0].name]
+            for service in gone:
+                service.close()
+                service.observer.gone()
+            outcome = {"ok": True, "added": added, "removed": [s.name for s in gone if s.name not in services],
+                       "kept": [n for n in services if n not in added], "default": self.default.name}  # fmt: skip
+            if added or gone:
+                log.info("configuration reloaded: %s", outcome)
+            return outcome
+
+    def _start(self, service: FaqService) -> None:
+        """What the FAQs already running do in this process: the sibling workers to signal, the upkeep."""
+        service.reloader.gunicorn_master = self._master
+        if self._background:
+            service.start_background()
 
     # ---- the FAQs ----
 
@@ -93,28 +162,43 @@ class FaqCatalog:
         """The FAQs' names, the default first."""
         return list(self.services)
 
-    def get(self, name: str | None) -> FaqService:
+    def get(self, name: str | None, allowed: frozenset[str] | None = None) -> FaqService:
         """The FAQ of that name (None: the default).
 
+        Args:
+            allowed: the FAQs the caller's API key may use (None: all of them).
         Raises:
-            NotFound: ``unknown_faq``, with the names this service serves.
+            NotFound: ``unknown_faq``, with the names this service serves (those the caller may use).
+            Forbidden: ``faq_forbidden``: the caller's key is limited to other FAQs.
         """
-        if name is None:
-            return self.default
-        service = self.services.get(name)
+        service = self.default if name is None else self.services.get(name)
         if service is None:
             shown = name if len(name) <= 64 else name[:61] + "…"
             raise NotFound(
-                f"no FAQ named {shown!r}; this service serves: {', '.join(self.names)}",
+                f"no FAQ named {shown!r}; this service serves: "
+                f"{', '.join(self.visible(allowed)) or 'none to this key'}",
                 code=ErrorCode.UNKNOWN_FAQ,
+                field="faq",
+            )
+        if allowed is not None and service.name not in allowed:
+            raise Forbidden(
+                f"this API key may not use the FAQ '{service.name}'; it may use: "
+                f"{', '.join(self.visible(allowed)) or 'none of this service'}",
                 field="faq",
             )
         return service
 
-    def listing(self) -> dict:
-        """``GET /faqs``: each FAQ's name, identity, entries, index and whether it is ready."""
+    def visible(self, allowed: frozenset[str] | None = None) -> list[str]:
+        """The FAQs' names a caller may use (``allowed``: its key's; None: all), the default first."""
+        return [name for name in self.services if allowed is None or name in allowed]
+
+    def listing(self, allowed: frozenset[str] | None = None) -> dict:
+        """``GET /faqs``: each FAQ's name, identity, entries, index and whether it is ready (those the caller's key
+        may use)."""
         out = []
         for name, service in self.services.items():
+            if allowed is not None and name not in allowed:
+                continue
             engine = service.current_engine
             item = {"name": name, "default": service is self.default, "ready": engine is not None}
             if engine is not None:
@@ -143,18 +227,21 @@ class FaqCatalog:
             }
         return redact_paths(out)  # open to anyone: a refused build's reason without paths
 
-    def resolve(self, names: list[str]) -> list[FaqService]:
-        """The FAQs a search across names (``"*"``: all of them), in the catalog's order, each once.
+    def resolve(self, names: list[str], allowed: frozenset[str] | None = None) -> list[FaqService]:
+        """The FAQs a search across names (``"*"``: all of them the caller may use), in the catalog's order, each once.
 
         Raises:
-            InvalidRequest: an empty list. NotFound: ``unknown_faq``.
+            InvalidRequest: an empty list. NotFound: ``unknown_faq``. Forbidden: ``faq_forbidden``.
         """
         if not names:
             raise InvalidRequest("'faqs' is empty: name at least one FAQ, or \"*\" for all",
                                  code=ErrorCode.OUT_OF_RANGE, field="faqs")  # fmt: skip
         if ALL in names:
-            return list(self.services.values())
-        wanted = {self.get(name).name for name in names}
+            usable = [self.services[name] for name in self.visible(allowed)]
+            if not usable:
+                raise Forbidden("this API key may use none of this service's FAQs", field="faqs")
+            return usable
+        wanted = {self.get(name, allowed).name for name in names}
         return [service for name, service in self.services.items() if name in wanted]
 
     # ---- searching across FAQs ----
@@ -166,6 +253,7 @@ class FaqCatalog:
         request_id: str | None = None,
         client: str | None = None,
         arrived: float | None = None,
+        allowed: frozenset[str] | None = None,
     ) -> dict:
         """One search in several FAQs, one ranked list: each FAQ's results in its own order, merged by calibrated
         score; ``answered`` and ``reason`` are those of the FAQ whose first result leads (named in ``faq``).
@@ -177,7 +265,7 @@ class FaqCatalog:
             InvalidRequest, NotFound: the names. ServiceError: no FAQ named has an index loaded.
         """
         started = time.perf_counter()
-        services = self.resolve(names)
+        services = self.resolve(names, allowed)
         ready = [(s, s.current_engine) for s in services if s.current_engine is not None]
         if not ready:
             raise _fresh(services[0])
@@ -224,8 +312,14 @@ class FaqCatalog:
     # ---- running ----
 
     def install_sighup(self) -> bool:
-        """Every FAQ switches to its current build on SIGHUP (the main thread only)."""
-        return install_sighup(lambda: self.reload("sighup", siblings=False), self._stop)
+        """On SIGHUP, the configuration is read again (``reconfigure``) and every FAQ switches to its current build
+        (the main thread only)."""
+
+        def on_signal() -> None:
+            self.reconfigure()
+            self.reload("sighup", siblings=False)
+
+        return install_sighup(on_signal, self._stop)
 
     def reload(self, trigger: str = "admin", force: bool = False, siblings: bool = True) -> dict:
         """Every FAQ reloads (``FaqService.reload``); the sibling workers are signalled once."""
@@ -235,16 +329,20 @@ class FaqCatalog:
 
     def set_gunicorn_master(self, pid: int) -> None:
         """Each FAQ's reloader signals the sibling workers of this master."""
+        self._master = pid
         for service in self.services.values():
             service.reloader.gunicorn_master = pid
 
     def catch_up(self) -> None:
-        """Each FAQ switches to a build published while this worker was loading."""
+        """Once a worker listens to SIGHUP: the configuration as it is now (a reload signal sent while the worker was
+        loading was ignored), then each FAQ switches to a build published meanwhile."""
+        self.reconfigure()
         for service in self.services.values():
             service.reloader.catch_up()
 
     def start_background(self) -> None:
         """Each FAQ's learning loop upkeep (those with a query log)."""
+        self._background = True
         for service in self.services.values():
             service.start_background()
 
@@ -261,3 +359,8 @@ def _fresh(service: FaqService) -> ServiceError:
     except ServiceError as exc:
         return exc
     return ServiceError("no index is loaded")
+
+
+def _same_place(a: FaqSpec, b: FaqSpec) -> bool:
+    """Whether two specs of a FAQ serve the same index with the same corpus and query log (its service is kept)."""
+    return (a.index.resolve(), a.corpus, a.query_log) == (b.index.resolve(), b.corpus, b.query_log)

@@ -75,8 +75,12 @@ def faq_specs(settings: Settings, check_indexes: bool = True) -> list[FaqSpec]:
             duplicate name, a missing index, two FAQs on one index directory or one query log, two defaults).
     """
     if not settings.config and not settings.faqs:
-        return [FaqSpec(slug_of(Path(settings.corpus).stem), Path(settings.index), Path(settings.corpus),
-                        settings.query_log, default=True)]  # fmt: skip
+        specs = [FaqSpec(slug_of(Path(settings.corpus).stem), Path(settings.index), Path(settings.corpus),
+                         settings.query_log, default=True)]  # fmt: skip
+        errors = _check_key_scopes(settings, specs)
+        if errors:
+            raise FaqConfigError(errors)
+        return specs
     errors: list[str] = []
     specs: list[FaqSpec] = []
     if settings.config:
@@ -87,6 +91,7 @@ def faq_specs(settings: Settings, check_indexes: bool = True) -> list[FaqSpec]:
         errors.append(f"{settings.config or 'FAQ_FAQS'}: no FAQ is named (add a [[faq]] table or a --faq option)")
     specs = _with_query_logs(specs, settings.query_log)
     _check(specs, errors, check_indexes)
+    errors += _check_key_scopes(settings, specs)
     if errors:
         raise FaqConfigError(errors)
     default = next((s for s in specs if s.default), specs[0])
@@ -205,3 +210,17 @@ def _check(specs: list[FaqSpec], errors: list[str], check_indexes: bool) -> None
     if len(defaults) > 1:
         errors.append(f"{defaults[1].where}: 'default = true' is already set for '{defaults[0].name}' "
                       f"({defaults[0].where}): one default FAQ")  # fmt: skip
+
+
+def _check_key_scopes(settings: Settings, specs: list[FaqSpec]) -> list[str]:
+    """A key limited to a FAQ this service does not serve is a mistake to say at start (the key is not shown)."""
+    names = {s.name for s in specs}
+    errors = []
+    for n, scope in enumerate(settings.key_scopes().values(), start=1):
+        unknown = sorted((scope or frozenset()) - names)
+        if scope is not None and not scope:
+            errors.append(f"FAQ_API_KEYS: key number {n} is limited to no FAQ (KEY:faq-a+faq-b)")
+        if unknown:
+            errors.append(f"FAQ_API_KEYS: key number {n} is limited to {', '.join(unknown)}, not a FAQ of this "
+                          f"service ({', '.join(sorted(names))})")  # fmt: skip
+    return errors

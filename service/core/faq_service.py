@@ -64,6 +64,9 @@ class Observer:
     def review_action(self, action: str) -> None:
         """An owner's decision (or a revert) was recorded."""
 
+    def gone(self) -> None:
+        """The FAQ is no longer served (removed by a configuration reload)."""
+
 
 class FaqService:
     """One FAQ, running: its engine (loaded, reloaded, watched), its query log and review loop, and its use cases.

@@ -60,6 +60,9 @@ class ClusterSpec:
     replica_maxconn: int = 8
     watch_seconds: float = 1.0
     extra_env: dict = field(default_factory=dict)
+    #: The FAQs the replicas serve, by name (docs/faqs.md): each published in ``publish_dir/<name>``; empty: one
+    #: FAQ, published in ``publish_dir`` itself.
+    faqs: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir).resolve()
@@ -74,6 +77,15 @@ class ClusterSpec:
     def port(self, name: str) -> int:
         """The port replica ``name`` listens on."""
         return self.first_replica_port + int(name[1:]) - 1
+
+    def published(self, faq: str | None = None) -> Path:
+        """The index directory the replicas serve for ``faq`` (None: the cluster of one FAQ)."""
+        return self.publish_dir / faq if faq else self.publish_dir
+
+    @property
+    def faqs_config(self) -> Path:
+        """The replicas' ``FAQ_CONFIG`` when the cluster serves several FAQs (written by ``start``)."""
+        return self.run_dir / "faqs.toml"
 
     @property
     def redis_socket(self) -> Path:
@@ -242,7 +254,8 @@ def replica_env(spec: ClusterSpec, name: str) -> dict:
         host="127.0.0.1",
         port=spec.port(name),
         replica_name=name,
-        index=spec.publish_dir,
+        index=spec.published(spec.faqs[0] if spec.faqs else None),
+        config=spec.faqs_config if spec.faqs else None,
         watch_seconds=spec.watch_seconds,
         workers=spec.workers_per_replica,
         # The host's cores shared by every worker of every replica (gunicorn_conf divides by its own workers only).
@@ -287,8 +300,11 @@ def start_haproxy(spec: ClusterSpec) -> int:
     return pid
 
 
-def start(spec: ClusterSpec, index_dir: str | os.PathLike | None = None) -> dict:
-    """Start Redis, the replicas and HAProxy; publish ``index_dir`` first when nothing is published yet.
+def start(
+    spec: ClusterSpec, index_dir: str | os.PathLike | None = None, faq_indexes: dict[str, Path] | None = None
+) -> dict:
+    """Start Redis, the replicas and HAProxy; publish ``index_dir`` first when nothing is published yet (for a
+    cluster of several FAQs, each FAQ's build of ``faq_indexes`` that is not published yet).
 
     Returns:
         ``status(spec)`` once every replica is ready and HAProxy listens.
@@ -305,10 +321,18 @@ def start(spec: ClusterSpec, index_dir: str | os.PathLike | None = None) -> dict
                 "stop it first (`make cluster-stop` or `faq-search cluster down`)"
             )
     (spec.run_dir / SPEC_FILE).write_text(json.dumps(asdict(spec), default=str, indent=2))
-    if not (spec.publish_dir / CURRENT).exists():
-        if index_dir is None:
-            raise ClusterError(f"nothing is published in {spec.publish_dir}: publish a build first")
-        publish_index(index_dir, spec.publish_dir)
+    for faq in spec.faqs or [None]:
+        target = spec.published(faq)
+        if not (target / CURRENT).exists():
+            source = (faq_indexes or {}).get(faq) if faq else index_dir
+            if source is None:
+                raise ClusterError(f"nothing is published in {target}: publish a build first")
+            publish_index(source, target)
+    if spec.faqs:  # the replicas' FAQs, each at its published directory
+        spec.faqs_config.write_text(
+            "".join(f'[[faq]]\nname = "{faq}"\nindex = "{spec.published(faq)}"\n\n' for faq in spec.faqs),
+            encoding="utf-8",
+        )
     running = {name for name in ["redis", "haproxy", *spec.names()] if _pid(spec, name)}
     try:
         start_redis(spec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from ..access import bearer, client_identity, key_matches
 from ..access import valid_key as access_valid_key
@@ -23,6 +23,8 @@ from .observability import RATE_LIMIT_FALLBACKS, RATE_LIMIT_SHARED
 from .openapi import ADMIN_SECURITY, ANY_OBJECT, describe
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+#: The service's own admin routes (not one FAQ's): served once, never under /faqs/<name>/.
+service_admin_bp = Blueprint("service_admin", __name__, url_prefix="/admin")
 
 
 def bearer_token() -> str | None:
@@ -58,8 +60,7 @@ def install_rate_limit(app, catalog: FaqCatalog) -> None:
     """
     limit = catalog.settings.rate_limit
     if not limit:
-        for service in catalog.services.values():
-            service.health_extras["rate_limit"] = lambda: {"enabled": False}
+        catalog.health_extras["rate_limit"] = lambda: {"enabled": False}
         return
     from flask_limiter import Limiter
 
@@ -82,8 +83,7 @@ def install_rate_limit(app, catalog: FaqCatalog) -> None:
         in_memory_fallback=[limit] if shared else [],
         swallow_errors=True,
     )
-    for service in catalog.services.values():
-        service.health_extras["rate_limit"] = lambda: rate_limit_status(catalog, limiter)
+    catalog.health_extras["rate_limit"] = lambda: rate_limit_status(catalog, limiter)
     if shared:
         seen = {"shared": None}
 
@@ -143,10 +143,16 @@ def check_api_key() -> None:
     """Refuse a search request without a valid key when ``FAQ_API_KEYS`` is set (401)."""
     if request.method == "OPTIONS":  # a browser's CORS preflight never carries the key: it asks whether it may
         return
-    if catalog().settings.key_list() and valid_key() is None:
+    scopes = catalog().settings.key_scopes()
+    if not scopes:
+        return
+    key = valid_key()
+    if key is None:
         raise Unauthorized("this service needs an API key: send it as `Authorization: Bearer <key>` or `X-API-Key`")
+    g.faq_scope = scopes.get(key)  # the FAQs this key may use (None: all): current.faq_service checks it
 
 
+@service_admin_bp.before_request
 @bp.before_request
 def require_admin_token():
     """Every admin route: the bearer admin token, or 401; no token configured: 403 ``admin_disabled``."""
@@ -191,3 +197,24 @@ def reload():
 def stats():
     """This worker's index, cache, reloads and memory."""
     return jsonify(faq_service().stats())
+
+
+@service_admin_bp.post("/faqs/reload")
+@describe(
+    operation_id="adminReloadFaqs",
+    summary="Relire la configuration des FAQ : ajouter, retirer, garder (tous les workers)",
+    description="Reads `FAQ_CONFIG` again: new FAQs are loaded, removed ones closed, the others keep serving. A "
+    "configuration that is not valid, or a new FAQ that does not load, is refused whole (409) and nothing changes. "
+    "SIGHUP to a worker does the same.",
+    responses={200: ("Applied: the FAQs `added`, `removed` and `kept`, and the `default`.", ANY_OBJECT),
+               409: ("Refused: `errors` lists why; the FAQs served are unchanged.", ANY_OBJECT)},
+    security=ADMIN_SECURITY, admin=True,
+)  # fmt: skip
+def reload_faqs():
+    """Serve the FAQs the configuration names now (every worker of this server), or say why not."""
+    faqs = catalog()
+    outcome = faqs.reconfigure()
+    outcome["signalled_workers"] = faqs.default.reloader.signal_siblings() if outcome["ok"] else 0
+    response = jsonify(outcome)
+    response.status_code = 200 if outcome["ok"] else 409
+    return response

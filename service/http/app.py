@@ -20,7 +20,7 @@ from ..errors import HttpError, ServiceError, redact_paths
 from ..settings import Settings
 from . import observability
 from .admin import bp as admin_bp
-from .admin import install_rate_limit
+from .admin import install_rate_limit, service_admin_bp
 from .bodies import drain_refused_body
 from .review import bp as review_bp
 from .review import page as review_page_bp
@@ -98,10 +98,10 @@ def create_app(
     if service is None:
         settings = Settings.from_mapping(config)
         if engine is not None and not isinstance(engine, dict):
-            one = FaqService(settings, engine, observer=observability.MetricsObserver())
+            one = FaqService(settings, engine, observer=observability.MetricsObserver())  # (its name: "faq")
             service = FaqCatalog.of(one)
         else:
-            service = FaqCatalog(settings, engines=engine, observer=lambda name: observability.MetricsObserver())
+            service = FaqCatalog(settings, engines=engine, observer=observability.MetricsObserver)
     catalog = service if isinstance(service, FaqCatalog) else FaqCatalog.of(service)
     settings = catalog.settings
     app = Flask(__name__)
@@ -123,6 +123,7 @@ def create_app(
     app.json.sort_keys = False
     observability.install(app, settings.replica_name)
     app.register_blueprint(service_bp)
+    app.register_blueprint(service_admin_bp)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(review_bp)

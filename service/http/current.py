@@ -17,6 +17,11 @@ def faq_service() -> FaqService:
     """The running service of the FAQ this request names (the default one for the routes without a name).
 
     Raises:
-        NotFound: ``unknown_faq``.
+        NotFound: ``unknown_faq``. Forbidden: ``faq_forbidden`` (the request's API key is limited to other FAQs).
     """
-    return catalog().get(g.get("faq_name"))
+    return catalog().get(g.get("faq_name"), faq_scope())
+
+
+def faq_scope() -> frozenset[str] | None:
+    """The FAQs the request's API key may use (None: every FAQ; set by ``admin.check_api_key``)."""
+    return g.get("faq_scope")

@@ -33,7 +33,7 @@ class ScrubbingHandler(WSGIRequestHandler):
 def serve(settings: Settings) -> str | None:
     """Build the service and its app and serve them until interrupted; the reason when no index can be served."""
     try:
-        catalog = FaqCatalog(settings, observer=lambda name: MetricsObserver())
+        catalog = FaqCatalog(settings, observer=MetricsObserver)
     except FaqConfigError as exc:
         return str(exc)
     failed = [s for s in catalog.services.values() if s.current_engine is None]

@@ -11,6 +11,7 @@ characters, and then cut to it. Keys and tokens are never logged.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import re
 import time
@@ -43,14 +44,19 @@ ENCODE = Histogram("faq_encode_seconds", "Query encoding time per search call", 
 SEARCH = Histogram(
     "faq_search_seconds", "Candidate search, rescoring and assembly per search call", buckets=_LATENCY_BUCKETS
 )
-CACHE = Counter("faq_cache", "Response cache lookups", ["result"])
-ANSWERED = Counter("faq_searches", "Searches by whether the best entry was an answer", ["answered"])
-INDEX_ENTRIES = Gauge("faq_index_entries", "Entries in the index this worker serves", multiprocess_mode="liveall")
-INDEX_VECTORS = Gauge("faq_index_vectors", "Vectors in the index this worker serves", multiprocess_mode="liveall")
-RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome"])
-QUERY_LOG = Counter("faq_query_log_rows", "Query log rows by outcome (written, dropped, failed)", ["outcome"])
-FEEDBACK = Counter("faq_feedback", "Feedback received, by whether the entry helped", ["helpful"])
-REVIEW_ACTIONS = Counter("faq_review_actions", "Review actions by kind", ["action"])
+# Per FAQ (the ``faq`` label, one value per configured FAQ: bounded by the configuration, never by requests).
+CACHE = Counter("faq_cache", "Response cache lookups", ["result", "faq"])
+ANSWERED = Counter("faq_searches", "Searches by whether the best entry was an answer", ["answered", "faq"])
+INDEX_ENTRIES = Gauge(
+    "faq_index_entries", "Entries in the index this worker serves", ["faq"], multiprocess_mode="liveall"
+)
+INDEX_VECTORS = Gauge(
+    "faq_index_vectors", "Vectors in the index this worker serves", ["faq"], multiprocess_mode="liveall"
+)
+RELOADS = Counter("faq_reloads", "Index reloads by outcome", ["outcome", "faq"])
+QUERY_LOG = Counter("faq_query_log_rows", "Query log rows by outcome (written, dropped, failed)", ["outcome", "faq"])
+FEEDBACK = Counter("faq_feedback", "Feedback received, by whether the entry helped", ["helpful", "faq"])
+REVIEW_ACTIONS = Counter("faq_review_actions", "Review actions by kind", ["action", "faq"])
 RATE_LIMIT_SHARED = Gauge(
     "faq_rate_limit_shared",
     "1 while this worker counts the rate limit in the shared store, 0 while it falls back to its own memory",
@@ -62,22 +68,34 @@ RATE_LIMIT_FALLBACKS = Counter(
 
 
 class MetricsObserver(Observer):
-    """What the service reports (``core.faq_service.Observer``), as Prometheus metrics. Never a query's text."""
+    """What one FAQ's service reports (``core.faq_service.Observer``), as Prometheus metrics labelled with the FAQ's
+    name. Never a query's text."""
+
+    def __init__(self, faq: str = "faq"):
+        self.faq = faq
 
     def engine(self, engine) -> None:
-        watch_engine(engine)
+        watch_engine(engine, self.faq)
 
     def reload(self, outcome: str) -> None:
-        RELOADS.labels(outcome).inc()
+        RELOADS.labels(outcome, self.faq).inc()
 
     def query_log(self, outcome: str, rows: int) -> None:
-        QUERY_LOG.labels(outcome).inc(rows)
+        QUERY_LOG.labels(outcome, self.faq).inc(rows)
 
     def feedback(self, helpful: bool) -> None:
-        FEEDBACK.labels("true" if helpful else "false").inc()
+        FEEDBACK.labels("true" if helpful else "false", self.faq).inc()
 
     def review_action(self, action: str) -> None:
-        REVIEW_ACTIONS.labels(action).inc()
+        REVIEW_ACTIONS.labels(action, self.faq).inc()
+
+    def gone(self) -> None:
+        """The FAQ's index series go with it (its counters stay: what it did is still true)."""
+        if _served_index.pop(self.faq, None) is not None:
+            served_index.record(dict(_served_index))
+        for gauge in (INDEX_ENTRIES, INDEX_VECTORS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.faq)
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -88,54 +106,55 @@ def request_id() -> str:
     return getattr(g, "request_id", "-")
 
 
-def observe_search(event: dict) -> None:
-    """``SearchEngine.observer``: encode and search time, cache hits and misses, answered or not."""
+def observe_search(event: dict, faq: str = "faq") -> None:
+    """``SearchEngine.observer``: encode and search time, cache hits and misses, answered or not (by FAQ)."""
     if event["encode_seconds"] is not None:
         ENCODE.observe(event["encode_seconds"])
     for seconds in event["search_seconds"]:
         SEARCH.observe(seconds)
     if event["cache_hits"]:
-        CACHE.labels("hit").inc(event["cache_hits"])
+        CACHE.labels("hit", faq).inc(event["cache_hits"])
     if event["cache_misses"]:
-        CACHE.labels("miss").inc(event["cache_misses"])
+        CACHE.labels("miss", faq).inc(event["cache_misses"])
     for answered in event["answered"]:
-        ANSWERED.labels("true" if answered else "false").inc()
+        ANSWERED.labels("true" if answered else "false", faq).inc()
 
 
-def watch_engine(engine) -> None:
-    """Instrument an engine (at start and after each reload): search metrics and index gauges."""
+def watch_engine(engine, faq: str = "faq") -> None:
+    """Instrument an engine of the FAQ ``faq`` (at start and after each reload): search metrics and index gauges."""
     if engine is not None:
-        engine.observer = observe_search
-    index_gauges(engine)
+        engine.observer = lambda event: observe_search(event, faq)
+    index_gauges(engine, faq)
 
 
-_served_index: list[str] = []  # the index id this process serves
+_served_index: dict[str, str] = {}  # the index id this process serves, by FAQ
 
 
-def index_gauges(engine) -> None:
+def index_gauges(engine, faq: str = "faq") -> None:
     """Publish the served index's id and size (at start and after each reload)."""
     if engine is None:
         return
-    _served_index[:] = [engine.index.index_id]
-    served_index.record(engine.index.index_id)
-    INDEX_ENTRIES.set(len(engine.index.entries))
-    INDEX_VECTORS.set(len(engine.index.rows))
+    _served_index[faq] = engine.index.index_id
+    served_index.record(dict(_served_index))
+    INDEX_ENTRIES.labels(faq).set(len(engine.index.entries))
+    INDEX_VECTORS.labels(faq).set(len(engine.index.rows))
 
 
 class ServedIndexCollector:
-    """``faq_index_info{index_id}``: how many live processes serve each build now. One series per build in service
-    (two while workers switch), never one per build ever served: a worker's label, once written to gunicorn's
-    multiprocess files, could not be removed, and each review rebuild would have left a series behind."""
+    """``faq_index_info{index_id, faq}``: how many live processes serve each build of each FAQ now. One series per
+    build in service (two while workers switch), never one per build ever served: a worker's label, once written to
+    gunicorn's multiprocess files, could not be removed, and each review rebuild would have left a series behind."""
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
-            "faq_index_info", "Processes serving this build of the index now", labels=["index_id"]
+            "faq_index_info", "Processes serving this build of the FAQ's index now", labels=["index_id", "faq"]
         )
         served = served_index.served_ids()
-        for index_id, count in sorted(collections.Counter(_served_index if served is None else served).items()):
-            family.add_metric([index_id], count)
+        mine = [(index_id, faq) for faq, index_id in _served_index.items()]
+        for (index_id, faq), count in sorted(collections.Counter(mine if served is None else served).items()):
+            family.add_metric([index_id, faq], count)
         yield family
 
 

@@ -26,7 +26,7 @@ BODY_ERRORS = frozenset(
     {E.INVALID_JSON, E.INVALID_BODY, E.UNSUPPORTED_MEDIA_TYPE, E.PAYLOAD_TOO_LARGE, E.REQUEST_TIMEOUT, E.BAD_REQUEST}
 )
 #: A route behind the API keys and the rate limit (``FAQ_API_KEYS``, ``FAQ_RATE_LIMIT``).
-KEYED_ERRORS = frozenset({E.UNAUTHORIZED, E.RATE_LIMITED})
+KEYED_ERRORS = frozenset({E.UNAUTHORIZED, E.RATE_LIMITED, E.FAQ_FORBIDDEN})
 #: A route behind the admin token.
 ADMIN_ERRORS = frozenset({E.UNAUTHORIZED, E.ADMIN_DISABLED})
 #: A route that needs the engine (a model and an index loaded).

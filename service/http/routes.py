@@ -14,11 +14,11 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..core.models import MAX_TOP_K, FeedbackRequest, SearchRequest, parse_batch, parse_body, parse_search
-from ..errors import ErrorCode, InvalidRequest, ServiceError
+from ..errors import ErrorCode, Forbidden, InvalidRequest, NotFound, ServiceError
 from . import observability
 from .admin import check_api_key, client_key, keyed_endpoint
 from .bodies import json_request
-from .current import catalog, faq_service
+from .current import catalog, faq_scope, faq_service
 from .openapi import (
     ANY_OBJECT,
     EXAMPLE_QUERY,
@@ -78,7 +78,8 @@ def _search_one(req: SearchRequest):
     g.logged_query = req.query
     if req.faqs is not None:
         _across_allowed()
-        return jsonify(catalog().search_across(req, req.faqs, observability.request_id(), client_key()))
+        across = catalog().search_across(req, req.faqs, observability.request_id(), client_key(), allowed=faq_scope())
+        return jsonify(across)
     return jsonify(faq_service().search(req, observability.request_id(), client_key()))
 
 
@@ -115,8 +116,10 @@ def search_batch():
     body = faq_service().search_batch(alone, request_id, client_key())
     for i in across:
         try:
-            body["results"][i] = catalog().search_across(items[i], items[i].faqs, request_id, client_key())
-        except InvalidRequest as exc:
+            body["results"][i] = catalog().search_across(
+                items[i], items[i].faqs, request_id, client_key(), allowed=faq_scope()
+            )
+        except (InvalidRequest, NotFound, Forbidden) as exc:
             body["results"][i] = exc.to_dict()
         except ServiceError as exc:
             if exc.status >= 500 or exc.code == ErrorCode.TOO_MANY_TOKENS:
@@ -192,7 +195,7 @@ def openapi():
           security=SEARCH_SECURITY, keyed=True)  # fmt: skip
 def faqs():
     """The FAQs of this service: their names and what each covers."""
-    return jsonify(catalog().listing())
+    return jsonify(catalog().listing(faq_scope()))
 
 
 @bp.get("/ready")

@@ -17,7 +17,7 @@ from ..settings import metrics_dir
 
 log = logging.getLogger(__name__)
 
-#: A worker's record: the id of the build it serves.
+#: A worker's record: one line per FAQ, its name and the id of the build it serves, tab-separated.
 SERVED_FILE = "served_index_{pid}.txt"
 
 
@@ -25,22 +25,23 @@ def _directory() -> str | None:
     return metrics_dir()  # set by gunicorn_conf before the workers start
 
 
-def record(index_id: str) -> None:
-    """This worker now serves ``index_id`` (nothing outside gunicorn: the process's own value is used there)."""
+def record(served: dict[str, str]) -> None:
+    """This worker now serves these builds, by FAQ (nothing outside gunicorn: the process's own values are used
+    there)."""
     directory = _directory()
     if not directory:
         return
     path = os.path.join(directory, SERVED_FILE.format(pid=os.getpid()))
     try:
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
-            fh.write(index_id)
+            fh.write("".join(f"{faq}\t{index_id}\n" for faq, index_id in served.items()))
         os.replace(path + ".tmp", path)
     except OSError as exc:
         log.warning("could not record the served index for /metrics: %s", exc)
 
 
-def served_ids() -> list[str] | None:
-    """The build each live worker serves (None outside gunicorn)."""
+def served_ids() -> list[tuple[str, str]] | None:
+    """``(index_id, faq)`` for each FAQ of each live worker (None outside gunicorn)."""
     directory = _directory()
     if not directory:
         return None
@@ -51,9 +52,13 @@ def served_ids() -> list[str] | None:
             continue
         try:
             with open(path, encoding="utf-8") as fh:
-                out.append(fh.read().strip())
+                lines = fh.read().splitlines()
         except OSError:
             continue
+        for line in lines:
+            faq, _, index_id = line.partition("\t")
+            if index_id:
+                out.append((index_id, faq))
     return out
 
 

@@ -18,7 +18,7 @@ from .observability import MetricsObserver, configure_logging
 settings = Settings.from_env()  # once per worker
 configure_logging(settings.log_level, settings.log_format)
 try:
-    catalog = FaqCatalog(settings, observer=lambda name: MetricsObserver())
+    catalog = FaqCatalog(settings, observer=MetricsObserver)
 except FaqConfigError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(3)  # gunicorn stops (instead of restarting the worker) when one exits with 3

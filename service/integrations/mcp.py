@@ -25,6 +25,7 @@ import logging
 import re
 import sys
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 import anyio
@@ -80,14 +81,26 @@ def server_name(identity: FaqIdentity) -> str:
     return "faq-" + "-".join(words) if words else "faq-search"
 
 
+@dataclass(frozen=True)
+class Search:
+    """One search_faq call: the query, how many entries, who called (``access.client_identity``, for the query log)
+    and when (``time.monotonic()``: the wait for a thread counts in ``FAQ_SEARCH_TIMEOUT``), which FAQ (None: the
+    default; ``"*"``: all of them) and the FAQs the caller's key may use (None: all)."""
+
+    query: str
+    top_k: int = 5
+    client: str | None = None
+    arrived: float | None = None
+    faq: str | None = None
+    allowed: frozenset[str] | None = None
+
+
 class Backend(Protocol):
     """Where the tools get their answers: the engine in this process, or a running service. ``client`` is who
     called (``access.client_identity``), for the query log; ``faq`` a FAQ's name (None: the default FAQ; ``"*"``
     for a search: all of them)."""
 
-    def search(
-        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
-    ) -> dict: ...
+    def search(self, call: Search) -> dict: ...
 
     def entry(self, faq_id: str, faq: str | None = None) -> dict: ...
 
@@ -141,15 +154,13 @@ class ServiceBackend:
         self.service = self.catalog.default
         self.gate = self.catalog.gate
 
-    def search(
-        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
-    ) -> dict:
-        """One search; ``arrived`` (``time.monotonic()``): when the call came in, so that the time it waited for a
-        thread counts in ``FAQ_SEARCH_TIMEOUT``."""
-        request = parse_search({"query": query, "top_k": top_k}, self.catalog.settings.max_query_chars)
-        if faq == "*":
-            return self.catalog.search_across(request, ["*"], client=client, arrived=arrived)
-        return self.catalog.get(faq).search(request, client=client, arrived=arrived)
+    def search(self, call: Search) -> dict:
+        """One search, in one FAQ or across those the caller may use ("*")."""
+        request = parse_search({"query": call.query, "top_k": call.top_k}, self.catalog.settings.max_query_chars)
+        if call.faq == "*":
+            return self.catalog.search_across(request, ["*"], client=call.client, arrived=call.arrived,
+                                              allowed=call.allowed)  # fmt: skip
+        return self.catalog.get(call.faq).search(request, client=call.client, arrived=call.arrived)
 
     def feedback(
         self, request_id: str, faq_id: str, helpful: bool, client: str | None = None, faq: str | None = None
@@ -177,10 +188,11 @@ class HttpBackend:
     def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
         self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
 
-    def search(
-        self, query: str, top_k: int, client: str | None = None, arrived: float | None = None, faq: str | None = None
-    ) -> dict:
-        return self.client.search_body(query, top_k=top_k, faq=faq)
+    def search(self, call: Search) -> dict:
+        if call.faq == "*" and call.allowed is not None:  # the FAQs this caller may use, of those the service serves
+            body = {"query": call.query, "top_k": call.top_k, "faqs": sorted(call.allowed)}
+            return self.client.call("POST", "/search", body)
+        return self.client.search_body(call.query, top_k=call.top_k, faq=call.faq)
 
     def entry(self, faq_id: str, faq: str | None = None) -> dict:
         return self.client.entry(faq_id, faq=faq)
@@ -214,37 +226,54 @@ def _tool_error(exc: Exception) -> ToolError:
     return ToolError(f"{code}: {message}" if code else message)
 
 
-def _caller(ctx: Context | None, keys: list[str]) -> str | None:
-    """Who called a tool: over HTTP, the request's valid key (hashed) or its address; over stdio, None."""
+def _caller(ctx: Context | None, keys: list[str]) -> tuple[str | None, str | None]:
+    """Who called a tool and with which valid key: over HTTP, the key (hashed in the identity) or the address; over
+    stdio, (None, None)."""
     try:
         request = ctx.request_context.request if ctx is not None else None
     except (AttributeError, ValueError):  # outside a request (a direct call)
-        return None
+        return None, None
     if request is None or not hasattr(request, "headers"):
-        return None
+        return None, None
     key = valid_key(request.headers.get("authorization"), request.headers.get("x-api-key"), keys)
-    return client_identity(key, getattr(getattr(request, "client", None), "host", None))
+    return client_identity(key, getattr(getattr(request, "client", None), "host", None)), key
 
 
-def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: list[str] | None = None) -> MCPServer:
-    """The MCP server with its three tools, answering from ``backend``, named and described after its FAQ.
+def build_server(
+    backend: Backend,
+    rate_limit: RateLimit | None = None,
+    keys: list[str] | None = None,
+    scopes: dict[str, frozenset[str] | None] | None = None,
+) -> MCPServer:
+    """The MCP server with its three tools, answering from ``backend``, named and described after its FAQ (or its
+    FAQs: then each tool takes a ``faq`` argument).
 
     Args:
         rate_limit: each client's tool calls counted against it (``FAQ_RATE_LIMIT``); None: no limit.
         keys: the API keys (``FAQ_API_KEYS``), for telling clients apart; ``AccessGuard`` refuses requests without one.
+        scopes: the FAQs each key may use (``Settings.key_scopes``; a key absent or None: all of them).
     """
     identity = backend.identity()
     description = search_description(identity)
     server = MCPServer(server_name(identity), instructions=description)
     keys = keys or []
+    scopes = scopes or {}
+    faqs = backend.faqs()
 
-    def admit(ctx: Context | None) -> str | None:
-        client = _caller(ctx, keys)
+    def admit(ctx: Context | None, faq: str | None = None) -> tuple[str | None, frozenset[str] | None]:
+        """The caller and the FAQs it may use; refused when over the rate limit or when its key may not use
+        ``faq`` (its name; None: the default FAQ; "*": any)."""
+        client, key = _caller(ctx, keys)
+        allowed = scopes.get(key) if key else None
+        wanted = faqs[0][0] if faq is None else faq
+        if allowed is not None and wanted != "*" and wanted not in allowed:
+            usable = ", ".join(name for name, _ in faqs if name in allowed) or "none"
+            raise ToolError(f"faq_forbidden: this API key may not use the FAQ '{wanted}'; it may use: {usable}")
         if rate_limit is not None:
             wait = rate_limit.hit(client or "local")
             if wait is not None:
                 raise ToolError(f"rate_limited: over the limit of {rate_limit.limit}; retry in {wait:g} s")
-        return client
+        return client, allowed
 
     threads: dict[str, anyio.CapacityLimiter] = {}
 
@@ -259,7 +288,6 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
-    faqs = backend.faqs()
     if len(faqs) > 1:
         _several_faqs_tools(server, backend, faqs, admit, call)
         return server
@@ -273,7 +301,7 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
         arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
-        return await call(backend.search, query, top_k, admit(ctx), arrived)
+        return await call(backend.search, Search(query, top_k, admit(ctx)[0], arrived))
 
     @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
     async def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
@@ -287,7 +315,7 @@ def build_server(backend: Backend, rate_limit: RateLimit | None = None, keys: li
         helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
         ctx: Context,
     ) -> dict[str, Any]:
-        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx))
+        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx)[0])
 
     return server
 
@@ -321,11 +349,12 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
         check(faq, [*names, "*"])
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
-        return await call(backend.search, query, top_k, admit(ctx), arrived, faq)
+        client, allowed = admit(ctx, faq)
+        return await call(backend.search, Search(query, top_k, client, arrived, faq, allowed))
 
     async def get_faq_entry(faq_id: str, ctx: Context, faq: str | None = None) -> dict[str, Any]:
         check(faq, names)
-        admit(ctx)
+        admit(ctx, faq)
         return await call(backend.entry, faq_id, faq)
 
     async def send_feedback(
@@ -336,7 +365,7 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
         faq: str | None = None,
     ) -> dict[str, Any]:
         check(faq, names)
-        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx), faq)
+        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx, faq)[0], faq)
 
     # The ``faq`` argument's schema is made here (its names are the service's): set on each tool before the SDK reads
     # its signature (this module's annotations are strings, evaluated where these local values are not seen).
@@ -461,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
 
         atexit.register(catalog.close)  # what the query logs hold is written before the server exits
         backend = ServiceBackend(catalog)
-    server = build_server(backend, rate_limit, keys)
+    server = build_server(backend, rate_limit, keys, settings.key_scopes())
     if args.transport == "stdio":
         server.run("stdio")
     else:
