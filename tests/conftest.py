@@ -203,6 +203,9 @@ class RecordingRebuilder:
     def status(self):
         return self.state
 
+    def stop(self):
+        pass
+
 
 @pytest.fixture
 def learning(tmp_path, fake_embedder):

@@ -407,14 +407,18 @@ def test_metrics_label_each_faq(two, fake_embedder):
 
 
 def test_each_faq_has_its_own_query_log_and_review_queue(tmp_path, two, fake_embedder):
-    from conftest import LEARNING_TOKEN
+    from conftest import LEARNING_TOKEN, RecordingRebuilder
 
+    town_corpus = tmp_path / MAIRIE_CORPUS.name  # a copy: the reviewed file goes beside it
+    town_corpus.write_bytes(MAIRIE_CORPUS.read_bytes())
     specs = [
         FaqSpec("mini", two["mini"], MINI_CORPUS, tmp_path / "mini.db", default=True),
-        FaqSpec("mairie", two["mairie"], MAIRIE_CORPUS, tmp_path / "mairie.db"),
+        FaqSpec("mairie", two["mairie"], town_corpus, tmp_path / "mairie.db"),
     ]
     engines = {name: SearchEngine(fake_embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
     catalog = FaqCatalog(Settings.from_env(admin_token=LEARNING_TOKEN), specs=specs, engines=engines)
+    for service in catalog.services.values():
+        service.rebuilder = RecordingRebuilder()
     client = create_app({"TESTING": True}, service=catalog).test_client()
     admin = {"Authorization": f"Bearer {LEARNING_TOKEN}"}
     try:
@@ -431,6 +435,19 @@ def test_each_faq_has_its_own_query_log_and_review_queue(tmp_path, two, fake_emb
             "/feedback", json={"request_id": asked["request_id"], "faq_id": "mairie-1", "helpful": False}
         )
         assert_error(wrong, 404, "unknown_request")  # the default FAQ's log never saw it
+        queue = client.get("/faqs/mairie/admin/review", headers=admin).get_json()
+        group = queue["groups"][0]
+        decided = client.post(
+            "/faqs/mairie/admin/review/actions",
+            headers=admin,
+            json={"action": "attach", "faq_id": "mairie-1", "query_keys": group["query_keys"],
+                  "index_id": queue["index_id"], "by": "marie"},
+        )  # fmt: skip
+        assert decided.status_code == 201, decided.get_json()
+        assert catalog.services["mairie"].rebuilder.requests == [decided.get_json()["action"]["id"]]
+        assert catalog.services["mini"].rebuilder.requests == []  # that FAQ only is rebuilt
+        assert (tmp_path / "mairie_faq.reviewed.jsonl").is_file()
+        assert not (MINI_CORPUS.parent / "mini_faq.reviewed.jsonl").exists()
     finally:
         catalog.close()
 
@@ -481,3 +498,15 @@ def test_a_configuration_reload_adds_removes_and_keeps_faqs_without_a_restart(
         assert refused.status_code == 409 and refused.get_json()["errors"], refused.get_json()
         assert [f["name"] for f in client.get("/faqs").get_json()["faqs"]] == ["mairie", "third"]
     catalog.close()
+
+
+def test_faqs_of_one_model_share_one_encoder_and_another_model_gets_its_own(monkeypatch):
+    import service.search.engine_loading as engine_loading
+
+    loaded = []
+    monkeypatch.setattr(engine_loading, "load_embedder", lambda model, backend, threads=None: loaded.append(model)
+                        or object())  # fmt: skip
+    pool = engine_loading.EmbedderPool()
+    first = pool.get("model-a", "onnx", 1)
+    assert pool.get("model-a", "onnx", 1) is first and loaded == ["model-a"]
+    assert pool.get("model-b", "onnx", 1) is not first and loaded == ["model-a", "model-b"] and len(pool) == 2
