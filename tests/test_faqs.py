@@ -225,6 +225,22 @@ def test_bad_faqs_lists(client, body, status, code):
 def test_faqs_is_refused_under_a_faq_name(client):
     err = assert_error(client.post("/faqs/mairie/search", json={"query": "x", "faqs": ["*"]}), 400, "invalid_request")
     assert err["field"] == "faqs"
+    batch = client.post("/faqs/mairie/search/batch", json={"queries": ["cantine", {"query": "x", "faqs": ["*"]}]})
+    first, second = batch.get_json()["results"]  # the query naming FAQs gets its error in its slot, not the batch
+    assert batch.status_code == 200 and first["results"][0]["faq_id"] == "mairie-2"
+    assert second["error"]["code"] == "invalid_request" and "/faqs/<name>/" in second["error"]["message"]
+
+
+def test_repeated_faqs_parameters_add_up(client):
+    body = client.get("/search?q=cantine&faqs=mini&faqs=mairie").get_json()
+    assert body["faqs"] == ["mini", "mairie"]
+
+
+def test_the_page_of_an_unknown_faq_is_a_404(client):
+    assert_error(client.get("/faqs/nope/"), 404, "unknown_faq")
+    assert_error(client.get("/faqs/nope/review"), 404, "unknown_faq")
+    with client.get("/faqs/mairie/review") as page:
+        assert page.status_code == 200
 
 
 def test_api_keys_guard_every_faq_and_the_list(two, fake_embedder):
@@ -235,6 +251,10 @@ def test_api_keys_guard_every_faq_and_the_list(two, fake_embedder):
     assert_error(client.post("/faqs/mairie/search", json={"query": "x"}), 401, "unauthorized")
     assert_error(client.get("/faqs"), 401, "unauthorized")
     assert_error(client.post("/faqs/nope/search", json={"query": "x"}), 401, "unauthorized")  # names stay private
+    assert_error(client.get("/faqs/mairie/health"), 401, "unauthorized")  # one FAQ's state: keyed
+    assert client.get("/health").status_code == 200  # the service's probe stays open
+    hidden = assert_error(client.get("/faqs/nope/"), 404, "unknown_faq")  # the page is open: no names to it
+    assert "mairie" not in hidden["message"] and "mini" not in hidden["message"]
     keyed = client.post("/faqs/mairie/search", json={"query": "x"}, headers={"X-API-Key": "k1"})
     assert keyed.status_code == 200
 
@@ -318,7 +338,7 @@ def test_the_mcp_tools_take_a_faq_listing_each_with_what_it_covers(catalog):
     )
     search = {t.name: t for t in tools.tools}["search_faq"]
     faq = search.input_schema["properties"]["faq"]
-    assert faq["enum"] == ["mini", "mairie", "*"] and "Mairie de Saint-Exemple" in faq["description"]
+    assert faq["enum"] == ["mini", "mairie", "*", None] and "Mairie de Saint-Exemple" in faq["description"]
     assert "acte de naissance" in faq["description"]  # the FAQ's examples say what it covers
     body = json.loads(across.content[0].text)
     assert body["faq"] == "mairie" and body["results"][0]["faq"] == "mairie"
@@ -338,6 +358,9 @@ def test_the_python_client_takes_faq(catalog):
         assert client.search("cantine", faq="mairie").results[0].faq_id == "mairie-2"
         across = client.search("acte de naissance", faq="*")
         assert across.faq == "mairie" and across.results[0].faq == "mairie"
+        assert across.faqs == ["mini", "mairie"] and across.unavailable == []
+        batch = client.search_batch(["acte de naissance", {"query": "cantine", "top_k": 1}], faq="*")
+        assert [b.faq for b in batch] == ["mairie", "mairie"] and len(batch[1].results) == 1
         assert client.entry("mairie-1", faq="mairie")["id"] == "mairie-1"
         assert client.search_batch(["cantine"], faq="mairie")[0].results[0].faq_id == "mairie-2"
         with pytest.raises(NotFoundError) as raised:
@@ -480,6 +503,7 @@ def test_a_configuration_reload_adds_removes_and_keeps_faqs_without_a_restart(
 
     config.write_text('[[faq]]\nname = "mairie"\nindex = "mairie"\n[[faq]]\nname = "third"\nindex = "third"\n')
     outcome = client.post("/admin/faqs/reload", headers=admin).get_json()
+    assert outcome["replaced"] == []
     assert (outcome["ok"], outcome["added"], outcome["removed"], outcome["kept"]) == (True, ["third"], ["mini"],
                                                                                        ["mairie"])  # fmt: skip
     assert outcome["default"] == "mairie" and catalog.services["mairie"] is kept  # untouched

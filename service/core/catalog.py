@@ -101,11 +101,13 @@ class FaqCatalog:
         refused whole: the FAQs served stay as they were.
 
         Returns:
-            ``{"ok", "added", "removed", "kept", "default"[, "errors"]}``.
+            ``{"ok", "added", "replaced", "removed", "kept", "default"[, "errors"]}`` (``replaced``: FAQs loaded anew
+            because their index, corpus or query log changed).
         """
         with self._lock:
             if not self._base.config and not self._base.faqs:  # one FAQ of FAQ_INDEX: nothing to read again
-                return {"ok": True, "added": [], "removed": [], "kept": self.names, "default": self.default.name}
+                return {"ok": True, "added": [], "replaced": [], "removed": [], "kept": self.names,
+                        "default": self.default.name}  # fmt: skip
             try:
                 specs = faq_specs(self._base)
             except FaqConfigError as exc:
@@ -137,7 +139,9 @@ class FaqCatalog:
             for service in gone:
                 service.close()
                 service.observer.gone()
-            outcome = {"ok": True, "added": added, "removed": [s.name for s in gone if s.name not in services],
+            outcome = {"ok": True, "added": [n for n in added if n not in old],
+                       "replaced": [n for n in added if n in old],
+                       "removed": [s.name for s in gone if s.name not in services],
                        "kept": [n for n in services if n not in added], "default": self.default.name}  # fmt: skip
             if added or gone:
                 log.info("configuration reloaded: %s", outcome)
@@ -162,11 +166,12 @@ class FaqCatalog:
         """The FAQs' names, the default first."""
         return list(self.services)
 
-    def get(self, name: str | None, allowed: frozenset[str] | None = None) -> FaqService:
+    def get(self, name: str | None, allowed: frozenset[str] | None = None, reveal: bool = True) -> FaqService:
         """The FAQ of that name (None: the default).
 
         Args:
             allowed: the FAQs the caller's API key may use (None: all of them).
+            reveal: whether an unknown name's error may list the FAQs served (not to a caller without a key).
         Raises:
             NotFound: ``unknown_faq``, with the names this service serves (those the caller may use).
             Forbidden: ``faq_forbidden``: the caller's key is limited to other FAQs.
@@ -174,9 +179,9 @@ class FaqCatalog:
         service = self.default if name is None else self.services.get(name)
         if service is None:
             shown = name if len(name) <= 64 else name[:61] + "…"
+            served = ", ".join(self.visible(allowed)) or "none to this key"
             raise NotFound(
-                f"no FAQ named {shown!r}; this service serves: "
-                f"{', '.join(self.visible(allowed)) or 'none to this key'}",
+                f"no FAQ named {shown!r}" + (f"; this service serves: {served}" if reveal else ""),
                 code=ErrorCode.UNKNOWN_FAQ,
                 field="faq",
             )

@@ -131,7 +131,10 @@ def rate_limit_status(service: FaqCatalog, limiter) -> dict:
 #: Routes that need an API key when FAQ_API_KEYS is set, and that the rate limit counts (the default FAQ's, ``api.``,
 #: and each named FAQ's, ``faq.``); the page, the spec and the probes stay open.
 KEYED_VIEWS = {"search_post", "search_batch", "search_get", "faq_entry", "feedback"}
-KEYED_ENDPOINTS = {f"{blueprint}.{view}" for blueprint in ("api", "faq") for view in KEYED_VIEWS} | {"service.faqs"}
+KEYED_ENDPOINTS = (
+    {f"{blueprint}.{view}" for blueprint in ("api", "faq") for view in KEYED_VIEWS}
+    | {"service.faqs", "faq.health", "faq.ready"}  # one FAQ's state: the service's own /health and /ready stay open
+)
 
 
 def keyed_endpoint() -> bool:

@@ -19,7 +19,23 @@ def faq_service() -> FaqService:
     Raises:
         NotFound: ``unknown_faq``. Forbidden: ``faq_forbidden`` (the request's API key is limited to other FAQs).
     """
-    return catalog().get(g.get("faq_name"), faq_scope())
+    return catalog().get(g.get("faq_name"), faq_scope(), reveal=reveal_names())
+
+
+def known_faq() -> None:
+    """Refuse a request for a FAQ this service does not serve (the pages under ``/faqs/<name>/``: open, no key).
+
+    Raises:
+        NotFound: ``unknown_faq`` (naming the FAQs served only when the service has no API keys).
+    """
+    name = g.get("faq_name")
+    if name is not None and name not in catalog().services:
+        catalog().get(name, reveal=reveal_names())
+
+
+def reveal_names() -> bool:
+    """Whether an error may name the FAQs served: with API keys, only to a caller whose key was checked."""
+    return not catalog().settings.key_list() or "faq_scope" in g
 
 
 def faq_scope() -> frozenset[str] | None:

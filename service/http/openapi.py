@@ -98,6 +98,12 @@ def _response(description: str, schema: Any) -> dict:
     return {"description": description, "content": _json(schema)}
 
 
+def _named_errors(op: Operation) -> set[ErrorCode]:
+    """What a route answers under ``/faqs/{faq_name}/`` besides its own: an unknown name; and one FAQ's health and
+    readiness need a key (the service's own ``/health`` and ``/ready`` stay open to probes)."""
+    return {E.UNKNOWN_FAQ} | (set(KEYED_ERRORS) if op.operation_id in ("health", "ready") else set())
+
+
 def _error_responses(codes: Iterable[ErrorCode]) -> dict[str, dict]:
     """One response per status, listing the codes of that status the route can answer with."""
     by_status: dict[int, list[ErrorCode]] = {}
@@ -273,7 +279,7 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
             doc["security"] = op.security
         doc["responses"] = {
             **{str(status): _response(text, schema) for status, (text, schema) in op.responses.items()},
-            **_error_responses(op.all_errors() | ({E.UNKNOWN_FAQ} if named else set())),
+            **_error_responses(op.all_errors() | (_named_errors(op) if named else set())),
             **{
                 str(status): {
                     "description": f"`{E.HTTP_ERROR.value}`: {E.HTTP_ERROR.meaning}",

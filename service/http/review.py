@@ -18,7 +18,7 @@ from ..core.models import RevertRequest, ReviewActionRequest, parse_body
 from ..errors import ErrorCode, InvalidRequest
 from .admin import require_admin_token
 from .bodies import json_request
-from .current import faq_service
+from .current import faq_service, known_faq
 from .openapi import ADMIN_SECURITY, HTML, REVIEW_ERRORS, WINDOW_PARAMETERS, describe, path_parameter
 
 #: The review routes' own refusals.
@@ -152,4 +152,5 @@ def revert_action(action_id: str):
           http_statuses=frozenset({416}))  # fmt: skip
 def review_page():
     """The review page (French): asks for the admin token, then lists groups and applies decisions."""
+    known_faq()  # /faqs/<name>/review of a FAQ this service does not serve is a 404
     return current_app.send_static_file("review.html")

@@ -18,7 +18,7 @@ from ..errors import ErrorCode, Forbidden, InvalidRequest, NotFound, ServiceErro
 from . import observability
 from .admin import check_api_key, client_key, keyed_endpoint
 from .bodies import json_request
-from .current import catalog, faq_scope, faq_service
+from .current import catalog, faq_scope, faq_service, known_faq
 from .openapi import (
     ANY_OBJECT,
     EXAMPLE_QUERY,
@@ -86,11 +86,15 @@ def _search_one(req: SearchRequest):
 def _across_allowed() -> None:
     """``faqs`` is for the routes without a FAQ name: under ``/faqs/<name>/`` the FAQ is chosen already."""
     if g.get("faq_name") is not None:
-        raise InvalidRequest(
-            "'faqs' is for /search and /search/batch; /faqs/<name>/search searches that FAQ alone",
-            code=ErrorCode.INVALID_REQUEST,
-            field="faqs",
-        )
+        raise _across_refused()
+
+
+def _across_refused() -> InvalidRequest:
+    return InvalidRequest(
+        "'faqs' is for /search and /search/batch; the routes under /faqs/<name>/ search that FAQ alone",
+        code=ErrorCode.INVALID_REQUEST,
+        field="faqs",
+    )
 
 
 @bp.post("/search/batch")
@@ -107,9 +111,11 @@ def search_batch():
     """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
     items = parse_batch(json_request(), _max_query_chars())
     across = [i for i, item in enumerate(items) if isinstance(item, SearchRequest) and item.faqs is not None]
+    if across and g.get("faq_name") is not None:  # one FAQ's batch: a query naming FAQs gets its error in its slot
+        items = [item if i not in across else _across_refused() for i, item in enumerate(items)]
+        across = []
     if not across:
         return jsonify(faq_service().search_batch(items, observability.request_id(), client_key()))
-    _across_allowed()
     # The queries of one FAQ are encoded together; each query across FAQs is a search of its own.
     request_id = observability.request_id()
     alone = [item if i not in across else InvalidRequest("searched across FAQs") for i, item in enumerate(items)]
@@ -165,6 +171,7 @@ def faq_entry(faq_id: str):
                            HTML)}, http_statuses=frozenset({416}))  # fmt: skip
 def search_page():
     """The search page for support agents (``service/http/static/``): everything it loads comes from this service."""
+    known_faq()  # /faqs/<name>/ of a FAQ this service does not serve is a 404, not a page whose calls all fail
     return current_app.send_static_file("index.html")  # with the page's CSP, like every static file
 
 
@@ -228,8 +235,9 @@ def search_args_from_query_string(args) -> dict:
                 code=ErrorCode.UNKNOWN_FIELD,
                 field=key,
             )
-    if "faqs" in args:  # ?faqs=a,b or ?faqs=*
-        data["faqs"] = [name.strip() for name in args["faqs"].split(",")] if args["faqs"].strip() else []
+    if "faqs" in args:  # ?faqs=a,b or ?faqs=* (or ?faqs=a&faqs=b)
+        given = ",".join(args.getlist("faqs"))
+        data["faqs"] = [name.strip() for name in given.split(",")] if given.strip() else []
     if "q" in args or "query" in args:
         data["query"] = args.get("q", args.get("query"))
     else:  # named as the GET form names it

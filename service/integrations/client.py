@@ -154,6 +154,9 @@ class SearchResponse:
     request_id: str | None = None
     #: A search across FAQs: the FAQ whose first result leads (``answered`` is its).
     faq: str | None = None
+    #: A search across FAQs: the FAQs searched, and those named that have no index loaded (left out).
+    faqs: list[str] | None = None
+    unavailable: list[str] | None = None
 
     @classmethod
     def from_dict(cls, body: dict) -> SearchResponse:
@@ -170,6 +173,8 @@ class SearchResponse:
             body.get("reason"),
             body.get("request_id"),
             body.get("faq"),
+            body.get("faqs"),
+            body.get("unavailable"),
         )
 
 
@@ -246,7 +251,14 @@ class FaqSearchClient:
         return self.call("GET", "/faqs")
 
     def search_batch(self, queries: list[str | dict], faq: str | None = None) -> list[SearchResponse | FaqSearchError]:
-        """Up to 64 searches in one request; a query the service refuses comes back as its error, in its place."""
+        """Up to 64 searches in one request; a query the service refuses comes back as its error, in its place.
+
+        Args:
+            faq: the FAQ to search, by name; ``"*"``: each query across all of them; None: the default FAQ.
+        """
+        if faq == "*":  # each query across every FAQ, in the default FAQ's batch route
+            queries = [{"query": q, "faqs": ["*"]} if isinstance(q, str) else {**q, "faqs": ["*"]} for q in queries]
+            faq = None
         out: list[SearchResponse | FaqSearchError] = []
         for item in self.call("POST", self.path("/search/batch", faq), {"queries": queries})["results"]:
             out.append(

@@ -25,7 +25,7 @@ import logging
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Protocol
 
 import anyio
@@ -126,6 +126,14 @@ FAQ_ARGUMENT = (
 )
 
 
+def several_instructions(faqs: list[tuple[str, FaqIdentity]]) -> str:
+    """The server's instructions when it serves several FAQs."""
+    return (
+        f"This server answers from the official FAQs of one service: {faq_choices(faqs)}. Choose the FAQ a question "
+        'is about (search_faq\'s `faq`), or search them all with "*".'
+    )
+
+
 def faq_choices(faqs: list[tuple[str, FaqIdentity]]) -> str:
     """The FAQs an assistant can route to, each with what it is: ``"mairie" (Mairie de …, French; e.g. "…")``."""
     out = []
@@ -187,25 +195,31 @@ class HttpBackend:
 
     def __init__(self, url: str, timeout: float = 30.0, api_key: str | None = None):
         self.client = FaqSearchClient(url, timeout=timeout, api_key=api_key)
+        #: The FAQ a call without one goes to, when the service's default is not among those this key may use.
+        self.fallback: str | None = None
 
     def search(self, call: Search) -> dict:
+        call = replace(call, faq=call.faq or self.fallback)
         if call.faq == "*" and call.allowed is not None:  # the FAQs this caller may use, of those the service serves
             body = {"query": call.query, "top_k": call.top_k, "faqs": sorted(call.allowed)}
             return self.client.call("POST", "/search", body)
         return self.client.search_body(call.query, top_k=call.top_k, faq=call.faq)
 
     def entry(self, faq_id: str, faq: str | None = None) -> dict:
-        return self.client.entry(faq_id, faq=faq)
+        return self.client.entry(faq_id, faq=faq or self.fallback)
 
     def feedback(
         self, request_id: str, faq_id: str, helpful: bool, client: str | None = None, faq: str | None = None
     ) -> dict:
-        return self.client.send_feedback(request_id, faq_id, helpful, faq=faq)
+        return self.client.send_feedback(request_id, faq_id, helpful, faq=faq or self.fallback)
 
     def faqs(self) -> list[tuple[str, FaqIdentity]]:
         """The service's FAQs (``GET /faqs``); one unnamed FAQ if the service cannot say."""
         try:
-            listed = self.client.faqs()["faqs"]
+            listing = self.client.faqs()
+            listed = listing["faqs"]
+            names = [f["name"] for f in listed]
+            self.fallback = names[0] if names and listing.get("default") not in names else None
             return [(f["name"], FaqIdentity.from_dict(f.get("faq") or {})) for f in listed]
         except (FaqSearchError, KeyError, TypeError, ValueError):
             return [("faq", self.identity())]
@@ -253,12 +267,17 @@ def build_server(
         keys: the API keys (``FAQ_API_KEYS``), for telling clients apart; ``AccessGuard`` refuses requests without one.
         scopes: the FAQs each key may use (``Settings.key_scopes``; a key absent or None: all of them).
     """
-    identity = backend.identity()
+    faqs = backend.faqs()
+    # One FAQ: its identity (with --url and a key limited to one FAQ, that FAQ's, not the service's default).
+    identity = faqs[0][1] if len(faqs) == 1 else backend.identity()
     description = search_description(identity)
-    server = MCPServer(server_name(identity), instructions=description)
+    # Several FAQs: a server of this service, not of its default FAQ (each tool's `faq` argument names them).
+    if len(faqs) == 1:
+        server = MCPServer(server_name(identity), instructions=description)
+    else:
+        server = MCPServer("faq-search", instructions=several_instructions(faqs))
     keys = keys or []
     scopes = scopes or {}
-    faqs = backend.faqs()
 
     def admit(ctx: Context | None, faq: str | None = None) -> tuple[str | None, frozenset[str] | None]:
         """The caller and the FAQs it may use; refused when over the rate limit or when its key may not use
@@ -324,12 +343,13 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
     """The three tools with a ``faq`` argument: its schema lists the FAQs, each with what it covers, and ``"*"``."""
     names = [name for name, _ in faqs]
     choices = faq_choices(faqs)
+    # null is in each enum: the argument is optional, and a client may send it as null.
     faq_arg = Field(
-        json_schema_extra={"enum": [*names, "*"]},
+        json_schema_extra={"enum": [*names, "*", None]},
         description=FAQ_ARGUMENT.format(choices=choices, default=names[0]),
     )
-    one_faq = Field(json_schema_extra={"enum": names}, description=f"The FAQ of the entry: the result's `faq` "
-                    f"when the search was across FAQs (default: {names[0]}).")  # fmt: skip
+    one_faq = Field(json_schema_extra={"enum": [*names, None]}, description=f"The FAQ of the entry ({choices}): the "
+                    f"result's `faq` when the search was across FAQs (default: {names[0]}).")  # fmt: skip
     description = (
         f"Search the official FAQs of this service ({choices}) for the entries that answer a user's question. "
         + SEARCH_DESCRIPTION.format(faq="the FAQ chosen", language="its language", support="the FAQ's support")
@@ -442,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", help="index directory when loading in-process (env FAQ_INDEX, default index/)")
     parser.add_argument("--model", help="model when loading in-process (env FAQ_MODEL)")
     parser.add_argument(
+        "--config", help="in-process: a TOML file of several FAQs to serve (env FAQ_CONFIG; docs/faqs.md)"
+    )
+    parser.add_argument(
+        "--faq", action="append", default=[], metavar="NAME=INDEX_DIR",
+        help="in-process: serve this index as the FAQ NAME (repeat for several; env FAQ_FAQS)",
+    )  # fmt: skip
+    parser.add_argument(
         "--transport",
         choices=("stdio", "streamable-http"),
         default="stdio",
@@ -453,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     # stdout carries the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(index=args.index, model=args.model)
+        settings = Settings.from_env(
+            index=args.index, model=args.model, config=args.config, faqs=",".join(args.faq) or None
+        )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
