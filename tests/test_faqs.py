@@ -63,6 +63,14 @@ def client(catalog):
     return create_app({"TESTING": True}, service=catalog).test_client()
 
 
+def _two_faqs_client(two, embedder, observer=None, **settings):
+    """A test client of the two FAQs (mini the default) with these settings."""
+    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
+    engines = {name: SearchEngine(embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(**settings), specs=specs, engines=engines, observer=observer)
+    return create_app({"TESTING": True}, service=catalog).test_client()
+
+
 # ---- the configuration ----
 
 
@@ -244,10 +252,7 @@ def test_the_page_of_an_unknown_faq_is_a_404(client):
 
 
 def test_api_keys_guard_every_faq_and_the_list(two, fake_embedder):
-    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
-    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
-    catalog = FaqCatalog(Settings.from_env(api_keys="k1"), specs=specs, engines=engines)
-    client = create_app({"TESTING": True}, service=catalog).test_client()
+    client = _two_faqs_client(two, fake_embedder, api_keys="k1")
     assert_error(client.post("/faqs/mairie/search", json={"query": "x"}), 401, "unauthorized")
     assert_error(client.get("/faqs"), 401, "unauthorized")
     assert_error(client.post("/faqs/nope/search", json={"query": "x"}), 401, "unauthorized")  # names stay private
@@ -372,10 +377,7 @@ def test_the_python_client_takes_faq(catalog):
 
 
 def test_a_key_limited_to_some_faqs_gets_403_on_the_others(two, fake_embedder):
-    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
-    engines = {name: SearchEngine(fake_embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
-    catalog = FaqCatalog(Settings.from_env(api_keys="all-key,town-key:mairie"), specs=specs, engines=engines)
-    client = create_app({"TESTING": True}, service=catalog).test_client()
+    client = _two_faqs_client(two, fake_embedder, api_keys="all-key,town-key:mairie")
     town = {"X-API-Key": "town-key"}
     assert client.post("/faqs/mairie/search", json={"query": "cantine"}, headers=town).status_code == 200
     err = assert_error(client.post("/faqs/mini/search", json={"query": "x"}, headers=town), 403, "faq_forbidden")
@@ -402,10 +404,7 @@ def test_a_key_limited_to_a_faq_the_service_does_not_serve_is_refused_at_start(t
 
 
 def test_the_rate_limit_counts_a_client_across_all_faqs(two, fake_embedder):
-    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
-    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
-    catalog = FaqCatalog(Settings.from_env(rate_limit="3/minute"), specs=specs, engines=engines)
-    client = create_app({"TESTING": True}, service=catalog).test_client()
+    client = _two_faqs_client(two, fake_embedder, rate_limit="3/minute")
     statuses = [
         client.post(path, json={"query": "cantine"}).status_code
         for path in ("/faqs/mairie/search", "/faqs/mini/search", "/search", "/faqs/mairie/search")
@@ -416,10 +415,7 @@ def test_the_rate_limit_counts_a_client_across_all_faqs(two, fake_embedder):
 def test_metrics_label_each_faq(two, fake_embedder):
     from service.http.observability import MetricsObserver
 
-    specs = [FaqSpec("mini", two["mini"], default=True), FaqSpec("mairie", two["mairie"])]
-    engines = {name: SearchEngine(fake_embedder, load_index(path)) for name, path in two.items()}
-    catalog = FaqCatalog(Settings.from_env(), specs=specs, engines=engines, observer=MetricsObserver)
-    client = create_app({"TESTING": True}, service=catalog).test_client()
+    client = _two_faqs_client(two, fake_embedder, observer=MetricsObserver)
     client.post("/faqs/mairie/search", json={"query": "cantine"})
     client.post("/faqs/mini/search", json={"query": "compte"})
     text = client.get("/metrics").get_data(as_text=True)
@@ -534,3 +530,95 @@ def test_faqs_of_one_model_share_one_encoder_and_another_model_gets_its_own(monk
     first = pool.get("model-a", "onnx", 1)
     assert pool.get("model-a", "onnx", 1) is first and loaded == ["model-a"]
     assert pool.get("model-b", "onnx", 1) is not first and loaded == ["model-a", "model-b"] and len(pool) == 2
+
+
+# ---- what the adversarial probe found ----
+
+
+def test_a_batch_counts_every_query_across_faqs_in_one_token_budget(two, fake_embedder):
+    client = _two_faqs_client(two, fake_embedder, max_request_tokens=40)
+    one = {"query": " ".join(["cantine"] * 12), "faqs": ["*"]}  # within the budget alone, not three together
+    assert client.post("/search/batch", json={"queries": [one]}).status_code == 200
+    assert_error(client.post("/search/batch", json={"queries": [one] * 3}), 413, "too_many_tokens")
+
+
+def test_a_key_limited_to_other_faqs_than_the_default_can_batch_across_its_own(two, fake_embedder):
+    client = _two_faqs_client(two, fake_embedder, api_keys="town:mairie")
+    town = {"X-API-Key": "town"}
+    body = client.post("/search/batch", json={"queries": [{"query": "cantine", "faqs": ["mairie"]}]}, headers=town)
+    assert body.status_code == 200 and body.get_json()["results"][0]["faq"] == "mairie"
+    assert client.get("/faqs", headers=town).get_json()["default"] is None  # not a FAQ this key may use
+    assert_error(client.post("/search", json={"query": "x", "faqs": ["*", "nope"]}, headers=town), 404, "unknown_faq")
+
+
+def test_a_search_across_faqs_is_logged_in_the_leading_faq_only(tmp_path, two, fake_embedder):
+    specs = [
+        FaqSpec("mini", two["mini"], MINI_CORPUS, tmp_path / "mini.db", default=True),
+        FaqSpec("mairie", two["mairie"], MAIRIE_CORPUS, tmp_path / "mairie.db"),
+    ]
+    engines = {name: SearchEngine(fake_embedder, load_index(path), scoring=SPREAD) for name, path in two.items()}
+    catalog = FaqCatalog(Settings.from_env(admin_token="t"), specs=specs, engines=engines)
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    try:
+        body = client.post("/search", json={"query": "piscine municipale horaires cantine", "faqs": ["*"]}).get_json()
+        lead, other = body["faq"], ({"mini", "mairie"} - {body["faq"]}).pop()
+        gaps = {name: client.get(f"/faqs/{name}/admin/gaps", headers={"Authorization": "Bearer t"}).get_json()
+                for name in (lead, other)}  # fmt: skip
+        assert gaps[other]["queries"] == 0  # never the other FAQ's gap
+        feedback = {"request_id": body["request_id"], "faq_id": body["results"][0]["faq_id"], "helpful": False}
+        assert client.post(f"/faqs/{lead}/feedback", json=feedback).status_code == 201
+    finally:
+        catalog.close()
+
+
+def test_an_index_reload_reads_the_configuration_too_in_this_worker(tmp_path, two, fake_embedder, monkeypatch):
+    import service.core.faq_service as faq_service_module
+
+    monkeypatch.setattr(faq_service_module, "load_engine", lambda settings, embedders=None: SearchEngine(
+        fake_embedder, load_index(settings.index)))  # fmt: skip
+    config = tmp_path / "faqs.toml"
+    config.write_text('[[faq]]\nname = "mini"\nindex = "mini"\n')
+    catalog = FaqCatalog(Settings.from_env(config=config, admin_token="t"))
+    client = create_app({"TESTING": True}, service=catalog).test_client()
+    config.write_text('[[faq]]\nname = "mini"\nindex = "mini"\n[[faq]]\nname = "mairie"\nindex = "mairie"\n')
+    assert client.post("/faqs/mini/admin/reload", headers={"Authorization": "Bearer t"}).status_code == 200
+    assert catalog.names == ["mini", "mairie"]  # as every sibling worker, which the reload signals, does
+    catalog.close()
+
+
+@pytest.mark.parametrize(
+    ("index", "words"),
+    [("loop-a", "cannot be used"), ("mini\u0000x", "cannot be used"), ("mini/current", "serves the build of 'a'")],
+)
+def test_config_paths_that_loop_hold_nul_or_share_a_build_are_errors_not_crashes(tmp_path, two, index, words):
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")  # (the fixture built tmp_path/mini and tmp_path/mairie)
+    escaped = index.replace("\u0000", "\\u0000")
+    settings = _config(tmp_path, f'[[faq]]\nname = "a"\nindex = "mini"\n[[faq]]\nname = "b"\nindex = "{escaped}"\n')
+    with pytest.raises(FaqConfigError) as raised:
+        faq_specs(settings)
+    assert any(words in e for e in raised.value.errors), raised.value.errors
+
+
+def test_error_lines_skip_tables_inside_multiline_strings(tmp_path, two):
+    text = (
+        '# a comment\n[[faq]]\nname = "ok"\nindex = "mini"\ncorpus = """\n[[faq]]\n"""\n'  # line 2; 6 is a string
+        '[["faq"]]\nname = "Bad Name"\nindex = "mairie"\n'  # line 8
+    )
+    with pytest.raises(FaqConfigError) as raised:
+        faq_specs(_config(tmp_path, text))
+    assert any(e.startswith(f"{tmp_path / 'faqs.toml'}:8: name 'Bad Name'") for e in raised.value.errors), raised
+
+
+def test_the_cluster_names_its_faqs_in_valid_toml_and_drops_faq_faqs(tmp_path, monkeypatch):
+    import tomllib
+
+    from service.deploy import cluster
+
+    monkeypatch.setenv("FAQ_FAQS", "a=/somewhere")
+    spec = cluster.ClusterSpec(run_dir=tmp_path, publish_dir=tmp_path / 'pub "quoted" \\ dir', faqs=["a", "b"])
+    parsed = tomllib.loads(cluster.render_faqs_config(spec))
+    assert [(f["name"], f["index"]) for f in parsed["faq"]] == [("a", str(spec.published("a"))),
+                                                                   ("b", str(spec.published("b")))]  # fmt: skip
+    env = cluster.replica_env(spec, "r1")
+    assert "FAQ_FAQS" not in env and env["FAQ_CONFIG"] == str(spec.faqs_config)

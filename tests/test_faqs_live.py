@@ -129,3 +129,52 @@ def test_a_faq_added_to_the_configuration_is_served_by_every_worker_without_a_re
     finally:
         log = _stop(proc)
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_broken_configuration_on_disk_does_not_stop_the_server_when_its_workers_restart(tmp_path, real_embedder):
+    """A reload refused (a FAQ whose index is damaged; then a file that is not TOML) leaves the bad configuration on
+    disk: a worker killed, then every worker restarted by the master's SIGHUP, serve what the server served."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    build_index(CHORUS_CORPUS, tmp_path / "chorus", real_embedder, show_progress=False)
+    build_index(DATA / "mairie_faq.jsonl", tmp_path / "broken", real_embedder, show_progress=False)
+    vectors = resolve(tmp_path / "broken") / VECTORS
+    vectors.write_bytes(vectors.read_bytes()[:100])
+    config = tmp_path / "faqs.toml"
+    config.write_text('[[faq]]\nname = "chorus-pro"\nindex = "chorus"\n', encoding="utf-8")
+    proc, port = _start(tmp_path / "chorus", FAQ_CONFIG=str(config), FAQ_ADMIN_TOKEN=TOKEN)
+    url = f"http://127.0.0.1:{port}"
+
+    def serving_chorus_only() -> bool:
+        try:
+            return all([f["name"] for f in _call(f"{url}/faqs")[1]["faqs"]] == ["chorus-pro"] for _ in range(6))
+        except OSError:
+            return False
+
+    def wait(check, seconds=60) -> bool:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if check():
+                return True
+            time.sleep(0.5)
+        return False
+
+    try:
+        config.write_text(config.read_text() + '[[faq]]\nname = "broken"\nindex = "broken"\n', encoding="utf-8")
+        status, outcome = _call(f"{url}/admin/faqs/reload", {}, token=TOKEN)
+        assert status == 409 and outcome["ok"] is False, outcome
+        first = psutil.Process(proc.pid).children()
+        os.kill(first[0].pid, signal.SIGKILL)
+        assert wait(lambda: len(psutil.Process(proc.pid).children()) == 2 and serving_chorus_only())
+        assert proc.poll() is None
+        config.write_text("not toml [", encoding="utf-8")
+        os.kill(proc.pid, signal.SIGHUP)  # the master restarts every worker, which read the file again
+        assert wait(lambda: not set(first) & set(psutil.Process(proc.pid).children()) and serving_chorus_only())
+        assert proc.poll() is None
+    finally:
+        log = _stop(proc)
+    assert "serving the FAQs this server served" in log, log[-3000:]

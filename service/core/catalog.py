@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 from ..errors import ErrorCode, Forbidden, InvalidRequest, NotFound, ServiceError, redact_paths
 from ..search.admission import SearchGate
 from ..search.engine_loading import EmbedderPool
 from ..settings import Settings
-from .faq_config import FaqConfigError, FaqSpec, faq_specs
+from .faq_config import FaqConfigError, FaqSpec, faq_specs, save_snapshot
 from .faq_service import FaqService, Observer
 from .models import SearchRequest
 from .reloader import install_sighup
@@ -40,6 +42,8 @@ class FaqCatalog:
         specs: the FAQs, when the caller read them already.
         engines: ready engines by FAQ name (tests); the others are loaded.
         observer: makes each FAQ's observer, given its name (metrics).
+        snapshot: a file the FAQs served are written to (the gunicorn server's run directory): a worker that starts
+            while the configuration on disk is broken serves these (``faq_config.load_snapshot``).
     Raises:
         FaqConfigError: the FAQs named are not valid (every error listed).
     """
@@ -50,8 +54,11 @@ class FaqCatalog:
         specs: list[FaqSpec] | None = None,
         engines: dict | None = None,
         observer: Callable[[str], Observer] | None = None,
+        snapshot: str | os.PathLike | None = None,
     ):
         s = settings or Settings.from_env()
+        #: Where the FAQs served are written after each configuration that loads (``faq_config.save_snapshot``).
+        self.snapshot = Path(snapshot) if snapshot else None
         self.specs = specs if specs is not None else faq_specs(s)
         self.gate = SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
         self.embedders = EmbedderPool()
@@ -77,6 +84,9 @@ class FaqCatalog:
             embedders=self.embedders,
         )
         service.health_extras = self.health_extras  # one dict: what a transport adds reaches every FAQ
+        # A reload that signals the sibling workers makes them read the configuration again (their SIGHUP): this
+        # worker does the same first, so that every worker serves the same FAQs.
+        service.before_reload = self.reconfigure
         return service
 
     @classmethod
@@ -89,12 +99,22 @@ class FaqCatalog:
         catalog._base, catalog._observer = service.settings, None
         catalog.health_extras = service.health_extras
         catalog._background, catalog._master, catalog._lock = False, None, threading.Lock()
+        catalog.snapshot = None
         catalog.services = {service.name: service}
         catalog.default = service
         catalog._stop = threading.Event()
         return catalog
 
     def reconfigure(self) -> dict:
+        """``_reconfigure``, any failure an outcome (``ok`` false with the reason): never raises."""
+        try:
+            return self._reconfigure()
+        except Exception as exc:  # a configuration reload must never take down what serves
+            log.exception("configuration reload failed")
+            return {"ok": False, "errors": [f"{type(exc).__name__}: {exc}"], "kept": self.names,
+                    "default": self.default.name}  # fmt: skip
+
+    def _reconfigure(self) -> dict:
         """Read the FAQs the configuration names again (``FAQ_CONFIG``'s file may have changed) and serve them: the
         new ones are loaded, the ones gone are closed, the others keep serving untouched (one whose index, corpus or
         query log changed is loaded anew). A configuration that is not valid, or a new FAQ that does not load, is
@@ -135,6 +155,7 @@ class FaqCatalog:
             for name in added:
                 self._start(services[name])
             self.specs, self.services = specs, services  # one assignment each: a request sees the old or the new
+            self.save_snapshot()
             self.default = services[specs[0].name]
             for service in gone:
                 service.close()
@@ -152,6 +173,15 @@ class FaqCatalog:
         service.reloader.gunicorn_master = self._master
         if self._background:
             service.start_background()
+
+    def save_snapshot(self) -> None:
+        """Write the FAQs served now to ``snapshot`` (if any; a failure is logged, never raised)."""
+        if self.snapshot is None:
+            return
+        try:
+            save_snapshot(self.specs, self.snapshot)
+        except OSError as exc:
+            log.warning("could not write the FAQs served to %s: %s", self.snapshot, exc)
 
     # ---- the FAQs ----
 
@@ -218,7 +248,8 @@ class FaqCatalog:
                 item["error"] = {"code": failure.code if failure else ErrorCode.INDEX_UNAVAILABLE,
                                  "message": "no index is loaded"}  # fmt: skip
             out.append(item)
-        return {"default": self.default.name, "faqs": out}
+        default = self.default.name if allowed is None or self.default.name in allowed else None
+        return {"default": default, "faqs": out}
 
     def health_summary(self) -> dict:
         """``/health``'s ``faqs``: each FAQ ready or not, its index and its last reload."""
@@ -241,6 +272,9 @@ class FaqCatalog:
         if not names:
             raise InvalidRequest("'faqs' is empty: name at least one FAQ, or \"*\" for all",
                                  code=ErrorCode.OUT_OF_RANGE, field="faqs")  # fmt: skip
+        for name in names:  # every name is checked, "*" beside them or not
+            if name != ALL:
+                self.get(name, allowed)
         if ALL in names:
             usable = [self.services[name] for name in self.visible(allowed)]
             if not usable:
@@ -259,12 +293,17 @@ class FaqCatalog:
         client: str | None = None,
         arrived: float | None = None,
         allowed: frozenset[str] | None = None,
+        tokens: int | None = None,
     ) -> dict:
         """One search in several FAQs, one ranked list: each FAQ's results in its own order, merged by calibrated
         score; ``answered`` and ``reason`` are those of the FAQ whose first result leads (named in ``faq``).
 
         The query is encoded once per encoder (FAQs built with the same model share it), within one search slot and
-        the token budget. A FAQ with no index loaded is left out and named in ``unavailable``.
+        the token budget. A FAQ with no index loaded is left out and named in ``unavailable``. The search is logged in
+        the leading FAQ's query log (with its own answer), where its feedback goes.
+
+        Args:
+            tokens: the tokens already counted against the request's budget (a batch counts all its queries first).
 
         Raises:
             InvalidRequest, NotFound: the names. ServiceError: no FAQ named has an index loaded.
@@ -274,7 +313,8 @@ class FaqCatalog:
         ready = [(s, s.current_engine) for s in services if s.current_engine is not None]
         if not ready:
             raise _fresh(services[0])
-        tokens = self.gate.tokens(ready[0][1], [request.query])
+        if tokens is None:
+            tokens = self.gate.tokens(ready[0][1], [request.query])
 
         def work():
             vectors: dict[int, object] = {}
@@ -290,8 +330,6 @@ class FaqCatalog:
         deadline = None if arrived is None else arrived + self.gate.timeout  # (FaqService.search's ``arrived``)
         outcomes = self.gate.run(work, tokens, deadline)
         request_id = request_id or uuid.uuid4().hex
-        for (service, _), outcome in zip(ready, outcomes, strict=True):
-            service._log(request_id, request.query, outcome.to_dict(), client)  # each FAQ's log: its own answer
         # A k-way merge keeps each FAQ's order (its first result is the one its decision is about).
         streams = [[(-r.score, i, n, r) for n, r in enumerate(o.results)] for i, o in enumerate(outcomes)]
         merged = list(heapq.merge(*streams))[: request.top_k]
@@ -300,6 +338,9 @@ class FaqCatalog:
         results = []
         for rank, (_, i, _, result) in enumerate(merged, start=1):
             results.append({**asdict(result), "rank": rank, "faq": ready[i][0].name})
+        # The leading FAQ's log only: a question another FAQ answered is no gap of the others (and one none answered
+        # is a gap of the closest); feedback on the search goes to that FAQ.
+        best_service._log(request_id, request.query, best.to_dict(), client)
         return {
             "query": best.query,
             "answered": best.answered,
@@ -314,6 +355,46 @@ class FaqCatalog:
             "request_id": request_id,
         }
 
+    def search_batch(
+        self,
+        items: list,
+        name: str | None = None,
+        request_id: str | None = None,
+        client: str | None = None,
+        allowed: frozenset[str] | None = None,
+    ) -> dict:
+        """A batch in the FAQ ``name`` (None: the default) whose queries may each search across FAQs (their
+        ``faqs``): one token budget for every query of the request, and one deadline for its waits.
+
+        Raises:
+            PayloadTooLarge: ``too_many_tokens`` (the whole batch). NotFound, Forbidden: ``name``.
+        """
+        started = time.monotonic()
+        valid = [item for item in items if isinstance(item, SearchRequest)]
+        across = {i for i, item in enumerate(items) if isinstance(item, SearchRequest) and item.faqs is not None}
+        plain = len(valid) > len(across)
+        service = self.get(name, allowed) if plain or not across else None
+        counter = service.current_engine if service is not None else None
+        counter = counter or next((s.current_engine for s in self.services.values() if s.current_engine), None)
+        if counter is not None and valid:
+            self.gate.tokens(counter, [item.query for item in valid])  # the request's budget, across items included
+        request_id = request_id or uuid.uuid4().hex
+        if service is not None:
+            mine = [item if i not in across else InvalidRequest("searched across FAQs") for i, item in enumerate(items)]
+            body = service.search_batch(mine, request_id, client, arrived=started)
+        else:
+            body = {"results": [None] * len(items), "request_id": request_id}
+        for i in sorted(across):
+            try:
+                body["results"][i] = self.search_across(items[i], items[i].faqs, request_id, client, arrived=started,
+                                                        allowed=allowed, tokens=0)  # fmt: skip
+            except ServiceError as exc:
+                if exc.status >= 500 or exc.code == ErrorCode.TOO_MANY_TOKENS:
+                    raise
+                body["results"][i] = exc.to_dict()
+        body["took_ms"] = round((time.monotonic() - started) * 1000, 2)
+        return body
+
     # ---- running ----
 
     def install_sighup(self) -> bool:
@@ -321,8 +402,11 @@ class FaqCatalog:
         (the main thread only)."""
 
         def on_signal() -> None:
-            self.reconfigure()
-            self.reload("sighup", siblings=False)
+            try:
+                self.reconfigure()
+                self.reload("sighup", siblings=False)
+            except Exception:  # the listener outlives anything one signal meets
+                log.exception("SIGHUP: the reload failed; still listening")
 
         return install_sighup(on_signal, self._stop)
 
@@ -368,4 +452,7 @@ def _fresh(service: FaqService) -> ServiceError:
 
 def _same_place(a: FaqSpec, b: FaqSpec) -> bool:
     """Whether two specs of a FAQ serve the same index with the same corpus and query log (its service is kept)."""
-    return (a.index.resolve(), a.corpus, a.query_log) == (b.index.resolve(), b.corpus, b.query_log)
+    try:
+        return (a.index.resolve(), a.corpus, a.query_log) == (b.index.resolve(), b.corpus, b.query_log)
+    except (OSError, RuntimeError, ValueError):
+        return False

@@ -16,6 +16,8 @@ its ``[[faq]]`` table (``FaqConfigError``).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -29,7 +31,7 @@ from ..settings import Settings
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 #: The keys of a ``[[faq]]`` table.
 KEYS = ("name", "index", "corpus", "query_log", "default")
-_TABLE = re.compile(r"^\s*\[\[\s*faq\s*\]\]")
+_TABLE = re.compile(r"""^\s*\[\[\s*(faq|"faq"|'faq')\s*\]\]""")
 
 
 class FaqConfigError(ValueError):
@@ -91,7 +93,8 @@ def faq_specs(settings: Settings, check_indexes: bool = True) -> list[FaqSpec]:
         errors.append(f"{settings.config or 'FAQ_FAQS'}: no FAQ is named (add a [[faq]] table or a --faq option)")
     specs = _with_query_logs(specs, settings.query_log)
     _check(specs, errors, check_indexes)
-    errors += _check_key_scopes(settings, specs)
+    if specs:  # (a file that could not be read names no FAQ: its keys are not judged against nothing)
+        errors += _check_key_scopes(settings, specs)
     if errors:
         raise FaqConfigError(errors)
     default = next((s for s in specs if s.default), specs[0])
@@ -121,7 +124,7 @@ def _read_config(path: Path, errors: list[str]) -> list[FaqSpec]:
     except tomllib.TOMLDecodeError as exc:
         errors.append(f"{path}: not valid TOML: {exc}")
         return []
-    lines = [i for i, line in enumerate(text.splitlines(), start=1) if _TABLE.match(line)]
+    lines = _table_lines(text)
     for key in data:
         if key != "faq":
             errors.append(f"{path}: unknown key '{key}' (a configuration holds [[faq]] tables)")
@@ -153,6 +156,18 @@ def _read_config(path: Path, errors: list[str]) -> list[FaqSpec]:
     return specs
 
 
+def _table_lines(text: str) -> list[int]:
+    """The line of each ``[[faq]]`` header, in order (not those inside a multi-line string)."""
+    out, inside = [], None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if inside is None and _TABLE.match(line):
+            out.append(number)
+        for quote in ('"""', "'''"):
+            if (inside is None or inside == quote) and line.count(quote) % 2 == 1:
+                inside = quote if inside is None else None
+    return out
+
+
 def _parse_options(options: str, errors: list[str]) -> list[FaqSpec]:
     specs = []
     for option in (o for o in options.split(",") if o.strip()):
@@ -178,11 +193,25 @@ def _with_query_logs(specs: list[FaqSpec], query_log: Path | None) -> list[FaqSp
     ]
 
 
+def _real(path: Path) -> Path | str:
+    """The path with its links followed, or why it cannot be (a link loop, a NUL byte): never an exception."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        return f"{path}: {getattr(exc, 'strerror', None) or exc}"
+
+
 def _check(specs: list[FaqSpec], errors: list[str], check_indexes: bool) -> None:
     seen: dict[str, FaqSpec] = {}
     indexes: dict[Path, FaqSpec] = {}
+    builds: dict[Path, FaqSpec] = {}
     logs: dict[Path, FaqSpec] = {}
     for spec in specs:
+        paths = [_real(spec.index), *(_real(x) for x in (spec.corpus, spec.query_log) if x)]
+        bad = [p for p in paths if isinstance(p, str)]
+        if bad:
+            errors.extend(f"{spec.where}: FAQ '{spec.name}': the path {b} cannot be used" for b in bad)
+            continue
         if not SLUG.fullmatch(spec.name):
             errors.append(f"{spec.where}: name {spec.name!r} is not a slug (a-z, 0-9, - and _, at most 63, "
                           "starting with a letter or a digit)")  # fmt: skip
@@ -190,7 +219,8 @@ def _check(specs: list[FaqSpec], errors: list[str], check_indexes: bool) -> None
             errors.append(f"{spec.where}: name '{spec.name}' is already the FAQ of {seen[spec.name].where}")
         seen.setdefault(spec.name, spec)
         where = spec.index.resolve()
-        if where in indexes:
+        same_directory = where in indexes
+        if same_directory:
             errors.append(f"{spec.where}: index {spec.index} is already the index of '{indexes[where].name}' "
                           f"({indexes[where].where}): each FAQ needs its own index directory")  # fmt: skip
         indexes.setdefault(where, spec)
@@ -201,11 +231,17 @@ def _check(specs: list[FaqSpec], errors: list[str], check_indexes: bool) -> None
             if log in logs:
                 errors.append(f"{spec.where}: query log {spec.query_log} is already the log of '{logs[log].name}'")
             logs.setdefault(log, spec)
-        if check_indexes:
-            try:
-                resolve(spec.index)
-            except ServiceError as exc:
+        try:  # the build it serves: two directories may point to one (an index directory and its `current`)
+            build = _real(resolve(spec.index))
+        except ServiceError as exc:
+            build = None
+            if check_indexes:
                 errors.append(f"{spec.where}: FAQ '{spec.name}': {exc.message}")
+        if isinstance(build, Path) and build in builds and not same_directory:
+            errors.append(f"{spec.where}: index {spec.index} serves the build of '{builds[build].name}' "
+                          f"({builds[build].where}): each FAQ needs its own index directory")  # fmt: skip
+        if isinstance(build, Path):
+            builds.setdefault(build, spec)
     defaults = [s for s in specs if s.default]
     if len(defaults) > 1:
         errors.append(f"{defaults[1].where}: 'default = true' is already set for '{defaults[0].name}' "
@@ -224,3 +260,26 @@ def _check_key_scopes(settings: Settings, specs: list[FaqSpec]) -> list[str]:
             errors.append(f"FAQ_API_KEYS: key number {n} is limited to {', '.join(unknown)}, not a FAQ of this "
                           f"service ({', '.join(sorted(names))})")  # fmt: skip
     return errors
+
+
+def save_snapshot(specs: list[FaqSpec], path: str | os.PathLike) -> None:
+    """Write the FAQs served now (a worker that starts later, when the configuration on disk is broken, serves
+    these instead of failing: ``load_snapshot``); whole or not at all."""
+    path = Path(path)
+    rows = [{"name": s.name, "index": str(s.index), "corpus": str(s.corpus) if s.corpus else None,
+             "query_log": str(s.query_log) if s.query_log else None, "default": s.default, "where": s.where}
+            for s in specs]  # fmt: skip
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_snapshot(path: str | os.PathLike) -> list[FaqSpec] | None:
+    """The FAQs ``save_snapshot`` wrote, or None (none written, or unreadable)."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [FaqSpec(r["name"], Path(r["index"]), Path(r["corpus"]) if r["corpus"] else None,
+                        Path(r["query_log"]) if r["query_log"] else None, r["default"], r["where"])
+                for r in rows] or None  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -108,6 +108,8 @@ class FaqService:
         self.reloader = Reloader(self)
         #: Parts of ``health()`` a transport adds (HTTP's rate limit).
         self.health_extras: dict[str, Callable[[], dict]] = {}
+        #: Called before a reload that signals the sibling workers (the catalog reads its configuration again).
+        self.before_reload: Callable[[], object] | None = None
         self.query_log: QueryLog | None = None
         self.rebuilder: Rebuilder | None = None
         if s.query_log:
@@ -145,6 +147,8 @@ class FaqService:
     def reload(self, trigger: str = "admin", force: bool = False, siblings: bool = True) -> dict:
         """Switch to the build the index directory points to now (``Reloader.reload``), then, under gunicorn, have
         the sibling workers do the same; the outcome, with ``signalled_workers``."""
+        if siblings and self.before_reload is not None:
+            self.before_reload()
         outcome = self.reloader.reload(trigger, force=force)
         outcome["signalled_workers"] = self.reloader.signal_siblings() if siblings else 0
         return outcome
@@ -178,15 +182,18 @@ class FaqService:
         body["request_id"] = request_id
         return body
 
-    def search_batch(self, items: list, request_id: str | None = None, client: str | None = None) -> dict:
+    def search_batch(
+        self, items: list, request_id: str | None = None, client: str | None = None, arrived: float | None = None
+    ) -> dict:
         """Several searches encoded together: each item a validated ``SearchRequest`` or the error it got (its slot
-        of the answer); one token budget and one slot for the whole batch."""
+        of the answer); one token budget and one slot for the whole batch (``arrived``: as for ``search``)."""
         started = time.perf_counter()
         valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
         engine = self.engine
         tokens = self.gate.tokens(engine, [r.query for _, r in valid])
         requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
-        responses = self.gate.run(lambda: engine.search_batch(requests), tokens) if valid else []
+        deadline = None if arrived is None else arrived + self.gate.timeout
+        responses = self.gate.run(lambda: engine.search_batch(requests), tokens, deadline) if valid else []
         request_id = request_id or uuid.uuid4().hex
         results = [None if isinstance(item, SearchRequest) else item.to_dict() for item in items]
         for (i, item), response in zip(valid, responses, strict=True):

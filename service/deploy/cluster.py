@@ -126,6 +126,14 @@ def render_haproxy(spec: ClusterSpec) -> str:
     )  # fmt: skip
 
 
+def render_faqs_config(spec: ClusterSpec) -> str:
+    """The replicas' configuration of FAQs: each at its published directory (JSON strings are TOML basic strings,
+    so any path is quoted right)."""
+    return "".join(
+        f"[[faq]]\nname = {json.dumps(faq)}\nindex = {json.dumps(str(spec.published(faq)))}\n\n" for faq in spec.faqs
+    )
+
+
 def render_redis(spec: ClusterSpec) -> str:
     """``templates/redis.conf`` filled in for ``spec``."""
     return _render("redis.conf", redis_socket=spec.redis_socket, run_dir=spec.run_dir)
@@ -250,7 +258,13 @@ def replica_env(spec: ClusterSpec, name: str) -> dict:
     """The environment of replica ``name``: the service's own variables, set for the cluster."""
     return child_environment(
         # Each replica's gunicorn makes its own metrics directory; then what the cluster's spec adds.
-        {"PROMETHEUS_MULTIPROC_DIR": None, **spec.extra_env},
+        # A cluster of several FAQs names them in its own faqs.toml: FAQ_FAQS of the environment would name them twice.
+        {
+            "PROMETHEUS_MULTIPROC_DIR": None,
+            "FAQ_FAQS": None,
+            **({} if spec.faqs else {"FAQ_CONFIG": None}),
+            **spec.extra_env,
+        },  # fmt: skip
         host="127.0.0.1",
         port=spec.port(name),
         replica_name=name,
@@ -329,10 +343,7 @@ def start(
                 raise ClusterError(f"nothing is published in {target}: publish a build first")
             publish_index(source, target)
     if spec.faqs:  # the replicas' FAQs, each at its published directory
-        spec.faqs_config.write_text(
-            "".join(f'[[faq]]\nname = "{faq}"\nindex = "{spec.published(faq)}"\n\n' for faq in spec.faqs),
-            encoding="utf-8",
-        )
+        spec.faqs_config.write_text(render_faqs_config(spec), encoding="utf-8")
     running = {name for name in ["redis", "haproxy", *spec.names()] if _pid(spec, name)}
     try:
         start_redis(spec)

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..core.models import MAX_TOP_K, FeedbackRequest, SearchRequest, parse_batch, parse_body, parse_search
-from ..errors import ErrorCode, Forbidden, InvalidRequest, NotFound, ServiceError
+from ..errors import ErrorCode, InvalidRequest
 from . import observability
 from .admin import check_api_key, client_key, keyed_endpoint
 from .bodies import json_request
@@ -110,27 +110,9 @@ def _across_refused() -> InvalidRequest:
 def search_batch():
     """Several searches in one request: ``{"queries": [...]}``; a bad query gets its error in its slot."""
     items = parse_batch(json_request(), _max_query_chars())
-    across = [i for i, item in enumerate(items) if isinstance(item, SearchRequest) and item.faqs is not None]
-    if across and g.get("faq_name") is not None:  # one FAQ's batch: a query naming FAQs gets its error in its slot
-        items = [item if i not in across else _across_refused() for i, item in enumerate(items)]
-        across = []
-    if not across:
-        return jsonify(faq_service().search_batch(items, observability.request_id(), client_key()))
-    # The queries of one FAQ are encoded together; each query across FAQs is a search of its own.
-    request_id = observability.request_id()
-    alone = [item if i not in across else InvalidRequest("searched across FAQs") for i, item in enumerate(items)]
-    body = faq_service().search_batch(alone, request_id, client_key())
-    for i in across:
-        try:
-            body["results"][i] = catalog().search_across(
-                items[i], items[i].faqs, request_id, client_key(), allowed=faq_scope()
-            )
-        except (InvalidRequest, NotFound, Forbidden) as exc:
-            body["results"][i] = exc.to_dict()
-        except ServiceError as exc:
-            if exc.status >= 500 or exc.code == ErrorCode.TOO_MANY_TOKENS:
-                raise
-            body["results"][i] = exc.to_dict()
+    if g.get("faq_name") is not None:  # one FAQ's batch: a query naming FAQs gets its error in its slot
+        items = [_across_refused() if isinstance(it, SearchRequest) and it.faqs is not None else it for it in items]
+    body = catalog().search_batch(items, g.get("faq_name"), observability.request_id(), client_key(), faq_scope())
     return jsonify(body)
 
 

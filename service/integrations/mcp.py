@@ -284,15 +284,24 @@ def build_server(
         ``faq`` (its name; None: the default FAQ; "*": any)."""
         client, key = _caller(ctx, keys)
         allowed = scopes.get(key) if key else None
-        wanted = faqs[0][0] if faq is None else faq
-        if allowed is not None and wanted != "*" and wanted not in allowed:
-            usable = ", ".join(name for name, _ in faqs if name in allowed) or "none"
-            raise ToolError(f"faq_forbidden: this API key may not use the FAQ '{wanted}'; it may use: {usable}")
+        usable = [name for name, _ in faqs if allowed is None or name in allowed]
+        if faq is not None and faq != "*" and faq not in usable:
+            known = faq in (name for name, _ in faqs)
+            raise ToolError(f"{'faq_forbidden' if known else 'unknown_faq'}: this key may not use a FAQ named "
+                            f"{faq[:64]!r}; it may use: {', '.join(usable) or 'none'}")  # fmt: skip
+        if faq is None and not usable:
+            raise ToolError("faq_forbidden: this API key may use none of this server's FAQs")
         if rate_limit is not None:
             wait = rate_limit.hit(client or "local")
             if wait is not None:
                 raise ToolError(f"rate_limited: over the limit of {rate_limit.limit}; retry in {wait:g} s")
         return client, allowed
+
+    def default_for(allowed: frozenset[str] | None) -> str | None:
+        """The FAQ a call without one goes to: the default, or the first this key may use."""
+        if allowed is None or faqs[0][0] in allowed:
+            return None
+        return next(name for name, _ in faqs if name in allowed)
 
     threads: dict[str, anyio.CapacityLimiter] = {}
 
@@ -308,7 +317,7 @@ def build_server(
             raise _tool_error(exc) from None
 
     if len(faqs) > 1:
-        _several_faqs_tools(server, backend, faqs, admit, call)
+        _several_faqs_tools(server, backend, faqs, admit, call, default_for)
         return server
 
     @server.tool(name="search_faq", description=description)
@@ -339,7 +348,7 @@ def build_server(
     return server
 
 
-def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) -> None:
+def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call, default_for) -> None:
     """The three tools with a ``faq`` argument: its schema lists the FAQs, each with what it covers, and ``"*"``."""
     names = [name for name, _ in faqs]
     choices = faq_choices(faqs)
@@ -355,9 +364,9 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
         + SEARCH_DESCRIPTION.format(faq="the FAQ chosen", language="its language", support="the FAQ's support")
     )
 
-    def check(faq: str | None, allowed: list[str]) -> None:
-        if faq is not None and faq not in allowed:
-            raise ToolError(f"unknown_faq: no FAQ named {faq[:64]!r}; this service serves: {', '.join(names)}")
+    def check(faq: str | None) -> None:
+        if faq == "*":
+            raise ToolError("invalid_request: an entry is of one FAQ: name it (the search result's `faq`)")
 
     async def search_faq(
         query: Query,
@@ -366,16 +375,15 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
         top_k: TopK = 5,
     ) -> dict[str, Any]:
         arrived = time.monotonic()
-        check(faq, [*names, "*"])
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
         client, allowed = admit(ctx, faq)
-        return await call(backend.search, Search(query, top_k, client, arrived, faq, allowed))
+        return await call(backend.search, Search(query, top_k, client, arrived, faq or default_for(allowed), allowed))
 
     async def get_faq_entry(faq_id: str, ctx: Context, faq: str | None = None) -> dict[str, Any]:
-        check(faq, names)
-        admit(ctx, faq)
-        return await call(backend.entry, faq_id, faq)
+        check(faq)
+        _, allowed = admit(ctx, faq)
+        return await call(backend.entry, faq_id, faq or default_for(allowed))
 
     async def send_feedback(
         request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
@@ -384,8 +392,9 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call) 
         ctx: Context,
         faq: str | None = None,
     ) -> dict[str, Any]:
-        check(faq, names)
-        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx, faq)[0], faq)
+        check(faq)
+        client, allowed = admit(ctx, faq)
+        return await call(backend.feedback, request_id, faq_id, helpful, client, faq or default_for(allowed))
 
     # The ``faq`` argument's schema is made here (its names are the service's): set on each tool before the SDK reads
     # its signature (this module's annotations are strings, evaluated where these local values are not seen).
