@@ -224,6 +224,7 @@ def test_an_unknown_faq_is_a_404_that_lists_the_known_names(client):
         ({"query": "x", "faqs": [3]}, 400, "invalid_type"),
         ({"query": "x", "faqs": [""]}, 400, "invalid_request"),
         ({"query": "x", "faqs": ["a"] * 65}, 400, "out_of_range"),
+        ({"query": "x", "faqs": ["a" * 201]}, 400, "out_of_range"),
     ],
 )
 def test_bad_faqs_lists(client, body, status, code):

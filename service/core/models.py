@@ -120,6 +120,10 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
             field = "faqs"
             if kind == "string_too_short":
                 raise InvalidRequest("a name in 'faqs' is empty", code=ErrorCode.INVALID_REQUEST, field=field) from None
+            if kind == "string_too_long":
+                raise InvalidRequest(
+                    "a name in 'faqs' is longer than 200 characters", code=ErrorCode.OUT_OF_RANGE, field=field
+                ) from None
         if field == "query" and kind in ("string_too_short", "string_pattern_mismatch"):
             raise InvalidRequest("'query' is empty", code=ErrorCode.EMPTY_QUERY, field="query") from None
         if kind == "extra_forbidden":
