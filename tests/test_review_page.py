@@ -92,6 +92,11 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
     groups = page.locator("#liste-groupes > li")
     expect(groups.first).to_contain_text("et 1 autre formulation")
     expect(page.locator("#liste-manques > tr")).to_have_count(2)
+    # Nothing is chosen in advance: attaching asks for the entry first, and nothing is sent.
+    expect(groups.first.get_by_label("Entrée concernée")).to_have_value("")
+    groups.first.get_by_role("button", name="Rattacher à cette entrée").click()
+    expect(page.get_by_role("status")).to_have_text("Choisissez d'abord l'entrée concernée.")
+    assert app.extensions["faqs"].default.rebuilder.requests == []
     # Attach the first group to the entry chosen in its list; the rebuild is asked for.
     groups.first.get_by_label("Entrée concernée").select_option("compte")
     groups.first.get_by_role("button", name="Rattacher à cette entrée").click()
@@ -99,7 +104,7 @@ def test_the_review_page_lists_groups_and_applies_and_reverts_decisions(open_pag
     expect(groups).to_have_count(1)
     assert len(app.extensions["faqs"].default.rebuilder.requests) == 1
     decisions = page.locator("#liste-decisions > li")
-    expect(decisions.first).to_contain_text("Marie · 2 questions rattachée à compte")
+    expect(decisions.first).to_contain_text("Marie · 2 questions rattachées à compte")
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "review-page.png"), full_page=True)
     decisions.first.get_by_role("button", name="Annuler").click()

@@ -30,7 +30,9 @@ from service.settings import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_argument_group("the labelled questions to learn from")
     source.add_argument(
         "--dataset", choices=["covid_quebec_fr"], help="a public set of real user questions under --data-dir"

@@ -51,7 +51,7 @@ def check(corpus: str, out: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit()
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.replace("``", "`"))
     parser.add_argument(
         "--corpus",
         default=str(settings.corpus),

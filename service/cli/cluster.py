@@ -53,7 +53,9 @@ def _int(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and act on the cluster."""
     settings = settings_or_exit()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["up", "down", "status", "stop-replica", "start-replica"])
     parser.add_argument("replica", nargs="?", help="stop-replica / start-replica: the replica's name (r1, r2…)")
     parser.add_argument("--replicas", type=_int, default=settings.replicas, help="replicas (FAQ_REPLICAS; 3)")

@@ -54,7 +54,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_argument_group("what to evaluate (a public set, or your own FAQ)")
     source.add_argument("--dataset", choices=sorted(DATASETS), help="a set under --data-dir")
     source.add_argument(

@@ -55,7 +55,9 @@ def write_csv(gaps: list[dict], out) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log", default=settings.query_log, help="the query log (env FAQ_QUERY_LOG)")
     parser.add_argument(
         "--index", default=settings.index, help="the served index directory (env FAQ_INDEX, default index/)"

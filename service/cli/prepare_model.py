@@ -20,7 +20,9 @@ from service.settings import DEFAULT_MODEL_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--out", default=str(DEFAULT_MODEL_DIR), help="output model directory (default models/multilingual-e5-small)"
     )

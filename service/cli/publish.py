@@ -24,7 +24,9 @@ from service.indexing.store import publish_index
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and publish."""
     settings = settings_or_exit()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--index", default=str(settings.index),
         help="the index directory (or build) to publish (default: $FAQ_INDEX or index)",

@@ -20,7 +20,11 @@ def main(argv: list[str] | None = None, prog: str = "faq-search serve", dev_only
         dev_only: ``python -m service``: always the development server, without the production options.
     """
     defaults = settings_or_exit()
-    description = "The development server, in one process (production: faq-search serve)." if dev_only else __doc__
+    description = (
+        "The development server, in one process (production: faq-search serve)."
+        if dev_only
+        else __doc__.replace("``", "`")
+    )
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--host", default=defaults.host, help=f"address to listen on (env FAQ_HOST, default {defaults.host})"

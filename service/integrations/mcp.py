@@ -43,36 +43,7 @@ from ..errors import ServiceError, error_body
 from ..search.lexical import fold
 from ..settings import Settings, SettingsError, unknown_variable_warnings
 from .client import FaqSearchClient, FaqSearchError
-
-SEARCH_DESCRIPTION = (
-    "Search {faq} ({language}) for the entries that answer a user's question. Use it "
-    "whenever the user asks how to do something, or about a problem, that the FAQ may cover; pass the user's "
-    "question as they wrote it, in {language}, typos included. The result lists entries best first, each with its "
-    "question, the passage of its answer that matched, and a calibrated score (0 to 1). If `answered` is true and "
-    "results[0]'s text addresses what the user asked, answer from it (quote or paraphrase its text, and name its "
-    "question); `answered` true is not a guarantee (some questions the FAQ does not cover get through), so if the "
-    "text does not address the question, treat it as false. If it is false, the FAQ does "
-    "not answer this question (`reason.code` says why: no_close_entry, ambiguous, not_covered with the words "
-    "the nearest entry lacks in `reason.terms`, known_non_answer, or too_vague: ask what exactly): do not "
-    "present results[0] as the answer "
-    "and do not make one up; "
-    "say the FAQ does not cover it and hand over to a human ({support}), offering the results "
-    "only as possibly related entries. Call get_faq_entry for an entry's full text."
-)
-#: Language names for the tool description (other tags are named as they are).
-LANGUAGES = {"fr": "French", "en": "English", "de": "German", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
-ENTRY_DESCRIPTION = (
-    "The whole text of one FAQ entry (question, full answer, its passages), by the `faq_id` a "
-    "search_faq result gave. Use it when a passage is not enough to answer."
-)
-
-
-def search_description(identity: FaqIdentity) -> str:
-    """The ``search_faq`` tool's description, naming the FAQ and where to hand over when it has no answer."""
-    faq = f"the official FAQ of {identity.name}" if identity.name else "the organisation's official FAQ"
-    support = identity.support or "the organisation's support"
-    language = LANGUAGES.get(identity.language.split("-")[0].lower(), f"language {identity.language}")
-    return SEARCH_DESCRIPTION.format(faq=faq, support=support, language=language)
+from .tools import ENTRY_DESCRIPTION, FEEDBACK_DESCRIPTION, LANGUAGES, SEARCH_DESCRIPTION, search_description
 
 
 def server_name(identity: FaqIdentity) -> str:
@@ -143,14 +114,6 @@ def faq_choices(faqs: list[tuple[str, FaqIdentity]]) -> str:
         what = f"{identity.name}, {language}" if identity.name else language
         out.append(f'"{name}" ({what}' + (f"; questions such as {about})" if about else ")"))
     return "; ".join(out)
-
-
-FEEDBACK_DESCRIPTION = (
-    "Tell the FAQ's owner whether an entry returned by search_faq helped the user: pass that search's `request_id`, "
-    "the entry's `faq_id`, and helpful=false when the user says it did not answer their question (or true when it "
-    "did). Only call it on the user's own judgement, once per entry. Entries found unhelpful go to the owner's "
-    "review queue."
-)
 
 
 class ServiceBackend:
@@ -463,7 +426,7 @@ def serve_http(server: MCPServer, host: str, port: int, keys: list[str]) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=sys.argv[0] if sys.argv[0].startswith("faq-search") else "python -m service.mcp",
-        description=__doc__,
+        description=__doc__.replace("``", "`"),  # the reST of the docstring, as a terminal shows it
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", help="call the service running at this URL instead of loading the model here")

@@ -10,7 +10,9 @@ const relancer = document.getElementById("relancer");
 // The page of the queue shown (500 questions a page, the most flagged first).
 let page = 1;
 
-const ACTIONS = {attach: "rattachée à", not_answered: "ne répond pas :", dismiss: "écartée", revert: "annulation de"};
+// What a decision did, agreed with its number of questions ("1 question rattachée", "2 questions rattachées").
+const ACTIONS = {attach: (s) => `rattachée${s} à`, not_answered: () => "dont l'entrée ne répond pas :",
+                 dismiss: (s) => `écartée${s}`, revert: () => "annulation de"};
 
 // Every admin call carries the token typed on this page.
 function appelerAdmin(url, options = {}) {
@@ -38,7 +40,9 @@ function groupe(g, i) {
     element("summary", {}, `Les ${g.wordings.length} formulations que la décision couvre`),
     element("ul", {}, ...g.wordings.map((w) => element("li", {}, `${w.text} (${w.asked}×)`))));
   // The entries users were given first, then the nearest ones, then every other entry of the FAQ.
+  // Nothing chosen in advance: the entry most often shown is often the wrong one, and one click would attach to it.
   const choix = element("select", {id: `entree-${i}`});
+  choix.append(element("option", {value: ""}, "— choisir l'entrée —"));
   const vus = new Set();
   const proposer = (groupe, id, texte) => {
     if (vus.has(id)) return;
@@ -55,7 +59,14 @@ function groupe(g, i) {
   const boutons = element("div", {classe: "ligne", role: "group", "aria-labelledby": `groupe-${i}`});
   for (const [action, texte] of [["attach", "Rattacher à cette entrée"], ["not_answered", "Cette entrée n'y répond pas"], ["dismiss", "Écarter"]]) {
     const bouton = element("button", {type: "button", "data-action": action}, texte);
-    bouton.addEventListener("click", () => decider(action, g, choix.value));
+    bouton.addEventListener("click", () => {
+      if (action !== "dismiss" && !choix.value) {
+        annoncer("Choisissez d'abord l'entrée concernée.", true);
+        choix.focus();
+        return;
+      }
+      decider(action, g, choix.value);
+    });
     boutons.append(bouton);
   }
   return element("li", {"data-groupe": g.id, "aria-labelledby": `groupe-${i}`}, titre, meta, exemples, toutes, etiquette, choix, boutons);
@@ -69,7 +80,7 @@ async function decider(action, g, faqId) {
     await appelerAdmin("/admin/review/actions", {
       method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(corps),
     });
-    annoncer(action === "dismiss" ? "Groupe écarté." : "Décision enregistrée ; l'index est en cours de reconstruction.");
+    annoncer(action === "dismiss" ? "Groupe écarté." : "Décision enregistrée ; l'index va être reconstruit (état ci-dessous).");
     await charger(false);
   } catch (e) {
     annoncer(`Décision refusée : ${e.message}`, true);
@@ -89,10 +100,14 @@ async function annuler(id) {
   }
 }
 
+function pluriel(n) {
+  return n > 1 ? "s" : "";
+}
+
 function decision(a) {
   const texte = a.action === "revert"
     ? `${date(a.at)} · ${a.by} · annulation de ${a.reverts}`
-    : `${date(a.at)} · ${a.by} · ${a.questions.length} question${a.questions.length > 1 ? "s" : ""} ${ACTIONS[a.action]} ${a.faq_id || ""}`;
+    : `${date(a.at)} · ${a.by} · ${a.questions.length} question${pluriel(a.questions.length)} ${ACTIONS[a.action](pluriel(a.questions.length))} ${a.faq_id || ""}`;
   const item = element("li", {"data-action-id": a.id}, texte);
   if (a.action !== "revert" && !a.reverted_by) {
     const bouton = element("button", {type: "button", classe: "petit"}, "Annuler");
