@@ -66,6 +66,8 @@ class FaqEntry:
     alt_questions: tuple[str, ...] = ()
     not_questions: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    #: Where to go further: ``({"label", "url"}, …)``, http and https only (``parse_links``).
+    links: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         """The entry as a JSON-ready dict (the shape of the corpus line)."""
@@ -77,8 +79,67 @@ class FaqEntry:
             out["alt_questions"] = list(self.alt_questions)
         if self.not_questions:
             out["not_questions"] = list(self.not_questions)
+        if self.links:
+            out["links"] = [dict(link) for link in self.links]
         out.update(self.extra)
         return out
+
+    def all_links(self) -> list[dict]:
+        """Its ``links``, then the markdown links of its answer (``[label](https://…)``), each URL once."""
+        out, seen = [], set()
+        for link in (*self.links, *answer_links(self.answer)):
+            if link["url"] not in seen:
+                seen.add(link["url"])
+                out.append(dict(link))
+        return out
+
+
+#: Most links of one entry.
+MAX_LINKS = 20
+#: A markdown link in an answer: ``[label](http…)``.
+MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]{1,200})\]\((https?://[^\s()<>\"]{1,2000})\)")
+
+
+def safe_url(url: str) -> bool:
+    """Whether a link may be shown as one: http or https, a host, no spaces or control characters."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or len(url) > 2000 or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def answer_links(answer: str) -> list[dict]:
+    """The markdown links of an answer whose URL is safe (``safe_url``), in order."""
+    return [{"label": m.group(1).strip(), "url": m.group(2)} for m in MARKDOWN_LINK.finditer(answer)
+            if m.group(1).strip() and safe_url(m.group(2))]  # fmt: skip
+
+
+def parse_links(value, path, line: int) -> tuple[dict, ...]:
+    """An entry's ``links``: a list of ``{"label", "url"}``, http(s) URLs only.
+
+    Raises:
+        CorpusError: not such a list, a label empty, a URL of another scheme (``javascript:``, ``data:``…), too many.
+    """
+    if not isinstance(value, list):
+        raise CorpusError(path, line, 'field \'links\' must be a list of {"label", "url"} objects')
+    if len(value) > MAX_LINKS:
+        raise CorpusError(path, line, f"field 'links' holds {len(value)} links, more than {MAX_LINKS}")
+    out = []
+    for i, link in enumerate(value):
+        if not isinstance(link, dict) or set(link) != {"label", "url"}:
+            raise CorpusError(path, line, f"'links[{i}]' must be an object with exactly 'label' and 'url'")
+        label = text_field(link["label"], f"links[{i}].label", path, line).strip()
+        if len(label) > 200:
+            raise CorpusError(path, line, f"'links[{i}].label' is longer than 200 characters")
+        if not safe_url(link["url"]):
+            raise CorpusError(path, line, f"'links[{i}].url' must be an http or https URL with a host, no spaces")
+        out.append({"label": label, "url": link["url"]})
+    return tuple(out)
 
 
 #: Characters that make a text look empty: white space, and zero-width and format characters.
@@ -278,7 +339,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
     source = obj.get("source")
     if source is not None:
         source = text_field(source, "source", path, line)
-    known = {*REQUIRED, "source", "tags", "alt_questions", "not_questions"}
+    known = {*REQUIRED, "source", "tags", "alt_questions", "not_questions", "links"}
     question = text_field(obj["question"], "question", path, line).strip()
     alt_questions = _text_list(obj.get("alt_questions", []), "alt_questions", path, line)
     not_questions = tuple(q.strip() for q in _text_list(obj.get("not_questions", []), "not_questions", path, line))
@@ -297,6 +358,7 @@ def parse_entry(obj, path: str | os.PathLike, line: int) -> FaqEntry:
         alt_questions=alt_questions,
         not_questions=not_questions,
         extra={k: v for k, v in obj.items() if k not in known},
+        links=parse_links(obj["links"], path, line) if "links" in obj else (),
     )
 
 

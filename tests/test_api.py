@@ -22,7 +22,8 @@ def test_search_contract(client):
     assert len(results) == 3
     assert [r["rank"] for r in results] == [1, 2, 3]
     assert all(
-        set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match"} for r in results
+        set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match", "links"}
+        for r in results
     )
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)

@@ -93,6 +93,31 @@ CORPUS_ERRORS = [
         "'not_questions[0]' is also this entry's question or one of its alt_questions",
     ),
     (
+        "link with another scheme",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "links": [{"label": "x", "url": "javascript:alert(1)"}]}'],
+        1,
+        "'links[0].url' must be an http or https URL",
+    ),
+    (
+        "link without a host",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "links": [{"label": "x", "url": "https:///p"}]}'],
+        1,
+        "'links[0].url' must be an http or https URL",
+    ),
+    (
+        "link with an empty label",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "links": [{"label": " ", "url": "https://a.fr"}]}'],
+        1,
+        "field 'links[0].label' is empty",
+    ),
+    (
+        "link not an object",
+        ['{"id": "a", "question": "Q ?", "answer": "R.", "links": ["https://a.fr"]}'],
+        1,
+        "'links[0]' must be an object with exactly 'label' and 'url'",
+    ),
+    ("links not a list", ['{"id": "a", "question": "Q ?", "answer": "R.", "links": {}}'], 1, "'links' must be a list"),
+    (
         "not_questions empty item",
         ['{"id": "a", "question": "Q ?", "answer": "R.", "not_questions": [" "]}'],
         1,
@@ -152,3 +177,19 @@ def test_a_long_list_of_errors_is_capped_and_counted(tmp_path):
         load_corpus(path)
     reported = str(caught.value).splitlines()
     assert len(reported) == MAX_REPORTED_ERRORS + 1 and reported[-1] == "… and 5 more errors"
+
+
+def test_links_and_the_answers_markdown_links_are_the_entrys_links(tmp_path):
+    path = tmp_path / "faq.jsonl"
+    path.write_text(
+        '{"id": "a", "question": "Q ?", "answer": "Voir [le site](https://a.fr/x) et [pas ça](ftp://a.fr) ; '
+        '[encore](https://a.fr/x).", "links": [{"label": "Accueil", "url": "https://a.fr/"}]}\n',
+        encoding="utf-8",
+    )
+    (entry,) = load_corpus(path)
+    assert entry.links == ({"label": "Accueil", "url": "https://a.fr/"},)
+    assert entry.all_links() == [
+        {"label": "Accueil", "url": "https://a.fr/"},
+        {"label": "le site", "url": "https://a.fr/x"},
+    ]
+    assert entry.to_dict()["links"] == [{"label": "Accueil", "url": "https://a.fr/"}]

@@ -144,3 +144,40 @@ def test_the_page_says_in_french_which_words_the_faq_does_not_cover(browser, rea
         assert page.locator("#liste .badge.reponse").count() == 0
         assert page.locator("#liste > li").count() > 0, "the nearest entries are still shown as suggestions"
         context.close()
+
+
+def test_links_of_an_entry_are_links_and_only_http_ones(browser, tmp_path, fake_embedder):
+    """An entry's ``links`` and its answer's markdown links are shown as links; a ``javascript:`` one never is."""
+    from conftest import serving
+
+    from service.http.app import create_app
+    from service.indexing.build import build_index
+    from service.indexing.store import load_index
+    from service.search.engine import SearchEngine
+
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_text(json.dumps({
+        "id": "horaires", "question": "Quels sont les horaires de la médiathèque ?",
+        "answer": "Du mardi au samedi. Voir [le calendrier](https://example.org/calendrier) ou "
+                  "[ceci](javascript:alert(1)).",
+        "links": [{"label": "Le site de la médiathèque", "url": "https://example.org/"}],
+    }, ensure_ascii=False) + "\n", encoding="utf-8")  # fmt: skip
+    build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
+    app = create_app({"TESTING": True}, engine=SearchEngine(fake_embedder, load_index(tmp_path / "index")))
+    with serving(app) as url:
+        context = browser.new_context(locale="fr-FR")
+        page = context.new_page()
+        page.goto(url + "/")
+        page.get_by_label("Votre question").fill("horaires médiathèque")
+        page.keyboard.press("Enter")
+        first = page.locator("#liste > li").first
+        expect(first.get_by_role("link", name="Le site de la médiathèque")).to_have_attribute(
+            "href", "https://example.org/"
+        )
+        expect(first.locator(".passage").get_by_role("link", name="le calendrier")).to_have_attribute(
+            "href", "https://example.org/calendrier"
+        )
+        hrefs = first.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert all(h.startswith("https://") for h in hrefs), hrefs
+        expect(first.locator(".passage")).to_contain_text("[ceci](javascript:alert(1))")  # shown as text
+        context.close()

@@ -293,6 +293,13 @@ class Match(BaseModel):
     terms: list[str] = Field(description="The query's words (lower case, accents removed) found in the entry.")
 
 
+class Link(BaseModel):
+    """A link of an entry."""
+
+    label: str
+    url: str = Field(description="An http or https URL.")
+
+
 class SearchResult(BaseModel):
     """One FAQ entry, shown by its best passage."""
 
@@ -304,6 +311,10 @@ class SearchResult(BaseModel):
     text: str = Field(description="The passage's text.")
     section: str | None = Field(description="The sub-heading the passage sits under, if any.")
     match: Match
+    links: list[Link] = Field(
+        default_factory=list,
+        description="Where to go further: the entry's `links`, then its answer's markdown links (http and https only).",
+    )
     faq: str | None = Field(None, description="The FAQ the entry is from (a search across FAQs only).")
 
 

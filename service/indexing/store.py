@@ -718,7 +718,7 @@ def _load_build(build: Path, manifest: Manifest, verify: bool) -> StoredIndex:
 
 
 def _entry_from_dict(obj: dict) -> FaqEntry:
-    known = {"id", "question", "answer", "source", "tags", "alt_questions", "not_questions"}
+    known = {"id", "question", "answer", "source", "tags", "alt_questions", "not_questions", "links"}
     return FaqEntry(
         id=obj["id"],
         question=obj["question"],
@@ -728,4 +728,5 @@ def _entry_from_dict(obj: dict) -> FaqEntry:
         alt_questions=tuple(obj.get("alt_questions", ())),
         not_questions=tuple(obj.get("not_questions", ())),
         extra={k: v for k, v in obj.items() if k not in known},
+        links=tuple(obj.get("links", ())),
     )

@@ -13,7 +13,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class FaqSearchError(Exception):
@@ -135,6 +135,8 @@ class Result:
     match: Match
     #: The FAQ of the entry (a search across FAQs).
     faq: str | None = None
+    #: Where to go further: ``[{"label", "url"}, …]`` (http and https only).
+    links: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

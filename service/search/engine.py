@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class RankedEntry:
     text: str
     section: str | None
     match: dict
+    #: The entry's links (its ``links``, then its answer's markdown links): where to go further.
+    links: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class SearchEngine:
         self._row_own = np.array([row.kind == "question" for row in index.rows], dtype=bool)
         self._entry_alts = np.array([len(index.entries[i].alt_questions) for i in self._entry_ids], dtype=np.float64)
         self._passages = {p.passage_id: p for p in index.passages}
+        self._links = {faq_id: entry.all_links() for faq_id, entry in index.entries.items()}
         self._entry_passages: dict[str, list] = {faq_id: [] for faq_id in self._entry_ids}
         for passage in index.passages:  # in index order, so an entry's passages keep their order
             self._entry_passages[passage.faq_id].append(passage)
@@ -335,7 +338,15 @@ class SearchEngine:
             "terms": self.lexical.matched(lexical, entry),
         }
         return RankedEntry(
-            rank, round(score, 6), shown.faq_id, shown.passage_id, shown.question, shown.text, shown.section, match
+            rank,
+            round(score, 6),
+            shown.faq_id,
+            shown.passage_id,
+            shown.question,
+            shown.text,
+            shown.section,
+            match,
+            self._links[shown.faq_id],
         )
 
     def count_tokens(self, queries: list[str]) -> list[int]:

@@ -47,7 +47,7 @@ async function ouvrir(bouton, resultat, zone) {
     zone.textContent = "Chargement…";
     try {
       const entree = await appeler(`/faq/${encodeURIComponent(resultat.faq_id)}`);
-      zone.textContent = entree.answer.replace(/^## /gm, "");
+      zone.replaceChildren(...texteAvecLiens(entree.answer.replace(/^## /gm, "")));
       zone.dataset.charge = "1";
     } catch (e) {
       zone.textContent = `Impossible d'afficher l'entrée : ${e.message}`;
@@ -71,8 +71,12 @@ function afficher(reponse) {
     const meta = element("p", {classe: "meta"},
       `Score ${r.score < 0.005 ? "< 1" : Math.round(r.score * 100)} % · trouvé par ${REPRESENTATIONS[r.match.by] || r.match.by}${termes}`);
     const titre = element("h3", {}, bouton, " ", badge);
-    const passage = element("p", {classe: "passage"}, (r.section ? `${r.section} — ` : "") + r.text);
+    const passage = element("p", {classe: "passage"}, ...texteAvecLiens((r.section ? `${r.section} — ` : "") + r.text));
     const item = element("li", {"data-faq-id": r.faq_id}, titre, meta, passage);
+    if (r.links && r.links.length) {
+      item.append(element("ul", {classe: "liens", "aria-label": "Pour aller plus loin"},
+        ...r.links.map((l) => element("li", {}, lien(l.label, l.url)))));
+    }
     if (avisActif && reponse.request_id) item.append(avis(reponse.request_id, r));
     item.append(zone);
     liste.append(item);

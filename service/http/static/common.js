@@ -17,6 +17,30 @@ function annoncer(texte, erreur = false) {
   etat.classList.toggle("erreur", erreur);
 }
 
+// A link of the FAQ, only when it is http or https (anything else is shown as its label, as text).
+function lien(libelle, url) {
+  let sur = false;
+  try {
+    const u = new URL(url);
+    sur = u.protocol === "http:" || u.protocol === "https:";
+  } catch (e) {
+    sur = false;
+  }
+  return sur ? element("a", {href: url, rel: "noopener noreferrer"}, libelle) : libelle;
+}
+
+// A text with its markdown links ([libellé](https://…)) as links; everything else stays text (never HTML).
+function texteAvecLiens(texte) {
+  const morceaux = [];
+  let fin = 0;
+  for (const m of texte.matchAll(/\[([^\[\]\n]{1,200})\]\((https?:\/\/[^\s()<>"]{1,2000})\)/g)) {
+    morceaux.push(texte.slice(fin, m.index), lien(m[1], m[2]));
+    fin = m.index + m[0].length;
+  }
+  morceaux.push(texte.slice(fin));
+  return morceaux;
+}
+
 // Under /faqs/<name>/ the page is one FAQ's: its calls go to that FAQ's routes (/faqs/<name>/search, …).
 const BASE = (location.pathname.match(/^\/faqs\/[^/]+/) || [""])[0];
 
