@@ -40,6 +40,16 @@ class ErrorCode(StrEnum):
         "`top_k` outside 1..50, `min_score` outside 0..1, or another number out of its range",
     )
     UNKNOWN_FIELD = ("unknown_field", 400, "a field or GET parameter the API does not know")
+    INVALID_FILTER = (
+        "invalid_filter",
+        400,
+        '`filter` is not an object of fields and values (`{"tags": ["…"]}`, `{"audience": "…"}`; docs/api.md)',
+    )
+    UNKNOWN_FILTER_FIELD = (
+        "unknown_filter_field",
+        400,
+        "`filter` names a field no entry of the FAQ has (the message lists those it has)",
+    )
     MISSING_QUERIES = ("missing_queries", 400, "`POST /search/batch` without `queries`")
     INVALID_REQUEST = ("invalid_request", 400, "a field is invalid in another way (the message says how)")
     MISSING_FIELD = (

@@ -34,7 +34,7 @@ def test_tools_are_listed_with_guidance_for_the_model(engine):
     assert set(by_name) == {"search_faq", "get_faq_entry", "send_feedback"}
     description = by_name["search_faq"].description
     assert "answered" in description and "results[0]" in description and "get_faq_entry" in description
-    assert set(by_name["search_faq"].input_schema["properties"]) == {"query", "top_k"}
+    assert set(by_name["search_faq"].input_schema["properties"]) == {"query", "top_k", "filter"}
     assert by_name["search_faq"].input_schema["required"] == ["query"]
     top_k = by_name["search_faq"].input_schema["properties"]["top_k"]
     assert (top_k["minimum"], top_k["maximum"], top_k["default"]) == (1, 50, 5)

@@ -3,6 +3,7 @@ labels, keyboard use, results with scores and why they matched, the full entry o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -148,26 +149,13 @@ def test_the_page_says_in_french_which_words_the_faq_does_not_cover(browser, rea
 
 def test_links_of_an_entry_are_links_and_only_http_ones(browser, tmp_path, fake_embedder):
     """An entry's ``links`` and its answer's markdown links are shown as links; a ``javascript:`` one never is."""
-    from conftest import serving
-
-    from service.http.app import create_app
-    from service.indexing.build import build_index
-    from service.indexing.store import load_index
-    from service.search.engine import SearchEngine
-
-    corpus = tmp_path / "faq.jsonl"
-    corpus.write_text(json.dumps({
+    entry = {
         "id": "horaires", "question": "Quels sont les horaires de la médiathèque ?",
         "answer": "Du mardi au samedi. Voir [le calendrier](https://example.org/calendrier) ou "
                   "[ceci](javascript:alert(1)).",
         "links": [{"label": "Le site de la médiathèque", "url": "https://example.org/"}],
-    }, ensure_ascii=False) + "\n", encoding="utf-8")  # fmt: skip
-    build_index(corpus, tmp_path / "index", fake_embedder, show_progress=False)
-    app = create_app({"TESTING": True}, engine=SearchEngine(fake_embedder, load_index(tmp_path / "index")))
-    with serving(app) as url:
-        context = browser.new_context(locale="fr-FR")
-        page = context.new_page()
-        page.goto(url + "/")
+    }  # fmt: skip
+    with _page_of(browser, tmp_path, fake_embedder, [entry]) as page:
         page.get_by_label("Votre question").fill("horaires médiathèque")
         page.keyboard.press("Enter")
         first = page.locator("#liste > li").first
@@ -180,4 +168,45 @@ def test_links_of_an_entry_are_links_and_only_http_ones(browser, tmp_path, fake_
         hrefs = first.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
         assert all(h.startswith("https://") for h in hrefs), hrefs
         expect(first.locator(".passage")).to_contain_text("[ceci](javascript:alert(1))")  # shown as text
-        context.close()
+
+
+def test_a_faq_with_tags_offers_them_to_limit_the_search(browser, tmp_path, fake_embedder):
+    """The page's "Thème" chooser lists the FAQ's tags (from /health) and sends the chosen one as the filter."""
+    entries = [
+        {"id": "carte", "question": "Comment obtenir ma carte ?", "answer": "Au guichet.", "tags": ["inscription"]},
+        {"id": "pret", "question": "Combien de livres emprunter ?", "answer": "Dix livres.", "tags": ["emprunt"]},
+        {"id": "retard", "question": "Un livre rendu en retard ?", "answer": "Une relance.", "tags": ["emprunt"]},
+    ]
+    with _page_of(browser, tmp_path, fake_embedder, entries) as page:
+        chooser = page.get_by_label("Thème")
+        expect(chooser).to_be_visible()
+        chooser.select_option("emprunt")
+        page.get_by_label("Votre question").fill("carte de lecteur")
+        page.keyboard.press("Enter")
+        items = page.locator("#liste > li")
+        expect(items).to_have_count(2)
+        assert {items.nth(i).get_attribute("data-faq-id") for i in range(2)} == {"pret", "retard"}
+
+
+@contextlib.contextmanager
+def _page_of(browser, tmp_path, embedder, entries: list[dict]):
+    """The search page of a FAQ of these entries (fake embedder), served on 127.0.0.1, in a fresh browser page."""
+    from conftest import serving
+
+    from service.http.app import create_app
+    from service.indexing.build import build_index
+    from service.indexing.store import load_index
+    from service.search.engine import SearchEngine
+
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    build_index(corpus, tmp_path / "index", embedder, show_progress=False)
+    app = create_app({"TESTING": True}, engine=SearchEngine(embedder, load_index(tmp_path / "index")))
+    with serving(app) as url:
+        context = browser.new_context(locale="fr-FR")
+        page = context.new_page()
+        page.goto(url + "/")
+        try:
+            yield page
+        finally:
+            context.close()

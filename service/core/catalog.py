@@ -315,6 +315,16 @@ class FaqCatalog:
             raise _fresh(services[0])
         if tokens is None:
             tokens = self.gate.tokens(ready[0][1], [request.query])
+        if request.filter is not None:  # each FAQ keeps what its entries match; a field none of them has is an error
+            for _, engine in ready:
+                engine.filters.keep(request.filter, strict=False)
+            named = set(request.filter) - {n for _, engine in ready for n in engine.filters.names}
+            if named:
+                raise InvalidRequest(
+                    f"no entry of these FAQs has the field {sorted(named)[0][:64]!r} to filter on",
+                    code=ErrorCode.UNKNOWN_FILTER_FIELD,
+                    field="filter",
+                )
 
         def work():
             vectors: dict[int, object] = {}
@@ -324,7 +334,7 @@ class FaqCatalog:
                 if key not in vectors:
                     vectors[key] = engine.embedder.encode([request.query], kind="query")[0]
                 outcomes.append(engine.search_encoded(request.query, vectors[key], request.top_k, request.min_score,
-                                                      started))  # fmt: skip
+                                                      started, filter=request.filter, strict=False))  # fmt: skip
             return outcomes
 
         deadline = None if arrived is None else arrived + self.gate.timeout  # (FaqService.search's ``arrived``)

@@ -173,8 +173,10 @@ class FaqService:
         engine = self.engine
         tokens = self.gate.tokens(engine, [request.query])
         deadline = None if arrived is None else arrived + self.gate.timeout
+        if request.filter is not None:
+            engine.filters.keep(request.filter)  # a bad filter is refused before the search waits for a slot
         outcome = self.gate.run(
-            lambda: engine.search(request.query, request.top_k, request.min_score), tokens, deadline
+            lambda: engine.search(request.query, request.top_k, request.min_score, request.filter), tokens, deadline
         )
         body = outcome.to_dict()
         request_id = request_id or uuid.uuid4().hex
@@ -188,10 +190,11 @@ class FaqService:
         """Several searches encoded together: each item a validated ``SearchRequest`` or the error it got (its slot
         of the answer); one token budget and one slot for the whole batch (``arrived``: as for ``search``)."""
         started = time.perf_counter()
-        valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
         engine = self.engine
+        items = [_filter_checked(engine, item) for item in items]  # a bad filter is its query's error, in its slot
+        valid = [(i, item) for i, item in enumerate(items) if isinstance(item, SearchRequest)]
         tokens = self.gate.tokens(engine, [r.query for _, r in valid])
-        requests = [(r.query, r.top_k, r.min_score) for _, r in valid]
+        requests = [(r.query, r.top_k, r.min_score, r.filter) for _, r in valid]
         deadline = None if arrived is None else arrived + self.gate.timeout
         responses = self.gate.run(lambda: engine.search_batch(requests), tokens, deadline) if valid else []
         request_id = request_id or uuid.uuid4().hex
@@ -394,6 +397,16 @@ class FaqService:
             self.rebuilder.stop()
         if self.query_log is not None:
             self.query_log.close(timeout)
+
+
+def _filter_checked(engine: SearchEngine, item):
+    """A batch item, or the error its filter gets from this FAQ's entries."""
+    if isinstance(item, SearchRequest) and item.filter is not None:
+        try:
+            engine.filters.keep(item.filter)
+        except InvalidRequest as exc:
+            return exc
+    return item
 
 
 def _reading(call: Callable[[], Any]) -> Any:

@@ -36,6 +36,14 @@ class FaqSearchRequest(BaseModel):
         description="Answer threshold for this request: the calibrated score (0 to 1) "
         "the best entry must reach to count as an answer.",
     )
+    filter: dict[str, Any] | None = Field(
+        None,
+        description='Return only the entries that match: `{"tags": ["factures"]}` (any of these tags), '
+        '`{"tags": {"all": ["a", "b"]}}`, `{"audience": "acheteur"}` or `{"audience": ["a", "b"]}` (a scalar field '
+        "the entries declare); several fields: each must match. Applied before ranking; the answer decision is made "
+        "among the matching entries.",
+        examples=[{"tags": ["compte"]}],
+    )
 
 
 class SearchRequest(FaqSearchRequest):
@@ -128,7 +136,7 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
             raise InvalidRequest("'query' is empty", code=ErrorCode.EMPTY_QUERY, field="query") from None
         if kind == "extra_forbidden":
             raise InvalidRequest(
-                f"unknown field '{field}'; accepted: query, top_k, min_score, faqs",
+                f"unknown field '{field}'; accepted: query, top_k, min_score, filter, faqs",
                 code=ErrorCode.UNKNOWN_FIELD,
                 field=field,
             ) from None
@@ -140,7 +148,7 @@ def parse_search(data: Any, max_query_chars: int) -> SearchRequest:
             ) from None
         if kind in _TYPE_ERRORS:
             wanted = {"query": "a string", "top_k": "an integer", "min_score": "a number or null",
-                      "faqs": "a list of FAQ names"}  # fmt: skip
+                      "faqs": "a list of FAQ names", "filter": "an object of fields"}  # fmt: skip
             raise InvalidRequest(
                 f"'{field}' must be {wanted.get(field, 'of another type')}", code=ErrorCode.INVALID_TYPE, field=field
             ) from None

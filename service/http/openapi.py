@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core import models
 from ..errors import ErrorCode
+from ..search import filters
 from ..settings import Settings
 
 E = ErrorCode
@@ -34,7 +35,8 @@ ENGINE_ERRORS = frozenset({E.INDEX_UNAVAILABLE, E.INDEX_MODEL_MISMATCH, E.MODEL_
 #: A search: its validation, its budget and its slot.
 SEARCH_ERRORS = frozenset(
     {E.MISSING_QUERY, E.EMPTY_QUERY, E.QUERY_TOO_LONG, E.INVALID_TYPE, E.OUT_OF_RANGE, E.UNKNOWN_FIELD,
-     E.TOO_MANY_TOKENS, E.SEARCH_TIMEOUT, E.UNKNOWN_FAQ, E.INVALID_REQUEST}
+     E.TOO_MANY_TOKENS, E.SEARCH_TIMEOUT, E.UNKNOWN_FAQ, E.INVALID_REQUEST, E.INVALID_FILTER,
+     E.UNKNOWN_FILTER_FIELD}
 )  # fmt: skip
 #: A route of the review loop: the query log and the reviewed file.
 REVIEW_ERRORS = frozenset({E.QUERY_LOG_DISABLED, E.QUERY_LOG_UNAVAILABLE, E.REVIEWED_FILE_INVALID, *ENGINE_ERRORS})
@@ -98,6 +100,24 @@ def _response(description: str, schema: Any) -> dict:
     return {"description": description, "content": _json(schema)}
 
 
+def _filter_schema(app: Flask) -> dict:
+    """What a filter may hold here: the fields the entries of this service's FAQs declare (``search/filters.py``)."""
+    catalog = app.extensions.get("faqs")
+    fields: dict[str, bool] = {}
+    for service in catalog.services.values() if catalog is not None else ():
+        engine = service.current_engine
+        for name in engine.filters.names if engine is not None else ():
+            fields[name] = name == "tags"
+    return filters.json_schema(fields)
+
+
+def _json_parameter(parameter: dict, schema: dict) -> dict:
+    """A query parameter whose value is JSON (``?filter={…}``, URL-encoded)."""
+    out = {k: v for k, v in parameter.items() if k != "schema"}
+    out["content"] = {"application/json": {"schema": schema}}
+    return out
+
+
 def _named_errors(op: Operation) -> set[ErrorCode]:
     """What a route answers under ``/faqs/{faq_name}/`` besides its own: an unknown name; and one FAQ's health and
     readiness need a key (the service's own ``/health`` and ``/ready`` stay open to probes)."""
@@ -144,6 +164,13 @@ def search_parameters(max_query_chars: int) -> list[dict]:
             "required": False,
             "description": fields_["min_score"].description,
             "schema": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        {
+            "name": "filter",
+            "in": "query",
+            "required": False,
+            "description": "A JSON object, URL-encoded: " + fields_["filter"].description,
+            "schema": {"type": "string", "minLength": 2},
         },
         {
             "name": "faqs",
@@ -256,8 +283,12 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
         [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization") for m in RESPONSE_MODELS],
         ref_template="#/components/schemas/{model}",
     )
+    filter_schema = _filter_schema(app)
     for model in ("SearchRequest", "FaqSearchRequest"):
         defs["$defs"][model]["properties"]["query"]["maxLength"] = max_query_chars
+        described = defs["$defs"][model]["properties"]["filter"]
+        defs["$defs"][model]["properties"]["filter"] = {"anyOf": [filter_schema, {"type": "null"}], "default": None,
+                                                        "description": described.get("description", "")}  # fmt: skip
     paths: dict[str, dict] = {}
     for path, method, op in operations(app):
         named = "{faq_name}" in path  # a FAQ's route under its name: the same operation, one more parameter
@@ -269,6 +300,7 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
             parameters += op.parameters(max_query_chars) if callable(op.parameters) else op.parameters
         if named:  # one FAQ's search: not across FAQs
             parameters = [p for p in parameters if p["name"] != "faqs"]
+        parameters = [_json_parameter(p, filter_schema) if p["name"] == "filter" else p for p in parameters]
         if parameters:
             doc["parameters"] = parameters
         if op.request is not None:

@@ -7,6 +7,7 @@ icon).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -211,12 +212,19 @@ def search_args_from_query_string(args) -> dict:
     """
     data: dict[str, Any] = {}
     for key in args:
-        if key not in ("q", "query", "top_k", "min_score", "faqs"):
+        if key not in ("q", "query", "top_k", "min_score", "faqs", "filter"):
             raise InvalidRequest(
-                f"unknown parameter '{key}'; accepted: q, top_k, min_score, faqs",
+                f"unknown parameter '{key}'; accepted: q, top_k, min_score, filter, faqs",
                 code=ErrorCode.UNKNOWN_FIELD,
                 field=key,
             )
+    if "filter" in args:  # ?filter={"tags":["compte"]} (JSON, URL-encoded)
+        try:
+            data["filter"] = json.loads(args["filter"])
+        except ValueError:
+            raise InvalidRequest(
+                "'filter' must be a JSON object, URL-encoded", code=ErrorCode.INVALID_FILTER, field="filter"
+            ) from None
     if "faqs" in args:  # ?faqs=a,b or ?faqs=* (or ?faqs=a&faqs=b)
         given = ",".join(args.getlist("faqs"))
         data["faqs"] = [name.strip() for name in given.split(",")] if given.strip() else []

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class FaqSearchError(Exception):
@@ -225,28 +226,37 @@ class FaqSearchClient:
         """A FAQ's route: ``/faqs/<faq>/search`` for ``faq``, else the default FAQ's ``/search``."""
         return f"/faqs/{urllib.parse.quote(faq, safe='')}{route}" if faq else route
 
-    def search_body(self, query: str, top_k: int = 5, min_score: float | None = None, faq: str | None = None) -> dict:
+    def search_body(
+        self,
+        query: str,
+        top_k: int = 5,
+        min_score: float | None = None,
+        faq: str | None = None,
+        filter: dict | None = None,
+    ) -> dict:
         """A search's JSON answer (``search`` parses it); ``faq``: a FAQ's name, or ``"*"`` for all of them."""
         body: dict = {"query": query, "top_k": top_k}
         if min_score is not None:
             body["min_score"] = min_score
+        if filter is not None:
+            body["filter"] = filter
         if faq == "*":
             return self.call("POST", "/search", {**body, "faqs": ["*"]})
         return self.call("POST", self.path("/search", faq), body)
 
-    def search(
-        self, query: str, top_k: int = 5, min_score: float | None = None, faq: str | None = None
-    ) -> SearchResponse:
-        """The ``top_k`` best entries for ``query``.
+    def search(self, query: str, **options: Any) -> SearchResponse:
+        """The ``top_k`` best entries for ``query``; ``options`` as ``search_body`` takes them (``top_k``,
+        ``min_score``, ``faq``, ``filter``).
 
         Args:
             faq: the FAQ to search, by name, in a service of several (``faqs()`` lists them); ``"*"``: all of them,
                 each result naming its FAQ in ``faq``. None: the service's default FAQ.
+            filter: only the entries that match (``{"tags": ["compte"]}``, ``{"audience": "acheteur"}``; docs/api.md).
         Raises:
             InvalidRequestError, NotFoundError (``unknown_faq``), ServiceUnavailableError, ServerError,
             ConnectionFailedError, …
         """
-        return SearchResponse.from_dict(self.search_body(query, top_k, min_score, faq))
+        return SearchResponse.from_dict(self.search_body(query, **options))
 
     def faqs(self) -> dict:
         """The FAQs of the service (``GET /faqs``): each one's ``name``, identity (``faq``), entries and index."""

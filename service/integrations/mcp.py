@@ -43,7 +43,14 @@ from ..errors import ServiceError, error_body
 from ..search.lexical import fold
 from ..settings import Settings, SettingsError, unknown_variable_warnings
 from .client import FaqSearchClient, FaqSearchError
-from .tools import ENTRY_DESCRIPTION, FEEDBACK_DESCRIPTION, LANGUAGES, SEARCH_DESCRIPTION, search_description
+from .tools import (
+    ENTRY_DESCRIPTION,
+    FEEDBACK_DESCRIPTION,
+    FILTER_DESCRIPTION,
+    LANGUAGES,
+    SEARCH_DESCRIPTION,
+    search_description,
+)
 
 
 def server_name(identity: FaqIdentity) -> str:
@@ -64,6 +71,7 @@ class Search:
     arrived: float | None = None
     faq: str | None = None
     allowed: frozenset[str] | None = None
+    filter: dict | None = None
 
 
 class Backend(Protocol):
@@ -84,6 +92,8 @@ class Backend(Protocol):
     def faqs(self) -> list[tuple[str, FaqIdentity]]: ...
 
 
+#: The search tool's filter argument.
+Filter = Annotated[dict[str, Any] | None, Field(description=FILTER_DESCRIPTION)]
 #: The tools' query argument.
 Query = Annotated[str, Field(description="The user's question as they wrote it (typos included).")]
 #: The bounds are the schema's only: the tools check them, so that a value out of them gets the stable code.
@@ -127,7 +137,12 @@ class ServiceBackend:
 
     def search(self, call: Search) -> dict:
         """One search, in one FAQ or across those the caller may use ("*")."""
-        request = parse_search({"query": call.query, "top_k": call.top_k}, self.catalog.settings.max_query_chars)
+        asked = {
+            "query": call.query,
+            "top_k": call.top_k,
+            **({"filter": call.filter} if call.filter is not None else {}),
+        }
+        request = parse_search(asked, self.catalog.settings.max_query_chars)
         if call.faq == "*":
             return self.catalog.search_across(request, ["*"], client=call.client, arrived=call.arrived,
                                               allowed=call.allowed)  # fmt: skip
@@ -165,8 +180,10 @@ class HttpBackend:
         call = replace(call, faq=call.faq or self.fallback)
         if call.faq == "*" and call.allowed is not None:  # the FAQs this caller may use, of those the service serves
             body = {"query": call.query, "top_k": call.top_k, "faqs": sorted(call.allowed)}
+            if call.filter is not None:
+                body["filter"] = call.filter
             return self.client.call("POST", "/search", body)
-        return self.client.search_body(call.query, top_k=call.top_k, faq=call.faq)
+        return self.client.search_body(call.query, top_k=call.top_k, faq=call.faq, filter=call.filter)
 
     def entry(self, faq_id: str, faq: str | None = None) -> dict:
         return self.client.entry(faq_id, faq=faq or self.fallback)
@@ -288,11 +305,12 @@ def build_server(
         query: Query,
         ctx: Context,
         top_k: TopK = 5,
+        filter: Filter = None,
     ) -> dict[str, Any]:
         arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
-        return await call(backend.search, Search(query, top_k, admit(ctx)[0], arrived))
+        return await call(backend.search, Search(query, top_k, admit(ctx)[0], arrived, filter=filter))
 
     @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
     async def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
@@ -336,12 +354,14 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call, 
         ctx: Context,
         faq: str | None = None,
         top_k: TopK = 5,
+        filter: Filter = None,
     ) -> dict[str, Any]:
         arrived = time.monotonic()
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
         client, allowed = admit(ctx, faq)
-        return await call(backend.search, Search(query, top_k, client, arrived, faq or default_for(allowed), allowed))
+        search = Search(query, top_k, client, arrived, faq or default_for(allowed), allowed, filter)
+        return await call(backend.search, search)
 
     async def get_faq_entry(faq_id: str, ctx: Context, faq: str | None = None) -> dict[str, Any]:
         check(faq)

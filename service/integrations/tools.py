@@ -50,6 +50,12 @@ FEEDBACK_DESCRIPTION = (
 )
 
 
+FILTER_DESCRIPTION = (
+    'Only entries that match: {"tags": ["…"]} (any of these tags), {"tags": {"all": […]}}, or a field the entries '
+    'declare, {"audience": "…"}. Omit it unless the user said which kind of entry.'
+)
+
+
 def function_tools(identity: FaqIdentity) -> list[dict[str, Any]]:
     """The OpenAI-style tools (``{"type": "function", "function": {…}}``) of a FAQ: ``search_faq``, ``get_faq_entry``
     and ``send_feedback``, described as the MCP server describes them."""
@@ -63,6 +69,7 @@ def function_tools(identity: FaqIdentity) -> list[dict[str, Any]]:
             "query": {"type": "string", "description": "The user's question as they wrote it (typos included)."},
             "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5,
                       "description": "How many FAQ entries to return."},
+            "filter": {"type": "object", "description": FILTER_DESCRIPTION},
         }, ["query"]),
         tool("get_faq_entry", ENTRY_DESCRIPTION, {"faq_id": {"type": "string"}}, ["faq_id"]),
         tool("send_feedback", FEEDBACK_DESCRIPTION, {
@@ -89,7 +96,9 @@ def call_tool(client: FaqSearchClient, name: str, arguments: dict[str, Any]) -> 
 
     try:
         if name == "search_faq":
-            return client.search_body(arguments["query"], top_k=arguments.get("top_k", 5))
+            return client.search_body(
+                arguments["query"], top_k=arguments.get("top_k", 5), filter=arguments.get("filter")
+            )
         if name == "get_faq_entry":
             return client.entry(arguments["faq_id"])
         if name == "send_feedback":

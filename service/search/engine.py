@@ -3,6 +3,7 @@ the answer decision (``search/decision/``) reads about the first one."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +17,7 @@ from ..indexing.scoring import Scoring
 from ..indexing.store import StoredIndex
 from .cache import ResponseCache
 from .decision import AnswerCheck, Evidence, Features, decide, features
+from .filters import EntryFilters
 from .lexical import LexicalIndex, LexicalScores
 
 #: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
@@ -112,6 +114,8 @@ class SearchEngine:
         for passage in index.passages:  # in index order, so an entry's passages keep their order
             self._entry_passages[passage.faq_id].append(passage)
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
+        #: What a search may be filtered on (``search/filters.py``), in the order of ``_entry_ids``.
+        self.filters = EntryFilters([index.entries[i] for i in self._entry_ids])
         self._centroid = self._mean_vector()
         # Known non-answers do not widen the candidate search (an entry may collect hundreds from a review queue).
         counted = self._row_entry[self._row_leg != NOT_QUESTION]
@@ -125,7 +129,9 @@ class SearchEngine:
         """Default calibrated score at which the best entry counts as an answer."""
         return self.scoring.answer_threshold
 
-    def search(self, query: str, top_k: int = 5, min_score: float | None = None) -> SearchOutcome:
+    def search(
+        self, query: str, top_k: int = 5, min_score: float | None = None, filter: dict | None = None
+    ) -> SearchOutcome:
         """The ``top_k`` best FAQ entries for ``query``, best first, with calibrated scores.
 
         Candidates are the entries of the nearest vectors and the best lexical matches; each candidate is then
@@ -136,31 +142,41 @@ class SearchEngine:
             query: the user's question, as typed.
             top_k: number of distinct entries to return.
             min_score: answer threshold for this request (default: the index's).
+            filter: which entries it may return (``search/filters.py``); None: all.
+        Raises:
+            InvalidRequest: ``invalid_filter``, ``unknown_filter_field``.
         """
-        return self.search_batch([(query, top_k, min_score)])[0]
+        return self.search_batch([(query, top_k, min_score, filter)])[0]
 
-    def _cache_key(self, query: str, top_k: int, min_score: float | None) -> tuple:
+    def _cache_key(self, query: str, top_k: int, min_score: float | None, filter: dict | None = None) -> tuple:
         # Exactly what the search depends on, no more folded than the encoder folds: it is case-sensitive, so
         # "FACTURE" and "facture" are two searches. The index id keeps another index's answers out; repr()
         # keeps -0.0 apart from 0.0 (the response echoes min_score as given).
-        return (self.index.index_id, query.strip(), top_k, repr(min_score))
+        kept = json.dumps(filter, sort_keys=True, ensure_ascii=False) if filter is not None else None
+        return (self.index.index_id, query.strip(), top_k, repr(min_score), kept)
 
     @staticmethod
     def _from_cache(response: SearchOutcome, query: str, started: float) -> SearchOutcome:
         return replace(response, query=query, took_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    def search_batch(self, requests: list[tuple[str, int, float | None]]) -> list[SearchOutcome]:
+    def search_batch(self, requests: list[tuple]) -> list[SearchOutcome]:
         """Several searches, their queries embedded in one batch.
 
         Args:
-            requests: ``(query, top_k, min_score)`` for each search.
+            requests: ``(query, top_k, min_score)`` for each search, or ``(query, top_k, min_score, filter)``.
+        Raises:
+            InvalidRequest: a filter that is not valid (``FaqService`` checks each first: ``filters.keep``).
         Returns:
             One response per request, in order; each ``took_ms`` counts from the start of the batch.
         """
         started = time.perf_counter()
+        requests = [(*r, None) if len(r) == 3 else tuple(r) for r in requests]
+        for request in requests:
+            if request[3] is not None:
+                self.filters.keep(request[3])  # a bad filter is refused before anything is encoded
         keys = [self._cache_key(*request) for request in requests]
         out: list[SearchOutcome | None] = []
-        for (query, _, _), key in zip(requests, keys, strict=True):
+        for (query, _, _, _), key in zip(requests, keys, strict=True):
             cached = self.cache.get(key)
             out.append(None if cached is None else self._from_cache(cached, query, started))
         missing = [i for i, response in enumerate(out) if response is None]
@@ -169,9 +185,9 @@ class SearchEngine:
         encode_seconds = time.perf_counter() - encode_started if missing else None
         search_seconds = []
         for i, vector in zip(missing, vectors, strict=True):
-            query, top_k, min_score = requests[i]
+            query, top_k, min_score, kept = requests[i]
             t = time.perf_counter()
-            out[i] = self.search_encoded(query, vector, top_k, min_score, started)
+            out[i] = self.search_encoded(query, vector, top_k, min_score, started, filter=kept)
             search_seconds.append(time.perf_counter() - t)
             self.cache.put(keys[i], out[i])
         if self.observer is not None:
@@ -193,6 +209,8 @@ class SearchEngine:
         top_k: int = 5,
         min_score: float | None = None,
         started: float | None = None,
+        filter: dict | None = None,
+        strict: bool = True,
     ) -> SearchOutcome:
         """``search`` for a query already embedded with the query prompt (batch callers, evaluation).
 
@@ -202,11 +220,21 @@ class SearchEngine:
             top_k: number of distinct entries to return.
             min_score: answer threshold for this request (default: the index's).
             started: ``time.perf_counter()`` when the request began (default: now).
+            filter: the entries it may return (``search/filters.py``): the candidates are all of them, ranked and
+                decided among themselves. strict: a field no entry has is an error (else: no entry kept).
         """
         started = time.perf_counter() if started is None else started
         threshold = self.answer_threshold if min_score is None else float(min_score)
         lexical = self.lexical.scores(query)
-        entries = self._candidates(vector, lexical, top_k)
+        if filter is None:
+            entries = self._candidates(vector, lexical, top_k)
+        else:
+            entries = self.filters.keep(filter, strict)
+            if not len(entries):
+                took_ms = round((time.perf_counter() - started) * 1000, 2)
+                nothing = {"code": "no_close_entry", "message": "no entry matches the filter", "terms": [],
+                           "confidence": None}  # fmt: skip
+                return SearchOutcome(query, False, threshold, [], self.index_info(), took_ms, nothing, None)
         question, passage, unanswered, own = self._best_vectors(entries, vector)
         # Ranking weighs users' approved wordings in (the more an entry has, the more its best question says);
         # the decision and the scores shown stay on the calibrated scale of an entry's own question.
@@ -383,6 +411,11 @@ class SearchEngine:
             "built_at": m.built_at,
             "corpus": m.corpus.to_dict(),
             "faq": self.index.identity.to_dict(),
+            # What a search may be filtered on (the page offers the tags): the fields, and the tags in use.
+            "filters": {
+                "fields": self.filters.names,
+                "tags": sorted({t for tags in self.filters.tags for t in tags})[:200],
+            },
             "format_version": m.format_version,
             "vectors": m.counts.vectors,
             "scoring": self.scoring.to_dict(),

@@ -6,6 +6,7 @@
 const formulaire = document.getElementById("recherche");
 const champ = document.getElementById("q");
 const nombre = document.getElementById("top_k");
+const theme = document.getElementById("theme");
 const section = document.getElementById("resultats");
 const liste = document.getElementById("liste");
 
@@ -29,6 +30,13 @@ async function identifier() {
     if (faq.examples && faq.examples.length) champ.placeholder = `ex. : ${faq.examples[0]}`;
     if (faq.language) champ.lang = faq.language;  // the questions' language (the page's own text stays French)
     soutien = faq.support || null;
+    // A FAQ whose entries have tags: the search can be limited to one of them (its "filter").
+    const tags = (sante.index.filters && sante.index.filters.tags) || [];
+    if (tags.length) {
+      theme.append(...tags.map((t) => element("option", {value: t}, t)));
+      theme.hidden = false;
+      document.querySelector("label[for=theme]").hidden = false;
+    }
   } catch (e) {
     // Sans index chargé, la page reste générique ; la recherche dira l'erreur.
   }
@@ -133,7 +141,8 @@ formulaire.addEventListener("submit", async (evenement) => {
   try {
     const reponse = await appeler("/search", {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({query: champ.value, top_k: Number(nombre.value)}),
+      body: JSON.stringify({query: champ.value, top_k: Number(nombre.value),
+                            ...(theme.value ? {filter: {tags: [theme.value]}} : {})}),
     });
     afficher(reponse);
   } catch (e) {
