@@ -29,6 +29,8 @@ Scenarios so far:
                 (covid_quebec_fr's answers), alternating; what each added FAQ costs.
     across      the search across FAQs (Chorus Pro, covid_quebec_fr, cnil_faq in one service): for each FAQ's
                 questions, the merged first result from the right FAQ and the right entry, against its FAQ alone.
+    highlights  the highlights of a search's results (search/highlights.py): their cost per query at top_k 5, and how
+                often the lexical sentence is the one a per-sentence embedding picks (Chorus paraphrases, covid).
     throughput  the production server (gunicorn, the settings of service/http/gunicorn_conf.py) under wrk at
                 concurrency 1, 4, 16 and 64, against the machine's limit: cores / in-process CPU seconds per query.
 """
@@ -1052,7 +1054,55 @@ def scenario_across(args) -> dict:
     return report
 
 
+def scenario_highlights(args) -> dict:
+    """The cost of the highlights per query (top_k 5, all five results) and their agreement with the sentence a
+    per-sentence embedding picks (the query's cosine to each sentence), on the Chorus paraphrases and covid."""
+    from service.evaluation.datasets import load_covid
+    from service.search.highlights import sentences
+
+    embedder, out = model_and_index(args)
+    engine = SearchEngine(embedder, load_index(out), cache_size=0)
+    sets = {"chorus": [q for q, _ in chorus_questions()]}
+    try:
+        covid = load_covid(Settings.from_env().eval_data, distractors=False, ood_sample=0)
+        corpus = Path(tempfile.mkdtemp(prefix="faq-bench-hl-")) / "covid.jsonl"
+        write_corpus(covid.entries, corpus)
+        build_index(corpus, corpus.parent / "index", embedder, show_progress=False)
+        covid_engine = SearchEngine(embedder, load_index(corpus.parent / "index"), cache_size=0)
+        sets["covid"] = [q.text for q in covid.queries[:200]]
+    except (OSError, ValueError):
+        covid_engine = None
+    report = {}
+    for name, queries in sets.items():
+        eng = engine if name == "chorus" else covid_engine
+        costs, agree, compared = [], 0, 0
+        for query in queries:
+            outcome = eng.search(query, 5)
+            terms = eng.lexical.scores(query).terms
+            t = time.perf_counter()
+            for r in outcome.results:
+                eng.highlighter.highlights(r.text, terms)
+            costs.append((time.perf_counter() - t) * 1000)
+            top = outcome.results[0]
+            spans = sentences(top.text)
+            picked = [h for h in top.highlights if h["kind"] == "sentence"]
+            if len(spans) < 2 or not picked:
+                continue
+            vectors = embedder.encode([top.text[a:b] for a, b in spans], kind="passage")
+            q = embedder.encode([query], kind="query")[0]
+            dense = spans[int(np.argmax(vectors @ q))]
+            compared += 1
+            agree += dense == (picked[0]["start"], picked[0]["end"])
+        report[name] = {"queries": len(queries), **summary(costs), "compared": compared,
+                        "agreement": round(agree / compared, 3) if compared else None}  # fmt: skip
+        print(f"highlights {name:8} {len(queries):>5} {report[name]['p50_ms']:>10.3f} {report[name]['p95_ms']:>10.3f} "
+              f"{report[name]['p99_ms']:>10.3f}   same sentence as the dense pick: {report[name]['agreement']} "
+              f"of {compared} passages of several sentences")  # fmt: skip
+    return report
+
+
 SCENARIOS = {
+    "highlights": scenario_highlights,
     "faqs": scenario_faqs,
     "across": scenario_across,
     "soak": scenario_soak,
@@ -1229,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['p90_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx'] + r['socket_errors']:>7}"
                 )
             continue
-        if name in ("cluster", "faqs", "across"):  # printed as they ran
+        if name in ("cluster", "faqs", "across", "highlights"):  # printed as they ran
             continue
         for variant, s in result["variants"].items():
             print(f"{name:10} {variant:10} {s['n']:>6} {s['p50_ms']:>10.3f} {s['p95_ms']:>10.3f} {s['p99_ms']:>10.3f}")

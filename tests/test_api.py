@@ -22,7 +22,8 @@ def test_search_contract(client):
     assert len(results) == 3
     assert [r["rank"] for r in results] == [1, 2, 3]
     assert all(
-        set(r) == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match", "links"}
+        set(r)
+        == {"rank", "score", "faq_id", "passage_id", "question", "text", "section", "match", "links", "highlights"}
         for r in results
     )
     scores = [r["score"] for r in results]

@@ -210,3 +210,16 @@ def _page_of(browser, tmp_path, embedder, entries: list[dict]):
             yield page
         finally:
             context.close()
+
+
+def test_the_sentence_that_answers_and_the_query_words_are_highlighted(browser, tmp_path, fake_embedder):
+    answer = "La carte est gratuite. Vous pouvez emprunter dix livres pour trois semaines. Merci."
+    entry = {"id": "pret", "question": "Combien de livres puis-je emprunter ?", "answer": answer}
+    with _page_of(browser, tmp_path, fake_embedder, [entry]) as page:
+        page.get_by_label("Votre question").fill("emprunter des livres")
+        page.keyboard.press("Enter")
+        first = page.locator("#liste > li").first
+        expect(first.locator(".passage strong.phrase")).to_have_text(
+            "Vous pouvez emprunter dix livres pour trois semaines."
+        )
+        expect(first.locator(".passage mark")).to_have_text(["emprunter", "livres"])

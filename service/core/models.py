@@ -301,6 +301,15 @@ class Match(BaseModel):
     terms: list[str] = Field(description="The query's words (lower case, accents removed) found in the entry.")
 
 
+class Highlight(BaseModel):
+    """A part of a result's text to highlight."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    kind: Literal["sentence", "term"]
+    term: str | None = Field(None, description="`kind: term`: the query's word it matches.")
+
+
 class Link(BaseModel):
     """A link of an entry."""
 
@@ -322,6 +331,11 @@ class SearchResult(BaseModel):
     links: list[Link] = Field(
         default_factory=list,
         description="Where to go further: the entry's `links`, then its answer's markdown links (http and https only).",
+    )
+    highlights: list[Highlight] = Field(
+        default_factory=list,
+        description="What to show of `text`: the sentence that best answers (`kind: sentence`, at most one, first) "
+        "and the query's words in it (`kind: term`), as character offsets: `text[start:end]`.",
     )
     faq: str | None = Field(None, description="The FAQ the entry is from (a search across FAQs only).")
 

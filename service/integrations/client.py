@@ -138,6 +138,8 @@ class Result:
     faq: str | None = None
     #: Where to go further: ``[{"label", "url"}, …]`` (http and https only).
     links: list = field(default_factory=list)
+    #: What to show of ``text``: ``[{"start", "end", "kind": "sentence"|"term"[, "term"]}, …]``.
+    highlights: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

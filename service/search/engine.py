@@ -18,6 +18,7 @@ from ..indexing.store import StoredIndex
 from .cache import ResponseCache
 from .decision import AnswerCheck, Evidence, Features, decide, features
 from .filters import EntryFilters
+from .highlights import Highlighter
 from .lexical import LexicalIndex, LexicalScores
 
 #: Dense candidates looked at per query at least (rows of the vector index), before exact rescoring.
@@ -45,6 +46,8 @@ class RankedEntry:
     match: dict
     #: The entry's links (its ``links``, then its answer's markdown links): where to go further.
     links: list = field(default_factory=list)
+    #: The sentence of ``text`` that best answers and the query's words in it (``search/highlights.py``).
+    highlights: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class SearchEngine:
         for passage in index.passages:  # in index order, so an entry's passages keep their order
             self._entry_passages[passage.faq_id].append(passage)
         self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
+        self.highlighter = Highlighter(self.lexical.analyzer, self.lexical.idf)
         #: What a search may be filtered on (``search/filters.py``), in the order of ``_entry_ids``.
         self.filters = EntryFilters([index.entries[i] for i in self._entry_ids])
         self._centroid = self._mean_vector()
@@ -375,6 +379,7 @@ class SearchEngine:
             shown.section,
             match,
             self._links[shown.faq_id],
+            self.highlighter.highlights(shown.text, lexical.terms),
         )
 
     def count_tokens(self, queries: list[str]) -> list[int]:

@@ -65,6 +65,28 @@ async function ouvrir(bouton, resultat, zone) {
   zone.hidden = false;
 }
 
+// The passage with what the service highlights: the sentence that best answers (in bold) and the query's words
+// (marked). A passage with links is shown with its links instead.
+function texteSurligne(texte, surlignes) {
+  if (!surlignes || !surlignes.length || /\[[^\]]+\]\(https?:\/\//.test(texte)) return texteAvecLiens(texte);
+  const termes = surlignes.filter((h) => h.kind === "term");
+  const morceaux = (debut, fin) => {
+    const out = [];
+    let i = debut;
+    for (const t of termes) {
+      if (t.start < i || t.end > fin) continue;
+      out.push(texte.slice(i, t.start), element("mark", {}, texte.slice(t.start, t.end)));
+      i = t.end;
+    }
+    out.push(texte.slice(i, fin));
+    return out;
+  };
+  const phrase = surlignes.find((h) => h.kind === "sentence");
+  if (!phrase) return morceaux(0, texte.length);
+  return [...morceaux(0, phrase.start), element("strong", {classe: "phrase"}, ...morceaux(phrase.start, phrase.end)),
+          ...morceaux(phrase.end, texte.length)];
+}
+
 function afficher(reponse) {
   liste.replaceChildren();
   reponse.results.forEach((r, i) => {
@@ -79,7 +101,8 @@ function afficher(reponse) {
     const meta = element("p", {classe: "meta"},
       `Score ${r.score < 0.005 ? "< 1" : Math.round(r.score * 100)} % · trouvé par ${REPRESENTATIONS[r.match.by] || r.match.by}${termes}`);
     const titre = element("h3", {}, bouton, " ", badge);
-    const passage = element("p", {classe: "passage"}, ...texteAvecLiens((r.section ? `${r.section} — ` : "") + r.text));
+    const passage = element("p", {classe: "passage"}, r.section ? `${r.section} — ` : "",
+                            ...texteSurligne(r.text, r.highlights));
     const item = element("li", {"data-faq-id": r.faq_id}, titre, meta, passage);
     if (r.links && r.links.length) {
       item.append(element("ul", {classe: "liens", "aria-label": "Pour aller plus loin"},
