@@ -26,3 +26,11 @@ def test_importing_the_index_store_logs_nothing_about_faiss_builds():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "faiss.loader" not in done.stderr and "AVX" not in done.stderr, done.stderr
+
+
+def test_modal_verbs_are_no_key_words():
+    """ "peux" was listed as a key word the nearest entry lacks (`reason.terms`): modal verbs say nothing of a topic."""
+    from service.search.lexical import FrenchAnalyzer
+
+    words = [word for _, word in FrenchAnalyzer().words("est-ce que je peux, vous pouvez, je veux, je voudrais payer")]
+    assert words == ["payer"]
