@@ -57,22 +57,27 @@ class FaqCatalog:
         snapshot: str | os.PathLike | None = None,
     ):
         s = settings or Settings.from_env()
+        specs = specs if specs is not None else faq_specs(s)
+        gate = SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
+        self._shared(s, specs, gate, EmbedderPool(), observer, snapshot)
+        for spec in self.specs:
+            self.services[spec.name] = self._service(spec, (engines or {}).get(spec.name))
+        self.default = self.services[self.specs[0].name]
+
+    def _shared(self, settings: Settings, specs: list[FaqSpec], gate: SearchGate, embedders: EmbedderPool,
+                observer, snapshot) -> None:  # fmt: skip
+        """What every catalog holds beside its services (``__init__`` and ``of``)."""
+        self._base, self._observer, self.specs = settings, observer, specs
+        self.gate, self.embedders = gate, embedders
         #: Where the FAQs served are written after each configuration that loads (``faq_config.save_snapshot``).
         self.snapshot = Path(snapshot) if snapshot else None
-        self.specs = specs if specs is not None else faq_specs(s)
-        self.gate = SearchGate(s.max_concurrent_searches, s.search_timeout, s.max_request_tokens)
-        self.embedders = EmbedderPool()
-        self._base, self._observer = s, observer
         #: Parts of every FAQ's ``health()`` a transport adds (HTTP's rate limit), FAQs added later included.
         self.health_extras: dict[str, Callable[[], dict]] = {}
         self._background = False
         self._master: int | None = None
         self._lock = threading.Lock()
-        self.services: dict[str, FaqService] = {}
-        for spec in self.specs:
-            self.services[spec.name] = self._service(spec, (engines or {}).get(spec.name))
-        self.default = self.services[self.specs[0].name]
         self._stop = threading.Event()
+        self.services: dict[str, FaqService] = {}
 
     def _service(self, spec: FaqSpec, engine=None) -> FaqService:
         service = FaqService(
@@ -93,16 +98,12 @@ class FaqCatalog:
     def of(cls, service: FaqService) -> FaqCatalog:
         """A catalog of one ready service (tests, and callers that built their service themselves)."""
         catalog = cls.__new__(cls)
-        catalog.specs = [FaqSpec(service.name, service.settings.index, service.settings.corpus,
-                                 service.settings.query_log, default=True)]  # fmt: skip
-        catalog.gate, catalog.embedders = service.gate, service.embedders
-        catalog._base, catalog._observer = service.settings, None
+        spec = FaqSpec(service.name, service.settings.index, service.settings.corpus, service.settings.query_log,
+                       default=True)  # fmt: skip
+        catalog._shared(service.settings, [spec], service.gate, service.embedders, None, None)
         catalog.health_extras = service.health_extras
-        catalog._background, catalog._master, catalog._lock = False, None, threading.Lock()
-        catalog.snapshot = None
         catalog.services = {service.name: service}
         catalog.default = service
-        catalog._stop = threading.Event()
         return catalog
 
     def reconfigure(self) -> dict:
@@ -272,15 +273,12 @@ class FaqCatalog:
         if not names:
             raise InvalidRequest("'faqs' is empty: name at least one FAQ, or \"*\" for all",
                                  code=ErrorCode.OUT_OF_RANGE, field="faqs")  # fmt: skip
-        for name in names:  # every name is checked, "*" beside them or not
-            if name != ALL:
-                self.get(name, allowed)
+        wanted = {self.get(name, allowed).name for name in names if name != ALL}  # each checked, "*" beside it or not
         if ALL in names:
             usable = [self.services[name] for name in self.visible(allowed)]
             if not usable:
                 raise Forbidden("this API key may use none of this service's FAQs", field="faqs")
             return usable
-        wanted = {self.get(name, allowed).name for name in names}
         return [service for name, service in self.services.items() if name in wanted]
 
     # ---- searching across FAQs ----
@@ -316,8 +314,7 @@ class FaqCatalog:
         if tokens is None:
             tokens = self.gate.tokens(ready[0][1], [request.query])
         if request.filter is not None:  # each FAQ keeps what its entries match; a field none of them has is an error
-            for _, engine in ready:
-                engine.filters.keep(request.filter, strict=False)
+            ready[0][1].filters.keep(request.filter, strict=False)  # its shape, refused before the search waits
             named = set(request.filter) - {n for _, engine in ready for n in engine.filters.names}
             if named:
                 raise InvalidRequest(

@@ -218,7 +218,7 @@ def _check(specs: list[FaqSpec], errors: list[str], check_indexes: bool) -> None
         if spec.name in seen:
             errors.append(f"{spec.where}: name '{spec.name}' is already the FAQ of {seen[spec.name].where}")
         seen.setdefault(spec.name, spec)
-        where = spec.index.resolve()
+        where = paths[0]
         same_directory = where in indexes
         if same_directory:
             errors.append(f"{spec.where}: index {spec.index} is already the index of '{indexes[where].name}' "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import ipaddress
 import json
 import logging
@@ -296,54 +297,20 @@ def build_server(
         except (ServiceError, FaqSearchError) as exc:
             raise _tool_error(exc) from None
 
-    if len(faqs) > 1:
-        _several_faqs_tools(server, backend, faqs, admit, call, default_for)
-        return server
-
-    @server.tool(name="search_faq", description=description)
-    async def search_faq(
-        query: Query,
-        ctx: Context,
-        top_k: TopK = 5,
-        filter: Filter = None,
-    ) -> dict[str, Any]:
-        arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
-        return await call(backend.search, Search(query, top_k, admit(ctx)[0], arrived, filter=filter))
-
-    @server.tool(name="get_faq_entry", description=ENTRY_DESCRIPTION)
-    async def get_faq_entry(faq_id: str, ctx: Context) -> dict[str, Any]:
-        admit(ctx)
-        return await call(backend.entry, faq_id)
-
-    @server.tool(name="send_feedback", description=FEEDBACK_DESCRIPTION)
-    async def send_feedback(
-        request_id: Annotated[str, Field(description="The `request_id` of the search_faq result.")],
-        faq_id: Annotated[str, Field(description="The entry judged (a result's `faq_id`).")],
-        helpful: Annotated[bool, Field(description="Whether it answered the user's question.")],
-        ctx: Context,
-    ) -> dict[str, Any]:
-        return await call(backend.feedback, request_id, faq_id, helpful, admit(ctx)[0])
-
+    _tools(server, backend, faqs, admit, call, default_for, description)
     return server
 
 
-def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call, default_for) -> None:
-    """The three tools with a ``faq`` argument: its schema lists the FAQs, each with what it covers, and ``"*"``."""
+def _tools(server: MCPServer, backend: Backend, faqs, admit, call, default_for, description: str) -> None:
+    """The three tools. With several FAQs each takes a ``faq`` argument whose schema lists them, each with what it
+    covers (and ``"*"`` for the search); with one, the argument is left out of their schemas."""
     names = [name for name, _ in faqs]
     choices = faq_choices(faqs)
-    # null is in each enum: the argument is optional, and a client may send it as null.
-    faq_arg = Field(
-        json_schema_extra={"enum": [*names, "*", None]},
-        description=FAQ_ARGUMENT.format(choices=choices, default=names[0]),
-    )
-    one_faq = Field(json_schema_extra={"enum": [*names, None]}, description=f"The FAQ of the entry ({choices}): the "
-                    f"result's `faq` when the search was across FAQs (default: {names[0]}).")  # fmt: skip
-    description = (
-        f"Search the official FAQs of this service ({choices}) for the entries that answer a user's question. "
-        + SEARCH_DESCRIPTION.format(faq="the FAQ chosen", language="its language", support="the FAQ's support")
-    )
+    if len(faqs) > 1:
+        description = (
+            f"Search the official FAQs of this service ({choices}) for the entries that answer a user's question. "
+            + SEARCH_DESCRIPTION.format(faq="the FAQ chosen", language="its language", support="the FAQ's support")
+        )
 
     def check(faq: str | None) -> None:
         if faq == "*":
@@ -356,7 +323,7 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call, 
         top_k: TopK = 5,
         filter: Filter = None,
     ) -> dict[str, Any]:
-        arrived = time.monotonic()
+        arrived = time.monotonic()  # the wait for a thread counts in the search's timeout
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"out_of_range: 'top_k' must be an integer from 1 to {MAX_TOP_K}")
         client, allowed = admit(ctx, faq)
@@ -379,11 +346,22 @@ def _several_faqs_tools(server: MCPServer, backend: Backend, faqs, admit, call, 
         client, allowed = admit(ctx, faq)
         return await call(backend.feedback, request_id, faq_id, helpful, client, faq or default_for(allowed))
 
-    # The ``faq`` argument's schema is made here (its names are the service's): set on each tool before the SDK reads
-    # its signature (this module's annotations are strings, evaluated where these local values are not seen).
+    # null is in each enum: the argument is optional, and a client may send it as null.
+    faq_arg = Field(json_schema_extra={"enum": [*names, "*", None]},
+                    description=FAQ_ARGUMENT.format(choices=choices, default=names[0]))  # fmt: skip
+    one_faq = Field(json_schema_extra={"enum": [*names, None]}, description=f"The FAQ of the entry ({choices}): the "
+                    f"result's `faq` when the search was across FAQs (default: {names[0]}).")  # fmt: skip
     for tool, field, text in ((search_faq, faq_arg, description), (get_faq_entry, one_faq, ENTRY_DESCRIPTION),
                               (send_feedback, one_faq, FEEDBACK_DESCRIPTION)):  # fmt: skip
-        tool.__annotations__["faq"] = Annotated[str | None, field]
+        if len(faqs) > 1:
+            # The argument's schema is made here (its names are the service's): set before the SDK reads the
+            # signature (this module's annotations are strings, evaluated where these local values are not seen).
+            tool.__annotations__["faq"] = Annotated[str | None, field]
+        else:  # one FAQ: no `faq` argument to offer (a call without it goes to that FAQ)
+            signature = inspect.signature(tool, eval_str=True)  # (the SDK reads these annotations as they are)
+            tool.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values()
+                                                               if p.name != "faq"])  # fmt: skip
+            del tool.__annotations__["faq"]
         server.tool(name=tool.__name__, description=text)(tool)
 
 

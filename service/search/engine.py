@@ -17,6 +17,7 @@ from ..indexing.scoring import Scoring
 from ..indexing.store import StoredIndex
 from .cache import ResponseCache
 from .decision import AnswerCheck, Evidence, Features, decide, features
+from .decision.reasons import reason
 from .filters import EntryFilters
 from .highlights import Highlighter
 from .lexical import LexicalIndex, LexicalScores
@@ -169,15 +170,13 @@ class SearchEngine:
         Args:
             requests: ``(query, top_k, min_score)`` for each search, or ``(query, top_k, min_score, filter)``.
         Raises:
-            InvalidRequest: a filter that is not valid (``FaqService`` checks each first: ``filters.keep``).
+            InvalidRequest: a filter that is not valid (``FaqService`` checks each before the search waits for a slot:
+                ``filters.keep``).
         Returns:
             One response per request, in order; each ``took_ms`` counts from the start of the batch.
         """
         started = time.perf_counter()
         requests = [(*r, None) if len(r) == 3 else tuple(r) for r in requests]
-        for request in requests:
-            if request[3] is not None:
-                self.filters.keep(request[3])  # a bad filter is refused before anything is encoded
         keys = [self._cache_key(*request) for request in requests]
         out: list[SearchOutcome | None] = []
         for (query, _, _, _), key in zip(requests, keys, strict=True):
@@ -236,8 +235,7 @@ class SearchEngine:
             entries = self.filters.keep(filter, strict)
             if not len(entries):
                 took_ms = round((time.perf_counter() - started) * 1000, 2)
-                nothing = {"code": "no_close_entry", "message": "no entry matches the filter", "terms": [],
-                           "confidence": None}  # fmt: skip
+                nothing = {**reason("no_close_entry"), "message": "no entry matches the filter"}
                 return SearchOutcome(query, False, threshold, [], self.index_info(), took_ms, nothing, None)
         question, passage, unanswered, own = self._best_vectors(entries, vector)
         # Ranking weighs users' approved wordings in (the more an entry has, the more its best question says);
