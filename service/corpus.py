@@ -5,8 +5,9 @@ Format, one JSON object per line (blank lines are ignored):
     optional: ``source`` (string), ``tags`` (list of strings), ``alt_questions`` (list of strings: other ways users
     ask what this entry answers), ``not_questions`` (list of strings: questions users asked that this entry does
     *not* answer, known non-answers); any other field is kept and returned by ``GET /faq/<id>``.
-An optional first line ``{"faq": {"name", "language", "examples", "support"}}`` gives the FAQ's identity
-(``FaqIdentity``): it travels with the index to the search page, ``/health``, OpenAPI and the MCP server.
+An optional first line ``{"faq": {"name", "language", "examples", "support", "synonyms"}}`` gives the FAQ's
+identity (``FaqIdentity``; ``synonyms`` as ``service/synonyms.py`` describes them): it travels with the index to
+the search page, ``/health``, OpenAPI and the MCP server.
 In ``answer``, paragraphs are separated by a blank line and a line starting with ``## `` is a sub-heading: each
 sub-section becomes its own passage, whose ``section`` is the heading. The question, each alternative question and
 each known non-answer get a vector of their own (``entry_rows``).
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import sha256_file
+from .synonyms import SynonymError, Synonyms
 
 REQUIRED = ("id", "question", "answer")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -157,10 +159,14 @@ class FaqIdentity:
     language: str = "fr"
     examples: tuple[str, ...] = ()
     support: str | None = None
+    synonyms: Synonyms = field(default_factory=Synonyms)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (the manifest's ``faq`` and the header's value)."""
-        return {"name": self.name, "language": self.language, "examples": list(self.examples), "support": self.support}
+        """JSON-ready dict (the manifest's ``faq`` and the header's value; ``synonyms`` only when there are some)."""
+        out = {"name": self.name, "language": self.language, "examples": list(self.examples), "support": self.support}
+        if self.synonyms:
+            out["synonyms"] = self.synonyms.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> FaqIdentity:
@@ -188,9 +194,11 @@ def parse_identity(obj, path: str | os.PathLike, line: int) -> FaqIdentity:
     """
     if not isinstance(obj, dict):
         raise CorpusError(path, line, f"'faq' must be an object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - {"name", "language", "examples", "support"})
+    unknown = sorted(set(obj) - {"name", "language", "examples", "support", "synonyms"})
     if unknown:
-        raise CorpusError(path, line, f"unknown field(s) {unknown} in 'faq'; known: name, language, examples, support")
+        raise CorpusError(
+            path, line, f"unknown field(s) {unknown} in 'faq'; known: name, language, examples, support, synonyms"
+        )
     name = text_field(obj["name"], "faq.name", path, line).strip() if "name" in obj else None
     support = text_field(obj["support"], "faq.support", path, line).strip() if "support" in obj else None
     language = text_field(obj.get("language", "fr"), "faq.language", path, line).strip()
@@ -204,7 +212,11 @@ def parse_identity(obj, path: str | os.PathLike, line: int) -> FaqIdentity:
         raise CorpusError(
             path, line, f"'faq.examples' holds at most {MAX_EXAMPLES} questions of {MAX_EXAMPLE_CHARS} characters"
         )
-    return FaqIdentity(name, language, examples, support)
+    try:
+        synonyms = Synonyms.parse(obj["synonyms"]) if "synonyms" in obj else Synonyms()
+    except SynonymError as exc:
+        raise CorpusError(path, line, f"'faq.synonyms': {exc}") from None
+    return FaqIdentity(name, language, examples, support, synonyms)
 
 
 @dataclass(frozen=True)

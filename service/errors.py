@@ -63,6 +63,19 @@ class ErrorCode(StrEnum):
         400,
         "a review decision that would make a line the reviewed file's reader refuses: nothing is written",
     )
+    INVALID_ENTRY = (
+        "invalid_entry",
+        400,
+        "an entry sent to `/admin/entries` that the corpus reader would refuse (the message says which and why): "
+        "nothing is written",
+    )
+    INVALID_SYNONYMS = (
+        "invalid_synonyms",
+        400,
+        "a synonym list the corpus reader would refuse (a group of one phrase, a cycle of one-way expansions, a "
+        "phrase over 100 characters or of stopwords only…): nothing is written",
+    )
+    ID_MISMATCH = ("id_mismatch", 400, "`PUT /admin/entries/<id>` with a body whose `id` is another")
     UNAUTHORIZED = (
         "unauthorized",
         401,
@@ -77,7 +90,7 @@ class ErrorCode(StrEnum):
     QUERY_LOG_DISABLED = (
         "query_log_disabled",
         403,
-        "the review queue or the gaps while the service keeps no query log",
+        "the review queue, the gaps or a change through `/admin/entries` while the service keeps no query log",
     )
     FAQ_FORBIDDEN = (
         "faq_forbidden",
@@ -101,8 +114,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_ENTRY = (
         "unknown_entry",
         404,
-        "feedback naming an entry the search did not return, or a review action naming an entry the served index "
-        "does not have",
+        "feedback naming an entry the search did not return, a review action naming an entry the served index "
+        "does not have, or `/admin/entries/<id>` of an entry the corpus does not have",
     )
     UNKNOWN_QUERY = (
         "unknown_query",
@@ -133,6 +146,18 @@ class ErrorCode(StrEnum):
         "review_conflict",
         409,
         "a review action the corpus rules refuse (e.g. an entry's own question as its known non-answer)",
+    )
+    CORPUS_CHANGED = (
+        "corpus_changed",
+        409,
+        "the corpus file is not the one the change was made against (`If-Match` names another checksum, or a hand "
+        "edit landed meanwhile): nothing is written; read it again",
+    )
+    LAST_ENTRY = ("last_entry", 409, "deleting the corpus's last entry (a corpus keeps at least one)")
+    CORPUS_INVALID = (
+        "corpus_invalid",
+        409,
+        "a change through `/admin/entries` while the corpus file does not read (a hand edit broke it): fix it first",
     )
     PAYLOAD_TOO_LARGE = ("payload_too_large", 413, "body over `FAQ_MAX_BODY_BYTES` (256 KiB)")
     TOO_MANY_TOKENS = (
@@ -174,6 +199,12 @@ class ErrorCode(StrEnum):
         500,
         "the reviewed file next to the corpus cannot be read at all (a bad line is only skipped, and listed in "
         "`reviewed_file_problems`)",
+    )
+    CORPUS_UNWRITABLE = (
+        "corpus_unwritable",
+        500,
+        "a change through `/admin/entries` while the corpus cannot be written (a read-only directory, a full disk): "
+        "the corpus is as it was",
     )
     INTERNAL_ERROR = ("internal_error", 500, "anything unexpected; details go to the log, never to the client")
     NOT_IMPLEMENTED = ("not_implemented", 501, "a transfer coding the server does not implement")

@@ -1,7 +1,9 @@
-"""Small file helpers shared by the index format and the model converter."""
+"""Small file helpers shared by the index format, the model converter and the writers of the corpus files."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 
@@ -25,3 +27,15 @@ def file_problem(path: str | os.PathLike, size: int, digest: str, made: str = "e
     if sha256_file(path) != digest:
         return f"is not the file {made} (SHA-256 differs)"
     return None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike):
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing) until the block ends: one holder at a
+    time across threads and processes (each call opens its own file description)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

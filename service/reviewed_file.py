@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .corpus import ID_PATTERN, CorpusError, FaqEntry, stable_read, text_field
+from .files import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +196,10 @@ def active_actions(actions: list[ReviewAction]) -> list[ReviewAction]:
     return [a for a in actions if a.action != "revert" and a.id not in reverted]
 
 
-@contextlib.contextmanager
 def decisions_lock(path: str | os.PathLike):
     """Hold the reviewed file's lock (a ``.lock`` file beside it) while reading, checking and appending, so that two
     reviewers (two workers) never both decide the same queries from the same reading."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return exclusive_lock(f"{path}.lock")
 
 
 def append_action(path: str | os.PathLike, action: ReviewAction) -> None:

@@ -193,3 +193,14 @@ def test_links_and_the_answers_markdown_links_are_the_entrys_links(tmp_path):
         {"label": "le site", "url": "https://a.fr/x"},
     ]
     assert entry.to_dict()["links"] == [{"label": "Accueil", "url": "https://a.fr/"}]
+
+
+def test_chorus_answers_that_say_click_here_carry_a_link_that_says_where():
+    """The official text keeps its "cliquez ici" (above); each such entry's links say where it leads, safely."""
+    from service.corpus import safe_url
+
+    for entry in load_corpus(CHORUS_CORPUS):
+        if re.search(r"\bici\b", entry.answer):
+            assert entry.links, entry.id
+            for link in entry.links:
+                assert safe_url(link["url"]) and "ici" not in link["label"].lower().split(), link

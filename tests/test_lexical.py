@@ -106,3 +106,27 @@ def test_queries_with_no_known_word_score_zero_everywhere():
     index = LexicalIndex(DOCS)
     for query in ("", "le la les", "xyzzy plugh"):
         assert not index.scores(query).scores.any()
+
+
+@pytest.mark.parametrize("query", ["siret", "mail d'activation pas reçu", "deposer facture facture portail"])
+def test_scores_agree_with_bm25s(analyzer, query):
+    import bm25s
+
+    reference = bm25s.BM25(k1=K1, b=B, method="lucene")
+    reference.index([analyzer.terms(d) for d in DOCS], show_progress=False)
+    terms = list(dict.fromkeys(t for t in analyzer.terms(query) if any(t in analyzer.terms(d) for d in DOCS)))
+    index = LexicalIndex(DOCS)
+    ceiling = sum(index.idf[t] for t in terms)
+    expected = np.asarray(reference.get_scores(terms)) / ceiling
+    assert np.allclose(index.scores(query).scores, expected, atol=1e-5)
+
+
+def test_a_synonym_list_leaves_the_scores_of_other_words_alone():
+    from service.synonyms import Synonyms
+
+    synonyms = Synonyms.parse({"equivalent": [["gestionnaire principal", "administrateur", "admin"]],
+                               "oneway": {"courriel": ["mail"]}})  # fmt: skip
+    plain, with_synonyms = LexicalIndex(DOCS), LexicalIndex(DOCS, synonyms=synonyms)
+    for query in ("siret", "deposer facture portail", "transferer role"):  # no synonym in them
+        assert np.array_equal(plain.scores(query).scores, with_synonyms.scores(query).scores), query
+    assert with_synonyms.scores("admin").scores.argmax() == 2 and not plain.scores("admin").scores.any()

@@ -4,6 +4,7 @@ Examples:
     faq-search evaluate --dataset covid_quebec_fr --compare answer,bm25,qa,max,weighted,default
     faq-search evaluate --corpus my_faq.jsonl --queries my_questions.jsonl --ood off_topic.jsonl
     faq-search evaluate --dataset covid_quebec_fr --fit      # refit the default scoring (dev set only)
+    faq-search evaluate --dataset covid_quebec_fr --questions heldout --synonyms data/synonyms/covid_quebec_fr.json
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.encoders.torch_encoder import SentenceTransformerEmbedder
 from service.errors import ModelUnavailable
-from service.evaluation.datasets import load_cnil, load_covid, load_custom, load_piaf
+from service.evaluation.datasets import COVID_QUESTIONS, load_cnil, load_covid, load_custom, load_piaf
 from service.evaluation.fitting import fit_scoring
 from service.evaluation.methods import METHODS, CachingEmbedder, evaluate_adapted, evaluate_method
+from service.synonyms import Synonyms
 
 DATASETS = {"cnil_faq": load_cnil, "covid_quebec_fr": load_covid, "piaf": load_piaf}
 COLUMNS = [
@@ -73,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--corpus", help="your corpus (the service's JSONL format)")
     source.add_argument("--queries", help='your questions: JSONL of {"query": ..., "faq_id": ... or [...]}')
     source.add_argument("--ood", help='optional JSONL of {"query": ...} that no entry answers')
+    source.add_argument(
+        "--questions",
+        choices=COVID_QUESTIONS,
+        default="all",
+        help="covid_quebec_fr: all its questions, or the half a synonym list was written from (train) or the other "
+        "(heldout) (default all)",
+    )
+    source.add_argument(
+        "--synonyms",
+        help='a JSON file of synonyms ({"equivalent": [...], "oneway": {...}}) to index with, or "none" to drop '
+        "the corpus's own (default: the corpus's, none for the public sets)",
+    )
     parser.add_argument(
         "--compare",
         default="default",
@@ -110,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dataset == "piaf":
             evalset = load_piaf(args.data_dir, sample=args.sample)
+        elif args.dataset == "covid_quebec_fr":
+            evalset = load_covid(args.data_dir, ood_sample=args.sample, questions=args.questions)
         elif args.dataset:
             evalset = DATASETS[args.dataset](args.data_dir, ood_sample=args.sample)
         else:
             evalset = load_custom(args.corpus, args.queries, args.ood)
+        if args.synonyms == "none":
+            evalset.synonyms = None
+        elif args.synonyms:
+            evalset.synonyms = Synonyms.parse(json.loads(Path(args.synonyms).read_text(encoding="utf-8")))
         base = CachingEmbedder(load_embedder(args.model, args.backend))
     except (OSError, ValueError, KeyError, ModelUnavailable) as exc:  # a missing or bad file, or no model
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)

@@ -21,18 +21,21 @@ from collections.abc import Callable
 from typing import Any
 
 from ..corpus import CorpusError
+from ..corpus_writer import CorpusFile, Edit, EditError
 from ..errors import (
+    Conflict,
     ErrorCode,
     FeatureDisabled,
     IndexUnavailable,
     InvalidRequest,
+    NotFound,
     QueryLogUnavailable,
     ServiceError,
     redact_paths,
 )
 from ..learning import review_queue
 from ..learning.querylog import QueryLog
-from ..learning.rebuild import RECONCILE_SECONDS, Rebuilder
+from ..learning.rebuild import RECONCILE_SECONDS, Rebuilder, record_entries_change
 from ..search.admission import SearchGate
 from ..search.engine import SearchEngine
 from ..search.engine_loading import EmbedderPool, load_engine
@@ -352,6 +355,89 @@ class FaqService:
             return {"rebuild": _reading(self.rebuilder.status), "started": False}
         return {"rebuild": state, "started": True}
 
+    # ---- the entries API (``corpus_writer.py``) ----
+
+    def served_corpus(self) -> str | None:
+        """The checksum of the corpus the served build was made from."""
+        engine = self.current_engine
+        return engine.index.manifest.corpus.sha256 if engine is not None else None
+
+    def list_entries(self, offset: int = 0, limit: int = 50) -> dict:
+        """A page of the corpus's entries as written, with the corpus's checksum and whether it is served."""
+        checksum, entries = _editing(lambda: CorpusFile(self.settings.corpus).entries())
+        return {
+            "entries": entries[offset : offset + limit],
+            "total": len(entries),
+            "offset": offset,
+            "limit": limit,
+            "next_offset": offset + limit if offset + limit < len(entries) else None,
+            **self._served(checksum),
+        }
+
+    def get_entry(self, faq_id: str) -> dict:
+        """One entry of the corpus as written, with the corpus's checksum."""
+        checksum, entries = _editing(lambda: CorpusFile(self.settings.corpus).entries())
+        for entry in entries:
+            if entry.get("id") == faq_id:
+                return {"entry": entry, **self._served(checksum)}
+        raise NotFound(f"the corpus has no entry {faq_id!r}", code=ErrorCode.UNKNOWN_ENTRY)
+
+    def get_synonyms(self) -> dict:
+        """The corpus header's synonyms, with the corpus's checksum."""
+        checksum, synonyms = _editing(lambda: CorpusFile(self.settings.corpus).synonyms())
+        return {"synonyms": synonyms.to_dict(), **self._served(checksum)}
+
+    def put_entries(self, entries: list[dict], expected: str | None = None, wait: float = 0.0) -> dict:
+        """Create or replace entries in the corpus, then rebuild and reload as a review decision does."""
+        return self._change(lambda file: file.put(entries, expected), wait)
+
+    def delete_entry(self, faq_id: str, expected: str | None = None, wait: float = 0.0) -> dict:
+        """Remove an entry from the corpus, then rebuild and reload."""
+        return self._change(lambda file: file.delete(faq_id, expected), wait)
+
+    def set_synonyms(self, synonyms: dict, expected: str | None = None, wait: float = 0.0) -> dict:
+        """Replace the corpus header's synonyms, then rebuild and reload."""
+        return self._change(lambda file: file.set_synonyms(synonyms, expected), wait)
+
+    def _served(self, checksum: str) -> dict:
+        served = self.served_corpus()
+        return {"checksum": checksum, "served_checksum": served, "served": served == checksum}
+
+    def _change(self, edit: Callable[[CorpusFile], Edit], wait: float) -> dict:
+        """Make a change to the corpus (refused whole, or written whole), record it for the build, start the
+        build; with ``wait``, answer once this worker serves it (or ``wait`` seconds passed)."""
+        self.needs_query_log("changing entries rebuilds as the review loop does, which needs the query log",
+                             code=ErrorCode.QUERY_LOG_DISABLED)  # fmt: skip
+        corpus = self.settings.corpus
+        built_from = self.engine.index.manifest.corpus.file
+        if built_from != corpus.name:
+            raise Conflict(
+                f"the served index was built from {built_from!r}, not from FAQ_CORPUS ({corpus.name!r}): set "
+                "FAQ_CORPUS to the corpus this index is built from",
+                code=ErrorCode.CORPUS_MISMATCH,
+            )
+        done = _editing(lambda: edit(CorpusFile(corpus)))
+        out = {
+            "created": list(done.created),
+            "replaced": list(done.replaced),
+            "removed": list(done.removed),
+            "unchanged": list(done.unchanged),
+            "previous_checksum": done.before,
+            "rebuild": None,
+        }
+        if done.after != done.before:
+            served = self.served_corpus()
+            _reading(lambda: record_entries_change(str(self.settings.query_log), done.after, done.removed, served))
+            out["rebuild"] = self.rebuilder.request(f"entries-{done.after[:12]}")
+        deadline = time.monotonic() + wait
+        while self.served_corpus() != done.after and time.monotonic() < deadline:
+            time.sleep(0.1)
+        engine = self.current_engine
+        out.update(self._served(done.after), index_id=engine.index.index_id if engine is not None else None)
+        if out["rebuild"] is not None and not out["served"]:
+            out["rebuild"] = _reading(self.rebuilder.status) or out["rebuild"]
+        return out
+
     def _days(self, days: float | None) -> float:
         return self.settings.query_log_days if days is None else days
 
@@ -407,6 +493,32 @@ def _filter_checked(engine: SearchEngine, item):
         except InvalidRequest as exc:
             return exc
     return item
+
+
+#: How each refusal of ``corpus_writer`` is answered.
+EDIT_ERRORS = {
+    "invalid_entry": (InvalidRequest, ErrorCode.INVALID_ENTRY),
+    "invalid_synonyms": (InvalidRequest, ErrorCode.INVALID_SYNONYMS),
+    "id_mismatch": (InvalidRequest, ErrorCode.ID_MISMATCH),
+    "unknown_entry": (NotFound, ErrorCode.UNKNOWN_ENTRY),
+    "last_entry": (Conflict, ErrorCode.LAST_ENTRY),
+    "corpus_changed": (Conflict, ErrorCode.CORPUS_CHANGED),
+    "invalid_corpus": (Conflict, ErrorCode.CORPUS_INVALID),
+}
+
+
+def _editing(call: Callable[[], Any]) -> Any:
+    """Run a read or a change of the corpus file: a refusal or a file error becomes its error code."""
+    try:
+        return call()
+    except EditError as exc:
+        kind, code = EDIT_ERRORS[exc.kind]
+        raise kind(exc.message, code=code) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # a read-only directory, a full disk, bytes gone bad
+        raise ServiceError(
+            f"the corpus cannot be read or written: {getattr(exc, 'strerror', None) or exc}",
+            code=ErrorCode.CORPUS_UNWRITABLE,
+        ) from None
 
 
 def _reading(call: Callable[[], Any]) -> Any:

@@ -15,8 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..corpus import FaqEntry, load_corpus
+from ..corpus import FaqEntry, read_corpus
 from ..settings import REPO_ROOT
+from ..synonyms import Synonyms
 
 #: Chorus Pro questions as users type them (no accents, typos, synonyms), each with its entry (and, for a question
 #: about one sub-section, the passage that must come first); written by the team, none copied from the FAQ.
@@ -45,6 +46,7 @@ class EvalSet:
     queries: list[EvalQuery]
     ood_queries: list[str] = field(default_factory=list)
     notes: str = ""
+    synonyms: Synonyms | None = None  # written in the indexed corpus's header
 
 
 def _read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -106,14 +108,26 @@ def load_cnil(data_dir: str | os.PathLike, ood_sample: int = 1000, seed: int = 1
     return EvalSet("cnil_faq", entries, queries, ood, "report only")
 
 
+#: covid_quebec_fr's questions split for what is written by reading questions (a synonym list): ``train`` is each
+#: answer's 1st, 3rd, 5th… other question, ``heldout`` its 2nd, 4th…; ``all`` both.
+COVID_QUESTIONS = ("all", "train", "heldout")
+
+
 def load_covid(
-    data_dir: str | os.PathLike, distractors: bool = True, ood_sample: int = 1000, seed: int = 13
+    data_dir: str | os.PathLike,
+    distractors: bool = True,
+    ood_sample: int = 1000,
+    seed: int = 13,
+    questions: str = "all",
 ) -> EvalSet:
     """covid_quebec_fr: the 50 answers indexed with their first question, queried with the other 662.
 
     With ``distractors``, PIAF paragraphs of half the articles join the index; questions about the other half
-    are the out-of-domain queries, so no out-of-domain query has its paragraph in the index.
+    are the out-of-domain queries, so no out-of-domain query has its paragraph in the index. ``questions`` keeps
+    all of them or one half (``COVID_QUESTIONS``).
     """
+    if questions not in COVID_QUESTIONS:
+        raise ValueError(f"questions must be one of {COVID_QUESTIONS}, not {questions!r}")
     data_dir = Path(data_dir)
     faq = _read_jsonl(data_dir / "covid_quebec_fr" / "faq_fr.jsonl")
     entries = [FaqEntry(id=row["id"], question=row["questions"][0], answer=row["answer"]) for row in faq]
@@ -121,6 +135,7 @@ def load_covid(
         EvalQuery(f"{row['id']}-q{i}", q, frozenset([row["id"]]))
         for row in faq
         for i, q in enumerate(row["questions"][1:], start=1)
+        if questions == "all" or (i % 2 == 1) == (questions == "train")
     ]
     if not distractors and not ood_sample:  # covid alone (training data): PIAF is not read
         return EvalSet("covid_quebec_fr", entries, queries, [], "development set: tune here")
@@ -146,7 +161,7 @@ def load_custom(corpus: str | os.PathLike, queries: str | os.PathLike, ood: str 
     ``faq_id`` may be a list when several entries answer. ``ood`` is an optional JSONL of ``{"query"}`` lines
     that no entry answers.
     """
-    entries = load_corpus(corpus)
+    identity, entries = read_corpus(corpus)
     ids = {e.id for e in entries}
     out: list[EvalQuery] = []
     for n, row in enumerate(_read_jsonl(queries), start=1):
@@ -162,7 +177,7 @@ def load_custom(corpus: str | os.PathLike, queries: str | os.PathLike, ood: str 
         if not isinstance(row, dict) or "query" not in row:
             raise ValueError(f'{ood}:{n}: each line must be an object with "query"')
         ood_queries.append(row["query"])
-    return EvalSet(Path(corpus).stem, entries, out, ood_queries)
+    return EvalSet(Path(corpus).stem, entries, out, ood_queries, synonyms=identity.synonyms or None)
 
 
 def without_fifth(evalset: EvalSet, seed: int = 13) -> tuple[EvalSet, list[EvalQuery]]:
@@ -182,6 +197,7 @@ def without_fifth(evalset: EvalSet, seed: int = 13) -> tuple[EvalSet, list[EvalQ
         [EvalQuery(q.qid, q.text, q.relevant - removed) for q in kept_queries],
         evalset.ood_queries,
         evalset.notes,
+        evalset.synonyms,
     )
     return smaller, orphans
 
@@ -199,14 +215,15 @@ def user_questions(evalset: EvalSet) -> list[tuple[str, str]]:
     return [(q.text, min(q.relevant)) for q in evalset.queries]
 
 
-def _corpus_text(entries: list[FaqEntry]) -> str:
-    return "".join(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n" for entry in entries)
+def _corpus_text(entries: list[FaqEntry], synonyms: Synonyms | None = None) -> str:
+    header = json.dumps({"faq": {"synonyms": synonyms.to_dict()}}, ensure_ascii=False) + "\n" if synonyms else ""
+    return header + "".join(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n" for entry in entries)
 
 
-def write_corpus(entries: list[FaqEntry], path: str | os.PathLike) -> Path:
-    """Write entries as a corpus file in the service's format."""
+def write_corpus(entries: list[FaqEntry], path: str | os.PathLike, synonyms: Synonyms | None = None) -> Path:
+    """Write entries as a corpus file in the service's format (with a header holding ``synonyms`` when given)."""
     path = Path(path)
-    path.write_text(_corpus_text(entries), encoding="utf-8")
+    path.write_text(_corpus_text(entries, synonyms), encoding="utf-8")
     return path
 
 

@@ -15,6 +15,7 @@ from ..indexing.build import RowMaker, build_index
 from ..indexing.scoring import Scoring
 from ..indexing.store import load_index
 from ..search.engine import SearchEngine
+from ..synonyms import Synonyms, phrase_terms
 from .datasets import EvalSet, entries_checksum, load_covid, user_questions, without_fifth, write_corpus
 from .metrics import answer_stats, ranking_metrics
 
@@ -242,13 +243,63 @@ class CachingEmbedder:
         return np.stack([self._cache[(kind, t.strip())] for t in texts]).astype(np.float32)
 
 
+class SynonymExpandingEmbedder:
+    """An embedder that encodes each query with its synonyms appended ("mdp oublié (mot de passe)"): the dense leg's
+    query expansion, measured by ``scripts/measure_synonyms.py`` (not the service's default: see docs/quality.md).
+
+    Passages and questions are encoded as they are; only ``kind="query"`` texts are expanded.
+    """
+
+    def __init__(self, inner, synonyms: Synonyms):
+        self.inner = inner
+        self.model_id, self.dimension, self.prompts = inner.model_id, inner.dimension, inner.prompts
+        self._alternatives: dict[tuple[str, ...], list[str]] = {}
+        for group in synonyms.equivalent:
+            for phrase in group:
+                own = phrase_terms(phrase)
+                self._alternatives[own] = [p for p in group if phrase_terms(p) != own]
+        for source, targets in synonyms.oneway:
+            self._alternatives[phrase_terms(source)] = list(targets)
+        self._longest = max((len(k) for k in self._alternatives), default=0)
+
+    def prompt_for(self, kind: str) -> str:
+        return self.inner.prompt_for(kind)
+
+    def encoder_info(self) -> dict | None:
+        return encoder_info(self.inner)
+
+    def expand(self, text: str) -> str:
+        """``text`` followed by the other phrases of each synonym it holds, in parentheses (itself if none)."""
+        terms, extra, i = phrase_terms(text), [], 0
+        while i < len(terms):
+            for n in range(min(self._longest, len(terms) - i), 0, -1):
+                found = self._alternatives.get(tuple(terms[i : i + n]))
+                if found is not None:
+                    extra += found
+                    i += n
+                    break
+            else:
+                i += 1
+        return f"{text} ({', '.join(extra)})" if extra else text
+
+    def encode(self, texts, kind: str = "query", batch_size: int = 32, show_progress: bool = False):
+        if kind == "query":
+            texts = [self.expand(t) for t in texts]
+        return self.inner.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+
+
 def build_engine(
-    entries: list[FaqEntry], embedder, workdir: str | os.PathLike, method: Method, scoring_overrides: dict | None = None
+    entries: list[FaqEntry],
+    embedder,
+    workdir: str | os.PathLike,
+    method: Method,
+    scoring_overrides: dict | None = None,
+    synonyms: Synonyms | None = None,
 ):
-    """Build an index of ``entries`` with the service's own builder and return the service's engine over it."""
+    """Build an index of ``entries`` (and ``synonyms``) with the service's own builder and return its engine."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    corpus = write_corpus(entries, workdir / "corpus.jsonl")
+    corpus = write_corpus(entries, workdir / "corpus.jsonl", synonyms)
     build_index(corpus, workdir / "index", embedder, show_progress=False, rows=method.rows())
     index = load_index(workdir / "index")
     overrides = {**method.scoring, **method.decision, **(scoring_overrides or {})}
@@ -276,7 +327,7 @@ def evaluate_method(
 
     workdir = Path(workdir)
     t0 = time.perf_counter()
-    engine = build_engine(evalset.entries, embedder, workdir / method.name, method)
+    engine = build_engine(evalset.entries, embedder, workdir / method.name, method, synonyms=evalset.synonyms)
     build_seconds = time.perf_counter() - t0
     responses = run_queries(engine, [q.text for q in evalset.queries], embedder)
     rankings = [[r.faq_id for r in resp.results] for resp in responses]
@@ -293,7 +344,9 @@ def evaluate_method(
             out["ood_unanswered"] = round(sum(not r.answered for r in ood) / len(ood), 4)
         smaller, orphans = without_fifth(evalset)
         if orphans:
-            small_engine = build_engine(smaller.entries, embedder, workdir / f"{method.name}-minus-fifth", method)
+            small_engine = build_engine(
+                smaller.entries, embedder, workdir / f"{method.name}-minus-fifth", method, synonyms=smaller.synonyms
+            )
             gone = run_queries(small_engine, [q.text for q in orphans], embedder, top_k=2)
             out["removed_unanswered"] = round(sum(not r.answered for r in gone) / len(gone), 4)
     # Latency of a fresh search (what SearchEngine.search does on a cache miss), with the real, uncached embedder.

@@ -22,6 +22,7 @@ from . import observability
 from .admin import bp as admin_bp
 from .admin import install_rate_limit, service_admin_bp
 from .bodies import drain_refused_body
+from .entries import bp as entries_bp
 from .review import bp as review_bp
 from .review import page as review_page_bp
 from .routes import bp, service_bp
@@ -127,10 +128,12 @@ def create_app(
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(review_bp)
+    app.register_blueprint(entries_bp)
     app.register_blueprint(review_page_bp)
     app.register_blueprint(bp, url_prefix=FAQ_PREFIX, name="faq")
     app.register_blueprint(admin_bp, url_prefix=f"{FAQ_PREFIX}/admin", name="faq_admin")
     app.register_blueprint(review_bp, url_prefix=f"{FAQ_PREFIX}/admin", name="faq_review")
+    app.register_blueprint(entries_bp, url_prefix=f"{FAQ_PREFIX}/admin", name="faq_entries")
     app.register_blueprint(review_page_bp, url_prefix=FAQ_PREFIX, name="faq_review_page")
 
     @app.url_value_preprocessor

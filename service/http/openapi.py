@@ -55,7 +55,7 @@ class Operation:
     responses: dict[int, tuple[str, Any]]  # status -> (description, a model's name or a schema dict or a media type)
     errors: frozenset = frozenset()
     description: str | None = None
-    request: tuple[str, Any] | None = None  # (model name, example)
+    request: tuple[Any, Any] | None = None  # (model name or schema, or (media type, schema); example)
     request_required: bool = True
     parameters: Callable[[int], list[dict]] | list[dict] | None = None  # given the service's FAQ_MAX_QUERY_CHARS
     security: list | None = None
@@ -306,7 +306,8 @@ def openapi_document(app: Flask, identity=None, version: str = "1") -> dict:
         if op.request is not None:
             model, example = op.request
             model = "FaqSearchRequest" if named and model == "SearchRequest" else model
-            doc["requestBody"] = {"required": op.request_required, "content": _json(model, example)}
+            content = {model[0]: {"schema": model[1]}} if isinstance(model, tuple) else _json(model, example)
+            doc["requestBody"] = {"required": op.request_required, "content": content}
         if op.security is not None:
             doc["security"] = op.security
         doc["responses"] = {

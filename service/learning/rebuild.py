@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..corpus import CorpusError
 from ..errors import ServiceError
+from ..files import sha256_file
 from ..indexing.store import read_manifest
 from ..processes import alive
 from ..reviewed_file import pending, read_actions, reviewed_path
@@ -55,6 +56,8 @@ SETTLE_SECONDS = 1.0
 #: A "running" state whose child never recorded its pid is taken as interrupted after this long.
 START_GRACE_SECONDS = 60.0
 STATE_KEY = "rebuild"
+#: The meta key of the entries API's last change: the corpus checksum it wrote and the entries it removed.
+ENTRIES_KEY = "entries"
 
 
 class Rebuilder:
@@ -226,12 +229,15 @@ class Rebuilder:
         return "started"
 
     def _pending(self) -> bool:
-        """Whether the reviewed file holds decisions the current build lacks (and the build is of this corpus)."""
-        if not reviewed_path(self.corpus).exists():
-            return False
+        """Whether the reviewed file holds decisions the current build lacks, or the entries API changed the corpus
+        since it (and the build is of this corpus)."""
         corpus = read_manifest(self.index_dir).corpus
         if corpus.file != Path(self.corpus).name:
             return False  # FAQ_CORPUS is not what this index is built from: decisions are refused anyway
+        if entries_unbuilt(self.log_path, self.corpus, corpus.sha256):
+            return True
+        if not reviewed_path(self.corpus).exists():
+            return False
         return pending(read_actions(reviewed_path(self.corpus)), corpus.reviewed)
 
     def _latest_action(self) -> str | None:
@@ -370,6 +376,43 @@ def _claim(log_path: str, expected: str | None, state: dict) -> bool:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+@querylog.off_loop
+def record_entries_change(log_path: str, checksum: str, removed: tuple[str, ...], served: str | None) -> dict:
+    """Record the entries API's change (the corpus checksum it wrote, the entries it removed) for the build: the
+    removals of changes not served yet (``served``: the current build's corpus checksum) add up."""
+    with closing(querylog.connect(log_path, create=True)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (ENTRIES_KEY,)).fetchone()
+            previous = json.loads(row[0]) if row else None
+            carried = previous.get("removed", []) if previous and previous.get("sha256") != served else []
+            change = {"sha256": checksum, "removed": sorted({*carried, *removed}), "at": _now()}
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (ENTRIES_KEY, _dumps(change)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return change
+
+
+def entries_change(log_path: str, corpus: str) -> dict | None:
+    """The entries API's last change if the corpus still holds it (the file's checksum is the one it wrote)."""
+    try:
+        raw = _read_raw(log_path, ENTRIES_KEY)
+    except sqlite3.Error:  # no log yet, or one that does not read: no change recorded
+        return None
+    change = json.loads(raw) if raw else None
+    if change is None or sha256_file(corpus) != change.get("sha256"):
+        return None
+    return change
+
+
+def entries_unbuilt(log_path: str, corpus: str, built: str | None) -> bool:
+    """Whether the corpus holds an entries API change that the build of corpus checksum ``built`` lacks."""
+    change = entries_change(log_path, corpus)
+    return change is not None and change["sha256"] != built
 
 
 def _dumps(state: dict) -> str:

@@ -18,7 +18,7 @@ import time
 from ..corpus import CorpusError
 from ..errors import ServiceError
 from ..indexing.build import build_index, build_lock, settings_like_current
-from .rebuild import SETTLE_SECONDS, _now, failure_state, write_state
+from .rebuild import SETTLE_SECONDS, _now, entries_change, failure_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,12 @@ def run_build(corpus: str, index_dir: str, log_path: str, action: str, attempt: 
     try:
         with build_lock(index_dir):
             like = settings_like_current(index_dir)
+            # The entries the entries API removed may go; any other lost entry means a file caught half-written.
+            change = entries_change(log_path, corpus)
+            may_remove = tuple(change["removed"]) if change else ()
             manifest = build_index(
-                corpus, index_dir, model, show_progress=False, may_remove=(), origin="review", settle=SETTLE_SECONDS,
-                **like,
+                corpus, index_dir, model, show_progress=False, may_remove=may_remove, origin="review",
+                settle=SETTLE_SECONDS, **like,
             )  # fmt: skip
     except (CorpusError, ServiceError, OSError, ValueError) as exc:
         error = getattr(exc, "message", None) or str(exc).splitlines()[0]

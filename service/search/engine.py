@@ -117,8 +117,10 @@ class SearchEngine:
         self._entry_passages: dict[str, list] = {faq_id: [] for faq_id in self._entry_ids}
         for passage in index.passages:  # in index order, so an entry's passages keep their order
             self._entry_passages[passage.faq_id].append(passage)
-        self.lexical = LexicalIndex([lexical_text(index.entries[i]) for i in self._entry_ids])
-        self.highlighter = Highlighter(self.lexical.analyzer, self.lexical.idf)
+        self.lexical = LexicalIndex(
+            [lexical_text(index.entries[i]) for i in self._entry_ids], synonyms=index.identity.synonyms
+        )
+        self.highlighter = Highlighter(self.lexical.analyzer, self.lexical.idf, self.lexical.synonyms)
         #: What a search may be filtered on (``search/filters.py``), in the order of ``_entry_ids``.
         self.filters = EntryFilters([index.entries[i] for i in self._entry_ids])
         self._centroid = self._mean_vector()

@@ -3,7 +3,8 @@
 A cheap lexical method (``scripts/bench.py highlights`` measures its cost and how often it picks the sentence a
 per-sentence embedding would): each sentence of the passage is scored by the idf of the query's distinct terms it
 holds (stemmed and accent-folded as the lexical leg does); the best one, if any holds a term, is the sentence
-highlight. Every word of the passage whose term is one of the query's is a term highlight. Offsets are character
+highlight. Every word of the passage whose term is one of the query's is a term highlight, and so is every phrase
+of the passage that stands for a synonym the query holds (``service/synonyms.py``). Offsets are character
 offsets into the result's ``text``: ``text[start:end]`` is what is highlighted.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 
+from ..synonyms import SynonymMatcher
 from .lexical import FrenchAnalyzer, fold
 
 #: A sentence ends with . ! ? or … followed by a space or the end, or at a line break.
@@ -42,8 +44,9 @@ def sentences(text: str) -> list[tuple[int, int]]:
 class Highlighter:
     """Highlights for the passages of one FAQ's results (``highlights``), from its lexical index's analyzer and idf."""
 
-    def __init__(self, analyzer: FrenchAnalyzer, idf: dict[str, float]):
+    def __init__(self, analyzer: FrenchAnalyzer, idf: dict[str, float], synonyms: SynonymMatcher | None = None):
         self.analyzer, self.idf = analyzer, idf
+        self.synonyms = synonyms or SynonymMatcher(None)
         self._term = functools.lru_cache(maxsize=65536)(self._stem)
 
     def _stem(self, word: str) -> str | None:
@@ -63,11 +66,18 @@ class Highlighter:
         """
         if not terms:
             return []
-        words = []
+        words, content = [], []  # the query's words found; every content word of the text (start, end, term)
         for m in _WORD.finditer(text):
             term = self._term(m.group())
+            if term is not None:
+                content.append((m.start(), m.end(), term))
             if term in terms:
                 words.append((m.start(), m.end(), term))
+        if self.synonyms:
+            for i, j, token in self.synonyms.spans([term for _, _, term in content]):
+                if token in terms:
+                    words.append((content[i][0], content[j - 1][1], token))
+            words.sort()
         if not words:
             return []
         best, best_score = None, 0.0

@@ -1,115 +1,25 @@
-"""The French lexical leg: BM25 (bm25s) over whole FAQ entries, with Snowball French stemming (PyStemmer).
+"""The French lexical leg: Lucene's BM25 over whole FAQ entries, with Snowball French stemming (PyStemmer).
 
-Text analysis, the same for entries and queries: lower case, elisions removed (l', d', qu', j', jusqu'…, straight
-or curly apostrophe), accents folded (a user who types "reinitialiser" finds "réinitialiser"), French stopwords
-dropped, then each word stemmed. Scores are normalised per query into [0, 1] (see ``LexicalIndex.scores``) so that
+Text analysis, the same for entries and queries, is ``service/text_analysis.py``'s; the FAQ's synonyms
+(``service/synonyms.py``) add one term per synonym group to the entries that hold one of its phrases and replace
+the query's phrase by it. Scores are normalised per query into [0, 1] (see ``LexicalIndex.scores``) so that
 they can be fused with cosines and thresholded.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..synonyms import SynonymMatcher, Synonyms
+from ..text_analysis import FrenchAnalyzer, fold  # noqa: F401  (fold: re-exported for callers)
+
 #: BM25 parameters (Lucene's variant, the defaults of Lucene and bm25s).
 K1 = 1.2
 B = 0.75
-
-_ELISION = re.compile(r"\b(?:[cdjlmnst]|qu|jusqu|lorsqu|puisqu|quoiqu|presqu)['’ʼ]", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def fold(text: str) -> str:
-    """Lower case, ligatures expanded, accents and other combining marks removed (NFKD)."""
-    text = text.lower().replace("œ", "oe").replace("æ", "ae")
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-#: Words of questions that bm25s' French list lacks and that say nothing about the topic (prepositions,
-#: interrogatives, courtesy). Content words stay, even common ones ("mot", "compte", "encore").
-EXTRA_STOPWORDS = [
-    "sans",
-    "chez",
-    "sous",
-    "vers",
-    "entre",
-    "avant",
-    "apres",
-    "comment",
-    "quoi",
-    "quel",
-    "quelle",
-    "quels",
-    "quelles",
-    "pourquoi",
-    "quand",
-    "donc",
-    "car",
-    "alors",
-    "aussi",
-    "si",
-    "oui",
-    "non",
-    "tres",
-    "comme",
-    "ca",
-    "cela",
-    "ceci",
-    "tout",
-    "tous",
-    "toute",
-    "toutes",
-    "plus",
-    "moins",
-    "faire",
-    "fait",
-    "faut",
-    "peut",
-    "peux",
-    "pouvez",
-    "veux",
-    "voudrais",
-    "dois",
-    "doit",
-    "jai",
-    "svp",
-    "stp",
-    "merci",
-    "bonjour",
-]
-
-
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_FRENCH
-
-    return frozenset(fold(w) for w in (*STOPWORDS_FRENCH, *EXTRA_STOPWORDS))
-
-
-class FrenchAnalyzer:
-    """Turns text into BM25 terms, remembering which written word produced each term (for explanations)."""
-
-    def __init__(self):
-        import Stemmer
-
-        self._stemmer = Stemmer.Stemmer("french")
-        self.stopwords = _stopwords()
-
-    def words(self, text: str) -> list[tuple[str, str]]:
-        """(term, word as folded) pairs for the content words of ``text``, in order."""
-        folded = fold(_ELISION.sub(" ", text))
-        words = [w for w in _WORD.findall(folded) if w not in self.stopwords and (len(w) > 1 or w.isdigit())]
-        return list(zip(self._stemmer.stemWords(words), words, strict=True))
-
-    def terms(self, text: str) -> list[str]:
-        """The BM25 terms of ``text``."""
-        return [term for term, _ in self.words(text)]
 
 
 @dataclass(frozen=True)
@@ -125,42 +35,55 @@ class LexicalIndex:
 
     Args:
         documents: one text per entry (question, alternative questions and answer).
+        synonyms: the FAQ's synonyms (an entry holding a phrase of a group gets the group's term).
     """
 
-    def __init__(self, documents: list[str], k1: float = K1, b: float = B):
-        import bm25s
-
+    def __init__(self, documents: list[str], k1: float = K1, b: float = B, synonyms: Synonyms | None = None):
         self.analyzer = FrenchAnalyzer()
-        tokens = [self.analyzer.terms(d) for d in documents]
+        self.synonyms = SynonymMatcher(synonyms)
+        words = [self.analyzer.terms(d) for d in documents]
+        tokens = [self.synonyms.document_terms(w) for w in words]
         self._doc_terms = [frozenset(t) for t in tokens]
         df = Counter(term for terms in self._doc_terms for term in terms)
         self._df = dict(df)
         n = len(documents)
         # Lucene's idf, as bm25s computes it; used to normalise scores per query.
         self._idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-        # bm25s logs at INFO and warns on empty documents; neither helps a service log.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
-        self._bm25.index([t or [""] for t in tokens], show_progress=False)
+        # Lucene's BM25 as bm25s computes it (``method="lucene"``: tests/test_lexical.py checks the two agree), with
+        # one difference: a document's length counts its own words only, so that a synonym's term does not lengthen
+        # the entries holding one (and shift every other entry's score).
+        lengths = np.array([max(len(w), 1) for w in words], dtype=np.float64)  # bm25s counts an empty one as 1
+        norm = k1 * (1 - b + b * lengths / lengths.mean()) if n else lengths
+        postings: dict[str, tuple[list[int], list[float]]] = {}
+        for doc, terms in enumerate(tokens):
+            for term, tf in Counter(terms).items():
+                docs, values = postings.setdefault(term, ([], []))
+                docs.append(doc)
+                values.append(self._idf[term] * tf / (tf + norm[doc]))
+        self._postings = {
+            t: (np.array(d, dtype=np.int64), np.array(v, dtype=np.float32)) for t, (d, v) in postings.items()
+        }
         self.size = n
 
     def scores(self, query: str) -> LexicalScores:
         """BM25 of ``query`` against every document, divided by the most the query's known terms could score.
 
-        In Lucene's BM25 (bm25s' ``method="lucene"``) a term adds ``idf * tf / (tf + k1 * length_norm)``, less than
+        In Lucene's BM25 a term adds ``idf * tf / (tf + k1 * length_norm)``, less than
         its idf, so the normalised score lies in [0, 1]: about 0.45 of the idf-weighted share of the query's
         vocabulary that a document of average length matches once. It is 0 for every document when no query term
         occurs in the corpus.
         """
-        words = self.analyzer.words(query)
+        words = self.synonyms.query_words(self.analyzer.words(query))
         terms: dict[str, str] = {}
         for term, word in words:
             terms.setdefault(term, word)
         known = [t for t in terms if t in self._idf]
         if not known:
             return LexicalScores(np.zeros(self.size, dtype=np.float32), terms)
-        # bm25s adds a term once per occurrence in the query; weigh each distinct term once.
-        raw = np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+        raw = np.zeros(self.size, dtype=np.float32)
+        for term in known:  # each distinct term once, however often the query says it
+            docs, values = self._postings[term]
+            raw[docs] += values
         ceiling = sum(self._idf[t] for t in known)
         return LexicalScores(np.clip(raw / ceiling, 0.0, 1.0), terms)
 
