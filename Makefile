@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
+# The test, lint, evaluation and fine-tuning tools (requirements-dev.txt): `make test` and `make lint` add them.
+DEV_STAMP := $(VENV)/.dev-requirements-installed
 MODEL_DIR := models/multilingual-e5-small
 MODEL := $(MODEL_DIR)/faq_model.json
 # The model the index is built with and the service uses; set FAQ_MODEL to a directory or hub name to change it
@@ -28,40 +30,42 @@ REPLICAS ?= 3
 FAQ_PUBLISH_DIR ?= .cluster/published
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test test-fast lint format bench faults install model index index-force clean cluster cluster-stop publish
+.PHONY: run test test-fast lint format bench faults install install-dev model index index-force clean cluster cluster-stop publish
 
 # gunicorn, one worker per core (`faq-search serve`: service/http/gunicorn_conf.py; FAQ_WORKERS, FAQ_THREADS override it).
 run: $(INDEX)
 	FAQ_HOST=$(FAQ_HOST) FAQ_PORT=$(FAQ_PORT) FAQ_INDEX=$(FAQ_INDEX) FAQ_WATCH_SECONDS=$(FAQ_WATCH_SECONDS) \
 		FAQ_CORPUS=$(FAQ_CORPUS) $(BIN)/faq-search serve
 
-test: $(INDEX) $(CHROMIUM) $(HAPROXY) $(REDIS_SERVER)
+test: $(DEV_STAMP) $(INDEX) $(CHROMIUM) $(HAPROXY) $(REDIS_SERVER)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 # The fast tier: a fake embedder instead of the real model (about 30 s; the page test still drives chromium).
-test-fast: $(STAMP) $(CHROMIUM)
+test-fast: $(DEV_STAMP) $(CHROMIUM)
 	FAQ_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m "not slow"
 
 # ruff (lint and format) and the import layers of pyproject.toml ([tool.importlinter]).
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 install: $(STAMP)
 
+install-dev: $(DEV_STAMP)
+
 # The benchmark harness (docs/performance.md; about 45 minutes with the soak and the million-vector indexes);
 # wrk is the load generator.
-bench: $(INDEX)
+bench: $(DEV_STAMP) $(INDEX)
 	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(BIN)/python scripts/bench.py --json bench.json
 
 # Faults tried on purpose against the production server (docs/reliability.md); disk-full mounts a tmpfs (root).
-faults: $(INDEX)
+faults: $(DEV_STAMP) $(INDEX)
 	command -v wrk >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(BIN)/python scripts/faults.py --json faults.json
 
@@ -98,6 +102,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-eval.txt requirements-finetune.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 model: $(MODEL)

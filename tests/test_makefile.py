@@ -56,3 +56,46 @@ def test_the_makefile_defaults_and_the_older_names(tmp_path):
 def test_index_force_builds_the_named_corpus(tmp_path):
     out = _dry_run("index-force", FAQ_CORPUS=str(MINI_CORPUS), FAQ_INDEX=str(tmp_path / "i"))
     assert f"--corpus {MINI_CORPUS} --out {tmp_path / 'i'}" in out
+
+
+def _pins(path) -> set[str]:
+    lines = (ROOT / path).read_text(encoding="utf-8").splitlines()
+    return {line.split("==")[0].strip().lower() for line in lines if "==" in line and not line.startswith("#")}
+
+
+def test_make_run_installs_what_serving_and_building_need_and_make_test_the_rest():
+    run = _dry_run_all("run")
+    assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
+    for target in ("test", "test-fast", "lint"):
+        assert "-r requirements-dev.txt" in _dry_run_all(target), target
+    runtime = _pins("requirements.txt")
+    assert {"torch", "sentence-transformers", "faiss-cpu", "flask", "numpy", "pytest", "mcp"} <= runtime
+    moved = {"playwright", "schemathesis", "hypothesis", "datasets", "accelerate", "ir-measures", "ruff"}
+    assert not moved & runtime
+    dev = _pins("requirements-dev.txt") | _pins("requirements-eval.txt") | _pins("requirements-finetune.txt")
+    assert moved <= dev
+
+
+def _dry_run_all(target: str) -> str:
+    """``make -n -B TARGET``: every recipe the target would run from nothing (a fresh clone), none run."""
+    inherited = ("HOST", "PORT", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAQ_") and k not in inherited}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_missing_tool_group_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    from service.cli import require_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    with pytest.raises(SystemExit) as ended:
+        require_extra("finetune", "fine-tuning")
+    assert ended.value.code == 2
+    said = capsys.readouterr().err
+    assert "datasets" in said and "pip install -r requirements-finetune.txt" in said
+    require_extra("eval", "evaluate")  # installed here: nothing said, no exit

@@ -37,6 +37,27 @@ COMMANDS = {
 
 _warned: list[bool] = []  # the unknown variables are said once per process
 
+#: The optional tool groups `make run` does not install: the requirements file of each, and the modules it brings.
+EXTRAS = {
+    "finetune": ("requirements-finetune.txt", ("datasets", "accelerate")),
+    "eval": ("requirements-eval.txt", ("ir_measures",)),
+}
+
+
+def require_extra(group: str, what: str) -> None:
+    """End the command (exit 2) saying what to install when ``group``'s packages are missing (``EXTRAS``)."""
+    import importlib.util
+
+    path, modules = EXTRAS[group]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"error: {what} needs {', '.join(missing)}, which `make run` does not install: "
+            f".venv/bin/pip install -r {path} (or `make install-dev`, which installs every tool)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
 
 def settings_or_exit(**overrides) -> Settings:
     """The settings of the environment (and ``overrides``); a variable that is not valid ends the command with its

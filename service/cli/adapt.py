@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from service.cli import settings_or_exit
+from service.cli import require_extra, settings_or_exit
 from service.corpus import corpus_checksum
 from service.encoders.base import default_model
 from service.encoders.finetune import FinetuneSettings, finetune_model
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export (the torch backend only)")
     args = parser.parse_args(argv)
+    require_extra("finetune", "fine-tuning")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if bool(args.dataset) == bool(args.corpus) or bool(args.corpus) != bool(args.queries):
         parser.error("give either --dataset, or --corpus with --queries")

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from service.cli import settings_or_exit
+from service.cli import require_extra, settings_or_exit
 from service.corpus import CorpusError, read_corpus, split_passages
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.finetune import FinetuneSettings
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--index-param takes NAME=INTEGER, got {args.index_param}")
     if args.check:
         return check(args.corpus, args.out)
+    if args.finetune:
+        require_extra("finetune", "--finetune")
     scoring = Scoring(answer_threshold=args.answer_threshold, answer_margin=args.answer_margin).with_overrides(
         answerability=False if args.no_answer_check else None
     )

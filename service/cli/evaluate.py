@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from service.cli import settings_or_exit
+from service.cli import require_extra, settings_or_exit
 from service.encoders.base import BACKENDS, default_backend, default_model
 from service.encoders.loading import load_embedder
 from service.encoders.torch_encoder import SentenceTransformerEmbedder
@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    require_extra("eval", "evaluate")
+    if any(METHODS[m].finetune or METHODS[m].adapt for m in methods):
+        require_extra("finetune", "the finetuned and adapted methods")
     if args.fit and args.dataset == "cnil_faq":  # refused before anything is read: the data may not even be here
         parser.error("cnil_faq is for reporting only: fit on covid_quebec_fr")
     try:
