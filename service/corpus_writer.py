@@ -29,8 +29,9 @@ MAX_IMPORT = 10_000
 
 
 class EditError(ValueError):
-    """A change refused; ``kind`` says which (``invalid_entry``, ``invalid_synonyms``, ``id_mismatch``,
-    ``unknown_entry``, ``last_entry``, ``corpus_changed``, ``invalid_corpus``), the message says why."""
+    """A change refused; ``kind`` says which (``invalid_entry``, ``invalid_synonyms``, ``unknown_entry``,
+    ``last_entry``, ``stale`` (not the checksum the caller read), ``corpus_changed`` (a hand edit meanwhile),
+    ``invalid_corpus``), the message says why."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -94,8 +95,9 @@ class CorpusFile:
 
     # ---- changing ----
 
-    def put(self, entries: list[dict], expected: str | None = None) -> Edit:
-        """Create or replace entries by id (an import when several); ``expected``: the checksum the caller saw.
+    def put(self, entries: list[dict], expected: str | None = None, where: list[str] | None = None) -> Edit:
+        """Create or replace entries by id (an import when several); ``expected``: the checksum the caller saw;
+        ``where``: how to name each entry in a refusal (an import's ``line 3``; default ``entry 3``).
 
         Raises:
             EditError: an entry the corpus reader refuses (``invalid_entry``, naming it), or the file changed.
@@ -106,13 +108,19 @@ class CorpusFile:
             raise EditError("invalid_entry", f"at most {MAX_IMPORT} entries per import")
         parsed = {}
         for n, obj in enumerate(entries, start=1):
-            where = f"entry {n}" if len(entries) > 1 else "the entry"
+            where_n = where[n - 1] if where else f"entry {n}" if len(entries) > 1 else "the entry"
+            if isinstance(obj, dict) and "faq" in obj and "id" not in obj:
+                raise EditError(
+                    "invalid_entry",
+                    f'{where_n} is a corpus header ({{"faq": …}}): an import holds entries only (the header\'s '
+                    "synonyms change with PUT /admin/synonyms)",
+                )
             try:
-                entry = parse_entry(obj, where, None)
+                entry = parse_entry(obj, where_n, None)
             except CorpusError as exc:
-                raise EditError("invalid_entry", f"{where}: {exc.reason}") from None
+                raise EditError("invalid_entry", f"{where_n}: {exc.reason}") from None
             if entry.id in parsed:
-                raise EditError("invalid_entry", f"{where}: id {entry.id!r} is given twice")
+                raise EditError("invalid_entry", f"{where_n}: id {entry.id!r} is given twice")
             parsed[entry.id] = obj
 
         def change(lines):
@@ -187,7 +195,7 @@ class CorpusFile:
             before = checksum(data)
             if expected is not None and expected != before:
                 raise EditError(
-                    "corpus_changed",
+                    "stale",
                     f"the corpus changed since it was read (its checksum is {before[:12]}…, not {expected[:12]}…): "
                     "read it again (GET /admin/entries) and redo the change",
                 )
@@ -236,8 +244,9 @@ class CorpusFile:
         try:
             identity, _ = read_corpus(path)
         except CorpusError as exc:
+            at = f"line {exc.line}: " if exc.line else ""
             raise EditError(
-                "invalid_corpus", f"the corpus file does not read ({exc.reason}): fix it by hand first"
+                "invalid_corpus", f"the corpus file does not read ({path.name}, {at}{exc.reason}): fix it by hand first"
             ) from None
         return identity
 

@@ -76,6 +76,7 @@ class ErrorCode(StrEnum):
         "phrase over 100 characters or of stopwords only…): nothing is written",
     )
     ID_MISMATCH = ("id_mismatch", 400, "`PUT /admin/entries/<id>` with a body whose `id` is another")
+    INVALID_IF_MATCH = ("invalid_if_match", 400, "`If-Match` that is neither a corpus checksum (64 hex digits) nor `*`")
     UNAUTHORIZED = (
         "unauthorized",
         401,
@@ -150,14 +151,20 @@ class ErrorCode(StrEnum):
     CORPUS_CHANGED = (
         "corpus_changed",
         409,
-        "the corpus file is not the one the change was made against (`If-Match` names another checksum, or a hand "
-        "edit landed meanwhile): nothing is written; read it again",
+        "the corpus file was changed on disk (a hand edit) while a change through `/admin/entries` was being "
+        "written: nothing is written; do it again",
     )
     LAST_ENTRY = ("last_entry", 409, "deleting the corpus's last entry (a corpus keeps at least one)")
     CORPUS_INVALID = (
         "corpus_invalid",
         409,
         "a change through `/admin/entries` while the corpus file does not read (a hand edit broke it): fix it first",
+    )
+    PRECONDITION_FAILED = (
+        "precondition_failed",
+        412,
+        "`If-Match` names another corpus checksum than the corpus's now (it changed since it was read): nothing is "
+        "written; read it again",
     )
     PAYLOAD_TOO_LARGE = ("payload_too_large", 413, "body over `FAQ_MAX_BODY_BYTES` (256 KiB)")
     TOO_MANY_TOKENS = (

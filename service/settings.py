@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     )
     corpus: Path = Field(
         REPO_ROOT / "corpus" / "chorus_pro_faq.jsonl",
-        description="the corpus the index is built from; the review queue writes its decisions beside it",
+        description="the corpus the index is built from; the review queue writes its decisions beside it, and the "
+        "entries API rewrites it",
     )
     config: Path | None = Field(
         None, description="a TOML file naming the FAQs to serve (docs/faqs.md); None: the one FAQ of index and corpus"

@@ -70,26 +70,33 @@ class Synonyms:
             raise SynonymError("'oneway' must be an object: a phrase -> a list of phrases")
         if len(groups_in) > MAX_GROUPS or len(oneway_in) > MAX_ONEWAY:
             raise SynonymError(f"at most {MAX_GROUPS} equivalent groups and {MAX_ONEWAY} one-way sources")
-        groups, group_of = [], {}
+        groups, group_of, written = [], {}, {}  # written: a phrase's terms -> the phrase as first written
         for i, group in enumerate(groups_in):
             where = f"equivalent[{i}]"
             if not isinstance(group, list) or len(group) > MAX_GROUP:
                 raise SynonymError(f"{where} must be a list of 2 to {MAX_GROUP} phrases")
             phrases = tuple(_phrase(p, f"{where}[{j}]") for j, p in enumerate(group))
-            distinct = {phrase_terms(p) for p in phrases}
+            distinct = {}
+            for phrase in phrases:
+                distinct.setdefault(phrase_terms(phrase), []).append(phrase)
             if len(distinct) < 2:
-                raise SynonymError(
-                    f"{where} has {len(distinct)} distinct phrase(s) (case, accents and plurals folded): "
-                    "a group needs at least two"
-                )
-            for terms in distinct:
+                if len(phrases) > 1:
+                    said = (
+                        " and ".join(repr(p) for p in phrases) + " read as the same words (case, accents and "
+                        "endings are folded)"
+                    )
+                else:
+                    said = f"only {phrases[0]!r}" if phrases else "nothing"
+                raise SynonymError(f"{where} holds one phrase ({said}): a group needs at least two different ones")
+            for terms, spelt in distinct.items():
                 if terms in group_of:
                     raise SynonymError(
-                        f"{where}: {' '.join(terms)!r} is already in equivalent[{group_of[terms]}]: merge the groups"
+                        f"{where}: {spelt[0]!r} is already in equivalent[{group_of[terms]}] (as "
+                        f"{written[terms]!r}): merge the two groups"
                     )
-                group_of[terms] = i
+                group_of[terms], written[terms] = i, spelt[0]
             groups.append(phrases)
-        oneway, targets_of = [], {}
+        oneway, targets_of, sources = [], {}, {}
         for key, targets in oneway_in.items():
             where = f"oneway.{key}"
             source = _phrase(key, where)
@@ -98,12 +105,24 @@ class Synonyms:
             phrases = tuple(_phrase(p, f"{where}[{j}]") for j, p in enumerate(targets))
             terms = phrase_terms(source)
             if terms in group_of:
-                raise SynonymError(f"{where}: {source!r} is in equivalent[{group_of[terms]}]; add its targets there")
+                raise SynonymError(
+                    f"{where}: {source!r} is in equivalent[{group_of[terms]}] (as {written[terms]!r}); add its "
+                    "targets to that group"
+                )
             if terms in targets_of:
-                raise SynonymError(f"{where}: {source!r} is given twice (case, accents and plurals folded)")
-            targets_of[terms] = {phrase_terms(p) for p in phrases} - {terms}
+                raise SynonymError(
+                    f"{where}: {source!r} and {sources[terms]!r} read as the same word (case, accents and endings "
+                    "are folded): give their targets once"
+                )
+            expanded = {phrase_terms(p): p for p in phrases}
+            if terms in expanded:
+                raise SynonymError(f"{where}: {source!r} expands to itself ({expanded[terms]!r})")
+            targets_of[terms], sources[terms] = set(expanded), source
+            for t, p in expanded.items():
+                written.setdefault(t, p)
+            written.setdefault(terms, source)
             oneway.append((source, phrases))
-        _refuse_cycles(targets_of)
+        _refuse_cycles(targets_of, written)
         return cls(tuple(groups), tuple(oneway))
 
 
@@ -118,8 +137,8 @@ def _phrase(value, where: str) -> str:
     return phrase
 
 
-def _refuse_cycles(targets_of: dict[tuple[str, ...], set[tuple[str, ...]]]) -> None:
-    """SynonymError naming a cycle of one-way expansions (``a -> b -> a``), if there is one."""
+def _refuse_cycles(targets_of: dict[tuple[str, ...], set[tuple[str, ...]]], written: dict) -> None:
+    """SynonymError naming a cycle of one-way expansions (``a -> b -> a``, as written), if there is one."""
     state: dict[tuple[str, ...], int] = {}  # 1: on the path, 2: done
 
     def visit(node, path):
@@ -129,7 +148,7 @@ def _refuse_cycles(targets_of: dict[tuple[str, ...], set[tuple[str, ...]]]) -> N
                 cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
                 raise SynonymError(
                     "one-way expansions make a cycle ("
-                    + " -> ".join(" ".join(t) for t in cycle)
+                    + " -> ".join(written.get(t, " ".join(t)) for t in cycle)
                     + "): write these phrases as an equivalent group"
                 )
             if nxt in targets_of and state.get(nxt) != 2:

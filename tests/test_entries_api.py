@@ -114,7 +114,13 @@ def test_import_json_lines_all_or_nothing(learning):
     before = snapshot(tmp_path)
     bad = body + json.dumps({"id": "imp-9", "question": "", "answer": "x"}) + "\n"
     err = assert_error(client.post("/admin/entries", data=bad.encode(), headers=NDJSON), 400, "invalid_entry")
-    assert "entry 4" in err["message"] and "question" in err["message"]
+    assert "line 4" in err["message"] and "question" in err["message"]
+    # A whole corpus file, header included: the header is named, nothing is written.
+    whole = (tmp_path / "faq.jsonl").read_text(encoding="utf-8")
+    header = json.dumps({"faq": {"name": "Mini"}}) + "\n"
+    err = assert_error(client.post("/admin/entries", data=(header + whole).encode(), headers=NDJSON), 400,
+                       "invalid_entry")  # fmt: skip
+    assert "line 1 is a corpus header" in err["message"]
     assert snapshot(tmp_path) == before
 
 
@@ -171,9 +177,12 @@ def test_if_match_and_a_hand_edit_meanwhile_are_conflicts(learning):
     assert client.put("/admin/entries/a", json=NEW, headers={**AUTH, "If-Match": etag}).status_code == 202
     before = snapshot(tmp_path)
     stale = {**AUTH, "If-Match": etag}  # the corpus changed since that read
-    assert_error(client.put("/admin/entries/b", json=NEW, headers=stale), 409, "corpus_changed")
-    assert_error(client.delete("/admin/entries/a", headers=stale), 409, "corpus_changed")
+    assert_error(client.put("/admin/entries/b", json=NEW, headers=stale), 412, "precondition_failed")
+    assert_error(client.delete("/admin/entries/a", headers=stale), 412, "precondition_failed")
+    assert_error(client.delete("/admin/entries/a", headers={**AUTH, "If-Match": "abc"}), 400, "invalid_if_match")
     assert snapshot(tmp_path) == before
+    bare = client.get("/admin/entries", headers=AUTH).get_json()["checksum"]  # the body's form works as well
+    assert client.delete("/admin/entries/compte", headers={**AUTH, "If-Match": bare}).status_code == 202
 
     corpus = CorpusFile(tmp_path / "faq.jsonl")
     original = corpus._replace
@@ -254,7 +263,11 @@ def test_synonyms_get_put_and_clear(learning, fake_embedder):
     assert client.get("/admin/synonyms", headers=AUTH).get_json()["synonyms"] == {"equivalent": [], "oneway": {}}
     value = {"equivalent": [["courriel", "mail"]], "oneway": {"mdp": ["mot de passe"]}}
     r = client.put("/admin/synonyms", json=value, headers=AUTH)
-    assert r.status_code == 202
+    assert r.status_code == 202 and r.get_json()["synonyms"] == value
+    # What GET answers can be sent back as it is (its read-only fields ignored): nothing to change.
+    read = client.get("/admin/synonyms", headers=AUTH).get_json()
+    again = client.put("/admin/synonyms", json=read, headers=AUTH)
+    assert again.status_code == 200 and again.get_json()["rebuild"] is None
     identity, entries = read_corpus(tmp_path / "faq.jsonl")
     assert identity.synonyms.to_dict() == value and len(entries) == 4
     served(app, fake_embedder, tmp_path)

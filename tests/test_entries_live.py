@@ -71,6 +71,7 @@ def test_entries_and_synonyms_changed_over_http_are_served_by_every_worker(tmp_p
         status, put, _ = _call(port, "PUT", "/admin/entries/chorus-pro-6?wait=120", SUPPORT,
                                headers={"If-Match": headers["ETag"]})  # fmt: skip
         assert status == 200 and put["served"] is True and put["created"] == ["chorus-pro-6"], put
+        assert put["rebuild"]["state"] == "done" and put["rebuild"]["action"] == f"entries-{put['checksum'][:12]}"
 
         def finds_support(p):
             _, body, _ = _call(p, "POST", "/search", {"query": "numéro de téléphone du support chorus pro"})
@@ -80,7 +81,7 @@ def test_entries_and_synonyms_changed_over_http_are_served_by_every_worker(tmp_p
         # A stale If-Match is refused and changes nothing.
         before = corpus.read_bytes()
         status, err, _ = _call(port, "DELETE", "/admin/entries/chorus-pro-6", headers={"If-Match": headers["ETag"]})
-        assert status == 409 and err["error"]["code"] == "corpus_changed"
+        assert status == 412 and err["error"]["code"] == "precondition_failed"
         assert corpus.read_bytes() == before
 
         # Synonyms: a word no entry uses now finds the entry that says the phrase it stands for.

@@ -320,6 +320,7 @@ def test_check_validates_without_building(served, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["valid"] and report["entries"] == 4 and report["changes"]["unchanged"] == 4
+    assert report["synonyms"] == {"equivalent": 0, "oneway": 0}
     assert sorted(p.name for p in (out / "builds").iterdir()) == builds  # nothing written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q ?", "answer": "R."}\n{"id": "a", "question": "Q2 ?"}\n')

@@ -26,8 +26,8 @@ DOCS = [
 
 BAD_LISTS = [
     ({"equivalent": [["médiathèque"]]}, "at least two"),
-    ({"equivalent": [["Médiathèque", "mediatheques"]]}, "at least two"),  # one phrase, folded
-    ({"equivalent": [["chat", "chien"], ["chien", "loup"]]}, "merge the groups"),
+    ({"equivalent": [["Médiathèque", "mediatheques"]]}, "read as the same words"),  # one phrase, folded
+    ({"equivalent": [["chat", "chien"], ["chien", "loup"]]}, "merge the two groups"),
     ({"oneway": {"aa": ["bb"], "bb": ["aa"]}}, "cycle (aa -> bb -> aa)"),
     ({"oneway": {"aa": ["bb"], "bb": ["cc"], "cc": ["aa"]}}, "cycle"),
     ({"equivalent": [["x" * 101, "y"]]}, "longer than 100"),
@@ -39,8 +39,10 @@ BAD_LISTS = [
     ({"oneway": {"chat": "félin"}}, "list of 1 to"),
     ({"oneway": {"chat": []}}, "list of 1 to"),
     ({"oneway": ["chat"]}, "must be an object"),
-    ({"equivalent": [["chat", "chien"]], "oneway": {"Chat": ["félin"]}}, "add its targets there"),
-    ({"oneway": {"chat": ["félin"], "Chats": ["matou"]}}, "given twice"),
+    ({"equivalent": [["chat", "chien"]], "oneway": {"Chat": ["félin"]}}, "add its targets to that group"),
+    ({"oneway": {"chat": ["félin"], "Chats": ["matou"]}}, "'Chats' and 'chat' read as the same word"),
+    ({"oneway": {"mdp": ["MDP"]}}, "expands to itself"),
+    ({"equivalent": [["médiathèque", "bibliothèque"], ["Bibliothèques", "livre"]]}, "(as 'bibliothèque')"),
     ({"synonymes": []}, "unknown key"),
     (["chat", "chien"], "must be an object"),
 ]

@@ -39,6 +39,7 @@ def check(corpus: str, out: str) -> int:
                 "valid": True,
                 "entries": len(entries),
                 "passages": len(passages),
+                "synonyms": {"equivalent": len(identity.synonyms.equivalent), "oneway": len(identity.synonyms.oneway)},
                 "reviewed": reviewed.to_dict(),
                 "changes": changes,
                 "summary": describe_changes(changes),

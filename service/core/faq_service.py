@@ -286,7 +286,9 @@ class FaqService:
             str(s.corpus),
             str(s.index),
             str(s.query_log),
-            on_done=lambda: self.reload("review"),
+            on_done=lambda: self.reload(
+                "entries" if (self.rebuilder.finishing or "").startswith("entries-") else "review"
+            ),
             model=s.model,
             master_pid=lambda: self.reloader.gunicorn_master,
         )
@@ -387,9 +389,11 @@ class FaqService:
         checksum, synonyms = _editing(lambda: CorpusFile(self.settings.corpus).synonyms())
         return {"synonyms": synonyms.to_dict(), **self._served(checksum)}
 
-    def put_entries(self, entries: list[dict], expected: str | None = None, wait: float = 0.0) -> dict:
+    def put_entries(
+        self, entries: list[dict], expected: str | None = None, wait: float = 0.0, where: list[str] | None = None
+    ) -> dict:
         """Create or replace entries in the corpus, then rebuild and reload as a review decision does."""
-        return self._change(lambda file: file.put(entries, expected), wait)
+        return self._change(lambda file: file.put(entries, expected, where), wait)
 
     def delete_entry(self, faq_id: str, expected: str | None = None, wait: float = 0.0) -> dict:
         """Remove an entry from the corpus, then rebuild and reload."""
@@ -397,11 +401,23 @@ class FaqService:
 
     def set_synonyms(self, synonyms: dict, expected: str | None = None, wait: float = 0.0) -> dict:
         """Replace the corpus header's synonyms, then rebuild and reload."""
-        return self._change(lambda file: file.set_synonyms(synonyms, expected), wait)
+        out = self._change(lambda file: file.set_synonyms(synonyms, expected), wait)
+        out["synonyms"] = _editing(lambda: CorpusFile(self.settings.corpus).synonyms())[1].to_dict()
+        return out
 
     def _served(self, checksum: str) -> dict:
+        """The corpus's checksum and file, and whether the served build is made from it."""
         served = self.served_corpus()
-        return {"checksum": checksum, "served_checksum": served, "served": served == checksum}
+        engine = self.current_engine
+        out = {"checksum": checksum, "served_checksum": served, "served": served == checksum,
+               "corpus": self.settings.corpus.name,
+               "index_built_from": engine.index.manifest.corpus.file if engine is not None else None}  # fmt: skip
+        if out["index_built_from"] not in (None, out["corpus"]):
+            out["warning"] = (
+                f"FAQ_CORPUS is {out['corpus']!r} but the served index was built from {out['index_built_from']!r}: "
+                "set FAQ_CORPUS to that corpus (changes are refused with corpus_mismatch until then)"
+            )
+        return out
 
     def _change(self, edit: Callable[[CorpusFile], Edit], wait: float) -> dict:
         """Make a change to the corpus (refused whole, or written whole), record it for the build, start the
@@ -434,7 +450,7 @@ class FaqService:
             time.sleep(0.1)
         engine = self.current_engine
         out.update(self._served(done.after), index_id=engine.index.index_id if engine is not None else None)
-        if out["rebuild"] is not None and not out["served"]:
+        if out["rebuild"] is not None and out["served"]:  # the build that served it, as it ended
             out["rebuild"] = _reading(self.rebuilder.status) or out["rebuild"]
         return out
 
@@ -503,6 +519,7 @@ EDIT_ERRORS = {
     "unknown_entry": (NotFound, ErrorCode.UNKNOWN_ENTRY),
     "last_entry": (Conflict, ErrorCode.LAST_ENTRY),
     "corpus_changed": (Conflict, ErrorCode.CORPUS_CHANGED),
+    "stale": (Conflict, ErrorCode.PRECONDITION_FAILED),
     "invalid_corpus": (Conflict, ErrorCode.CORPUS_INVALID),
 }
 

@@ -15,6 +15,7 @@ the build's state.
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Blueprint, jsonify, request
 
@@ -28,12 +29,15 @@ from .review import _number
 bp = Blueprint("entries", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
 
+#: A corpus checksum (SHA-256, hex), as ``checksum`` and the ``ETag`` give it.
+CHECKSUM = re.compile(r"[0-9a-fA-F]{64}")
 #: The longest a change waits to be served (``?wait=``).
 MAX_WAIT_SECONDS = 300
 #: Media types of an import's body (JSON Lines).
 JSON_LINES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines")
 CHANGE_ERRORS = REVIEW_ERRORS | {
     ErrorCode.INVALID_ENTRY, ErrorCode.CORPUS_CHANGED, ErrorCode.CORPUS_INVALID, ErrorCode.CORPUS_MISMATCH,
+    ErrorCode.PRECONDITION_FAILED, ErrorCode.INVALID_IF_MATCH,
     ErrorCode.CORPUS_UNWRITABLE, ErrorCode.UNKNOWN_FIELD, ErrorCode.INVALID_TYPE, ErrorCode.OUT_OF_RANGE,
 }  # fmt: skip
 READ_ERRORS = frozenset({ErrorCode.CORPUS_INVALID, ErrorCode.CORPUS_UNWRITABLE, ErrorCode.UNKNOWN_FIELD,
@@ -83,12 +87,20 @@ def _wait() -> float:
 
 
 def _if_match() -> str | None:
-    """The checksum of ``If-Match`` (quotes and a weak ``W/`` taken off), None when absent or ``*``."""
+    """The checksum of ``If-Match`` (quoted as the ``ETag`` or bare, a weak ``W/`` taken off), None when absent or
+    ``*``; 400 ``invalid_if_match`` for anything else."""
     raw = request.headers.get("If-Match", "").strip()
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
-    return raw if raw and raw != "*" else None
+    if not raw or raw == "*":
+        return None
+    if not CHECKSUM.fullmatch(raw):
+        raise InvalidRequest(
+            "If-Match must be the corpus checksum (the ETag of GET /admin/entries: 64 hex digits) or *",
+            code=ErrorCode.INVALID_IF_MATCH,
+        )
+    return raw.lower()
 
 
 def _answer(out: dict):
@@ -189,19 +201,20 @@ def import_entries():
         text = read_body().decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not valid UTF-8", code=ErrorCode.INVALID_JSON) from None
-    entries = []
+    entries, lines = [], []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line, parse_constant=_no_constant))
+            entries.append(json.loads(line.lstrip("\ufeff"), parse_constant=_no_constant))
         except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"line {number}: not valid JSON ({exc})", code=ErrorCode.INVALID_JSON) from None
         if not isinstance(entries[-1], dict):
             raise InvalidRequest(f"line {number}: an entry is a JSON object", code=ErrorCode.INVALID_ENTRY)
+        lines.append(f"line {number}")
     if not entries:
         raise InvalidRequest("the body holds no entry (one JSON object per line)", code=ErrorCode.INVALID_ENTRY)
-    return _answer(faq_service().put_entries(entries, _if_match(), wait))
+    return _answer(faq_service().put_entries(entries, _if_match(), wait, where=lines))
 
 
 def _no_constant(name: str):
@@ -235,6 +248,14 @@ def get_synonyms():
     security=ADMIN_SECURITY, body=True, admin=True,
 )  # fmt: skip
 def put_synonyms():
-    """Replace the synonyms of the corpus's header (``{}``: none)."""
+    """Replace the synonyms of the corpus's header (``{}``: none); the body of ``GET /admin/synonyms`` is accepted
+    as it is (its ``synonyms``; the checksum and serving fields it carries are read-only and ignored)."""
     wait = _wait()
-    return _answer(faq_service().set_synonyms(json_request(), _if_match(), wait))
+    body = json_request()
+    if isinstance(body, dict) and "synonyms" in body and set(body) <= {"synonyms", *READ_ONLY_FIELDS}:
+        body = body["synonyms"]
+    return _answer(faq_service().set_synonyms(body, _if_match(), wait))
+
+
+#: What ``GET /admin/synonyms`` answers besides ``synonyms`` (sent back, ignored).
+READ_ONLY_FIELDS = {"checksum", "served_checksum", "served", "corpus", "index_built_from", "warning"}

@@ -93,6 +93,8 @@ class Rebuilder:
         self._again = False
         self._latest: str | None = None
         self._stop = threading.Event()
+        #: The action of the build being finished (``on_done`` may read it: a review decision or an entries change).
+        self.finishing: str | None = None
 
     # ---- starting builds ----
 
@@ -173,6 +175,7 @@ class Rebuilder:
             # The retry follows this worker's back-off (the child knows only the default).
             self._save({**state, "next_retry_at": failure_state(action_id, attempt, "", self.backoff)["next_retry_at"]})
             return
+        self.finishing = action_id
         reload = self.on_done() if self.on_done is not None else None
         if reload is not None and not reload.get("ok", False):  # built, but the service refused to switch to it
             error = (reload.get("error") or {}).get("message", "the reload was refused")
@@ -180,7 +183,7 @@ class Rebuilder:
             log.error("review rebuild built %s but the reload refused it: %s", state.get("index_id"), error)
             return
         self._save({**state, "reload": reload})
-        log.info("review rebuild done in %.1f s: %s", state.get("seconds") or 0, state.get("index_id"))
+        log.info("rebuild for %s done in %.1f s: %s", action_id, state.get("seconds") or 0, state.get("index_id"))
 
     def _failed(self, action_id: str, attempt: int, error: str, **extra) -> None:
         self._save(failure_state(action_id, attempt, error, self.backoff, **extra))
