@@ -6,7 +6,9 @@ STAMP := $(VENV)/.requirements-installed
 # The test, lint, evaluation and fine-tuning tools (requirements-dev.txt): `make test` and `make lint` add them.
 DEV_STAMP := $(VENV)/.dev-requirements-installed
 MODEL_DIR := models/multilingual-e5-small
-MODEL := $(MODEL_DIR)/faq_model.json
+# The model is ready when its ONNX export is: export.json is written last, so an interrupted conversion or export is
+# done again by the next `make run` (nothing to clean by hand).
+MODEL := $(MODEL_DIR)/onnx/export.json
 # The model the index is built with and the service uses; set FAQ_MODEL to a directory or hub name to change it
 # (then `make index-force`: the service refuses an index built with another model).
 FAQ_MODEL ?= $(MODEL_DIR)
@@ -29,6 +31,9 @@ REDIS_SERVER ?= /usr/bin/redis-server
 REPLICAS ?= 3
 FAQ_PUBLISH_DIR ?= .cluster/published
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# A recipe that fails or is interrupted leaves no target behind that a later run would take as made.
+.DELETE_ON_ERROR:
 
 .PHONY: run test test-fast lint format bench faults install install-dev model index index-force clean cluster cluster-stop publish
 

