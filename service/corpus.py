@@ -27,7 +27,7 @@ from .files import sha256_file
 from .synonyms import SynonymError, Synonyms
 
 REQUIRED = ("id", "question", "answer")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # \Z: "$" would let a final "\n" through
 HEADING = re.compile(r"^##\s+(.+?)\s*$")
 #: Sections longer than this many characters are cut at paragraph boundaries (~400 tokens of French).
 MAX_PASSAGE_CHARS = 1500

@@ -64,14 +64,20 @@ class CorpusFile:
     """The corpus file of one FAQ, as the entries API reads and changes it."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        # The file itself, where a link points: the rename replaces it, not the link (which would then stop naming it).
+        self.path = Path(path).resolve()
 
     # ---- reading ----
 
     def read(self) -> tuple[bytes, list[str]]:
         """The file's bytes and its lines (each with its line break)."""
         data = self.path.read_bytes()
-        text = data.decode("utf-8")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EditError(
+                "invalid_corpus", f"the corpus file is not valid UTF-8 (byte {exc.start + 1}): fix it by hand first"
+            ) from None
         # On "\n" only, as the reader splits (a JSON string may hold U+2028, which str.splitlines would cut at).
         lines = [part + "\n" for part in text.split("\n")]
         lines[-1] = lines[-1][:-1]
@@ -95,7 +101,9 @@ class CorpusFile:
 
     # ---- changing ----
 
-    def put(self, entries: list[dict], expected: str | None = None, where: list[str] | None = None) -> Edit:
+    def put(
+        self, entries: list[dict], expected: str | None = None, where: list[str] | None = None, on_written=None
+    ) -> Edit:
         """Create or replace entries by id (an import when several); ``expected``: the checksum the caller saw;
         ``where``: how to name each entry in a refusal (an import's ``line 3``; default ``entry 3``).
 
@@ -119,6 +127,7 @@ class CorpusFile:
                 entry = parse_entry(obj, where_n, None)
             except CorpusError as exc:
                 raise EditError("invalid_entry", f"{where_n}: {exc.reason}") from None
+            _writable(obj, where_n)
             if entry.id in parsed:
                 raise EditError("invalid_entry", f"{where_n}: id {entry.id!r} is given twice")
             parsed[entry.id] = obj
@@ -126,24 +135,27 @@ class CorpusFile:
         def change(lines):
             out, created, replaced, unchanged = [], [], [], []
             for _, line, obj in _lines(lines):
-                if obj is not None and obj.get("id") in parsed:
-                    new = parsed[obj["id"]]
-                    (unchanged if new == obj else replaced).append(obj["id"])
-                    out.append(line if new == obj else _line(new, line))
+                faq_id = _id(obj)
+                if faq_id in parsed:
+                    new = parsed[faq_id]
+                    same = _canonical(new) == _canonical(obj)  # type-strict: true is not 1, 1.0 is not 1
+                    (unchanged if same else replaced).append(faq_id)
+                    out.append(line if same else _line(new, line))
                 else:
                     out.append(line)
-            have = {obj.get("id") for _, obj in _entry_lines(lines)}
+            have = {_id(obj) for _, obj in _entry_lines(lines)}
+            style = lines[0] if lines else "\n"  # new lines end as the file's first does (CRLF or LF)
             for faq_id, obj in parsed.items():
                 if faq_id not in have:
                     if out and not out[-1].endswith("\n"):  # a hand edit left the last line open
-                        out[-1] += "\n"
-                    out.append(_line(obj))
+                        out[-1] += "\r\n" if style.endswith("\r\n") else "\n"
+                    out.append(_line(obj, style))
                     created.append(faq_id)
             return out, {"created": tuple(created), "replaced": tuple(replaced), "unchanged": tuple(unchanged)}
 
-        return self._edit(change, expected)
+        return self._edit(change, expected, on_written)
 
-    def delete(self, faq_id: str, expected: str | None = None) -> Edit:
+    def delete(self, faq_id: str, expected: str | None = None, on_written=None) -> Edit:
         """Remove the entry ``faq_id``.
 
         Raises:
@@ -152,17 +164,17 @@ class CorpusFile:
         """
 
         def change(lines):
-            entries = [obj.get("id") for _, obj in _entry_lines(lines)]
+            entries = [_id(obj) for _, obj in _entry_lines(lines)]
             if faq_id not in entries:
                 raise EditError("unknown_entry", f"the corpus has no entry {faq_id!r}")
             if len(entries) == 1:
                 raise EditError("last_entry", f"{faq_id!r} is the corpus's last entry: a corpus keeps at least one")
-            out = [line for _, line, obj in _lines(lines) if obj is None or obj.get("id") != faq_id]
+            out = [line for _, line, obj in _lines(lines) if obj is None or _id(obj) != faq_id]
             return out, {"removed": (faq_id,)}
 
-        return self._edit(change, expected)
+        return self._edit(change, expected, on_written)
 
-    def set_synonyms(self, value, expected: str | None = None) -> Edit:
+    def set_synonyms(self, value, expected: str | None = None, on_written=None) -> Edit:
         """Replace the header's synonyms (``{}``: none); a corpus without a header gets one.
 
         Raises:
@@ -187,9 +199,12 @@ class CorpusFile:
                 lines = [_line({"faq": {"synonyms": synonyms.to_dict()}}), *lines]
             return lines, {}
 
-        return self._edit(change, expected)
+        return self._edit(change, expected, on_written)
 
-    def _edit(self, change, expected: str | None) -> Edit:
+    def _edit(self, change, expected: str | None, on_written=None) -> Edit:
+        """Make ``change`` under the lock; ``on_written(edit)`` is called there too, once the new text is checked and
+        before it replaces the file (the record of the change for the build: a record that fails writes nothing, and
+        one whose write then fails names a checksum no file has, which the build ignores)."""
         with corpus_lock(self.path):
             data, lines = self.read()
             before = checksum(data)
@@ -204,12 +219,13 @@ class CorpusFile:
             new = "".join(new_lines).encode("utf-8")
             if new == data:
                 return Edit(before, before, **{"unchanged": (), **what})
-            self._replace(new, before)
-            return Edit(before, checksum(new), **what)
+            done = Edit(before, checksum(new), **what)
+            self._replace(new, before, lambda: on_written(done) if on_written is not None else None)
+            return done
 
-    def _replace(self, new: bytes, before: str) -> None:
-        """Write ``new`` beside the corpus, check it with the reader, and rename it over the corpus if the corpus
-        still has the checksum ``before``."""
+    def _replace(self, new: bytes, before: str, ready=lambda: None) -> None:
+        """Write ``new`` beside the corpus, check it with the reader, call ``ready()``, and rename it over the corpus
+        if the corpus still has the checksum ``before``."""
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -223,6 +239,7 @@ class CorpusFile:
             except CorpusError as exc:
                 reason = f"line {exc.line}: {exc.reason}" if exc.line else exc.reason
                 raise EditError("invalid_entry", f"the corpus would not be valid: {reason}") from None
+            ready()
             if checksum(self.path.read_bytes()) != before:
                 raise EditError(
                     "corpus_changed", "the corpus file was changed on disk during this change (a hand edit?): redo it"
@@ -260,6 +277,27 @@ def _lines(lines: list[str]):
             if isinstance(value, dict) and not ("faq" in value and "id" not in value):  # the reader's header rule
                 obj = value
         yield i, line, obj
+
+
+def _id(obj: dict | None) -> str | None:
+    """An entry's id as the corpus reader takes it (an integer id is its text: ``7`` is ``"7"``)."""
+    if obj is None or "id" not in obj or isinstance(obj["id"], bool):
+        return None
+    return str(obj["id"])
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def _writable(obj: dict, where: str) -> None:
+    """EditError unless ``obj`` can be written as a corpus line (valid Unicode, not nested past JSON's limits)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise EditError("invalid_entry", f"{where}: holds text that is not valid Unicode (a lone surrogate)") from None
+    except (RecursionError, ValueError):
+        raise EditError("invalid_entry", f"{where}: nested too deeply (or not JSON) to be written") from None
 
 
 def _entry_lines(lines: list[str]):

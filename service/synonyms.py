@@ -24,6 +24,8 @@ from .text_analysis import analyzer
 
 #: Limits: phrases per group, groups, one-way sources, targets per source, characters per phrase.
 MAX_GROUP, MAX_GROUPS, MAX_ONEWAY, MAX_TARGETS, MAX_PHRASE_CHARS = 20, 1000, 1000, 20, 100
+#: The phrases every one-way source reaches, chains followed, summed over the sources (what the matcher holds).
+MAX_EXPANSIONS = 20_000
 
 
 class SynonymError(ValueError):
@@ -123,12 +125,17 @@ class Synonyms:
             written.setdefault(terms, source)
             oneway.append((source, phrases))
         _refuse_cycles(targets_of, written)
+        _refuse_too_many_expansions(targets_of, [{phrase_terms(p) for p in group} for group in groups])
         return cls(tuple(groups), tuple(oneway))
 
 
 def _phrase(value, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SynonymError(f"{where} must be a non-empty string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SynonymError(f"{ascii(where)} is not valid text (a lone surrogate)") from None
     phrase = " ".join(value.split())
     if len(phrase) > MAX_PHRASE_CHARS:
         raise SynonymError(f"{where} is longer than {MAX_PHRASE_CHARS} characters")
@@ -138,26 +145,56 @@ def _phrase(value, where: str) -> str:
 
 
 def _refuse_cycles(targets_of: dict[tuple[str, ...], set[tuple[str, ...]]], written: dict) -> None:
-    """SynonymError naming a cycle of one-way expansions (``a -> b -> a``, as written), if there is one."""
-    state: dict[tuple[str, ...], int] = {}  # 1: on the path, 2: done
-
-    def visit(node, path):
-        state[node] = 1
-        for nxt in targets_of.get(node, ()):
-            if state.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+    """SynonymError naming a cycle of one-way expansions (``a -> b -> a``, as written), if there is one; or when the
+    expansions, chained, reach more than ``MAX_EXPANSIONS`` phrases in all (each source's phrases count)."""
+    done: set = set()
+    for start in targets_of:
+        if start in done:
+            continue
+        path, on_path = [start], {start}
+        stack = [iter(sorted(targets_of.get(start, ())))]
+        while stack:  # depth first, without recursion: a chain of 1,000 sources is no stack overflow
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
+                continue
+            if nxt in on_path:
+                cycle = [*path[path.index(nxt) :], nxt]
                 raise SynonymError(
                     "one-way expansions make a cycle ("
                     + " -> ".join(written.get(t, " ".join(t)) for t in cycle)
                     + "): write these phrases as an equivalent group"
                 )
-            if nxt in targets_of and state.get(nxt) != 2:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
+            if nxt in targets_of and nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(sorted(targets_of[nxt])))
 
-    for start in targets_of:
-        if state.get(start) != 2:
-            visit(start, [start])
+
+def _refuse_too_many_expansions(targets_of: dict, groups: list[set]) -> None:
+    """SynonymError when the one-way expansions, chains and the groups of their targets followed (as the matcher
+    follows them), reach more than ``MAX_EXPANSIONS`` phrases in all; stops counting there."""
+    direct = {source: set(targets) for source, targets in targets_of.items()}
+    for members in groups:
+        for terms in members:
+            direct.setdefault(terms, set()).update(members - {terms})
+    total = 0
+    for source in targets_of:
+        seen, todo = {source}, [source]
+        while todo:
+            for nxt in direct.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+                    total += 1
+                    if total > MAX_EXPANSIONS:
+                        raise SynonymError(
+                            f"the one-way expansions, chained, reach more than {MAX_EXPANSIONS} phrases in all: "
+                            "shorten the chains, or write equivalent groups"
+                        )
 
 
 class SynonymMatcher:

@@ -187,10 +187,10 @@ def test_if_match_and_a_hand_edit_meanwhile_are_conflicts(learning):
     corpus = CorpusFile(tmp_path / "faq.jsonl")
     original = corpus._replace
 
-    def hand_edit_meanwhile(new, checksum):  # an editor saves the file between the read and the rename
+    def hand_edit_meanwhile(new, checksum, ready):  # an editor saves the file between the read and the rename
         with open(corpus.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"id": "by-hand", "question": "Q ?", "answer": "R."}) + "\n")
-        return original(new, checksum)
+        return original(new, checksum, ready)
 
     corpus._replace = hand_edit_meanwhile
     with pytest.raises(EditError) as refused:
@@ -298,3 +298,95 @@ def test_entries_api_needs_the_query_log(tmp_path, fake_embedder):
     before = corpus.read_bytes()
     assert_error(client.put("/admin/entries/a", json=NEW, headers=AUTH), 403, "query_log_disabled")
     assert corpus.read_bytes() == before
+
+
+MORE_BAD = [
+    ("/admin/entries/x%0A", NEW, 400, "invalid_entry"),  # an id ending with a line break
+    ("/admin/entries/a", {**NEW, "note": "ab\ud800"}, 400, "invalid_entry"),  # a lone surrogate
+    ("/admin/synonyms", {"oneway": {"ab\ud800": ["x"]}}, 400, "invalid_synonyms"),
+    ("/admin/synonyms", {"oneway": {f"src{i}": [f"src{i + 1}"] for i in range(1000)}}, 400, "invalid_synonyms"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "code"), MORE_BAD)
+def test_what_the_probes_found_is_refused_and_changes_nothing(learning, path, body, status, code):
+    app, client, tmp_path = learning
+    before = snapshot(tmp_path)
+    data = json.dumps(body, ensure_ascii=True).encode()  # the lone surrogate as a JSON escape, as a client sends it
+    r = client.put(path, data=data, headers={**AUTH, "Content-Type": "application/json"})
+    assert_error(r, status, code)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_if_match_is_refused_not_taken_as_no_condition(learning):
+    app, client, tmp_path = learning
+    for value in ("", "W/", '""'):
+        assert_error(client.put("/admin/entries/a", json=NEW, headers={**AUTH, "If-Match": value}), 400,
+                     "invalid_if_match")  # fmt: skip
+
+
+def test_a_deeply_nested_field_is_refused(learning):
+    app, client, tmp_path = learning
+    before = snapshot(tmp_path)
+    deep = "[" * 950 + "]" * 950
+    body = json.dumps(NEW)[:-1] + ', "deep": ' + deep + "}"
+    r = client.put("/admin/entries/a", data=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] in ("invalid_entry", "invalid_json")
+    assert snapshot(tmp_path) == before
+
+
+def test_integer_ids_are_managed_as_their_text(learning):
+    app, client, tmp_path = learning
+    line = json.dumps({"id": 7, "question": "Question sept ?", "answer": "Réponse."}) + "\n"
+    assert client.post("/admin/entries", data=line.encode(), headers=NDJSON).status_code == 202
+    assert client.get("/admin/entries/7", headers=AUTH).get_json()["entry"]["id"] == 7
+    r = client.put("/admin/entries/7", json={"question": "Question sept ?", "answer": "Autre."}, headers=AUTH)
+    assert r.status_code == 202 and r.get_json()["replaced"] == ["7"]
+    assert client.delete("/admin/entries/7", headers=AUTH).get_json()["removed"] == ["7"]
+
+
+def test_a_change_of_json_type_only_is_a_change(learning):
+    app, client, tmp_path = learning
+    assert client.put("/admin/entries/a", json={**NEW, "flag": 1}, headers=AUTH).status_code == 202
+    r = client.put("/admin/entries/a", json={**NEW, "flag": True}, headers=AUTH)
+    assert r.get_json()["replaced"] == ["a"]
+    assert json.loads((tmp_path / "faq.jsonl").read_text(encoding="utf-8").splitlines()[-1])["flag"] is True
+
+
+def test_an_entry_with_line_separators_is_built_served_and_read_back(learning, fake_embedder):
+    app, client, tmp_path = learning
+    odd = {"question": "ligne\u2028séparée\u2029et\x85suite ?", "answer": "Réponse\u2028sur deux lignes."}
+    assert client.put("/admin/entries/odd", json=odd, headers=AUTH).status_code == 202
+    served(app, fake_embedder, tmp_path)
+    assert client.get("/faq/odd").get_json()["question"] == odd["question"]
+
+
+def test_a_hand_edit_that_is_not_utf8_is_corpus_invalid(learning):
+    app, client, tmp_path = learning
+    corpus = tmp_path / "faq.jsonl"
+    corpus.write_bytes(corpus.read_bytes() + b'{"id": "x", "question": "\xff", "answer": "a"}\n')
+    before = snapshot(tmp_path)
+    assert_error(client.get("/admin/entries", headers=AUTH), 409, "corpus_invalid")
+    assert_error(client.put("/admin/entries/a", json=NEW, headers=AUTH), 409, "corpus_invalid")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_linked_corpus_keeps_its_link_and_crlf_files_keep_their_line_ends(tmp_path):
+    real = tmp_path / "real.jsonl"
+    rows = [{"id": "a", "question": "Q ?", "answer": "R."}, {"id": "b", "question": "Q2 ?", "answer": "R2."}]
+    real.write_bytes("".join(json.dumps(r) + "\r\n" for r in rows).encode())
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    CorpusFile(link).put([{"id": "c", "question": "Q3 ?", "answer": "R3."}])
+    assert link.is_symlink() and [e.id for e in read_corpus(link)[1]] == ["a", "b", "c"]
+    assert real.read_bytes().count(b"\r\n") == 3 and b"\n" not in real.read_bytes().replace(b"\r\n", b"")
+
+
+def test_a_build_of_a_later_change_serves_the_earlier_one(tmp_path):
+    from service.learning.rebuild import record_entries_change, served_since
+
+    log = str(tmp_path / "log.db")
+    record_entries_change(log, "a" * 64, (), None)
+    record_entries_change(log, "b" * 64, (), None)
+    assert served_since(log, "a" * 64, "b" * 64) and not served_since(log, "b" * 64, "a" * 64)
+    assert not served_since(log, "a" * 64, "c" * 64)  # a hand edit's build: not known to hold it

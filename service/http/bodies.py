@@ -82,9 +82,7 @@ def json_body():
     except ValueError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
     except RecursionError:  # e.g. [[[[…]]]] 100,000 deep: the decoder runs out of stack before the end
-        raise InvalidRequest(
-            "the body is nested too deeply to be a search request", code=ErrorCode.INVALID_JSON
-        ) from None
+        raise InvalidRequest("the body is nested too deeply to be read", code=ErrorCode.INVALID_JSON) from None
 
 
 def drain_refused_body() -> None:

@@ -89,12 +89,14 @@ def _wait() -> float:
 def _if_match() -> str | None:
     """The checksum of ``If-Match`` (quoted as the ``ETag`` or bare, a weak ``W/`` taken off), None when absent or
     ``*``; 400 ``invalid_if_match`` for anything else."""
-    raw = request.headers.get("If-Match", "").strip()
+    if "If-Match" not in request.headers:
+        return None
+    raw = request.headers["If-Match"].strip()
+    if raw == "*":
+        return None
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
-    if not raw or raw == "*":
-        return None
     if not CHECKSUM.fullmatch(raw):
         raise InvalidRequest(
             "If-Match must be the corpus checksum (the ETag of GET /admin/entries: 64 hex digits) or *",

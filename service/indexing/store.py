@@ -325,6 +325,7 @@ def write_index(
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        _load_build(tmp, full, verify=False)  # what is published reads back (the service's own reader)
         _start_published_list(out)
         tmp.rename(final)
         renamed = True
@@ -365,7 +366,7 @@ def published_builds(index_dir: str | os.PathLike) -> list[str] | None:
     """The ids of the builds ``current`` has pointed to, oldest first (None: an index directory from before the
     list was kept, where every finished build counts)."""
     try:
-        lines = (Path(index_dir) / PUBLISHED).read_text(encoding="utf-8").splitlines()
+        lines = _lines(Path(index_dir) / PUBLISHED)
     except FileNotFoundError:
         return None
     except OSError:
@@ -533,7 +534,7 @@ def _trim_published(out: Path, existing: set[str]) -> None:
     """Keep ``published.jsonl`` to the builds still on disk (rewritten whole, through a renamed temporary file)."""
     path = out / PUBLISHED
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _lines(path)
     except OSError:
         return
     kept = [line for line in lines if any(f'"{name}"' in line for name in existing)]
@@ -593,10 +594,17 @@ def read_entries(index_dir: str | os.PathLike) -> dict[str, dict] | None:
     except IndexUnavailable:
         return None
     try:
-        lines = (build / ENTRIES).read_text(encoding="utf-8").splitlines()
+        lines = _lines(build / ENTRIES)
         return {obj["id"]: obj for obj in (json.loads(line) for line in lines if line)}
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # TypeError: a line that is no object
         raise IndexUnavailable(f"cannot read the entries of index {build}: {exc}") from exc
+
+
+def _lines(path: Path) -> list[str]:
+    """A JSON Lines file's lines, split where the writer ends them (``"\\n"``): a text may hold U+2028, U+2029 or
+    NEL, which ``str.splitlines`` would also cut at (the entries are written with ``ensure_ascii=False``). Blank lines
+    are left out."""
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def load_index(index_dir: str | os.PathLike, verify: bool = True) -> StoredIndex:
@@ -676,12 +684,10 @@ def _load_build(build: Path, manifest: Manifest, verify: bool) -> StoredIndex:
                         "(truncated or modified): rebuild the index"
                     )
         vectors = VectorIndex(faiss.read_index(str(build / VECTORS)), manifest.vector_index)
-        rows = [Row(**json.loads(line)) for line in (build / ROWS).read_text(encoding="utf-8").splitlines() if line]
-        passages = [
-            Passage(**json.loads(line)) for line in (build / PASSAGES).read_text(encoding="utf-8").splitlines() if line
-        ]
+        rows = [Row(**json.loads(line)) for line in _lines(build / ROWS) if line]
+        passages = [Passage(**json.loads(line)) for line in _lines(build / PASSAGES) if line]
         entries = {}
-        for line in (build / ENTRIES).read_text(encoding="utf-8").splitlines():
+        for line in _lines(build / ENTRIES):
             if line:
                 obj = json.loads(line)
                 entries[obj["id"]] = _entry_from_dict(obj)

@@ -58,6 +58,8 @@ START_GRACE_SECONDS = 60.0
 STATE_KEY = "rebuild"
 #: The meta key of the entries API's last change: the corpus checksum it wrote and the entries it removed.
 ENTRIES_KEY = "entries"
+#: The corpus checksums the entries API wrote last, oldest first (which later change holds an earlier one).
+HISTORY = 200
 
 
 class Rebuilder:
@@ -391,13 +393,22 @@ def record_entries_change(log_path: str, checksum: str, removed: tuple[str, ...]
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (ENTRIES_KEY,)).fetchone()
             previous = json.loads(row[0]) if row else None
             carried = previous.get("removed", []) if previous and previous.get("sha256") != served else []
-            change = {"sha256": checksum, "removed": sorted({*carried, *removed}), "at": _now()}
+            history = [*(previous or {}).get("history", []), checksum][-HISTORY:]
+            change = {"sha256": checksum, "removed": sorted({*carried, *removed}), "at": _now(), "history": history}
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (ENTRIES_KEY, _dumps(change)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return change
+
+
+def served_since(log_path: str, checksum: str, served: str | None) -> bool:
+    """Whether ``served`` (the served build's corpus checksum) was written by the entries API at or after the change
+    that wrote ``checksum``: a later change's build holds the earlier changes."""
+    raw = _read_raw(log_path, ENTRIES_KEY)
+    history = (json.loads(raw) if raw else {}).get("history", [])
+    return checksum in history and served in history and history.index(served) >= history.index(checksum)
 
 
 def entries_change(log_path: str, corpus: str) -> dict | None:
