@@ -183,18 +183,12 @@ def _refuse_too_many_expansions(targets_of: dict, groups: list[set]) -> None:
             direct.setdefault(terms, set()).update(members - {terms})
     total = 0
     for source in targets_of:
-        seen, todo = {source}, [source]
-        while todo:
-            for nxt in direct.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-                    total += 1
-                    if total > MAX_EXPANSIONS:
-                        raise SynonymError(
-                            f"the one-way expansions, chained, reach more than {MAX_EXPANSIONS} phrases in all: "
-                            "shorten the chains, or write equivalent groups"
-                        )
+        total += len(_closure(source, direct, limit=MAX_EXPANSIONS - total + 1)) - 1
+        if total > MAX_EXPANSIONS:
+            raise SynonymError(
+                f"the one-way expansions, chained, reach more than {MAX_EXPANSIONS} phrases in all: shorten the "
+                "chains, or write equivalent groups"
+            )
 
 
 class SynonymMatcher:
@@ -257,12 +251,15 @@ class SynonymMatcher:
         return out
 
 
-def _closure(source, direct) -> set[tuple[str, ...]]:
-    """The source and every phrase it expands to, through chained expansions and the groups of its targets."""
+def _closure(source, direct, limit: int | None = None) -> set[tuple[str, ...]]:
+    """The source and every phrase it expands to, through chained expansions and the groups of its targets (with
+    ``limit``: stops once that many phrases besides the source are found)."""
     seen, todo = {source}, [source]
     while todo:
         for nxt in direct.get(todo.pop(), ()):
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
+                if limit is not None and len(seen) > limit:
+                    return seen
     return seen

@@ -62,13 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.faq is not None and not SLUG.fullmatch(args.faq):
         parser.error(f"--faq {args.faq!r} is not a FAQ's name (a slug: a-z, 0-9, - and _)")
     to = Path(args.to) / args.faq if args.faq else Path(args.to)
-    try:
-        manifest = publish_index(args.index, to, new_model=args.new_model)
-    except ServiceError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot publish into {to}: {exc}", file=sys.stderr)
+    manifest = _publishing(lambda: publish_index(args.index, to, new_model=args.new_model), to)
+    if manifest is None:
         return 1
     print(json.dumps({"published": manifest.index_id, "to": str(to), "counts": manifest.counts.to_dict()}))
     return 0
@@ -87,18 +82,24 @@ def _model(args, parser) -> int:
         return 1 if problems else 0
     if args.to is None:
         parser.error("--model needs --to: the directory the serving host reads the model from")
-    try:
-        listing = publish_model(args.model, args.to)
-    except ServiceError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot publish into {args.to}: {exc}", file=sys.stderr)
+    listing = _publishing(lambda: publish_model(args.model, args.to), args.to)
+    if listing is None:
         return 1
     size = sum(f["bytes"] for f in listing["files"].values())
     print(json.dumps({"published_model": args.model, "to": args.to, "files": len(listing["files"]),
                       "megabytes": round(size / 2**20, 1)}))  # fmt: skip
     return 0
+
+
+def _publishing(call, to):
+    """``call()``, or None after printing why it failed (a check that failed, or a destination not writable)."""
+    try:
+        return call()
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot publish into {to}: {exc}", file=sys.stderr)
+    return None
 
 
 if __name__ == "__main__":
