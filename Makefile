@@ -102,7 +102,9 @@ $(BIN)/python:
 # torch first and alone, pinned: anything that depends on torch would otherwise pull a CUDA build. Then the pinned
 # set, then this project itself, editable and without dependencies (they are the pinned set): the `service` package
 # and the `faq-search` command.
+# A pip that an interrupted upgrade left half-replaced is put back first (ensurepip), so the next run goes on.
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt

@@ -66,6 +66,8 @@ def _pins(path) -> set[str]:
 def test_make_run_installs_what_serving_and_building_need_and_make_test_the_rest():
     run = _dry_run_all("run")
     assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
+    # A pip an interrupted self-upgrade left half-replaced is put back before anything else is installed.
+    assert run.index("ensurepip") < run.index("--upgrade pip") < run.index("torch==")
     for target in ("test", "test-fast", "lint"):
         assert "-r requirements-dev.txt" in _dry_run_all(target), target
     runtime = _pins("requirements.txt")

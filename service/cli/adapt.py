@@ -10,6 +10,9 @@ Examples:
     faq-search adapt --dataset covid_quebec_fr
     faq-search adapt --corpus corpus/my_faq.jsonl --queries my_questions.jsonl --out models/my-adapted
     faq-search build --model models/multilingual-e5-small-adapted
+
+Needs the fine-tuning packages, which `make run` does not install: `.venv/bin/pip install -r requirements-finetune.txt`
+(or `make install-dev`).
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailable as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # nothing half-made is taken as done: the next run (make run) finishes it
+        print("interrupted: run it again (or `make run`) to finish the set-up", file=sys.stderr)
+        return 130
     print(f"model ready: {out}")
     return 0
 

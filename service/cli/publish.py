@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the index directory (or build) to publish (default: $FAQ_INDEX or index)",
     )  # fmt: skip
     parser.add_argument(
-        "--to", default=settings.publish_dir,
-        help="the index directory every replica serves from (default: $FAQ_PUBLISH_DIR)",
+        "--to", default=None,
+        help="where to publish: the index directory every replica serves from (default: $FAQ_PUBLISH_DIR), or with "
+        "--model the directory a serving host reads the model from (never defaulted)",
     )  # fmt: skip
     parser.add_argument(
         "--faq", default=None, metavar="NAME",
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         help="publish a build of another model than the published one (after the replicas were started with it)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.check_model or args.model:
-        return _model(args, parser)
+    if args.check_model is not None or args.model is not None:
+        return _model(args, parser, argv or [])
+    args.to = args.to or settings.publish_dir  # the cluster's index directory: for an index only, never a model
     if args.to is None:
         parser.error("--to (or FAQ_PUBLISH_DIR) is required")
     if args.faq is not None and not SLUG.fullmatch(args.faq):
@@ -69,24 +71,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _model(args, parser) -> int:
+def _model(args, parser, argv: list[str]) -> int:
     """``--model DIR --to DEST``: publish a model's serving files; ``--check-model DIR``: check a published one."""
     from service.encoders.serving_files import check_model, publish_model
 
-    if args.check_model:
+    index_options = [o for o in ("--index", "--faq", "--new-model") if any(a.split("=")[0] == o for a in argv)]
+    if args.model is not None and args.check_model is not None:
+        parser.error("--model publishes and --check-model checks: one at a time")
+    if index_options:
+        parser.error(f"{', '.join(index_options)} publish an index: not with --model or --check-model")
+    if args.check_model is not None:
+        if not args.check_model:
+            parser.error("--check-model needs the published model's directory")
         problems = check_model(args.check_model)
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         if not problems:
             print(json.dumps({"model": args.check_model, "ok": True}))
         return 1 if problems else 0
-    if args.to is None:
+    to = args.to
+    if not to:  # given on the command line: FAQ_PUBLISH_DIR is the cluster's index directory, never the model's
         parser.error("--model needs --to: the directory the serving host reads the model from")
-    listing = _publishing(lambda: publish_model(args.model, args.to), args.to)
+    listing = _publishing(lambda: publish_model(args.model, to), to)
     if listing is None:
         return 1
     size = sum(f["bytes"] for f in listing["files"].values())
-    print(json.dumps({"published_model": args.model, "to": args.to, "files": len(listing["files"]),
+    print(json.dumps({"published_model": args.model, "to": str(to), "files": len(listing["files"]),
                       "megabytes": round(size / 2**20, 1)}))  # fmt: skip
     return 0
 

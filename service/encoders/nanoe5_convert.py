@@ -13,9 +13,11 @@ loadable with ``SentenceTransformer(path)`` and nothing fetched.
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -361,12 +363,17 @@ def _pin_files(st_dir: Path, max_seq_length: int) -> None:
 
 
 def _remove_leftovers(out: Path) -> None:
-    """Remove what a conversion killed before its cleanup left beside ``out`` (its work directory, the previous
-    model it was replacing): each is named with its process's pid, and removed once that process is gone."""
-    for leftover in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
-        pid = leftover.name.split("-")[-2 if ".tmp-" in leftover.name else -1]
-        if pid.isdigit() and alive(int(pid)):
+    """Remove what a conversion killed before its cleanup left beside ``out``: its work directory
+    (``.NAME.tmp-<pid>-<random>``) and the model it was replacing (``.NAME.old-<pid>``, a model directory), once that
+    process is gone; nothing else."""
+    work = re.compile(rf"^\.{re.escape(out.name)}\.tmp-(\d+)-[A-Za-z0-9_]+$")
+    replaced = re.compile(rf"^\.{re.escape(out.name)}\.old-(\d+)$")
+    for leftover in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        match = work.match(leftover.name) or replaced.match(leftover.name)
+        if match is None or alive(int(match[1])) or not leftover.is_dir() or leftover.is_symlink():
             continue
+        if match.re is replaced and not (leftover / MARKER).is_file():
+            continue  # not a converted model: someone's own directory, kept
         shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -107,6 +107,8 @@ def check_weights(model_dir: Path, backend: str) -> Path | None:
     from ..files import file_problem
 
     redo = f"export it again with `.venv/bin/faq-search prepare-model --onnx-only {model_dir} --force`"
+    if (model_dir / "serving.json").is_file():  # a published copy: made on the build host, not here
+        redo = f"publish it again from the build host (`faq-search publish --model <model dir> --to {model_dir}`)"
     marker = model_dir / ONNX_DIR / "export.json"
     try:
         info = json.loads(marker.read_text())
@@ -142,6 +144,15 @@ class OnnxEmbedder(PromptsMixin):
                 f"{path} does not exist: run `faq-search prepare-model --out {model_dir}` "
                 f"(or `make model`) to export it, or use the torch backend"
             )
+        if (model_dir / "serving.json").is_file():  # a published copy (serving_files.py): every file as published
+            from .serving_files import check_model
+
+            problems = check_model(model_dir, backend)
+            if problems:
+                raise ModelUnavailable(
+                    f"{model_dir} is not the model as published ({'; '.join(problems[:3])}): publish it again from "
+                    f"the build host (`faq-search publish --model <model dir> --to {model_dir}`)"
+                )
         self.data_path = check_weights(model_dir, backend)
         try:
             st_config = json.loads((model_dir / "config_sentence_transformers.json").read_text())

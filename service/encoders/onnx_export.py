@@ -112,6 +112,8 @@ def export_onnx(model_dir: str | os.PathLike, force: bool = False) -> Path:
     started = time.perf_counter()
     out.mkdir(exist_ok=True)
     (out / EXPORT_MARKER).unlink(missing_ok=True)  # written last: a half-done export is never "up to date"
+    for leftover in out.glob("*.tmp.onnx"):  # an interrupted export's
+        leftover.unlink()
     # Eager attention exports the matmul-softmax pattern that ONNX Runtime's BERT optimiser fuses into its
     # Attention kernel (the default SDPA path exports ops it does not recognise): 1.6x faster on long passages.
     model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
@@ -226,6 +228,10 @@ class WordTable:
         from safetensors import safe_open
 
         with safe_open(str(self.path), framework="numpy") as f:
+            if self.KEY not in set(f.keys()):  # safe_open has no __contains__
+                raise ModelUnavailable(
+                    f"{self.path} has no {self.KEY!r}: not a BertModel checkpoint this exporter reads"
+                )
             table = f.get_slice(self.KEY)
             rows = table.get_shape()[0]
             low, high = np.float32(np.inf), np.float32(-np.inf)
