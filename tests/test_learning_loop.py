@@ -50,7 +50,8 @@ def _wait_rebuild(port, index_id, seconds=120):
         state = queue["rebuild"] or {}
         assert state.get("state") != "failed", state
         ids = {_call(port, "GET", "/ready")[1]["index_id"] for _ in range(6)}
-        if state.get("state") == "done" and ids == {state["index_id"]} and index_id not in ids:
+        # "reload": the worker that ran the build records its reload last, after every worker may have switched.
+        if state.get("state") == "done" and ids == {state["index_id"]} and index_id not in ids and "reload" in state:
             return state
         time.sleep(0.5)
     raise AssertionError(f"the rebuild did not reach every worker in {seconds} s: {state}, {ids}")
