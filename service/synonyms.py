@@ -177,10 +177,7 @@ def _refuse_cycles(targets_of: dict[tuple[str, ...], set[tuple[str, ...]]], writ
 def _refuse_too_many_expansions(targets_of: dict, groups: list[set]) -> None:
     """SynonymError when the one-way expansions, chains and the groups of their targets followed (as the matcher
     follows them), reach more than ``MAX_EXPANSIONS`` phrases in all; stops counting there."""
-    direct = {source: set(targets) for source, targets in targets_of.items()}
-    for members in groups:
-        for terms in members:
-            direct.setdefault(terms, set()).update(members - {terms})
+    direct = _expansions(targets_of, groups)
     total = 0
     for source in targets_of:
         total += len(_closure(source, direct, limit=MAX_EXPANSIONS - total + 1)) - 1
@@ -191,6 +188,16 @@ def _refuse_too_many_expansions(targets_of: dict, groups: list[set]) -> None:
             )
 
 
+def _expansions(targets_of: dict, groups: list[set]) -> dict:
+    """What each phrase expands to in one step: a one-way source to its targets, a group's phrase to the rest of its
+    group (so a target that is in a group brings the whole group)."""
+    direct = {source: set(targets) for source, targets in targets_of.items()}
+    for members in groups:
+        for terms in members:
+            direct.setdefault(terms, set()).update(members - {terms})
+    return direct
+
+
 class SynonymMatcher:
     """Applies a synonym list to term sequences: the terms an entry gains, the terms a query is read as."""
 
@@ -198,19 +205,22 @@ class SynonymMatcher:
         synonyms = synonyms or Synonyms()
         self._document: dict[tuple[str, ...], set[str]] = {}  # phrase -> the synonym terms an entry holding it gets
         self._query: dict[tuple[str, ...], str] = {}  # phrase -> the synonym term a query holding it is read as
+        #: Each synonym term -> the phrases it stands for (a group's, or a one-way source's targets).
+        self.phrases: dict[str, list[str]] = {}
         for i, group in enumerate(synonyms.equivalent):
+            self.phrases[f"~={i}"] = list(group)
             for phrase in group:
                 terms = phrase_terms(phrase)
                 self._document.setdefault(terms, set()).add(f"~={i}")
                 self._query[terms] = f"~={i}"
-        direct = {phrase_terms(k): {phrase_terms(t) for t in v} for k, v in synonyms.oneway}
-        for group in synonyms.equivalent:  # a target in a group expands to the whole group
-            members = {phrase_terms(p) for p in group}
-            for terms in members:
-                direct.setdefault(terms, set()).update(members - {terms})
-        for source, _ in synonyms.oneway:
+        direct = _expansions(
+            {phrase_terms(k): {phrase_terms(t) for t in v} for k, v in synonyms.oneway},
+            [{phrase_terms(p) for p in group} for group in synonyms.equivalent],
+        )
+        for source, targets in synonyms.oneway:
             source = phrase_terms(source)
             token = "~>" + "_".join(source)
+            self.phrases[token] = list(targets)
             for terms in _closure(source, direct):
                 self._document.setdefault(terms, set()).add(token)
             self._query[source] = token
@@ -232,23 +242,31 @@ class SynonymMatcher:
         """An entry's terms followed by the synonym terms of the phrases it holds."""
         return terms + [token for _, _, token in self.spans(terms)] if self else terms
 
-    def query_words(self, words: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """A query's ``(term, word)`` pairs with each synonym phrase (longest first, left to right) replaced by
-        ``(its synonym term, the query's words of it)``."""
-        if not self:
-            return words
+    def query_spans(self, terms: list[str]) -> list[tuple[int, int, str | None]]:
+        """A query's terms cut left to right into ``(start, end, synonym term)`` for each synonym phrase (the
+        longest that starts there) and ``(i, i + 1, None)`` for each other term."""
         out, i = [], 0
-        while i < len(words):
-            for n in range(min(self._longest, len(words) - i), 0, -1):
-                token = self._query.get(tuple(t for t, _ in words[i : i + n]))
+        while i < len(terms):
+            for n in range(min(self._longest, len(terms) - i), 0, -1):
+                token = self._query.get(tuple(terms[i : i + n]))
                 if token is not None:
-                    out.append((token, " ".join(w for _, w in words[i : i + n])))
+                    out.append((i, i + n, token))
                     i += n
                     break
             else:
-                out.append(words[i])
+                out.append((i, i + 1, None))
                 i += 1
         return out
+
+    def query_words(self, words: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A query's ``(term, word)`` pairs with each synonym phrase (``query_spans``) replaced by ``(its synonym
+        term, the query's words of it)``."""
+        if not self:
+            return words
+        return [
+            words[i] if token is None else (token, " ".join(w for _, w in words[i:j]))
+            for i, j, token in self.query_spans([t for t, _ in words])
+        ]
 
 
 def _closure(source, direct, limit: int | None = None) -> set[tuple[str, ...]]:

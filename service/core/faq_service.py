@@ -405,12 +405,13 @@ class FaqService:
         out["synonyms"] = _editing(lambda: CorpusFile(self.settings.corpus).synonyms())[1].to_dict()
         return out
 
-    def _served(self, checksum: str) -> dict:
-        """The corpus's checksum and file, and whether the served build is made from it."""
+    def _served(self, checksum: str, holds: bool | None = None) -> dict:
+        """The corpus's checksum and file, and whether the served build is made from it (``holds``: whether it holds
+        it, when a caller knows better)."""
         served = self.served_corpus()
         engine = self.current_engine
-        out = {"checksum": checksum, "served_checksum": served, "served": served == checksum,
-               "corpus": self.settings.corpus.name,
+        out = {"checksum": checksum, "served_checksum": served,
+               "served": served == checksum if holds is None else holds, "corpus": self.settings.corpus.name,
                "index_built_from": engine.index.manifest.corpus.file if engine is not None else None}  # fmt: skip
         if out["index_built_from"] not in (None, out["corpus"]):
             out["warning"] = (
@@ -458,8 +459,9 @@ class FaqService:
         while not self._serves(log_path, done.after) and time.monotonic() < deadline:
             time.sleep(0.1)
         engine = self.current_engine
-        out.update(self._served(done.after), index_id=engine.index.index_id if engine is not None else None)
-        out["served"] = self._serves(log_path, done.after)  # this change, or a later one that holds it
+        # Served: this change's build, or a later change's that holds it.
+        out.update(self._served(done.after, self._serves(log_path, done.after)),
+                   index_id=engine.index.index_id if engine is not None else None)  # fmt: skip
         if out["rebuild"] is not None and out["served"]:  # the build that served it, as it ended
             out["rebuild"] = _reading(self.rebuilder.status) or out["rebuild"]
         return out

@@ -127,7 +127,8 @@ def _remove_leftovers(to: Path) -> None:
 
 def check_model(model_dir: str | os.PathLike, backend: str | None = None) -> list[str]:
     """What is wrong with a published model directory (nothing: an empty list), against its ``serving.json``;
-    with ``backend``, only the files serving that backend reads."""
+    with ``backend``, only the files serving that backend reads, but for its weights file, which the encoder's
+    ``check_weights`` hashes anyway against ``export.json`` (itself checked here)."""
     model_dir = Path(model_dir)
     try:
         files = json.loads((model_dir / SERVING_LIST).read_text(encoding="utf-8"))["files"]
@@ -142,6 +143,7 @@ def check_model(model_dir: str | os.PathLike, backend: str | None = None) -> lis
     wanted = serving_files(model_dir)
     if backend is not None:
         others = {f"{ONNX_DIR}/{f[b]}" for f in (FILES, DATA_FILES) for b in f if b != backend}
+        others.add(f"{ONNX_DIR}/{DATA_FILES[backend]}")
         wanted = [name for name in wanted if name not in others]
     problems = [
         f"{SERVING_LIST} lists {name!r}, which is no serving file"

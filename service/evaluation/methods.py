@@ -15,7 +15,7 @@ from ..indexing.build import RowMaker, build_index
 from ..indexing.scoring import Scoring
 from ..indexing.store import load_index
 from ..search.engine import SearchEngine
-from ..synonyms import Synonyms, phrase_terms
+from ..synonyms import SynonymMatcher, Synonyms, phrase_terms
 from .datasets import EvalSet, entries_checksum, load_covid, user_questions, without_fifth, write_corpus
 from .metrics import answer_stats, ranking_metrics
 
@@ -253,14 +253,7 @@ class SynonymExpandingEmbedder:
     def __init__(self, inner, synonyms: Synonyms):
         self.inner = inner
         self.model_id, self.dimension, self.prompts = inner.model_id, inner.dimension, inner.prompts
-        self._alternatives: dict[tuple[str, ...], list[str]] = {}
-        for group in synonyms.equivalent:
-            for phrase in group:
-                own = phrase_terms(phrase)
-                self._alternatives[own] = [p for p in group if phrase_terms(p) != own]
-        for source, targets in synonyms.oneway:
-            self._alternatives[phrase_terms(source)] = list(targets)
-        self._longest = max((len(k) for k in self._alternatives), default=0)
+        self.matcher = SynonymMatcher(synonyms)
 
     def prompt_for(self, kind: str) -> str:
         return self.inner.prompt_for(kind)
@@ -270,16 +263,14 @@ class SynonymExpandingEmbedder:
 
     def expand(self, text: str) -> str:
         """``text`` followed by the other phrases of each synonym it holds, in parentheses (itself if none)."""
-        terms, extra, i = phrase_terms(text), [], 0
-        while i < len(terms):
-            for n in range(min(self._longest, len(terms) - i), 0, -1):
-                found = self._alternatives.get(tuple(terms[i : i + n]))
-                if found is not None:
-                    extra += found
-                    i += n
-                    break
-            else:
-                i += 1
+        terms = phrase_terms(text)
+        extra = [
+            phrase
+            for i, j, token in self.matcher.query_spans(list(terms))
+            if token is not None
+            for phrase in self.matcher.phrases[token]
+            if phrase_terms(phrase) != tuple(terms[i:j])
+        ]
         return f"{text} ({', '.join(extra)})" if extra else text
 
     def encode(self, texts, kind: str = "query", batch_size: int = 32, show_progress: bool = False):
